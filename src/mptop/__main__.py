@@ -1,0 +1,3 @@
+from mptop.cli import main
+
+raise SystemExit(main())

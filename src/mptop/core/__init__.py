@@ -1,0 +1,1 @@
+"""Sampling, rates, paths, events and transfers.  Headless: never imports Textual."""

@@ -1,0 +1,181 @@
+"""What the core produces for views: samples, events and summaries.
+
+These are the NDJSON records of ``mptop get --json`` / ``--record`` / ``watch --json`` and what
+``mptop replay`` reads back, so :meth:`to_json` and :func:`record_from_json` are exact inverses.
+Rates are bits per second; times are seconds since the run started (monotonic clock).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, Union
+
+Status = Literal["mptcp", "fallback", "tcp", "connecting"]
+
+EVENT_KINDS = (
+    "subflow_up", "subflow_down", "path_stalled", "path_recovered", "fallback",
+    "link_down", "link_up", "address_announced", "address_removed",
+    "transfer_done", "transfer_failed",
+)
+
+
+@dataclass(slots=True)
+class SubflowSample:
+    id: int
+    local: str                 # "ip:port" ("[v6]:port" for IPv6)
+    remote: str
+    iface: str                 # the path key: local interface name (or local address if unknown)
+    path: str                  # the path's label: Wi-Fi, Cellular, Ethernet, or the interface
+    bytes_received: int
+    rate_bps: float
+    rtt_ms: float | None
+    backup: bool
+    bytes_sent: int = 0
+    cwnd: int | None = None
+    retransmits: int | None = None
+    join: bool = False         # False: the initial subflow (MP_CAPABLE); True: an MP_JOIN subflow
+    age_s: float = 0.0
+    closed: bool = False
+
+
+@dataclass(slots=True)
+class TransferSample:
+    id: int
+    url: str
+    bytes: int
+    total: int | None
+    rate_bps: float
+    status: Status
+    reason: str | None = None
+    subflows: list[SubflowSample] = field(default_factory=list)
+    eta_s: float | None = None
+    state: Literal["connecting", "running", "done", "failed"] = "running"
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class ConnectionSample:
+    """A connection seen system-wide (``mptop watch``), not started by mptop."""
+
+    token: int
+    local: str
+    remote: str
+    process: str | None
+    status: Status
+    rate_bps: float
+    subflows: list[SubflowSample] = field(default_factory=list)
+    bytes: int = 0
+    age_s: float = 0.0
+    pid: int | None = None
+
+
+@dataclass(slots=True)
+class PathSample:
+    label: str
+    rate_bps: float
+    bytes: int
+    share: float = 0.0          # of the current total rate, 0..1
+    link_up: bool | None = None
+    subflows: int = 0
+    stalled: bool = False
+
+
+@dataclass(slots=True)
+class Sample:
+    t: float
+    transfers: list[TransferSample] = field(default_factory=list)
+    paths: dict[str, PathSample] = field(default_factory=dict)      # keyed by interface
+    connections: list[ConnectionSample] | None = None               # watch mode only
+    type: Literal["sample"] = "sample"
+
+
+@dataclass(slots=True)
+class Event:
+    t: float
+    kind: str                   # one of EVENT_KINDS
+    iface: str | None = None
+    transfer: int | None = None
+    detail: str = ""
+    type: Literal["event"] = "event"
+
+
+@dataclass(slots=True)
+class TransferSummary:
+    id: int
+    url: str
+    file: str | None
+    bytes: int
+    sha256: str | None
+    status: Status
+    reason: str | None
+    ok: bool
+    error: str | None
+    path_bytes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Summary:
+    duration_s: float
+    transfers: list[TransferSummary] = field(default_factory=list)
+    type: Literal["summary"] = "summary"
+
+
+@dataclass(slots=True)
+class HostInfo:
+    """MPTCP on the host at the start of a run: what the TUI header shows (and replays)."""
+
+    kernel: str
+    enabled: bool | None
+    path_manager: str | None
+    scheduler: str | None
+    subflows_limit: int | None
+    add_addr_accepted_limit: int | None
+    events: Literal["netlink", "inferred"] = "inferred"
+    labels: dict[str, str] = field(default_factory=dict)   # iface -> label
+    type: Literal["host"] = "host"
+
+
+Record = Union[Sample, Event, Summary, HostInfo]
+
+
+def to_json(record: Record) -> dict[str, Any]:
+    """The NDJSON object for a record; ``connections`` is left out of non-watch samples."""
+    out = asdict(record)
+    if isinstance(record, Sample) and record.connections is None:
+        del out["connections"]
+    if isinstance(record, Sample) and record.connections is not None and not record.transfers:
+        del out["transfers"]
+    return out
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def record_from_json(data: dict[str, Any]) -> Record:
+    """Inverse of :func:`to_json`; unknown keys are ignored so newer recordings still load."""
+    kind = data.get("type")
+    if kind == "sample":
+        transfers = [
+            _build(TransferSample, {**t, "subflows": [_build(SubflowSample, s) for s in t.get("subflows", [])]})
+            for t in data.get("transfers", [])
+        ]
+        conns = data.get("connections")
+        if conns is not None:
+            conns = [
+                _build(ConnectionSample, {**c, "subflows": [_build(SubflowSample, s) for s in c.get("subflows", [])]})
+                for c in conns
+            ]
+        paths = {k: _build(PathSample, v) for k, v in data.get("paths", {}).items()}
+        return Sample(t=data["t"], transfers=transfers, paths=paths, connections=conns)
+    if kind == "event":
+        return _build(Event, data)
+    if kind == "summary":
+        return Summary(
+            duration_s=data["duration_s"],
+            transfers=[_build(TransferSummary, t) for t in data.get("transfers", [])],
+        )
+    if kind == "host":
+        return _build(HostInfo, data)
+    raise ValueError(f"unknown record type {kind!r}")

@@ -1,0 +1,1 @@
+"""A real two-path MPTCP network on one machine, in network namespaces bound to this process."""

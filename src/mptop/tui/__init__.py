@@ -1,0 +1,1 @@
+"""The Textual views: they only draw what :mod:`mptop.core` produces."""
