@@ -1,0 +1,61 @@
+"""Command line entry point.  Start-up stays fast: each command imports its heavy parts in ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mptop import __version__
+
+# name -> (module under mptop.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "get": ("get", "download URLs over MPTCP without the TUI (--json for NDJSON)"),
+    "demo": ("demo", "a two-path lab with scripted handovers, in one command"),
+    "watch": ("watch", "every MPTCP connection on this host, live"),
+    "doctor": ("doctor", "is MPTCP really usable here, and how to fix it"),
+    "replay": ("replay", "play a recording (--record) in the TUI"),
+}
+
+USAGE = """\
+mptop URL…              download URLs over Multipath TCP and watch every path live
+mptop                   same as `mptop watch`
+mptop get URL… [--json] headless download (NDJSON with --json)
+mptop demo              two-path lab with Wi-Fi/cellular handovers, one command
+mptop watch             every MPTCP connection on this host
+mptop doctor            is MPTCP really usable here, and how to fix it
+mptop replay FILE       play a recording in the TUI"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mptop",
+        description="See Multipath TCP work: per-path throughput, subflows, path-manager events, fallback.",
+        usage=USAGE,
+    )
+    parser.add_argument("--version", action="version", version=f"mptop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = importlib.import_module(f"mptop.commands.{module}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.add_arguments(p)
+        p.set_defaults(_module=cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        argv = ["watch"]
+    elif argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
+        # `mptop URL… [get options]` opens the TUI on those downloads.
+        argv = ["get", "--tui", *argv]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130

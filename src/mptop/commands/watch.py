@@ -1,0 +1,14 @@
+"""`mptop watch` (being built)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    print("mptop watch: not built yet", flush=True)
+    return 2
