@@ -1,0 +1,1 @@
+"""`mptop demo`: the two-path lab, a scripted scenario and the TUI, in one command."""

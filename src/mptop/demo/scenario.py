@@ -1,0 +1,109 @@
+"""Demo scenarios are data (``assets/scenarios/*.toml``), not code: a lab set-up, a download and timed steps."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+ACTIONS = {"link_down", "link_up", "set_rate", "set_backup", "clear_backup", "delete_endpoint", "add_endpoint",
+           "reset_subflows"}
+DEFAULT = "handover"
+
+
+class ScenarioError(ValueError):
+    """A scenario file is missing or malformed; the message is one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    at_s: float
+    action: str
+    iface: str
+    mbit: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    title: str
+    description: str
+    period_s: float                          # 0: the steps play once
+    rate_mbit: dict[str, float | None]
+    client_endpoints: str = "none"
+    backup: tuple[str, ...] = ()
+    download_tcp: bool = False               # fetch from the plain-TCP port (fallback)
+    download_size: int | None = None         # None: an endless download
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+    def steps_between(self, t0: float, t1: float) -> list[tuple[float, Step]]:
+        """(time, step) for the steps due in (t0, t1] of scenario time, repeating every period."""
+        due: list[tuple[float, Step]] = []
+        for step in self.steps:
+            k = 0
+            while True:
+                at = step.at_s + k * self.period_s
+                if at > t1:
+                    break
+                if at > t0:
+                    due.append((at, step))
+                if self.period_s <= 0:
+                    break
+                k += 1
+        return sorted(due, key=lambda pair: pair[0])
+
+
+def builtin_names() -> list[str]:
+    folder = resources.files("mptop.demo") / "scenarios"
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load(name_or_path: str = DEFAULT) -> Scenario:
+    """A built-in scenario by name, or a scenario file by path."""
+    if name_or_path.endswith(".toml") or "/" in name_or_path:
+        path = Path(name_or_path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}") from None
+    else:
+        if name_or_path not in builtin_names():
+            raise ScenarioError(f"no scenario {name_or_path!r}; choose one of: {', '.join(builtin_names())}")
+        text = (resources.files("mptop.demo") / "scenarios" / f"{name_or_path}.toml").read_text()
+    try:
+        return parse(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"scenario {name_or_path}: {exc}") from None
+
+
+def parse(data: dict[str, Any]) -> Scenario:
+    try:
+        lab = data.get("lab", {})
+        download = data.get("download", {})
+        steps = tuple(_step(s) for s in data.get("steps", []))
+        size = download.get("size")
+        return Scenario(
+            name=str(data["name"]),
+            title=str(data.get("title", data["name"])),
+            description=str(data.get("description", "")),
+            period_s=float(data.get("period_s", 0)),
+            rate_mbit={k: (None if v in (0, None) else float(v)) for k, v in lab.get("rate_mbit", {}).items()},
+            client_endpoints=str(lab.get("client_endpoints", "none")),
+            backup=tuple(lab.get("backup", ())),
+            download_tcp=bool(download.get("tcp", False)),
+            download_size=None if size in (None, "forever") else int(size),
+            steps=steps,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ScenarioError(f"malformed scenario: {exc}") from None
+
+
+def _step(raw: dict[str, Any]) -> Step:
+    action = raw["action"]
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r} (known: {', '.join(sorted(ACTIONS))})")
+    mbit = raw.get("mbit")
+    return Step(at_s=float(raw["at_s"]), action=action, iface=str(raw["iface"]),
+                mbit=None if mbit is None else float(mbit))
