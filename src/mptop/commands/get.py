@@ -1,14 +1,50 @@
-"""`mptop get` (being built)."""
+"""`mptop get URL…`: download over MPTCP and report every path, headless (`--json` for NDJSON)."""
 
 from __future__ import annotations
 
 import argparse
 
 
+def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `mptop get` and `mptop URL…` (the TUI)."""
+    parser.add_argument("urls", nargs="+", metavar="URL", help="http:// or https:// URLs to download")
+    parser.add_argument("-o", "--output", metavar="PATH",
+                        help="FILE (one URL), DIR/, - for stdout, or /dev/null (default: the URL's name here)")
+    parser.add_argument("-f", "--force", action="store_true", help="overwrite an existing file")
+    parser.add_argument("-k", "--insecure", action="store_true", help="do not verify TLS certificates")
+    parser.add_argument("--require-mptcp", action="store_true",
+                        help="fail a transfer that cannot use MPTCP or falls back to TCP")
+    parser.add_argument("--interval", type=_positive_float, default=0.25, metavar="S",
+                        help="sampling interval in seconds (default 0.25)")
+    parser.add_argument("--label", action="append", default=[], metavar="IFACE=NAME",
+                        help="name a path, e.g. --label eth1=Starlink (repeatable)")
+    parser.add_argument("--record", metavar="FILE", help="also write the NDJSON stream to FILE (for mptop replay)")
+    parser.add_argument("--connect-timeout", type=_positive_float, default=15.0, metavar="S",
+                        help="give up connecting after S seconds (default 15)")
+    parser.add_argument("--idle-timeout", type=_positive_float, default=30.0, metavar="S",
+                        help="give up when no byte arrives for S seconds (default 30)")
+    parser.add_argument("--max-redirects", type=int, default=10, metavar="N", help="follow at most N redirects")
+    parser.add_argument("--bytes", dest="unit", action="store_const", const="bytes", default="bits",
+                        help="show rates in bytes/s instead of bit/s")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    add_transfer_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="NDJSON samples, events and a summary on stdout")
+    parser.add_argument("--tui", action="store_true", help=argparse.SUPPRESS)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
-    print("mptop get: not built yet", flush=True)
-    return 2
+    from mptop.commands import _get_run
+
+    return _get_run.run(args)

@@ -1,0 +1,137 @@
+"""`mptop get` without the TUI: a live Rich display on a terminal, plain lines (≤ 1/s) otherwise.
+
+Both only draw what :mod:`mptop.core` produced (samples, events, the summary) and write to stderr, so stdout stays
+free for ``-o -`` or ``--json``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import IO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from mptop.core.model import Event, PathSample, Sample, Summary, TransferSample
+from mptop.core.units import format_bytes, format_duration, format_rate
+
+PATH_STYLES = ("cyan", "magenta", "green", "yellow", "blue", "red")
+
+
+def status_text(t: TransferSample) -> str:
+    """The badge a transfer carries: 'MPTCP · 2 subflows', 'TCP fallback — …', 'TCP — …'."""
+    live = sum(1 for s in t.subflows if not s.closed)
+    if t.status == "mptcp":
+        return f"MPTCP · {live} subflow{'s' if live != 1 else ''}"
+    if t.status == "fallback":
+        return "TCP fallback" + (f" — {t.reason}" if t.reason else "")
+    if t.status == "tcp":
+        return "TCP" + (f" — {t.reason}" if t.reason else "")
+    return "connecting…"
+
+
+def _short_url(url: str, width: int = 40) -> str:
+    url = url.split("://", 1)[-1]
+    return url if len(url) <= width else "…" + url[-(width - 1):]
+
+
+def _progress(t: TransferSample) -> str:
+    if t.total:
+        return f"{100.0 * t.bytes / t.total:5.1f}% {format_bytes(t.bytes)}/{format_bytes(t.total)}"
+    return format_bytes(t.bytes)
+
+
+def plain_line(sample: Sample, unit: str = "bits") -> str:
+    """One line per sample for logs and pipes, like wget/aria2c print when not on a terminal."""
+    parts = [f"[{sample.t:6.1f}s]"]
+    for t in sample.transfers:
+        parts.append(f"#{t.id} {_short_url(t.url, 30)} {_progress(t)} {format_rate(t.rate_bps, unit)}"
+                     f" ({status_text(t)}; ETA {format_duration(t.eta_s)})")
+    if sample.paths:
+        parts.append("| " + "  ".join(f"{iface} {format_rate(p.rate_bps, unit)}" for iface, p in sample.paths.items()))
+    return " ".join(parts)
+
+
+class _Screen:
+    """The Rich renderable of the newest sample."""
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+        self.sample: Sample | None = None
+        self.styles: dict[str, str] = {}
+
+    def style_for(self, iface: str) -> str:
+        return self.styles.setdefault(iface, PATH_STYLES[len(self.styles) % len(PATH_STYLES)])
+
+    def __rich__(self) -> Group | Text:
+        if self.sample is None:
+            return Text("connecting…", style="dim")
+        return Group(self._transfers(), self._paths(self.sample.paths))
+
+    def _transfers(self) -> Table:
+        table = Table.grid(padding=(0, 1))
+        for t in self.sample.transfers if self.sample else []:
+            bar = ProgressBar(total=t.total or None, completed=t.bytes, width=24, pulse=not t.total)
+            badge_style = {"mptcp": "bold green", "fallback": "bold yellow", "tcp": "bold red"}.get(t.status, "dim")
+            table.add_row(
+                Text(_short_url(t.url), style="bold"), bar, Text(_progress(t)),
+                Text(format_rate(t.rate_bps, self.unit), style="bold"),
+                Text(f"ETA {format_duration(t.eta_s)}", style="dim"),
+                Text(t.error or status_text(t), style="red" if t.error else badge_style),
+            )
+        return table
+
+    def _paths(self, paths: dict[str, PathSample]) -> Table:
+        table = Table.grid(padding=(0, 1))
+        for iface, p in paths.items():
+            style = self.style_for(iface)
+            state = "" if p.link_up in (None, True) else " link down"
+            state += " stalled" if p.stalled else ""
+            table.add_row(
+                Text(f"  {p.label}", style=f"bold {style}"), Text(iface, style="dim"),
+                ProgressBar(total=1.0, completed=p.share, width=20, complete_style=style),
+                Text(f"{100 * p.share:3.0f}%"), Text(format_rate(p.rate_bps, self.unit)),
+                Text(format_bytes(p.bytes), style="dim"), Text(state.strip(), style="red"),
+            )
+        return table
+
+
+class ConsoleView:
+    """Feeds samples and events to the terminal; `close(summary)` prints the final lines."""
+
+    def __init__(self, stream: IO[str], unit: str = "bits", interactive: bool | None = None) -> None:
+        self.console = Console(file=stream, highlight=False)
+        self.interactive = self.console.is_terminal if interactive is None else interactive
+        self.unit = unit
+        self._screen = _Screen(unit)
+        self._live: Live | None = None
+        self._last_line = 0.0
+        if self.interactive:
+            self._live = Live(self._screen, console=self.console, refresh_per_second=4, transient=False)
+            self._live.start()
+
+    def sample(self, sample: Sample) -> None:
+        self._screen.sample = sample
+        if self._live is None and time.monotonic() - self._last_line >= 1.0:
+            self._last_line = time.monotonic()
+            self.console.print(plain_line(sample, self.unit), soft_wrap=True)
+
+    def event(self, event: Event) -> None:
+        if event.kind in ("transfer_done",) and not self.interactive:
+            return
+        self.console.print(f"[dim]{event.t:6.1f}s[/dim] {event.detail or event.kind}", soft_wrap=True)
+
+    def close(self, summary: Summary | None = None) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        for t in summary.transfers if summary else []:
+            if t.ok:
+                where = t.file or "(stdout)" if t.file != "/dev/null" else "/dev/null"
+                paths = ", ".join(f"{k} {format_bytes(v)}" for k, v in t.path_bytes.items())
+                self.console.print(f"[green]✓[/green] {t.url} → {where}: {format_bytes(t.bytes)} in "
+                                   f"{format_duration(summary.duration_s)} ({paths}) sha256 {t.sha256}",
+                                   soft_wrap=True)
