@@ -1,0 +1,154 @@
+"""Paths: the local interface a subflow leaves from.
+
+A path is keyed by the **local** interface (found from the subflow's local address), never by the
+remote address: with a server that announces a second address, two subflows may share a remote
+address while leaving through different links, or the other way round (measured.md).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mptop.core.model import PathSample
+
+_PREFIX_LABELS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("wl",), "Wi-Fi"),                                   # wlan0, wlp2s0, wlx…
+    (("wwan", "rmnet", "ccmni", "usb"), "Cellular"),      # modems and USB tethering
+    (("en", "eth"), "Ethernet"),                           # eth0, enp3s0, eno1
+)
+
+
+def default_label(iface: str) -> str:
+    """Wi-Fi / Cellular / Ethernet from the interface name's usual prefix, else the name itself."""
+    for prefixes, label in _PREFIX_LABELS:
+        if iface.startswith(prefixes):
+            return label
+    return iface
+
+
+def label_for(iface: str, overrides: Mapping[str, str] | None = None) -> str:
+    """The label a path is shown with; ``--label IFACE=NAME`` overrides win."""
+    if overrides and iface in overrides:
+        return overrides[iface]
+    return default_label(iface)
+
+
+def parse_label(option: str) -> tuple[str, str]:
+    """One ``--label IFACE=NAME`` value; usable as an argparse ``type`` (ValueError → one line)."""
+    iface, sep, name = option.partition("=")
+    iface, name = iface.strip(), name.strip()
+    if not sep or not iface or not name:
+        raise ValueError(f"--label wants IFACE=NAME (e.g. wlan0=Home Wi-Fi), got {option!r}")
+    return iface, name
+
+
+def parse_labels(options: Iterable[str]) -> dict[str, str]:
+    """All ``--label`` values as ``{iface: name}``; a later value for the same interface wins."""
+    return dict(parse_label(o) for o in options)
+
+
+class InterfaceLike(Protocol):
+    """What :mod:`mptop.kernel.host` tells about an interface (only these attributes are used)."""
+
+    name: str
+    addresses: Iterable[str]
+    up: bool
+
+
+def _normal(ip: str) -> str:
+    """One spelling per address (IPv4-mapped IPv6 as IPv4, no zone, canonical IPv6)."""
+    ip = ip.split("%", 1)[0].split("/", 1)[0]
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+@dataclass(slots=True)
+class InterfaceMap:
+    """Local address → interface name, and interface → link up, from one interface listing."""
+
+    by_address: dict[str, str] = field(default_factory=dict)
+    link_up: dict[str, bool] = field(default_factory=dict)
+
+    @classmethod
+    def from_interfaces(cls, interfaces: Iterable[InterfaceLike]) -> InterfaceMap:
+        out = cls()
+        for itf in interfaces:
+            out.link_up[itf.name] = bool(itf.up)
+            for address in itf.addresses:
+                out.by_address[_normal(address)] = itf.name
+        return out
+
+    def iface_for(self, local_ip: str) -> str:
+        """The interface owning ``local_ip``; the address itself when no interface has it."""
+        ip = _normal(local_ip)
+        return self.by_address.get(ip, ip)
+
+
+@dataclass(slots=True)
+class PathState:
+    """Running totals of one path.  Bytes of subflows that closed stay in :attr:`bytes`."""
+
+    iface: str
+    label: str
+    bytes: int = 0
+    rate_bps: float = 0.0
+    subflows: int = 0
+    link_up: bool | None = None
+    stalled: bool = False
+
+
+class PathBook:
+    """Per-path totals across all transfers, fed subflow by subflow each poll."""
+
+    def __init__(self, labels: Mapping[str, str] | None = None) -> None:
+        self.labels = dict(labels or {})
+        self.paths: dict[str, PathState] = {}
+        self._link_up: Mapping[str, bool] = {}
+
+    def path(self, iface: str) -> PathState:
+        state = self.paths.get(iface)
+        if state is None:
+            state = PathState(iface, label_for(iface, self.labels), link_up=self._link_up.get(iface))
+            self.paths[iface] = state
+        return state
+
+    def begin_poll(self, link_up: Mapping[str, bool]) -> None:
+        """Start a poll: rates and live-subflow counts are summed afresh, link state refreshed."""
+        self._link_up = link_up
+        for state in self.paths.values():
+            state.rate_bps = 0.0
+            state.subflows = 0
+            state.link_up = link_up.get(state.iface)
+
+    def add_bytes(self, iface: str, delta: int) -> None:
+        """Bytes a subflow gained since the last poll (also for a subflow that has just closed)."""
+        self.path(iface).bytes += delta
+
+    def add_live_subflow(self, iface: str, rate_bps: float) -> None:
+        state = self.path(iface)
+        state.subflows += 1
+        state.rate_bps += rate_bps
+
+    def samples(self) -> dict[str, PathSample]:
+        """The per-path records of this poll, with each path's share of the current total rate."""
+        total = sum(s.rate_bps for s in self.paths.values())
+        return {
+            iface: PathSample(
+                label=s.label,
+                rate_bps=s.rate_bps,
+                bytes=s.bytes,
+                share=s.rate_bps / total if total > 0 else 0.0,
+                link_up=s.link_up,
+                subflows=s.subflows,
+                stalled=s.stalled,
+            )
+            for iface, s in self.paths.items()
+        }

@@ -1,0 +1,105 @@
+"""Event state machines fed with synthetic observation sequences."""
+
+from __future__ import annotations
+
+import pytest
+
+from mptop.core.events import (
+    LinkWatch, StallChange, StallWatch, SubflowLedger, describe_stall, describe_transfer, fallback_reason,
+)
+
+
+def feed(watch: StallWatch, steps: list[tuple[float, int, bool]]) -> list[tuple[float, StallChange]]:
+    out = []
+    for t, nbytes, active in steps:
+        change = watch.observe(t, nbytes, active)
+        if change is not None:
+            out.append((t, change))
+    return out
+
+
+def ticks(start: float, stop: float, nbytes: int, active: bool = True, step: float = 0.25):
+    n = round((stop - start) / step)
+    return [(start + i * step, nbytes, active) for i in range(n)]
+
+
+def test_one_outage_gives_exactly_one_pair_with_its_length() -> None:
+    watch = StallWatch()
+    steps = [(t / 4, int(t * 1000), True) for t in range(0, 9)]      # data until t=2.0
+    steps += ticks(2.25, 7.25, 8_000)                                  # 5 s without a byte
+    steps += [(7.25, 9_000, True), (7.5, 10_000, True), (7.75, 11_000, True)]
+    changes = feed(watch, steps)
+    assert [c.kind for _, c in changes] == ["path_stalled", "path_recovered"]
+    (t_stall, stall), (t_back, back) = changes
+    assert t_stall == 3.0 and stall.outage_s == pytest.approx(1.0)
+    assert t_back == 7.25 and back.outage_s == pytest.approx(5.25)
+    assert describe_stall("Wi-Fi", back) == "Wi-Fi back after 5.2 s"
+    assert not watch.stalled
+
+
+def test_short_gaps_flapping_never_stall_and_each_real_outage_pairs() -> None:
+    watch = StallWatch()
+    steps, nbytes, t = [], 0, 0.0
+    for _ in range(6):                      # 0.75 s of data, 0.75 s gap, over and over
+        for _ in range(3):
+            nbytes += 100
+            steps.append((t, nbytes, True))
+            t += 0.25
+        steps += ticks(t, t + 0.75, nbytes)
+        t += 0.75
+    assert feed(watch, steps) == []
+    # Two long outages separated by data: two pairs, alternating.
+    steps = ticks(t, t + 1.5, nbytes) + [(t + 1.5, nbytes + 1, True)]
+    steps += ticks(t + 1.75, t + 4.0, nbytes + 1) + [(t + 4.0, nbytes + 2, True)]
+    kinds = [c.kind for _, c in feed(watch, steps)]
+    assert kinds == ["path_stalled", "path_recovered"] * 2
+
+
+def test_a_path_not_needed_does_not_stall_and_a_stall_ending_with_the_transfer_clears() -> None:
+    watch = StallWatch()
+    assert feed(watch, [(0.0, 0, True), (0.25, 500, True)] + ticks(0.5, 3.0, 500, active=False)) == []
+    assert not watch.stalled
+    # A new transfer on that path: still in its handshake for 2 s, that is no outage.
+    assert feed(watch, ticks(3.0, 5.0, 500, active=True)) == []
+    # Carrying data, stalls, then the transfer ends (path no longer needed): cleared, no recovery.
+    changes = feed(watch, [(5.0, 600, True)] + ticks(5.25, 6.5, 600) + ticks(6.5, 7.0, 600, active=False))
+    assert [c.kind for _, c in changes] == ["path_stalled"]
+    assert not watch.stalled
+    # Never carried data → never stalls.
+    assert feed(StallWatch(), ticks(0.0, 5.0, 0)) == []
+
+
+def test_link_watch_reports_changes_only() -> None:
+    watch = LinkWatch()
+    assert watch.observe({"wlan0": True, "wwan0": True}) == []
+    assert watch.observe({"wlan0": False, "wwan0": True}) == [("wlan0", False)]
+    assert watch.observe({"wlan0": False, "wwan0": True}) == []
+    assert watch.observe({"wlan0": True, "eth0": True}) == [("wlan0", True)]
+
+
+def test_subflow_ledger_one_up_one_down_whoever_sees_it_first() -> None:
+    ledger = SubflowLedger()
+    key = (1, "192.0.2.2:4000", "192.0.2.1:80")
+    assert ledger.up(key) is True           # seen by a poll
+    assert ledger.up(key) is False          # the PM event arrives later
+    assert ledger.down(key) is True         # SUB_CLOSED
+    assert ledger.up(key) is False          # a last poll still lists the closing subflow
+    assert ledger.down(key) is False
+    assert ledger.down((1, "x", "y")) is False   # never seen up
+    ledger.up((2, "a", "b"))
+    ledger.forget(1)
+    assert ledger.up(key) is True and ledger.is_up((2, "a", "b"))
+
+
+def test_fallback_reasons() -> None:
+    assert fallback_reason(mptcp_unavailable="MPTCP is disabled on this host", seen_mptcp=False) \
+        == "MPTCP is disabled on this host"
+    assert fallback_reason(mptcp_unavailable=None, seen_mptcp=False, synack_fallback=True) \
+        == "peer does not speak MPTCP"
+    assert "after the MPTCP handshake" in fallback_reason(mptcp_unavailable=None, seen_mptcp=True)
+    assert "peer" not in fallback_reason(mptcp_unavailable=None, seen_mptcp=False, synack_fallback=None)
+
+
+def test_transfer_detail() -> None:
+    assert describe_transfer("done", 20_000_000, 3.42, None) == "done: 20.0 MB in 3.4 s"
+    assert describe_transfer("failed", 1_000, None, "HTTP 404") == "failed after 1.0 kB: HTTP 404"

@@ -1,0 +1,72 @@
+"""Counters into rates: synthetic counters (arithmetic only)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mptop.core.rates import CounterRate, Ewma, counter_delta, eta_seconds
+
+
+def test_monotonic_counter_gives_delta_over_dt() -> None:
+    c = CounterRate()
+    assert c.update(10.0, 1_000) == 1_000          # bytes before the first look still count
+    assert c.rate == 0.0                            # but give no rate (no interval yet)
+    assert c.update(10.5, 6_000) == 5_000
+    assert c.rate == pytest.approx(10_000.0)
+    c.update(11.0, 6_000)
+    assert c.rate == 0.0
+    assert c.total == 6_000
+
+
+def test_zero_length_interval_keeps_last_rate_and_counts_bytes_later() -> None:
+    c = CounterRate()
+    c.update(0.0, 0)
+    c.update(1.0, 1_000)
+    assert c.update(1.0, 3_000) == 0                # same clock value: no division
+    assert c.rate == pytest.approx(1_000.0)
+    assert c.update(0.9, 3_500) == 0                # clock never goes back, but be safe
+    assert c.update(2.0, 4_000) == 3_000            # the bytes arrive with the next interval
+    assert c.rate == pytest.approx(3_000.0)
+    assert c.total == 4_000
+
+
+def test_counter_going_backwards_is_a_reset_not_a_negative_rate() -> None:
+    # A subflow id reused by a new subflow: its counter starts again from zero.
+    c = CounterRate()
+    c.update(0.0, 50_000)
+    c.update(1.0, 80_000)
+    assert c.update(2.0, 4_000) == 4_000
+    assert c.rate == pytest.approx(4_000.0)
+    assert c.total == 84_000
+    assert counter_delta(80_000, 4_000) == 4_000
+    assert counter_delta(4_000, 80_000) == 76_000
+
+
+def test_subflow_churn_totals_survive_idle() -> None:
+    old, new = CounterRate(), CounterRate()
+    old.update(0.0, 0)
+    old.update(1.0, 10_000)
+    old.idle()                                      # the subflow closed
+    new.update(1.0, 0)
+    new.update(2.0, 7_000)
+    assert old.rate == 0.0 and old.total == 10_000
+    assert old.total + new.total == 17_000
+
+
+def test_ewma_is_separate_and_independent_of_interval() -> None:
+    fine, coarse = Ewma(tau_s=1.0), Ewma(tau_s=1.0)
+    fine.update(0.0, 0.0)
+    coarse.update(0.0, 0.0)
+    for i in range(1, 5):
+        fine.update(i * 0.25, 100.0)
+    coarse.update(1.0, 100.0)
+    assert fine.value == pytest.approx(coarse.value)
+    assert 0 < coarse.value < 100
+    assert fine.update(1.0, 1e9) == fine.value == pytest.approx(coarse.value)  # dt = 0: unchanged
+
+
+def test_eta() -> None:
+    assert eta_seconds(250, 1_000, 250.0) == pytest.approx(3.0)
+    assert eta_seconds(250, None, 250.0) is None
+    assert eta_seconds(250, 1_000, 0.0) is None
+    assert eta_seconds(2_000, 1_000, 10.0) == 0.0
