@@ -1,0 +1,45 @@
+"""Shared fixtures: real two-path MPTCP labs (`lab`, `make_lab`) from :mod:`mptop.lab`.
+
+A lab that cannot be built skips the test, or fails it when MPTOP_REQUIRE_LAB=1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from mptop.lab import Lab, LabConfig, LabUnavailable
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("MPTOP_REQUIRE_LAB") == "1":
+        pytest.fail(f"lab required (MPTOP_REQUIRE_LAB=1) but unavailable: {reason}", pytrace=False)
+    pytest.skip(f"lab unavailable: {reason}")
+
+
+@pytest.fixture
+def make_lab() -> Iterator[Callable[..., Lab]]:
+    """Factory: ``make_lab(rate_mbit={"wlan0": 40}, client_endpoints="subflow")`` -> started Lab."""
+    labs: list[Lab] = []
+
+    def factory(**config: Any) -> Lab:
+        lab = Lab(LabConfig(**config))
+        labs.append(lab)
+        try:
+            return lab.start()
+        except LabUnavailable as e:
+            _unavailable(str(e))
+            raise  # unreachable: skip/fail raise
+
+    yield factory
+    for lab in labs:
+        lab.stop()
+
+
+@pytest.fixture
+def lab(make_lab: Callable[..., Lab]) -> Lab:
+    """A started default lab: unshaped, no client endpoints (2 subflows per download)."""
+    return make_lab()
