@@ -1,14 +1,40 @@
-"""`mptop doctor` (being built)."""
+"""`mptop doctor`: a checklist — is MPTCP really usable here, and the exact fix where it is not."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--url", help="also fetch URL over MPTCP: did the server speak MPTCP, how many subflows?")
+    parser.add_argument("--json", action="store_true", help="one JSON object with every check")
+    parser.add_argument("-k", "--insecure", action="store_true", help="with --url: do not verify TLS certificates")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("mptop doctor: not built yet", flush=True)
-    return 2
+    from mptop.core import doctor
+
+    checks = doctor.run_checks()
+    if args.url:
+        from mptop.core.doctor_url import check_url
+
+        checks.append(check_url(args.url, insecure=args.insecure))
+    failed = any(c.verdict == "fail" for c in checks)
+    if args.json:
+        json.dump({"ok": not failed, "checks": [c.to_json() for c in checks]}, sys.stdout)
+        sys.stdout.write("\n")
+        return 1 if failed else 0
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    colours = {"ok": "green", "fail": "bold red", "info": "dim"}
+    for c in checks:
+        console.print(f"[{colours[c.verdict]}]{doctor.MARKS[c.verdict]}[/] [bold]{c.name}[/]: {c.detail}",
+                      soft_wrap=True)
+        if c.fix:
+            console.print(f"    [yellow]fix:[/] {c.fix}", soft_wrap=True)
+    console.print("[green]MPTCP is ready.[/]" if not failed else
+                  "[bold red]Something stops MPTCP from working fully here: see the fixes above.[/]")
+    return 1 if failed else 0
