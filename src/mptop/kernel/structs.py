@@ -61,12 +61,14 @@ class _GrowingStruct:
         total = len(self.full.unpack(bytes(self.size)))
         self.padding = [(None,) * (total - len(p.unpack(bytes(p.size)))) for p in self.prefixes]
 
-    def unpack(self, buf: Buffer, offset: int, length: int, what: str) -> tuple[int | None, ...]:
-        if length >= self.size:
+    def unpack(self, buf: Buffer, offset: int, length: int | None, what: str) -> tuple[int | None, ...]:
+        """Decode at ``offset``; ``length`` = bytes the kernel filled (None: up to the buffer's end)."""
+        n = _room(buf, offset, length)
+        if n >= self.size:
             return self.full.unpack_from(buf, offset)
-        if length < self.minimum:
-            raise KernelParseError(f"{what}: {length} bytes, need at least {self.minimum}")
-        i = bisect_right(self.ends, length) - 1
+        if n < self.minimum:
+            raise KernelParseError(f"{what}: {max(n, 0)} bytes at offset {offset}, need at least {self.minimum}")
+        i = bisect_right(self.ends, n) - 1
         return self.prefixes[i].unpack_from(buf, offset) + self.padding[i]
 
 
@@ -105,21 +107,17 @@ _PORT = struct.Struct(">H")
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 
 
-def _length(buf: Buffer) -> int:
-    return buf.nbytes if type(buf) is memoryview else len(buf)
-
-
-def _check(buf: Buffer, offset: int, length: int) -> int:
+def _room(buf: Buffer, offset: int, length: int | None) -> int:
     """The usable length at ``offset``: ``length`` clipped to what the buffer really holds."""
-    if offset < 0 or length < 0:
+    room = (buf.nbytes if type(buf) is memoryview else len(buf)) - offset
+    if offset < 0 or (length is not None and length < 0):
         raise KernelParseError(f"bad offset/length {offset}/{length}")
-    return min(length, _length(buf) - offset)
+    return room if length is None or length > room else length
 
 
 def parse_mptcp_info_from(buf: Buffer, offset: int = 0, length: int | None = None) -> MptcpInfo:
     """Decode ``struct mptcp_info`` at ``offset``; ``length`` = bytes the kernel filled."""
-    n = _check(buf, offset, _length(buf) if length is None else length)
-    v = _MPTCP_INFO.unpack(buf, offset, n, "mptcp_info")
+    v = _MPTCP_INFO.unpack(buf, offset, length, "mptcp_info")
     csum = v[_CSUM]
     return MptcpInfo(*v[:_CSUM], None if csum is None else bool(csum), *v[_CSUM + 1:])  # type: ignore[arg-type]
 
@@ -131,9 +129,8 @@ def parse_mptcp_info(buf: Buffer) -> MptcpInfo:
 
 def parse_tcp_info_from(buf: Buffer, offset: int = 0, length: int | None = None) -> TcpInfo:
     """Decode the fields of ``struct tcp_info`` that :class:`TcpInfo` holds, at ``offset``."""
-    n = _check(buf, offset, _length(buf) if length is None else length)
     (state, retransmits, rtt, rttvar, cwnd, rcv_rtt, total_retrans, pacing, acked, received,
-     min_rtt, delivery, sent, retrans) = _TCP_INFO.unpack(buf, offset, n, "tcp_info")
+     min_rtt, delivery, sent, retrans) = _TCP_INFO.unpack(buf, offset, length, "tcp_info")
     return TcpInfo(state, retransmits, rtt, rttvar, cwnd, total_retrans, rcv_rtt,  # type: ignore[arg-type]
                    pacing, acked, received, min_rtt, delivery, sent, retrans)
 
@@ -149,7 +146,7 @@ def parse_sockaddr_from(buf: Buffer, offset: int = 0, length: int | None = None)
     An IPv4-mapped IPv6 address (``::ffff:a.b.c.d``) comes back as plain IPv4, so that a
     dual-stack socket's paths group with their IPv4 interface addresses.
     """
-    n = _check(buf, offset, _length(buf) if length is None else length)
+    n = _room(buf, offset, length)
     if n < 2:
         raise KernelParseError(f"sockaddr: {n} bytes, no address family")
     family = _FAMILY.unpack_from(buf, offset)[0]
