@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mptop.lab.topology import LabBase
+from mptop.lab.config import LabError
+from mptop.lab.netns import Namespace
+from mptop.lab.topology import LabBase, Side, endpoint_add_cmd
 
 
 class Lab(LabBase):
@@ -49,3 +51,86 @@ class Lab(LabBase):
 
     def tx_bytes(self, iface: str) -> int:
         return self._dev_counters(iface)[1]
+
+    # -- subflows ------------------------------------------------------------------------------
+    def subflows(self, iface: str) -> list[tuple[str, str]]:
+        """(local "ip:port", remote "ip:port") of the client's MPTCP subflows on this path."""
+        out = self.run(self.client, ["ss", "-tniH", "state", "established", "src",
+                                     self.path(iface).client_addr]).stdout
+        found: list[tuple[str, str]] = []
+        header: list[str] = []
+        for line in out.splitlines():
+            if not line.startswith(("\t", " ")):
+                header = line.split()
+            elif "tcp-ulp-mptcp" in line and len(header) >= 4:
+                local, remote = header[-2], header[-1]
+                found.append((_strip_dev(local), remote))
+        return found
+
+    def reset_subflows(self, iface: str) -> int:
+        """Really RST the client's MPTCP subflows on this path (``ss -K``: SOCK_DESTROY sends a
+        reset to the server).  The in-kernel PM never recreates them.  Returns how many."""
+        killed = self.subflows(iface)
+        for local, remote in killed:
+            self.run(self.client, ["ss", "-K", "-t", "src", local, "dst", remote])
+        return len(killed)
+
+    # -- endpoints -----------------------------------------------------------------------------
+    def _endpoint(self, iface: str, side: Side | None, present: bool) -> tuple[Side, Endpoint]:
+        self.path(iface)
+        for s in ([side] if side else ["client", "server"]):
+            ep = self.endpoints.get((s, iface))
+            if ep is not None and ep.present == present:
+                return s, ep
+        state = "present" if present else "deleted"
+        raise LabError(f"no {state} MPTCP endpoint on {iface} ({side or 'client or server'} side)")
+
+    def delete_endpoint(self, iface: str, side: Side | None = None) -> None:
+        """Delete the path's endpoint (client's if it has one, else the server's signal endpoint:
+        the client then gets RM_ADDR and the subflow closes)."""
+        s, ep = self._endpoint(iface, side, present=True)
+        self.run(self._ns(s), ["ip", "mptcp", "endpoint", "delete", "id", str(ep.id)])
+        ep.present = False
+
+    def add_endpoint(self, iface: str, side: Side | None = None) -> None:
+        """Re-add a deleted endpoint (a new subflow follows ~50 ms later); with none deleted,
+        add a client ``subflow`` endpoint on that path."""
+        try:
+            s, ep = self._endpoint(iface, side, present=False)
+        except LabError:
+            if (side or "client") != "client" or ("client", iface) in self.endpoints:
+                raise
+            self._remember("client", self.path(iface), ("subflow",))
+            s, ep = "client", self.endpoints[("client", iface)]
+        self.ip_batch(self._ns(s), [endpoint_add_cmd(ep)])
+        ep.present = True
+
+    def set_backup(self, iface: str, backup: bool = True) -> None:
+        """Mark the path backup (or not): the *server* stops sending on it within ~1 s.
+
+        Measured: `ip mptcp endpoint change ID backup` on the server's endpoint for the path's
+        server address (one is added, flag-less, when missing) sends MP_PRIO and the server's
+        scheduler moves the download off the path; the client's own endpoint (if any) is changed
+        too.  Reliable with client_endpoints="none"; with more subflows per address only the
+        first matching subflow is marked (kernel behaviour), so traffic may stay on the path.
+        """
+        p = self.path(iface)
+        if ("server", iface) not in self.endpoints:
+            self._remember("server", p, ())
+            self.ip_batch(self.server, [endpoint_add_cmd(self.endpoints[("server", iface)])])
+        word = "backup" if backup else "nobackup"
+        for s in ("server", "client"):
+            ep = self.endpoints.get((s, iface))
+            if ep is None or not ep.present:
+                continue
+            self.run(self._ns(s), ["ip", "mptcp", "endpoint", "change", "id", str(ep.id), word])
+            ep.flags = tuple(f for f in ep.flags if f != "backup") + (("backup",) if backup else ())
+
+    def _ns(self, side: Side) -> Namespace:
+        return self.client if side == "client" else self.server
+
+
+def _strip_dev(addr: str) -> str:
+    """ "198.51.100.2%wwan0:51409" -> "198.51.100.2:51409" (ss prints the bound device)."""
+    host, _, port = addr.rpartition(":")
+    return f"{host.split('%')[0]}:{port}"

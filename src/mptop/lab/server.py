@@ -22,6 +22,8 @@ import socket
 import struct
 import sys
 import termios
+from email.utils import encode_rfc2231
+from typing import Any
 import time
 
 from aiohttp import web
@@ -88,6 +90,16 @@ def _range(request: web.Request, size: int) -> tuple[int, int] | None:
     return start, stop - start
 
 
+def disposition(name: str) -> str:
+    """RFC 6266: quoted ``filename`` (ASCII), plus ``filename*`` (RFC 5987) for other names."""
+    fallback = name.encode("ascii", "replace").decode().replace("?", "_")
+    try:
+        value = content_disposition_header("attachment", quote_fields=False, filename=fallback)
+    except ValueError:
+        raise web.HTTPBadRequest(text="unusable file name") from None
+    return value if name.isascii() else f"{value}; filename*={encode_rfc2231(name, 'utf-8')}"
+
+
 async def handle_bytes(request: web.Request) -> web.StreamResponse:
     size = _size(request)
     resp = web.StreamResponse(headers={"ETag": content.etag(size), "Accept-Ranges": "bytes",
@@ -100,7 +112,7 @@ async def handle_bytes(request: web.Request) -> web.StreamResponse:
         resp.headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
     name = request.query.get("name")
     if name is not None:
-        resp.headers["Content-Disposition"] = content_disposition_header("attachment", filename=name)
+        resp.headers["Content-Disposition"] = disposition(name)
     resp.content_length = length
     await resp.prepare(request)
     if request.method != "HEAD":
@@ -193,8 +205,17 @@ async def handle_forever(request: web.Request) -> web.StreamResponse:
         offset += CHUNK
 
 
+@web.middleware
+async def quiet_disconnects(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A client that goes away mid-body is normal in a lab: end the handler without a log."""
+    try:
+        return await handler(request)
+    except ConnectionError:
+        raise asyncio.CancelledError from None
+
+
 def make_app() -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[quiet_disconnects])
     app.router.add_get("/bytes/{n}", handle_bytes)  # add_get also answers HEAD
     app.router.add_get("/status/{code}", handle_status)
     app.router.add_get("/redirect/{k}", handle_redirect)

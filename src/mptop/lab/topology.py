@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import encodings.idna  # noqa: F401  (socket host encoding; preloaded for a uid that cannot read the stdlib)
 import os
 import socket
 import subprocess
@@ -299,6 +300,8 @@ class ForkedServer:
             code = 1
             try:
                 set_pdeathsig()
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 1)
                 os.dup2(stderr_fd, 2)
                 from mptop.lab import server
                 code = server.main(argv, parent_pid=parent)
