@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from mptop.lab import Lab, LabConfig, LabUnavailable
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("MPTOP_REQUIRE_LAB") == "1":
         pytest.fail(f"lab required (MPTOP_REQUIRE_LAB=1) but unavailable: {reason}", pytrace=False)
     pytest.skip(f"lab unavailable: {reason}")
+
+
+@pytest.fixture
+def lab_unavailable() -> Callable[[str], NoReturn]:
+    """For tests that build labs themselves: skip (or fail under MPTOP_REQUIRE_LAB=1) with reason."""
+    return _unavailable
 
 
 @pytest.fixture
@@ -32,7 +38,6 @@ def make_lab() -> Iterator[Callable[..., Lab]]:
             return lab.start()
         except LabUnavailable as e:
             _unavailable(str(e))
-            raise  # unreachable: skip/fail raise
 
     yield factory
     for lab in labs:

@@ -13,11 +13,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 import pytest
 
 import mptop.lab.server  # noqa: F401  (preloaded for the forked unprivileged child)
-from mptop.lab import Lab, LabUnavailable, content
+from mptop.lab import Lab, LabConfig, LabUnavailable, content
 from mptop.lab.userns import enter_user_namespace
 
 pytestmark = pytest.mark.lab
@@ -216,6 +217,24 @@ def test_server_paths(lab: Lab) -> None:
         get(lab, "/reset/4000000").read()
 
 
+def test_delay_needs_netem(lab_unavailable: Callable[[str], NoReturn]) -> None:
+    lab = Lab(LabConfig(delay_ms={"wlan0": 40}))
+    try:
+        lab.start()
+    except LabUnavailable as e:  # this kernel: no sch_netem
+        if "netem" not in str(e):
+            lab_unavailable(str(e))
+        assert not lab.supports_delay
+        return
+    try:
+        with lab.client.entered():
+            began = time.monotonic()
+            socket.create_connection((lab.paths[0].server_addr, 80), timeout=5).close()
+        assert time.monotonic() - began >= 0.035  # the SYN-ACK waited in netem
+    finally:
+        lab.stop()
+
+
 def test_sysctl_is_per_namespace(lab: Lab) -> None:
     root = open("/proc/sys/net/mptcp/enabled").read().strip()
     assert lab.sysctl(lab.client, "net.mptcp.enabled", 0) == "0"
@@ -227,11 +246,13 @@ def test_sysctl_is_per_namespace(lab: Lab) -> None:
 
 
 CHILD = """
-import os, time
+import sys, time
 from mptop.lab import Lab
-lab = Lab().start()
-print(*lab.holder_pids, lab.server_process.pid, flush=True)
-time.sleep(60)
+from mptop.lab.signals import exit_on_signals
+with exit_on_signals() if sys.argv[1] == "handled" else open("/dev/null"):
+    with Lab() as lab:
+        print(*lab.holder_pids, lab.server_process.pid, flush=True)
+        time.sleep(60)
 """
 
 
@@ -241,17 +262,24 @@ def _root_names(argv: list[str]) -> set[str]:
             for line in out.splitlines() if line.strip()}
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_teardown_when_the_owner_is_killed(sig: signal.Signals) -> None:
+@pytest.mark.parametrize(("sig", "mode", "exit_code"), [
+    (signal.SIGTERM, "handled", 128 + signal.SIGTERM),   # a CLI: SystemExit unwinds `with Lab()`
+    (signal.SIGTERM, "default", -signal.SIGTERM),        # library default: PDEATHSIG cleans up
+    (signal.SIGKILL, "default", -signal.SIGKILL),
+])
+def test_teardown_when_the_owner_is_killed(sig: signal.Signals, mode: str, exit_code: int,
+                                           lab_unavailable: Callable[[str], NoReturn]) -> None:
     links, netns = _root_names(["ip", "-o", "link"]), _root_names(["ip", "netns", "list"])
-    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, mode], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
     try:
         line = child.stdout.readline() if child.stdout else ""
-        assert line, "the child could not build its lab"
+        if not line:
+            lab_unavailable(f"child: {child.communicate()[1].strip().splitlines()[-1:]}")
         pids = [int(p) for p in line.split()]
         assert len(pids) == 3 and all(os.path.exists(f"/proc/{p}") for p in pids)
         child.send_signal(sig)
-        child.wait(5)
+        assert child.wait(5) == exit_code
         wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids))
     finally:
         child.kill()
@@ -287,7 +315,11 @@ def _in_forked_child(body: Callable[[], str]) -> str:
     return report
 
 
-def test_unprivileged_user_namespace_runs_the_lab() -> None:
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to uid 65534")
+
+
+@needs_root
+def test_unprivileged_user_namespace_runs_the_lab(lab_unavailable: Callable[[str], NoReturn]) -> None:
     size = 4_000_000
 
     def body() -> str:
@@ -300,9 +332,12 @@ def test_unprivileged_user_namespace_runs_the_lab() -> None:
             return f"{os.getuid()} {digest} {lab.rx_bytes('wlan0') > 0} {lab.rx_bytes('wwan0') > 0}"
 
     report = _in_forked_child(body)
+    if report.startswith("ERR LabUnavailable"):
+        lab_unavailable(report)
     assert report == f"0 {content.sha256(size)} True True", report
 
 
+@needs_root
 def test_unprivileged_without_user_namespace_is_unavailable() -> None:
     def body() -> str:
         try:

@@ -15,11 +15,15 @@
         lab.paths                       # [LabPath("wlan0", "Wi-Fi", "192.0.2.2", "192.0.2.1"),
                                         #  LabPath("wwan0", "Cellular", "198.51.100.2", "198.51.100.1")]
         lab.link_down("wlan0"); lab.link_up("wlan0"); lab.set_rate("wlan0", 20)
-        lab.set_backup("wwan0", True); lab.delete_endpoint("wwan0"); lab.add_endpoint("wwan0")
-        lab.reset_subflows("wlan0")     # RST the subflows on that path
+        lab.set_backup("wwan0", True)   # server endpoint change -> MP_PRIO: the server stops sending
+                                        # there within ~1 s (reliable with client_endpoints="none")
+        lab.delete_endpoint("wwan0", side=None); lab.add_endpoint("wwan0")   # RM_ADDR / new subflow
+        lab.subflows("wlan0")           # [(local "ip:port", remote "ip:port")] of MPTCP subflows (ss)
+        lab.reset_subflows("wlan0")     # ss -K (SOCK_DESTROY): real RST; returns how many
         lab.sysctl(lab.client, "net.mptcp.enabled", "0")
         lab.rx_bytes("wlan0"), lab.tx_bytes("wlan0")
         lab.supports_delay, lab.delay_message          # netem (delay_ms) available?
+        lab.holder_pids, lab.server_process.pid        # for teardown checks
 
 Topology: anonymous namespaces, each held by a child ``setpriv --pdeathsig KILL -- unshare --net
 -- sleep infinity``; the veth pairs are created inside the client namespace and their peers
@@ -30,6 +34,9 @@ Lifetime: ``with Lab(...)`` (or start()/stop()) tears down on normal exit and ex
 the process is killed (even SIGKILL) the holders and the server get SIGKILL from the kernel
 (PR_SET_PDEATHSIG).  PDEATHSIG fires when the parent *thread* exits: start labs from a
 long-lived thread (the main thread), never from a short-lived worker thread.
+
+CLIs: wrap ``with Lab(...)`` in :func:`mptop.lab.signals.exit_on_signals` so SIGTERM/SIGHUP
+unwind it (the library itself installs no signal handlers).
 
 Unprivileged: call :func:`mptop.lab.userns.enter_user_namespace` first (single-threaded);
 ``Lab.start()`` raises :class:`LabUnavailable` with what to run when namespaces cannot be made.

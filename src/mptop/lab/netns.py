@@ -17,7 +17,9 @@ import shutil
 import signal
 import subprocess
 import time
+import weakref
 from collections.abc import Iterator
+from typing import Any
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
@@ -58,11 +60,13 @@ class Namespace:
         self._holder = holder
         self.pid = holder.pid
         self.path = f"/proc/{self.pid}/ns/net"
+        # A Namespace dropped without close() (or left at interpreter exit) still goes away.
+        weakref.finalize(self, kill_quietly, holder)
 
     @classmethod
     def create(cls, name: str, timeout: float = 5.0) -> Namespace:
         """Start a holder in a fresh netns; return once the namespace exists."""
-        own = os.stat("/proc/self/ns/net").st_ino
+        own = os.stat("/proc/thread-self/ns/net").st_ino
         holder = subprocess.Popen(_holder_argv(), stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         ns = cls(name, holder)
@@ -109,16 +113,20 @@ class Namespace:
 
     def close(self, timeout: float = 2.0) -> None:
         """Kill the holder: the namespace disappears once nothing else lives in it."""
-        if self._holder.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._holder.send_signal(signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._holder.wait(timeout)
+        kill_quietly(self._holder, timeout)
         if self._holder.stderr:
             self._holder.stderr.close()
 
     def __repr__(self) -> str:
         return f"Namespace({self.name!r}, pid={self.pid})"
+
+
+def kill_quietly(proc: Any, timeout: float = 2.0) -> None:
+    """SIGKILL a Popen-like child and reap it; never raises."""
+    with contextlib.suppress(Exception):
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout)
 
 
 def _comm(pid: int) -> str:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, Literal
 
 from mptop.lab import content
 from mptop.lab.config import PATHS, LabConfig, LabError, LabPath, LabUnavailable
-from mptop.lab.netns import Namespace, set_pdeathsig
+from mptop.lab.netns import Namespace, kill_quietly, set_pdeathsig
 
 Side = Literal["client", "server"]
 NOT_ROOT = ("network namespaces need privileges: run as root, or as a user call "
@@ -79,13 +80,8 @@ class LabBase:
 
     def stop(self) -> None:
         """Tear down: server, children, namespaces.  Idempotent, never raises."""
-        procs = ([self.server_process] if self.server_process else []) + self._children
-        for proc in procs:
-            with contextlib.suppress(OSError):
-                proc.kill()
-        for proc in procs:
-            with contextlib.suppress(Exception):
-                proc.wait(2)
+        for proc in ([self.server_process] if self.server_process else []) + self._children:
+            kill_quietly(proc)
         self.server_process, self._children = None, []
         for ns in self._namespaces:
             ns.close()
@@ -114,7 +110,10 @@ class LabBase:
             input: str | None = None, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
         """Run a command inside ``ns`` (text, captured); LabError with its stderr on failure."""
         with ns.entered():
-            proc = subprocess.run(list(argv), input=input, text=True, capture_output=True, timeout=timeout)
+            try:
+                proc = subprocess.run(list(argv), input=input, text=True, capture_output=True, timeout=timeout)
+            except FileNotFoundError:
+                raise LabUnavailable(f"{argv[0]} not found (the lab needs iproute2: ip, tc, ss)") from None
         if check and proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             raise LabError(f"{' '.join(argv[:4])} failed in {ns.name} ns: {detail[-1] if detail else proc.returncode}")
@@ -170,7 +169,10 @@ class LabBase:
         cfg = self.config
         limits = f"mptcp limits set subflows {cfg.subflow_limit} add_addr_accepted {cfg.add_addr_accepted_limit}"
         for ns in (self.client, self.server):
-            self.sysctl(ns, "net.mptcp.enabled", 1)
+            try:
+                self.sysctl(ns, "net.mptcp.enabled", 1)
+            except FileNotFoundError:
+                raise LabUnavailable("this kernel has no Multipath TCP (CONFIG_MPTCP=y is needed)") from None
         first, second = self.paths
         if cfg.client_endpoints == "subflow":
             self._remember("client", second, ("subflow",))
@@ -240,6 +242,7 @@ class LabBase:
                 stdout=subprocess.DEVNULL, stderr=errors, env=env)
         else:
             self.server_process = ForkedServer(argv, errors.fileno())
+        weakref.finalize(self, kill_quietly, self.server_process)
         self._wait_server_accepts(errors)
         errors.close()
 
