@@ -101,5 +101,55 @@ def test_fallback_reasons() -> None:
 
 
 def test_transfer_detail() -> None:
-    assert describe_transfer("done", 20_000_000, 3.42, None) == "done: 20.0 MB in 3.4 s"
-    assert describe_transfer("failed", 1_000, None, "HTTP 404") == "failed after 1.0 kB: HTTP 404"
+    assert describe_transfer("done", 20 * 1024 * 1024, 3.42, None) == "done: 20.0 MiB in 3.4 s"
+    assert describe_transfer("failed", 1_536, None, "HTTP 404") == "failed after 1.5 KiB: HTTP 404"
+
+
+def test_subflow_detail_names_the_error() -> None:
+    import errno
+
+    from mptop.core.events import describe_subflow
+
+    text = describe_subflow("Cellular", "198.51.100.2:5000", "198.51.100.1:80", False, error=errno.ECONNRESET)
+    assert text == "Cellular subflow closed (connection reset by peer): 198.51.100.2:5000 → 198.51.100.1:80"
+    assert describe_subflow("Wi-Fi", "a", "b", True, backup=True) == "Wi-Fi subflow (backup) up: a → b"
+
+
+def test_pm_router_waits_for_the_token_then_dedupes_with_polls() -> None:
+    from mptop.core.model import Event
+    from mptop.core.paths import InterfaceMap, PathBook
+    from mptop.core.pm_router import WAIT_S, PmRouter
+    from mptop.core.tracking import PollContext, TransferTrack
+    from mptop.kernel.types import PmEvent, PmEventKind
+
+    itfs = InterfaceMap(by_address={"192.0.2.2": "wlan0", "198.51.100.2": "wwan0"})
+    ledger, router, track = SubflowLedger(), PmRouter(), TransferTrack(3)
+    tracks = {3: track}
+
+    def ctx(t: float) -> PollContext:
+        return PollContext(t, itfs, PathBook(), ledger, [])
+
+    join = dict(token=0xAB, saddr="198.51.100.2", sport=4000, daddr="198.51.100.1", dport=80)
+    router.received(0.10, PmEvent(PmEventKind.SUB_ESTABLISHED, backup=True, **join))
+    router.received(0.12, PmEvent(PmEventKind.SUB_ESTABLISHED, token=0xCD, saddr="192.0.2.2", sport=1,
+                                  daddr="192.0.2.1", dport=80))           # someone else's connection
+    first = ctx(0.25)
+    router.dispatch(first, tracks)
+    assert first.events == []                  # token not known yet: the events wait
+    router.bind(0xAB, 3)
+    second = ctx(0.5)
+    router.dispatch(second, tracks)
+    assert second.events == [Event(0.10, "subflow_up", "wwan0", 3,
+                                   "Cellular subflow (backup) up: 198.51.100.2:4000 → 198.51.100.1:80")]
+    assert track.backup == {("198.51.100.2:4000", "198.51.100.1:80"): True}
+    assert ledger.up((3, "198.51.100.2:4000", "198.51.100.1:80")) is False   # a poll sees it later: no dup
+    router.received(0.6, PmEvent(PmEventKind.SUB_CLOSED, error=104, **join))
+    router.received(0.6, PmEvent(PmEventKind.REMOVED, token=0xAB, remote_id=2))
+    third = ctx(0.75)
+    router.dispatch(third, tracks)
+    assert [(e.kind, e.iface) for e in third.events] == [("subflow_down", "wwan0"), ("address_removed", None)]
+    late = ctx(0.12 + WAIT_S)
+    router.dispatch(late, tracks)
+    router.bind(0xCD, 3)
+    router.dispatch(ctx(0.2 + WAIT_S), tracks)
+    assert not ledger.is_up((3, "192.0.2.2:1", "192.0.2.1:80"))   # the stranger's event was dropped

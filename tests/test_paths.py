@@ -14,6 +14,7 @@ class Itf:
     name: str
     addresses: list[str]
     up: bool = True
+    running: bool = True
 
 
 @pytest.mark.parametrize(
@@ -40,13 +41,14 @@ def test_label_overrides_and_parsing() -> None:
 def test_interface_map_by_local_address() -> None:
     m = InterfaceMap.from_interfaces([
         Itf("wlan0", ["192.0.2.2/24", "2001:db8::2"]), Itf("wwan0", ["198.51.100.2"], up=False),
+        Itf("eth0", ["203.0.113.2"], up=True, running=False),
     ])
     assert m.iface_for("192.0.2.2") == "wlan0"
     assert m.iface_for("::ffff:192.0.2.2") == "wlan0"
     assert m.iface_for("2001:0db8:0::2") == "wlan0"
     assert m.iface_for("198.51.100.2") == "wwan0"
     assert m.iface_for("203.0.113.9") == "203.0.113.9"      # unknown: the address is the key
-    assert m.link_up == {"wlan0": True, "wwan0": False}
+    assert m.link_up == {"wlan0": True, "wwan0": False, "eth0": False}   # no carrier is down too
 
 
 def test_path_book_shares_and_closed_subflow_bytes_stay() -> None:

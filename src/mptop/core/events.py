@@ -11,12 +11,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from rich.filesize import decimal as human_bytes
-
+from mptop.core.units import format_bytes, format_duration
 from mptop.kernel.types import PmEvent
 
 STALL_AFTER_S = 1.0
@@ -139,14 +139,14 @@ def describe_subflow(label: str, local: str, remote: str, up: bool, backup: bool
     role = " (backup)" if backup else ""
     if up:
         return f"{label} subflow{role} up: {local} → {remote}"
-    why = f" (error {error})" if error else ""
+    why = f" ({os.strerror(error).lower()})" if error else ""
     return f"{label} subflow{role} closed{why}: {local} → {remote}"
 
 
 def describe_stall(label: str, change: StallChange) -> str:
     if change.kind == "path_stalled":
-        return f"{label} stalled: no data for {change.outage_s:.1f} s"
-    return f"{label} back after {change.outage_s:.1f} s"
+        return f"{label} stalled: no data for {format_duration(change.outage_s)}"
+    return f"{label} back after {format_duration(change.outage_s)}"
 
 
 def describe_link(label: str, iface: str, up: bool) -> str:
@@ -163,7 +163,7 @@ def describe_address(ev: PmEvent, announced: bool) -> str:
 
 
 def describe_transfer(state: str, nbytes: int, seconds: float | None, error: str | None) -> str:
-    took = f" in {seconds:.1f} s" if seconds is not None else ""
+    took = f" in {format_duration(seconds)}" if seconds is not None else ""
     if state == "done":
-        return f"done: {human_bytes(nbytes)}{took}"
-    return f"failed after {human_bytes(nbytes)}{took}: {error or 'unknown error'}"
+        return f"done: {format_bytes(nbytes)}{took}"
+    return f"failed after {format_bytes(nbytes)}{took}: {error or 'unknown error'}"

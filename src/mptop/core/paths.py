@@ -51,11 +51,12 @@ def parse_labels(options: Iterable[str]) -> dict[str, str]:
 
 
 class InterfaceLike(Protocol):
-    """What :mod:`mptop.kernel.host` tells about an interface (only these attributes are used)."""
+    """What :class:`mptop.kernel.host.Interface` tells (only these attributes are used)."""
 
     name: str
     addresses: Iterable[str]
-    up: bool
+    up: bool         # administratively up
+    running: bool    # carrier: a link can be up and still have no carrier
 
 
 def _normal(ip: str) -> str:
@@ -72,7 +73,7 @@ def _normal(ip: str) -> str:
 
 @dataclass(slots=True)
 class InterfaceMap:
-    """Local address → interface name, and interface → link up, from one interface listing."""
+    """Local address → interface name, and interface → link up (admin up *and* carrier)."""
 
     by_address: dict[str, str] = field(default_factory=dict)
     link_up: dict[str, bool] = field(default_factory=dict)
@@ -81,7 +82,7 @@ class InterfaceMap:
     def from_interfaces(cls, interfaces: Iterable[InterfaceLike]) -> InterfaceMap:
         out = cls()
         for itf in interfaces:
-            out.link_up[itf.name] = bool(itf.up)
+            out.link_up[itf.name] = bool(itf.up and itf.running)
             for address in itf.addresses:
                 out.by_address[_normal(address)] = itf.name
         return out

@@ -1,0 +1,318 @@
+"""The sampler: every ``interval`` seconds, each transfer's sockets → a :class:`Sample` and new :class:`Event`s.
+
+::
+
+    sampler = Sampler(manager.transfers, interval=0.25, labels={"eth1": "Starlink"})
+    sampler.watch(more_transfers)                  # transfers can be added at any time
+    host = sampler.host_info()                     # HostInfo record (call inside the run's netns)
+    async with contextlib.aclosing(sampler.run(until_done=True)) as stream:
+        async for sample, events in stream:        # one Sample per poll + the events since the last
+            ...
+    sampler.history.total / .paths[iface] / .transfers[id]   # last 60 s of (t, bit/s) for charts
+    summary = sampler.summary()                    # Summary with per-transfer path_bytes
+
+``poll()`` does one poll synchronously (what ``run()`` calls; also handy in tests).  Times are
+seconds since the sampler was made, on the monotonic clock.  The poll re-arms itself after each
+fetch: polls never overlap, and a slow poll (or a slow consumer) delays the next one instead of
+queueing up a backlog.  Everything is read in the netns of the thread running the loop.
+
+Path-manager events are consumed concurrently (an asyncio task) when this process may subscribe
+(CAP_NET_ADMIN); they are matched to transfers by the connection token (``mptcpi_token`` of a
+transfer's socket).  Without them, ``subflow_up``/``subflow_down`` are inferred from subflow ids
+appearing and disappearing between polls, and ``HostInfo.events`` says ``"inferred"``.
+A finished transfer gets one final read of its sockets, so per-path byte totals are complete,
+and only then :meth:`Transfer.release_sockets`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import replace
+
+from mptop.core.events import (
+    LinkWatch, StallWatch, SubflowLedger, describe_fallback, describe_link, describe_stall, describe_transfer,
+    fallback_reason,
+)
+from mptop.core.history import History
+from mptop.core.model import Event, HostInfo, Sample, Status, Summary, TransferSample, TransferSummary
+from mptop.core.paths import InterfaceMap, PathBook, label_for
+from mptop.core.pm_router import PmRouter
+from mptop.core.rates import eta_seconds
+from mptop.core.tracking import (
+    PollContext, TransferLike, TransferTrack, account_goodput, account_socket, plain_subflow, socket_status,
+)
+from mptop.kernel import host
+from mptop.kernel.pm import get_limits
+from mptop.kernel.pm_events import PmEvents
+from mptop.kernel.sockopt import read_socket
+from mptop.kernel.types import KernelParseError, NeedsNetAdmin, SocketReading, SocketStatus
+
+TransfersSource = Iterable[TransferLike] | Callable[[], Iterable[TransferLike]]
+FINISHED = ("done", "failed")
+
+
+class Sampler:
+    """See the module docstring.  ``labels``: ``{iface: name}`` from ``--label``."""
+
+    def __init__(self, transfers: TransfersSource | None = None, interval: float = 0.25,
+                 labels: Mapping[str, str] | None = None, *, history_s: float = 60.0,
+                 pm_events: bool = True, require_mptcp: bool = False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if interval <= 0:
+            raise ValueError("the sampling interval must be > 0")
+        self.interval = interval
+        self.labels = dict(labels or {})
+        self.require_mptcp = require_mptcp
+        self.history = History(window_s=history_s, interval=interval)
+        self._sources: list[TransfersSource] = [] if transfers is None else [transfers]
+        self._clock = clock
+        self._t0 = clock()
+        self._want_pm = pm_events
+        self._events_mode: str = "inferred"
+        self._pm: PmEvents | None = None
+        self._router = PmRouter()
+        self._paths = PathBook(self.labels)
+        self._stalls: dict[str, StallWatch] = {}
+        self._links = LinkWatch()
+        self._ledger = SubflowLedger()
+        self._tracks: dict[int, TransferTrack] = {}
+        self._last: dict[int, TransferSample] = {}
+        self._synack_fallbacks = self._synack_counter()
+
+    # -- inputs --------------------------------------------------------------------------------
+    def watch(self, transfers: TransfersSource) -> None:
+        """Also sample these transfers (a list that may grow, or a callable returning them)."""
+        self._sources.append(transfers)
+
+    def transfers(self) -> list[TransferLike]:
+        seen: dict[int, TransferLike] = {}
+        for source in self._sources:
+            for tr in source() if callable(source) else source:
+                seen.setdefault(tr.id, tr)
+        return list(seen.values())
+
+    def now(self) -> float:
+        return self._clock() - self._t0
+
+    # -- running -------------------------------------------------------------------------------
+    async def run(self, until_done: bool = False) -> AsyncIterator[tuple[Sample, list[Event]]]:
+        """Poll forever (or, with ``until_done``, until every transfer finished and had its final
+        read); yields ``(sample, events)``.  Use ``contextlib.aclosing`` when breaking out early."""
+        self.start_events()
+        pm_task = asyncio.create_task(self._consume_pm(), name="mptop-pm-events") if self._pm else None
+        try:
+            while True:
+                started = self._clock()
+                sample, events = self.poll()
+                yield sample, events
+                if until_done and self.all_finished():
+                    return
+                # Re-arm after the fetch: never overlap, never queue a backlog after a slow poll.
+                await asyncio.sleep(max(0.0, started + self.interval - self._clock()))
+        finally:
+            if pm_task is not None:
+                pm_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pm_task
+            self.close()
+
+    def start_events(self) -> bool:
+        """Subscribe to path-manager events (done by :meth:`run`); False when not permitted."""
+        if self._pm is None and self._want_pm:
+            try:
+                self._pm = PmEvents()
+                self._events_mode = "netlink"
+            except (NeedsNetAdmin, OSError):
+                self._events_mode = "inferred"
+        return self._pm is not None
+
+    async def _consume_pm(self) -> None:
+        assert self._pm is not None
+        async for event in self._pm:
+            self._router.received(self.now(), event)
+
+    def close(self) -> None:
+        if self._pm is not None:
+            self._pm.close()
+            self._pm = None
+
+    def all_finished(self) -> bool:
+        """Every transfer finished and had its final read (False while there is none)."""
+        transfers = self.transfers()
+        return bool(transfers) and all(self._tracks.get(tr.id) and self._tracks[tr.id].finished
+                                       for tr in transfers)
+
+    # -- one poll ------------------------------------------------------------------------------
+    def poll(self) -> tuple[Sample, list[Event]]:
+        t = self.now()
+        itfs = InterfaceMap.from_interfaces(host.interfaces())
+        ctx = PollContext(t, itfs, self._paths, self._ledger, [])
+        for iface, up in self._links.observe(itfs.link_up):
+            label = label_for(iface, self.labels)
+            ctx.events.append(Event(t, "link_up" if up else "link_down", iface, None, describe_link(label, iface, up)))
+        self._paths.begin_poll(itfs.link_up)
+        samples = [self._sample_transfer(ctx, tr) for tr in self.transfers()]
+        for iface, path in self._paths.paths.items():
+            watch = self._stalls.setdefault(iface, StallWatch())
+            change = watch.observe(t, path.bytes, iface in ctx.active_paths)
+            path.stalled = watch.stalled
+            if change is not None:
+                ctx.events.append(Event(t, change.kind, iface, None, describe_stall(path.label, change)))
+        sample = Sample(t=t, transfers=samples, paths=self._paths.samples())
+        self.history.add(sample)
+        ctx.events.sort(key=lambda e: e.t)
+        return sample, ctx.events
+
+    def _sample_transfer(self, ctx: PollContext, tr: TransferLike) -> TransferSample:
+        track = self._tracks.get(tr.id)
+        if track is None:
+            track = self._tracks[tr.id] = TransferTrack(tr.id)
+        if track.finished:
+            return self._last[tr.id]
+        finishing = tr.state in FINISHED       # this poll is the final read
+        running = tr.state == "running"
+        readings = [(i, sock, _read(sock)) for i, sock in enumerate(tr.sockets)]
+        live = _live_reading(tr, readings)
+        for index, _sock, reading in readings:
+            if reading is not None and reading.info is not None:
+                sock_track = track.socket_track(index)
+                sock_track.seen_mptcp |= reading.info.remote_key_received
+                if reading.info.token:
+                    self._router.bind(reading.info.token, tr.id)
+        # PM events before this transfer's subflows are accounted: an event's own time and its
+        # backup flag win over what the poll would infer (the ledger keeps one event per subflow).
+        self._router.dispatch(ctx, self._tracks)
+        kernel_goodput = False
+        subflows = []
+        for index, sock, reading in readings:
+            if reading is None:
+                continue
+            kernel_goodput |= account_goodput(ctx.t, track.socket_track(index), reading)
+            sfs = reading.subflows
+            if not sfs and reading.tcp is not None:
+                plain = plain_subflow(sock, reading)
+                sfs = (plain,) if plain is not None else ()
+            subflows += account_socket(ctx, track, index, sfs, running)
+        self._update_status(ctx, tr, track, live)
+        track.app_bytes.update(ctx.t, tr.bytes_done)   # the rate when the kernel has no byte counters
+        rate = (sum(s.goodput.rate for s in track.sockets.values()) if kernel_goodput else track.app_bytes.rate)
+        smoothed = track.smoothed.update(ctx.t, rate)
+        sample = TransferSample(
+            id=tr.id, url=tr.url, bytes=tr.bytes_done, total=tr.total, rate_bps=rate * 8,
+            status=track.status, reason=track.reason, subflows=subflows + list(track.closed),
+            eta_s=None if finishing else eta_seconds(tr.bytes_done, tr.total, smoothed),
+            state=tr.state,  # type: ignore[arg-type]
+            error=tr.error,
+        )
+        if finishing:
+            self._finish(ctx, tr, track, sample)
+        return sample
+
+    def _update_status(self, ctx: PollContext, tr: TransferLike, track: TransferTrack,
+                       live: tuple[int, SocketReading] | None) -> None:
+        status: Status
+        reason: str | None = None
+        if tr.mptcp_unavailable:
+            status, reason = "tcp", tr.mptcp_unavailable
+        elif live is None:
+            return                              # nothing readable yet: keep what we had
+        else:
+            index, reading = live
+            status = socket_status(reading)
+            if reading.status is SocketStatus.FALLBACK:
+                reason = track.reason if track.status == "fallback" else self._fallback_reason(track, index)
+            elif status == "mptcp" and not (reading.info and reading.info.remote_key_received):
+                status = "connecting"           # SYN sent: the SYN-ACK decides MPTCP or fallback
+        track.status, track.reason = status, reason
+        if status in ("fallback", "tcp") and track.reported != status:
+            track.reported = status
+            ctx.events.append(Event(ctx.t, "fallback", None, tr.id, describe_fallback(status, reason or "")))
+            fail = getattr(tr, "fail", None)
+            if self.require_mptcp and callable(fail):
+                fail(f"MPTCP required, but {reason}")
+
+    def _fallback_reason(self, track: TransferTrack, index: int) -> str:
+        count = self._synack_counter()
+        grew = None if count is None or self._synack_fallbacks is None else count > self._synack_fallbacks
+        self._synack_fallbacks = count
+        seen = track.sockets[index].seen_mptcp if index in track.sockets else False
+        return fallback_reason(mptcp_unavailable=None, seen_mptcp=seen, synack_fallback=grew)
+
+    @staticmethod
+    def _synack_counter() -> int | None:
+        """MPTcpExt MPCapableFallbackSYNACK of this netns: grows when a SYN-ACK had no MP_CAPABLE."""
+        try:
+            return host.mptcp_counters().get("MPCapableFallbackSYNACK")
+        except (OSError, KernelParseError):
+            return None
+
+    def _finish(self, ctx: PollContext, tr: TransferLike, track: TransferTrack, sample: TransferSample) -> None:
+        """After the final read: the transfer's event, its sockets released, a frozen last sample."""
+        took = tr.ended_at - tr.started_at if tr.ended_at is not None and tr.started_at is not None else None
+        kind = "transfer_done" if tr.state == "done" else "transfer_failed"
+        ctx.events.append(Event(ctx.t, kind, None, tr.id, describe_transfer(tr.state, tr.bytes_done, took, tr.error)))
+        tr.release_sockets()
+        track.finished = True
+        self._ledger.forget(tr.id)
+        self._router.forget(tr.id)
+        self._last[tr.id] = replace(sample, rate_bps=0.0, eta_s=None,
+                                    subflows=[replace(s, rate_bps=0.0) for s in sample.subflows])
+
+    # -- records for views ---------------------------------------------------------------------
+    def host_info(self) -> HostInfo:
+        """MPTCP on this host (the calling thread's netns) for the header.  Subscribes to the
+        path-manager events (as :meth:`run` would) to tell whether ``events`` is "netlink"."""
+        self.start_events()
+        sysctls = host.mptcp_sysctls()
+        try:
+            limits = get_limits()
+            subflows, accepted = limits.subflows, limits.add_addr_accepted
+        except OSError:
+            subflows = accepted = None
+        enabled = sysctls.get("enabled")
+        labels = {itf.name: label_for(itf.name, self.labels) for itf in host.interfaces() if itf.name != "lo"}
+        return HostInfo(
+            kernel=_kernel_release(), enabled=None if enabled is None else enabled == "1",
+            path_manager=sysctls.get("path_manager") or sysctls.get("pm_type"),
+            scheduler=sysctls.get("scheduler"), subflows_limit=subflows, add_addr_accepted_limit=accepted,
+            events="netlink" if self._events_mode == "netlink" else "inferred", labels=labels,
+        )
+
+    def summary(self) -> Summary:
+        out = []
+        for tr in self.transfers():
+            track = self._tracks.get(tr.id)
+            out.append(TransferSummary(
+                id=tr.id, url=tr.url, file=getattr(tr, "file", None), bytes=tr.bytes_done,
+                sha256=getattr(tr, "sha256", None), status=track.status if track else "connecting",
+                reason=track.reason if track else None, ok=tr.state == "done", error=tr.error,
+                path_bytes=dict(track.path_bytes) if track else {},
+            ))
+        return Summary(duration_s=self.now(), transfers=out)
+
+
+def _read(sock: object) -> SocketReading | None:
+    """A socket's reading; None when it cannot be read (closed handle, not connected yet)."""
+    try:
+        return read_socket(sock)  # type: ignore[arg-type]
+    except (OSError, KernelParseError):
+        return None
+
+
+def _live_reading(tr: TransferLike, readings: list[tuple[int, object, SocketReading | None]]
+                  ) -> tuple[int, SocketReading] | None:
+    """The reading of the socket carrying the response (else the newest socket that reads)."""
+    active = getattr(tr, "active_socket", None)
+    ordered = sorted(readings, key=lambda r: (r[1] is active, r[0]), reverse=True)
+    for index, _sock, reading in ordered:
+        if reading is not None:
+            return index, reading
+    return None
+
+
+def _kernel_release() -> str:
+    return os.uname().release

@@ -1,0 +1,215 @@
+"""Per-transfer bookkeeping between polls: socket readings → TransferSample, path bytes, subflow events.
+
+The sampler owns one :class:`TransferTrack` per transfer.  Subflows are tracked per socket by the
+kernel's subflow id; an id that comes back with other addresses is a new subflow (its counter
+restarts, see :mod:`mptop.core.rates`).  A subflow that disappears is kept (closed, rate 0, its
+bytes still in its path's totals), at most :data:`CLOSED_KEPT` per transfer.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from mptop.core.events import SubflowLedger, describe_subflow
+from mptop.core.model import Event, Status, SubflowSample
+from mptop.core.paths import InterfaceMap, PathBook
+from mptop.core.rates import CounterRate, Ewma
+from mptop.kernel.types import Address, SocketReading, SocketStatus, SubflowReading
+
+CLOSED_KEPT = 8
+
+
+class TransferLike(Protocol):
+    """What the sampler reads from a :class:`mptop.core.transfer.Transfer`."""
+
+    id: int
+    url: str
+    total: int | None
+    bytes_done: int
+    state: str                       # connecting / running / done / failed
+    error: str | None
+    mptcp_unavailable: str | None
+    sockets: Sequence[socket.socket]
+    started_at: float | None
+    ended_at: float | None
+
+    def release_sockets(self) -> None: ...
+
+
+def format_address(addr: Address | tuple[str, int] | None) -> str:
+    """``ip:port``, ``[v6]:port`` for IPv6 (as SubflowSample.local/remote are spelled)."""
+    if not addr:
+        return "?"
+    ip, port = addr[0], addr[1]
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def plain_subflow(sock: socket.socket, reading: SocketReading) -> SubflowReading | None:
+    """The one "subflow" of a plain TCP or fallen-back socket, which MPTCP_FULL_INFO no longer lists."""
+    try:
+        return SubflowReading(id=0, local=sock.getsockname()[:2], remote=sock.getpeername()[:2], tcp=reading.tcp)
+    except OSError:
+        return None
+
+
+def rtt_ms(sf: SubflowReading) -> float | None:
+    """The receive-side RTT (tcpi_rcv_rtt): on the client of a download tcpi_rtt says little
+    (measured.md); fall back to tcpi_rtt while no rcv_rtt estimate exists yet (0)."""
+    if sf.tcp is None:
+        return None
+    us = sf.tcp.rcv_rtt_us or sf.tcp.rtt_us
+    return us / 1000.0 if us else None
+
+
+@dataclass(slots=True)
+class SubflowTrack:
+    local: str
+    remote: str
+    iface: str
+    label: str
+    join: bool
+    first_seen: float
+    counter: CounterRate = field(default_factory=CounterRate)
+    last: SubflowSample | None = None
+
+
+@dataclass(slots=True)
+class SocketTrack:
+    subflows: dict[int, SubflowTrack] = field(default_factory=dict)
+    initial_id: int | None = None        # the lowest subflow id of the first reading with subflows
+    goodput: CounterRate = field(default_factory=CounterRate)
+    goodput_source: str | None = None    # "mptcp" / "tcp": a switch restarts the counter
+    seen_mptcp: bool = False             # the MPTCP handshake completed (remote key received)
+
+
+@dataclass(slots=True)
+class TransferTrack:
+    id: int
+    sockets: dict[int, SocketTrack] = field(default_factory=dict)
+    closed: deque[SubflowSample] = field(default_factory=lambda: deque(maxlen=CLOSED_KEPT))
+    path_bytes: dict[str, int] = field(default_factory=dict)
+    backup: dict[tuple[str, str], bool] = field(default_factory=dict)   # (local, remote) → flag
+    app_bytes: CounterRate = field(default_factory=CounterRate)
+    smoothed: Ewma = field(default_factory=lambda: Ewma(tau_s=2.0))
+    status: Status = "connecting"
+    reason: str | None = None
+    reported: Status | None = None       # the fallback/tcp status a `fallback` event was sent for
+    finished: bool = False
+
+    def socket_track(self, index: int) -> SocketTrack:
+        return self.sockets.setdefault(index, SocketTrack())
+
+
+@dataclass(slots=True)
+class PollContext:
+    """What one poll shares across transfers."""
+
+    t: float
+    interfaces: InterfaceMap
+    paths: PathBook
+    ledger: SubflowLedger
+    events: list[Event]
+    active_paths: set[str] = field(default_factory=set)
+
+
+def account_socket(ctx: PollContext, track: TransferTrack, index: int, subflows: Sequence[SubflowReading],
+                   running: bool) -> list[SubflowSample]:
+    """Feed one socket's subflows: rates, path bytes, subflow_up/down; returns live samples."""
+    sock = track.socket_track(index)
+    if sock.initial_id is None and subflows:
+        sock.initial_id = min(sf.id for sf in subflows)
+    seen: set[int] = set()
+    out: list[SubflowSample] = []
+    for sf in subflows:
+        seen.add(sf.id)
+        st = sock.subflows.get(sf.id)
+        local, remote = format_address(sf.local), format_address(sf.remote)
+        if st is not None and (st.local, st.remote) != (local, remote):
+            _close(ctx, track, sock, sf.id)      # the id was reused by a new subflow
+            st = None
+        if st is None:
+            st = _open(ctx, track, sock, sf, local, remote)
+        out.append(_subflow_sample(ctx, track, st, sf, sf.id, running))
+    for gone in [sid for sid in sock.subflows if sid not in seen]:
+        _close(ctx, track, sock, gone)
+    return out
+
+
+def _open(ctx: PollContext, track: TransferTrack, sock: SocketTrack, sf: SubflowReading,
+          local: str, remote: str) -> SubflowTrack:
+    iface = ctx.interfaces.iface_for(sf.local[0])
+    label = ctx.paths.path(iface).label
+    st = SubflowTrack(local, remote, iface, label, join=sf.id != sock.initial_id, first_seen=ctx.t)
+    sock.subflows[sf.id] = st
+    if ctx.ledger.up((track.id, local, remote)):
+        backup = track.backup.get((local, remote), False)
+        ctx.events.append(Event(ctx.t, "subflow_up", iface, track.id,
+                                describe_subflow(label, local, remote, True, backup)))
+    return st
+
+
+def _close(ctx: PollContext, track: TransferTrack, sock: SocketTrack, sid: int) -> None:
+    st = sock.subflows.pop(sid)
+    st.counter.idle()
+    if st.last is not None:
+        track.closed.append(replace(st.last, rate_bps=0.0, closed=True))
+    if ctx.ledger.down((track.id, st.local, st.remote)):
+        ctx.events.append(Event(ctx.t, "subflow_down", st.iface, track.id,
+                                describe_subflow(st.label, st.local, st.remote, False)))
+
+
+def _subflow_sample(ctx: PollContext, track: TransferTrack, st: SubflowTrack, sf: SubflowReading, sid: int,
+                    running: bool) -> SubflowSample:
+    tcp = sf.tcp
+    if tcp is not None and tcp.bytes_received is not None:
+        delta = st.counter.update(ctx.t, tcp.bytes_received)
+        ctx.paths.add_bytes(st.iface, delta)
+        track.path_bytes[st.iface] = track.path_bytes.get(st.iface, 0) + delta
+    rate_bps = st.counter.rate * 8
+    # The backup flag comes from the PM events (SUB_ESTABLISHED / SUB_PRIORITY).  Without them it
+    # could come from sock_diag's subflow ULP info (MPTCP_SUBFLOW_FLAG_BKUP_LOC/REM, DiagSubflow.backup),
+    # which the kernel layer reads for `mptop watch`.
+    backup = track.backup.get((st.local, st.remote), False)
+    ctx.paths.add_live_subflow(st.iface, rate_bps)
+    if running and not backup:
+        ctx.active_paths.add(st.iface)
+    st.last = SubflowSample(
+        id=sid, local=st.local, remote=st.remote, iface=st.iface, path=st.label,
+        bytes_received=st.counter.total, rate_bps=rate_bps, rtt_ms=rtt_ms(sf), backup=backup,
+        bytes_sent=(tcp.bytes_sent or 0) if tcp else 0,
+        cwnd=tcp.snd_cwnd if tcp else None, retransmits=tcp.total_retrans if tcp else None,
+        join=st.join, age_s=ctx.t - st.first_seen,
+    )
+    return st.last
+
+
+def goodput_counter(reading: SocketReading) -> tuple[str, int] | None:
+    """Connection-level bytes received: mptcpi_bytes_received, or tcpi_bytes_received after a
+    fallback / on plain TCP; ``None`` when this kernel fills neither."""
+    if reading.info is not None and reading.info.bytes_received is not None:
+        return "mptcp", reading.info.bytes_received
+    if reading.tcp is not None and reading.tcp.bytes_received is not None:
+        return "tcp", reading.tcp.bytes_received
+    return None
+
+
+def account_goodput(t: float, sock: SocketTrack, reading: SocketReading) -> bool:
+    """Update the socket's goodput counter; False when the kernel gives no counter for it."""
+    counter = goodput_counter(reading)
+    if counter is None:
+        return False
+    source, value = counter
+    if source != sock.goodput_source:
+        # mptcpi_bytes_received and the fallback subflow's tcpi_bytes_received are different
+        # counters: switching must not read as a reset (a jump) of one counter.
+        sock.goodput, sock.goodput_source = CounterRate(), source
+    sock.goodput.update(t, value)
+    return True
+
+
+def socket_status(reading: SocketReading) -> Status:
+    return {SocketStatus.MPTCP: "mptcp", SocketStatus.FALLBACK: "fallback", SocketStatus.TCP: "tcp"}[reading.status]

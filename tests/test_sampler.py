@@ -1,0 +1,245 @@
+"""The sampler against the real kernel: a two-path lab, shaped downloads, outages, fallback.
+
+The main thread enters the client netns, so the sampler (on the event loop of this thread),
+the downloads and the interface listing all live there.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import pytest
+
+from mptop.core.history import History
+from mptop.core.model import Event, HostInfo, PathSample, Sample, TransferSample, record_from_json, to_json
+from mptop.core.sampler import Sampler
+from mptop.lab import Lab
+
+IPPROTO_MPTCP = 262
+SIZE = 16_000_000
+SHAPED = {"wlan0": 40, "wwan0": 10}
+
+
+class ThreadTransfer:
+    """A download over an MPTCP socket with http.client in a thread, with the attributes the
+    sampler reads from :class:`mptop.core.transfer.Transfer` (socket handles included)."""
+
+    def __init__(self, id_: int, url: str) -> None:
+        self.id, self.url = id_, url
+        self.total: int | None = None
+        self.bytes_done = 0
+        self.state = "connecting"
+        self.error: str | None = None
+        self.mptcp_unavailable: str | None = None
+        self.sockets: list[socket.socket] = []
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.released = False
+        self._thread = threading.Thread(target=self._run, daemon=True)   # inherits this thread's netns
+
+    def start(self) -> ThreadTransfer:
+        self._thread.start()
+        return self
+
+    def release_sockets(self) -> None:
+        handles, self.sockets = self.sockets, []
+        for h in handles:
+            h.close()
+        self.released = True
+
+    def _run(self) -> None:
+        parts = urlsplit(self.url)
+        self.started_at = time.monotonic()
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
+            self.sockets.append(socket.socket(sock.family, sock.type, 0, fileno=os.dup(sock.fileno())))
+            sock.settimeout(20)
+            sock.connect((parts.hostname, parts.port or 80))
+            conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80)
+            conn.sock = sock
+            conn.request("GET", parts.path)
+            resp = conn.getresponse()
+            self.total = int(resp.headers["Content-Length"])
+            self.state = "running"
+            while chunk := resp.read(1 << 16):
+                self.bytes_done += len(chunk)
+            conn.close()
+            self.state = "done" if self.bytes_done == self.total else "failed"
+        except OSError as e:
+            self.error, self.state = str(e), "failed"
+        finally:
+            self.ended_at = time.monotonic()
+
+
+Step = Callable[[Sample], None]
+
+
+async def sample_download(lab: Lab, url: str, step: Step | None = None, **kwargs: object
+                          ) -> tuple[Sampler, HostInfo, ThreadTransfer, list[Sample], list[Event], dict[str, int]]:
+    """Download ``url`` while sampling; returns samples, events and each path's rx byte delta."""
+    rx0 = {p.iface: lab.rx_bytes(p.iface) for p in lab.paths}
+    transfer = ThreadTransfer(1, url)
+    sampler = Sampler([transfer], interval=0.25, **kwargs)  # type: ignore[arg-type]
+    host = sampler.host_info()       # like `mptop get`: the header (and the PM subscription) first
+    transfer.start()
+    samples: list[Sample] = []
+    events: list[Event] = []
+    async for sample, new in sampler.run(until_done=True):
+        samples.append(sample)
+        events += new
+        if step is not None:
+            step(sample)
+        assert sample.t < 30, "the download did not finish"
+    rx = {p.iface: lab.rx_bytes(p.iface) - rx0[p.iface] for p in lab.paths}
+    return sampler, host, transfer, samples, events, rx
+
+
+def kinds(events: list[Event], iface: str | None = None) -> list[str]:
+    return [e.kind for e in events if iface is None or e.iface == iface]
+
+
+@pytest.mark.lab
+async def test_shaped_two_path_download_shares_bytes_and_subflows(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(rate_mbit=SHAPED)
+    with lab.client.entered():
+        sampler, host, transfer, samples, events, rx = await sample_download(lab, lab.url(SIZE))
+    assert transfer.state == "done" and transfer.released and transfer.sockets == []
+    assert host.events == "netlink" and host.labels == {"wlan0": "Wi-Fi", "wwan0": "Cellular"}
+
+    final = samples[-1]
+    t = final.transfers[0]
+    assert t.status == "mptcp" and t.state == "done" and t.bytes == SIZE
+    by_iface = {s.iface: s for s in t.subflows}
+    assert set(by_iface) == {"wlan0", "wwan0"}
+    assert by_iface["wlan0"].join is False and by_iface["wwan0"].join is True
+    assert by_iface["wlan0"].path == "Wi-Fi" and by_iface["wwan0"].path == "Cellular"
+    assert all(s.rtt_ms and 0 < s.rtt_ms < 1000 and s.cwnd for s in t.subflows)
+
+    # Shares while both paths carry the download: ≈ 80/20 (loose: receive-window stalls exist).
+    steady = [s.paths for s in samples if s.t > 0.7 and s.transfers[0].state == "running"
+              and sum(p.rate_bps for p in s.paths.values()) > 0]
+    assert len(steady) >= 4
+    wifi = sum(p["wlan0"].share for p in steady) / len(steady)
+    assert 0.6 < wifi < 0.92, wifi
+    assert all(abs(p["wlan0"].share + p["wwan0"].share - 1) < 1e-9 for p in steady)
+
+    # Per-path bytes (subflow tcpi_bytes_received) against the interfaces' rx counters.
+    for iface in ("wlan0", "wwan0"):
+        assert final.paths[iface].bytes == pytest.approx(rx[iface], rel=0.03), iface
+    assert sampler.summary().transfers[0].path_bytes == {i: p.bytes for i, p in final.paths.items()}
+    assert sum(final.paths[i].bytes for i in final.paths) >= SIZE
+
+    # Exactly one subflow_up per subflow, none down, the server's ADD_ADDR seen, and the end.
+    assert sorted(e.iface for e in events if e.kind == "subflow_up") == ["wlan0", "wwan0"]
+    assert "subflow_down" not in kinds(events) and "path_stalled" not in kinds(events)
+    assert "address_announced" in kinds(events)
+    assert kinds(events)[-1] == "transfer_done"
+    assert [e.t for e in events] == sorted(e.t for e in events)
+
+
+@pytest.mark.lab
+async def test_wifi_outage_gives_one_stall_and_one_recovery(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(rate_mbit=SHAPED)
+    outage: dict[str, float] = {}
+
+    def step(sample: Sample) -> None:
+        if "down" not in outage and sample.transfers[0].bytes > 3_000_000:
+            lab.link_down("wlan0")
+            outage["down"] = time.monotonic()
+        elif "down" in outage and "up" not in outage and time.monotonic() - outage["down"] >= 3.0:
+            lab.link_up("wlan0")
+            outage["up"] = time.monotonic()
+
+    size = 20_000_000
+    with lab.client.entered():
+        # Polls only: the stall must be measured, and subflow events inferred, without netlink.
+        sampler, host, transfer, samples, events, rx = await sample_download(lab, lab.url(size), step,
+                                                                             pm_events=False)
+    assert "up" in outage and transfer.state == "done" and transfer.bytes_done == size
+    assert host.events == "inferred"
+
+    assert kinds(events, "wlan0") == ["subflow_up", "link_down", "path_stalled", "link_up", "path_recovered"]
+    assert "path_stalled" not in kinds(events, "wwan0")
+    stalled = next(e for e in events if e.kind == "path_stalled")
+    back = next(e for e in events if e.kind == "path_recovered")
+    match = re.fullmatch(r"Wi-Fi back after (\d+\.\d) s", back.detail)
+    assert match, back.detail
+    assert 3.0 <= float(match.group(1)) <= 6.0
+    assert back.t - stalled.t == pytest.approx(float(match.group(1)) - 1.0, abs=0.3)
+    stalled_samples = [s for s in samples if stalled.t <= s.t < back.t]
+    assert stalled_samples and all(s.paths["wlan0"].stalled and s.paths["wlan0"].rate_bps == 0
+                                   and s.paths["wwan0"].share == 1.0 for s in stalled_samples)
+    assert not samples[-1].paths["wlan0"].stalled
+    for iface in ("wlan0", "wwan0"):
+        assert samples[-1].paths[iface].bytes == pytest.approx(rx[iface], rel=0.03), iface
+
+
+@pytest.mark.lab
+async def test_fallback_to_plain_tcp_server(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(rate_mbit={"wlan0": 80})
+    with lab.client.entered():
+        sampler, _, transfer, samples, events, rx = await sample_download(lab, lab.url(4_000_000, tcp=True))
+    assert transfer.state == "done"
+    final = samples[-1].transfers[0]
+    assert final.status == "fallback" and final.reason == "peer does not speak MPTCP"
+    fallback = [e for e in events if e.kind == "fallback"]
+    assert len(fallback) == 1 and fallback[0].transfer == 1
+    assert fallback[0].detail == "fell back to TCP: peer does not speak MPTCP"
+    assert [(s.iface, s.join) for s in final.subflows] == [("wlan0", False)]
+    assert samples[-1].paths["wlan0"].bytes == pytest.approx(rx["wlan0"], rel=0.03)
+    assert sampler.summary().transfers[0].status == "fallback"
+
+
+@pytest.mark.lab
+async def test_reset_subflow_goes_down_and_keeps_its_bytes(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(rate_mbit=SHAPED)
+    done: dict[str, float] = {}
+
+    def step(sample: Sample) -> None:
+        if not done and sample.transfers[0].bytes > 3_000_000:
+            done["wwan0 bytes"] = sample.paths["wwan0"].bytes
+            assert lab.reset_subflows("wwan0") == 1
+
+    with lab.client.entered():
+        _, _, transfer, samples, events, _ = await sample_download(lab, lab.url(SIZE), step)
+    assert transfer.state == "done"
+    downs = [e for e in events if e.kind == "subflow_down"]
+    assert [e.iface for e in downs] == ["wwan0"]
+    final = samples[-1]
+    assert final.paths["wwan0"].subflows == 0 and final.paths["wlan0"].subflows == 1
+    assert final.paths["wwan0"].bytes >= done["wwan0 bytes"] > 0
+    closed = [s for s in final.transfers[0].subflows if s.closed]
+    assert [(s.iface, s.rate_bps) for s in closed] == [("wwan0", 0.0)]
+    assert closed[0].bytes_received == final.paths["wwan0"].bytes
+
+
+def _sample(t: float, rates: dict[str, float], transfer_rate: float, state: str = "running") -> Sample:
+    return Sample(t=t, paths={i: PathSample(i, r, 0) for i, r in rates.items()},
+                  transfers=[TransferSample(7, "u", 0, None, transfer_rate, "mptcp", state=state)])  # type: ignore[arg-type]
+
+
+def test_history_is_bounded_and_drops_finished_transfers() -> None:
+    history = History(window_s=2.0, interval=0.5)
+    assert history.maxlen == 5
+    for i in range(100):
+        history.add(_sample(i * 0.5, {"wlan0": 8.0 * i, "wwan0": 2.0}, 10.0 * i))
+    assert len(history.total) == len(history.paths["wlan0"]) == len(history.transfers[7]) == 5
+    assert history.total[-1] == (49.5, 8.0 * 99 + 2.0)
+    assert history.paths["wwan0"][0] == (47.5, 2.0)
+    history.add(_sample(50.0, {"wlan0": 0.0}, 0.0, state="done"))
+    for i in range(1, 8):
+        history.add(_sample(50.0 + i * 0.5, {"wlan0": 0.0}, 0.0, state="done"))
+    assert 7 not in history.transfers          # finished, at zero, scrolled out of the window
+    assert len(history.total) == 5
+
+
+def test_sample_records_round_trip() -> None:
+    sample = _sample(1.0, {"wlan0": 8e6}, 8e6)
+    assert record_from_json(to_json(sample)) == sample
