@@ -226,7 +226,11 @@ class PmEvents:
 
 
 async def pm_events(*, on_overrun: Callable[[int], None] | None = None) -> AsyncIterator[PmEvent]:
-    """Path-manager events of the calling thread's netns, until the consumer stops iterating."""
+    """Path-manager events until the consumer stops iterating (``aclose()`` unsubscribes).
+
+    Being a generator, it subscribes at the first ``anext()``, in the netns of the loop's thread at
+    that moment; create :class:`PmEvents` directly to subscribe (and fail) right away.
+    """
     with PmEvents(on_overrun=on_overrun) as events:
         async for event in events:
             yield event

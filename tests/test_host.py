@@ -1,0 +1,154 @@
+"""Host facts: kernel version/features, sysctls, MIB counters, interfaces, MPTCP socket availability.
+
+Read in the lab's namespaces, from the main thread and from worker threads (the netns of a
+thread is not the process's: /proc/net and psutil.net_if_stats follow the main thread's).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from mptop.kernel import host
+from mptop.kernel.types import KernelParseError
+from mptop.lab import Lab, Namespace
+
+T = TypeVar("T")
+IPPROTO_MPTCP = 262
+SOL_TCP, TCP_IS_MPTCP = 6, 43
+
+
+def in_worker_thread(ns: Namespace, read: Callable[[], T]) -> T:
+    """``read()`` in a fresh thread that entered ``ns`` (this thread stays where it is)."""
+    def entered() -> T:
+        with ns.entered():
+            return read()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(entered).result(timeout=10)
+
+
+@pytest.mark.parametrize("release, version", [
+    ("6.18.44-fc-v669", (6, 18, 44)), ("5.10.0-28-amd64", (5, 10, 0)), ("6.1", (6, 1, 0)),
+    ("4.19.325+", (4, 19, 325)),
+])
+def test_kernel_version_from_release(release: str, version: tuple[int, int, int]) -> None:
+    assert host.kernel_version(release) == version
+
+
+def test_kernel_version_of_this_host() -> None:
+    release = Path("/proc/sys/kernel/osrelease").read_text().strip()
+    assert host.kernel_version() == tuple(int(x) for x in release.split("-")[0].split(".")[:3])
+    with pytest.raises(KernelParseError):
+        host.kernel_version("unknown")
+
+
+# feature -> the first kernel that has it (mptcp-kernel.md, mptcp.dev)
+SINCE = {"mptcp": (5, 6), "diag": (5, 9), "pm_events": (5, 12), "reset_reason": (5, 13),
+         "sockopt_info": (5, 16), "userspace_pm": (5, 19), "listener_events": (6, 2), "full_info": (6, 5),
+         "subflows_total": (6, 8), "tcp_is_mptcp": (6, 10), "laminar": (6, 18)}
+
+
+@pytest.mark.parametrize("feature", sorted(SINCE))
+def test_features_switch_on_at_their_version(feature: str) -> None:
+    major, minor = SINCE[feature]
+    before = (major, minor - 1, 99) if minor else (major - 1, 99, 99)
+    assert getattr(host.KernelFeatures.from_version(before), feature) is False
+    assert getattr(host.KernelFeatures.from_version((major, minor, 0)), feature) is True
+    assert getattr(host.KernelFeatures.from_version((major + 1, 0, 0)), feature) is True
+
+
+def test_features_agree_with_what_this_kernel_does() -> None:
+    features = host.kernel_features()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
+    with sock:
+        try:
+            is_mptcp: int | None = sock.getsockopt(SOL_TCP, TCP_IS_MPTCP)
+        except OSError:
+            is_mptcp = None
+    assert features.mptcp and features.tcp_is_mptcp == (is_mptcp == 1)
+
+
+def test_sysctls_follow_the_thread_netns(lab: Lab) -> None:
+    lab.sysctl(lab.client, "net.mptcp.enabled", "0")
+    lab.sysctl(lab.client, "net.mptcp.stale_loss_cnt", "7")
+    with lab.client.entered():
+        here = host.mptcp_sysctls()
+        names = sorted(os.listdir("/proc/sys/net/mptcp"))
+    assert sorted(here) == names and {"enabled", "path_manager", "scheduler"} <= set(here)
+    assert (here["enabled"], here["stale_loss_cnt"]) == ("0", "7")
+    assert in_worker_thread(lab.client, host.mptcp_sysctls) == here
+    server = in_worker_thread(lab.server, host.mptcp_sysctls)
+    assert (server["enabled"], server["stale_loss_cnt"]) == ("1", lab.sysctl(lab.server, "net.mptcp.stale_loss_cnt"))
+    shown = lab.run(lab.client, ["sysctl", "-n", "net.mptcp.path_manager", "net.mptcp.scheduler"]).stdout.split()
+    assert [here["path_manager"], here["scheduler"]] == shown
+
+
+def test_sysctls_without_mptcp_are_empty(tmp_path: Path) -> None:
+    assert host.mptcp_sysctls(tmp_path / "missing") == {}
+
+
+def test_socket_availability_names_the_cause(lab: Lab) -> None:
+    assert in_worker_thread(lab.client, host.mptcp_socket_available)[0] is True
+    lab.sysctl(lab.client, "net.mptcp.enabled", "0")
+    available, reason = in_worker_thread(lab.client, host.mptcp_socket_available)
+    assert available is False and "net.mptcp.enabled=0" in reason
+    with lab.server.entered():
+        assert host.mptcp_socket_available()[0] is True
+
+
+def mptcp_connect(lab: Lab) -> None:
+    """One MPTCP connection from the client netns to the lab server (then closed)."""
+    with lab.client.entered():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
+    with sock:
+        sock.settimeout(10)
+        sock.connect((lab.paths[0].server_addr, lab.config.mptcp_port))
+
+
+def test_counters_follow_the_thread_netns(lab: Lab) -> None:
+    client_before = in_worker_thread(lab.client, host.mptcp_counters)
+    server_before = in_worker_thread(lab.server, host.mptcp_counters)
+    mptcp_connect(lab)
+    client_after = in_worker_thread(lab.client, host.mptcp_counters)
+    server_after = in_worker_thread(lab.server, host.mptcp_counters)
+    assert client_after["MPCapableSYNTX"] == client_before["MPCapableSYNTX"] + 1
+    assert client_after["MPCapableSYNACKRX"] == client_before["MPCapableSYNACKRX"] + 1
+    assert server_after["MPCapableSYNRX"] == server_before["MPCapableSYNRX"] + 1
+    assert server_after["MPCapableSYNTX"] == server_before["MPCapableSYNTX"]
+    # The holder's /proc/PID/net is the client netns: the same table, parsed independently.
+    table = Path(f"/proc/{lab.client.pid}/net/netstat").read_text().splitlines()
+    names, values = [line.split()[1:] for line in table if line.startswith("MPTcpExt:")]
+    assert client_after == dict(zip(names, map(int, values)))
+
+
+def test_netstat_parser_is_strict() -> None:
+    good = "TcpExt: A B\nTcpExt: 1 2\nMPTcpExt: C\nMPTcpExt: 3\n"
+    assert host.parse_netstat(good) == {"TcpExt": {"A": 1, "B": 2}, "MPTcpExt": {"C": 3}}
+    for bad in ("TcpExt: A B\nTcpExt: 1\n", "TcpExt: A\nIpExt: 1\n", "TcpExt: A\nTcpExt: x\n"):
+        with pytest.raises(KernelParseError):
+            host.parse_netstat(bad)
+    assert host.mptcp_counters(Path("/nonexistent/netstat")) == {}
+
+
+def test_interfaces_of_the_thread_netns(lab: Lab) -> None:
+    wlan, wwan = lab.paths
+    lab.link_down(wwan.iface)
+    with lab.client.entered():
+        found = {i.name: i for i in host.interfaces()}
+        indexes = {name: socket.if_nametoindex(name) for name in found}
+    assert set(found) == {"lo", wlan.iface, wwan.iface}
+    assert {name: i.ifindex for name, i in found.items()} == indexes
+    assert wlan.client_addr in found[wlan.iface].addresses and wwan.client_addr in found[wwan.iface].addresses
+    assert (found[wlan.iface].up, found[wlan.iface].running) == (True, True)
+    assert (found[wwan.iface].up, found[wwan.iface].running) == (False, False)
+    # From a worker thread (psutil.net_if_stats would list the main thread's interfaces there).
+    assert {i.name: i for i in in_worker_thread(lab.client, host.interfaces)} == found
+    assert {i.name for i in in_worker_thread(lab.server, host.interfaces)} == {"lo", wlan.server_iface,
+                                                                               wwan.server_iface}
