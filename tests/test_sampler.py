@@ -13,12 +13,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
 
 from mptop.core.history import History
-from mptop.core.model import Event, HostInfo, PathSample, Sample, TransferSample, record_from_json, to_json
+from mptop.core.model import (Event, HostInfo, PathSample, Sample, Summary, TransferSample, record_from_json,
+                              to_json)
 from mptop.core.sampler import Sampler
 from mptop.lab import Lab
 
@@ -81,24 +83,47 @@ class ThreadTransfer:
 Step = Callable[[Sample], None]
 
 
-async def sample_download(lab: Lab, url: str, step: Step | None = None, **kwargs: object
-                          ) -> tuple[Sampler, HostInfo, ThreadTransfer, list[Sample], list[Event], dict[str, int]]:
-    """Download ``url`` while sampling; returns samples, events and each path's rx byte delta."""
+@dataclass
+class Run:
+    sampler: Sampler
+    host: HostInfo
+    transfer: ThreadTransfer
+    samples: list[Sample]
+    events: list[Event]
+    summary: Summary
+    rx: dict[str, int]            # each lab path's rx byte counter delta over the download
+
+
+async def sample_download(lab: Lab, url: str, step: Step | None = None, **kwargs: object) -> Run:
+    """Download ``url`` while sampling, through the sampler's flat record stream."""
     rx0 = {p.iface: lab.rx_bytes(p.iface) for p in lab.paths}
     transfer = ThreadTransfer(1, url)
     sampler = Sampler([transfer], interval=0.25, **kwargs)  # type: ignore[arg-type]
-    host = sampler.host_info()       # like `mptop get`: the header (and the PM subscription) first
-    transfer.start()
-    samples: list[Sample] = []
-    events: list[Event] = []
-    async for sample, new in sampler.run(until_done=True):
-        samples.append(sample)
-        events += new
-        if step is not None:
-            step(sample)
-        assert sample.t < 30, "the download did not finish"
+    records = []
+    async for record in sampler.records(until_done=True):
+        records.append(record)
+        if isinstance(record, HostInfo):
+            transfer.start()     # like `mptop get`: the header (and the PM subscription) first
+        elif isinstance(record, Sample):
+            assert record.t < 30, "the download did not finish"
+            if step is not None:
+                step(record)
     rx = {p.iface: lab.rx_bytes(p.iface) - rx0[p.iface] for p in lab.paths}
-    return sampler, host, transfer, samples, events, rx
+    host, summary = records[0], records[-1]
+    assert isinstance(host, HostInfo) and isinstance(summary, Summary)
+    samples = [r for r in records if isinstance(r, Sample)]
+    events = [r for r in records if isinstance(r, Event)]
+    assert len(samples) + len(events) + 2 == len(records)
+    # Each poll's events come just before its sample, none later than it.
+    pending: list[Event] = []
+    for r in records[1:-1]:
+        if isinstance(r, Event):
+            pending.append(r)
+        else:
+            assert all(e.t <= r.t for e in pending)
+            pending = []
+    assert pending == []
+    return Run(sampler, host, transfer, samples, events, summary, rx)
 
 
 def kinds(events: list[Event], iface: str | None = None) -> list[str]:
@@ -109,11 +134,11 @@ def kinds(events: list[Event], iface: str | None = None) -> list[str]:
 async def test_shaped_two_path_download_shares_bytes_and_subflows(make_lab: Callable[..., Lab]) -> None:
     lab = make_lab(rate_mbit=SHAPED)
     with lab.client.entered():
-        sampler, host, transfer, samples, events, rx = await sample_download(lab, lab.url(SIZE))
-    assert transfer.state == "done" and transfer.released and transfer.sockets == []
-    assert host.events == "netlink" and host.labels == {"wlan0": "Wi-Fi", "wwan0": "Cellular"}
+        run = await sample_download(lab, lab.url(SIZE))
+    assert run.transfer.state == "done" and run.transfer.released and run.transfer.sockets == []
+    assert run.host.events == "netlink" and run.host.labels == {"wlan0": "Wi-Fi", "wwan0": "Cellular"}
 
-    final = samples[-1]
+    samples, events, final = run.samples, run.events, run.samples[-1]
     t = final.transfers[0]
     assert t.status == "mptcp" and t.state == "done" and t.bytes == SIZE
     by_iface = {s.iface: s for s in t.subflows}
@@ -132,8 +157,9 @@ async def test_shaped_two_path_download_shares_bytes_and_subflows(make_lab: Call
 
     # Per-path bytes (subflow tcpi_bytes_received) against the interfaces' rx counters.
     for iface in ("wlan0", "wwan0"):
-        assert final.paths[iface].bytes == pytest.approx(rx[iface], rel=0.03), iface
-    assert sampler.summary().transfers[0].path_bytes == {i: p.bytes for i, p in final.paths.items()}
+        assert final.paths[iface].bytes == pytest.approx(run.rx[iface], rel=0.03), iface
+    assert run.summary.transfers[0].path_bytes == {i: p.bytes for i, p in final.paths.items()}
+    assert run.summary.transfers[0].ok and run.summary.transfers[0].status == "mptcp"
     assert sum(final.paths[i].bytes for i in final.paths) >= SIZE
 
     # Exactly one subflow_up per subflow, none down, the server's ADD_ADDR seen, and the end.
@@ -160,10 +186,10 @@ async def test_wifi_outage_gives_one_stall_and_one_recovery(make_lab: Callable[.
     size = 20_000_000
     with lab.client.entered():
         # Polls only: the stall must be measured, and subflow events inferred, without netlink.
-        sampler, host, transfer, samples, events, rx = await sample_download(lab, lab.url(size), step,
-                                                                             pm_events=False)
-    assert "up" in outage and transfer.state == "done" and transfer.bytes_done == size
-    assert host.events == "inferred"
+        run = await sample_download(lab, lab.url(size), step, pm_events=False)
+    assert "up" in outage and run.transfer.state == "done" and run.transfer.bytes_done == size
+    assert run.host.events == "inferred"
+    samples, events = run.samples, run.events
 
     assert kinds(events, "wlan0") == ["subflow_up", "link_down", "path_stalled", "link_up", "path_recovered"]
     assert "path_stalled" not in kinds(events, "wwan0")
@@ -178,23 +204,24 @@ async def test_wifi_outage_gives_one_stall_and_one_recovery(make_lab: Callable[.
                                    and s.paths["wwan0"].share == 1.0 for s in stalled_samples)
     assert not samples[-1].paths["wlan0"].stalled
     for iface in ("wlan0", "wwan0"):
-        assert samples[-1].paths[iface].bytes == pytest.approx(rx[iface], rel=0.03), iface
+        assert samples[-1].paths[iface].bytes == pytest.approx(run.rx[iface], rel=0.03), iface
 
 
 @pytest.mark.lab
 async def test_fallback_to_plain_tcp_server(make_lab: Callable[..., Lab]) -> None:
     lab = make_lab(rate_mbit={"wlan0": 80})
     with lab.client.entered():
-        sampler, _, transfer, samples, events, rx = await sample_download(lab, lab.url(4_000_000, tcp=True))
-    assert transfer.state == "done"
-    final = samples[-1].transfers[0]
+        run = await sample_download(lab, lab.url(4_000_000, tcp=True))
+    assert run.transfer.state == "done"
+    final = run.samples[-1].transfers[0]
     assert final.status == "fallback" and final.reason == "peer does not speak MPTCP"
-    fallback = [e for e in events if e.kind == "fallback"]
+    fallback = [e for e in run.events if e.kind == "fallback"]
     assert len(fallback) == 1 and fallback[0].transfer == 1
     assert fallback[0].detail == "fell back to TCP: peer does not speak MPTCP"
     assert [(s.iface, s.join) for s in final.subflows] == [("wlan0", False)]
-    assert samples[-1].paths["wlan0"].bytes == pytest.approx(rx["wlan0"], rel=0.03)
-    assert sampler.summary().transfers[0].status == "fallback"
+    assert run.samples[-1].paths["wlan0"].bytes == pytest.approx(run.rx["wlan0"], rel=0.03)
+    assert run.summary.transfers[0].status == "fallback"
+    assert run.summary.transfers[0].reason == "peer does not speak MPTCP"
 
 
 @pytest.mark.lab
@@ -208,11 +235,11 @@ async def test_reset_subflow_goes_down_and_keeps_its_bytes(make_lab: Callable[..
             assert lab.reset_subflows("wwan0") == 1
 
     with lab.client.entered():
-        _, _, transfer, samples, events, _ = await sample_download(lab, lab.url(SIZE), step)
-    assert transfer.state == "done"
-    downs = [e for e in events if e.kind == "subflow_down"]
+        run = await sample_download(lab, lab.url(SIZE), step)
+    assert run.transfer.state == "done"
+    downs = [e for e in run.events if e.kind == "subflow_down"]
     assert [e.iface for e in downs] == ["wwan0"]
-    final = samples[-1]
+    final = run.samples[-1]
     assert final.paths["wwan0"].subflows == 0 and final.paths["wlan0"].subflows == 1
     assert final.paths["wwan0"].bytes >= done["wwan0 bytes"] > 0
     closed = [s for s in final.transfers[0].subflows if s.closed]

@@ -8,6 +8,8 @@
     async with contextlib.aclosing(sampler.run(until_done=True)) as stream:
         async for sample, events in stream:        # one Sample per poll + the events since the last
             ...
+    async for record in sampler.records(until_done=True):   # or one flat stream: HostInfo,
+        ...                                        # per poll its Events then its Sample, Summary
     sampler.history.total / .paths[iface] / .transfers[id]   # last 60 s of (t, bit/s) for charts
     summary = sampler.summary()                    # Summary with per-transfer path_bytes
 
@@ -38,7 +40,7 @@ from mptop.core.events import (
     fallback_reason,
 )
 from mptop.core.history import History
-from mptop.core.model import Event, HostInfo, Sample, Status, Summary, TransferSample, TransferSummary
+from mptop.core.model import Event, HostInfo, Record, Sample, Status, Summary, TransferSample, TransferSummary
 from mptop.core.paths import InterfaceMap, PathBook, label_for
 from mptop.core.pm_router import PmRouter
 from mptop.core.rates import eta_seconds
@@ -120,9 +122,23 @@ class Sampler:
                     await pm_task
             self.close()
 
+    async def records(self, until_done: bool = False) -> AsyncIterator[Record]:
+        """The same as one flat record stream (what the TUI, ``--json`` and ``--record`` take):
+        the HostInfo first, then each poll's events followed by its sample, and with
+        ``until_done`` the Summary last."""
+        yield self.host_info()
+        async with contextlib.aclosing(self.run(until_done)) as polls:
+            async for sample, events in polls:
+                for event in events:
+                    yield event
+                yield sample
+        if until_done:
+            yield self.summary()
+
     def start_events(self) -> bool:
         """Subscribe to path-manager events (done by :meth:`run`); False when not permitted."""
-        if self._pm is None and self._want_pm:
+        if self._want_pm:
+            self._want_pm = False               # one attempt per sampler
             try:
                 self._pm = PmEvents()
                 self._events_mode = "netlink"
@@ -232,8 +248,8 @@ class Sampler:
             track.reported = status
             ctx.events.append(Event(ctx.t, "fallback", None, tr.id, describe_fallback(status, reason or "")))
             fail = getattr(tr, "fail", None)
-            if self.require_mptcp and callable(fail):
-                fail(f"MPTCP required, but {reason}")
+            if self.require_mptcp and status == "fallback" and callable(fail):
+                fail(f"MPTCP required, but the connection fell back to TCP ({reason})")
 
     def _fallback_reason(self, track: TransferTrack, index: int) -> str:
         count = self._synack_counter()
