@@ -1,0 +1,118 @@
+"""What `mptop get` (and `mptop URL…`) does once its arguments are parsed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import IO
+
+from mptop.core.failures import TransferError
+from mptop.core.model import Event, Record, Sample, Summary, to_json
+from mptop.core.paths import parse_labels
+from mptop.core.recording import write_record
+from mptop.core.session import Session, Sink
+from mptop.core.transfer import TransferOptions
+
+
+def options_from(args: argparse.Namespace) -> TransferOptions:
+    return TransferOptions(output=args.output, force=args.force, insecure=args.insecure,
+                           require_mptcp=args.require_mptcp, connect_timeout=args.connect_timeout,
+                           idle_timeout=args.idle_timeout, max_redirects=args.max_redirects)
+
+
+def usage_error(message: str) -> int:
+    print(f"mptop: {message}", file=sys.stderr)
+    return 2
+
+
+def ndjson_sink(stream: IO[str]) -> Sink:
+    def write(record: Record) -> None:
+        stream.write(json.dumps(to_json(record), separators=(",", ":")) + "\n")
+        stream.flush()
+    return write
+
+
+def fan_out(*sinks: Sink | None) -> Sink:
+    live = [s for s in sinks if s is not None]
+
+    def write(record: Record) -> None:
+        for sink in live:
+            sink(record)
+    return write
+
+
+def console_sink(view: "ConsoleView") -> Sink:  # noqa: F821 - imported lazily below
+    def write(record: Record) -> None:
+        if isinstance(record, Sample):
+            view.sample(record)
+        elif isinstance(record, Event):
+            view.event(record)
+    return write
+
+
+def report_failures(summary: Summary) -> int:
+    """One line per failed transfer on stderr; the exit code for the run."""
+    for t in summary.transfers:
+        if not t.ok:
+            print(f"mptop: {t.url}: {t.error or 'failed'}", file=sys.stderr)
+    return 0 if all(t.ok for t in summary.transfers) else 1
+
+
+def make_session(args: argparse.Namespace) -> Session | int:
+    """The session for these arguments, or an exit code after a one-line usage error."""
+    try:
+        labels = parse_labels(args.label)
+    except ValueError as exc:
+        return usage_error(str(exc))
+    try:
+        return Session(args.urls, options_from(args), interval=args.interval, labels=labels)
+    except TransferError as exc:
+        return usage_error(str(exc))
+
+
+def open_record(path: str | None, stack: ExitStack) -> Sink | None | int:
+    if not path:
+        return None
+    try:
+        fp = stack.enter_context(open(path, "w", encoding="utf-8"))
+    except OSError as exc:
+        return usage_error(f"cannot write the recording {path}: {exc.strerror}")
+
+    def write(record: Record) -> None:
+        write_record(fp, record)
+    return write
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.json and args.output == "-":
+        return usage_error("--json writes NDJSON to stdout: choose another -o than -")
+    if args.tui:
+        from mptop.commands._tui_run import run_downloads
+
+        return run_downloads(args)
+    with ExitStack() as stack:
+        record = open_record(args.record, stack)
+        if isinstance(record, int):
+            return record
+        session = make_session(args)
+        if isinstance(session, int):
+            return session
+        view_sink: Sink | None = None
+        close: Callable[[Summary | None], None] = lambda summary: None
+        if args.json:
+            view_sink = ndjson_sink(sys.stdout)
+        else:
+            from mptop.console import ConsoleView
+
+            view = ConsoleView(sys.stderr, unit=args.unit)
+            view_sink, close = console_sink(view), view.close
+        summary: Summary | None = None
+        try:
+            summary = asyncio.run(session.run(fan_out(view_sink, record)))
+        finally:
+            close(summary)
+        return report_failures(summary)
