@@ -1,0 +1,96 @@
+"""`mptop get` as a user runs it, in the lab's client namespace: NDJSON shape, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+
+def mptop(lab, *args: str, cwd=None) -> subprocess.CompletedProcess[str]:
+    """Run the CLI the way a user would, inside the lab's client namespace."""
+    with lab.client.entered():
+        return subprocess.run([sys.executable, "-m", "mptop", *args], capture_output=True, text=True,
+                              timeout=60, cwd=cwd)
+
+
+def ndjson(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_json_stream_has_the_documented_names(make_lab):
+    lab = make_lab(rate_mbit={"wlan0": 40, "wwan0": 10})
+    size = 6_000_000
+    result = mptop(lab, "get", "--json", "--interval", "0.2", "-o", "/dev/null", lab.url(size))
+    assert result.returncode == 0, result.stderr
+    records = ndjson(result.stdout)
+    assert records[0]["type"] == "host"
+    samples = [r for r in records if r["type"] == "sample"]
+    assert len(samples) >= 3
+    busy = max(samples, key=lambda s: len(s["transfers"][0]["subflows"]))
+    transfer = busy["transfers"][0]
+    assert {"id", "url", "bytes", "total", "rate_bps", "status", "reason", "subflows"} <= set(transfer)
+    assert transfer["status"] == "mptcp"
+    for subflow in transfer["subflows"]:
+        assert {"id", "local", "remote", "iface", "path", "bytes_received", "rate_bps", "rtt_ms", "backup"} <= set(subflow)
+    assert {s["iface"] for s in transfer["subflows"]} == {"wlan0", "wwan0"}
+    assert set(busy["paths"]) == {"wlan0", "wwan0"}
+    assert {"label", "rate_bps", "bytes"} <= set(busy["paths"]["wlan0"])
+    events = [r for r in records if r["type"] == "event"]
+    assert all({"t", "kind", "iface", "transfer", "detail"} <= set(e) for e in events)
+    assert "transfer_done" in {e["kind"] for e in events}
+    summary = records[-1]
+    assert summary["type"] == "summary" and summary["duration_s"] > 0
+    done = summary["transfers"][0]
+    assert done["ok"] and done["bytes"] == size and done["sha256"] == lab.content_sha256(size)
+    assert set(done["path_bytes"]) == {"wlan0", "wwan0"}
+    assert sum(done["path_bytes"].values()) >= size
+
+
+def test_failures_are_one_line_and_exit_1_while_others_complete(lab, tmp_path):
+    good = lab.url(100_000)
+    bad = lab.base_url() + "/status/404"
+    result = mptop(lab, "get", "-o", str(tmp_path) + "/", good, bad)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("mptop:")]
+    assert errors == [f"mptop: {bad}: HTTP 404 Not Found"]
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "100000").stat().st_size == 100_000
+    assert not list(tmp_path.glob("404*"))
+
+
+def test_require_mptcp_fails_a_fallback_with_one_line(lab):
+    result = mptop(lab, "get", "--require-mptcp", "-o", "/dev/null", lab.url(2_000_000, tcp=True))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mptop:")]
+    assert len(errors) == 1 and "MPTCP" in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_mptcp_disabled_falls_back_to_tcp_with_a_reason(lab):
+    lab.sysctl(lab.client, "net.mptcp.enabled", "0")
+    result = mptop(lab, "get", "--json", "-o", "/dev/null", lab.url(500_000))
+    assert result.returncode == 0, result.stderr
+    summary = ndjson(result.stdout)[-1]["transfers"][0]
+    assert summary["status"] == "tcp" and "disabled" in summary["reason"]
+    strict = mptop(lab, "get", "--require-mptcp", "-o", "/dev/null", lab.url(500_000))
+    assert strict.returncode == 1
+    assert [line for line in strict.stderr.splitlines() if line.startswith("mptop:")][0].count("disabled") == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["get"], "required"),
+    (["get", "--interval", "0", "http://x/"], "must be > 0"),
+    (["get", "--json", "-o", "-", "http://x/"], "--json"),
+    (["get", "-o", "one-file", "http://a/1", "http://a/2"], ""),
+])
+def test_usage_errors_exit_2(lab, args, message):
+    result = mptop(lab, *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
