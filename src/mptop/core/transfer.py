@@ -1,0 +1,417 @@
+"""Downloads over MPTCP sockets: the transfer engine.
+
+Public API::
+
+    options = TransferOptions(output="out/", require_mptcp=False)
+    async with TransferManager(urls, options) as manager:   # raises TransferError for a bad -o
+        sampler.watch(manager.transfers)                   # Transfer objects exist before any I/O
+        await manager.run(on_start=callback)               # every URL at once, one task each
+    # leaving the block releases every socket handle that is still held
+
+    transfers = await run_transfers(urls, options)          # the same, sockets released at the end
+
+Each :class:`Transfer` uses its own aiohttp session and ``TCPConnector`` whose ``socket_factory``
+creates MPTCP sockets (plain TCP when the host cannot, with the reason in
+``Transfer.mptcp_unavailable``; an error instead with ``require_mptcp``).  One connector per
+transfer is what attributes every socket to its transfer: the factory keeps a second handle (an
+``os.dup``) of each socket in ``Transfer.sockets``, so the sampler can read the kernel's status and
+final counters even when the transfer ended between two polls.  Those handles keep the kernel
+sockets open: the sampler calls :meth:`Transfer.release_sockets` after its final read, and
+:class:`TransferManager` (leaving ``async with``, or :meth:`TransferManager.release_sockets`)
+closes whatever is left.
+
+With ``require_mptcp`` a fallback seen on the connection carrying the response (checked when the
+headers arrive) fails the transfer; the sampler, which sees fallbacks later, calls
+:meth:`Transfer.fail` with its reason.
+
+Bodies are read with ``iter_chunked(CHUNK)`` and handed to one worker thread per transfer that
+writes and hashes (sha256) them, at most ``PIPELINE_DEPTH`` chunks behind the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import re
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from mptop.core.failures import FailureContext, TransferError, describe
+from mptop.core.output import (OutputPlan, OutputTarget, Sink, check_final, disposition_name, part_size,
+                               plan_output, rename_from_server, target_for)
+from mptop.kernel.sockets import create_mptcp_socket, dup_handle, speaks_mptcp
+from mptop.kernel.types import MptcpUnavailable
+
+CHUNK = 1 << 20          # bytes per read: few enough chunks/s that per-chunk overhead is noise
+PIPELINE_DEPTH = 4       # chunks in flight to the writer thread before reading waits
+_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
+
+State = Literal["connecting", "running", "done", "failed"]
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class TransferOptions:
+    output: str | None = None          # see mptop.core.output: FILE, DIR/, "-", /dev/null, None
+    force: bool = False                # replace an existing final file
+    insecure: bool = False             # skip TLS certificate verification
+    require_mptcp: bool = False        # a transfer that cannot use MPTCP (or falls back) fails
+    connect_timeout: float = 15.0      # seconds for DNS + TCP/TLS handshake
+    idle_timeout: float = 30.0         # seconds without a byte from the server
+    max_redirects: int = 10
+    resume: bool = True                # continue an existing NAME.part with Range
+
+
+class Transfer:
+    """One URL's download, as the sampler and the views see it."""
+
+    def __init__(self, id_: int, url: str, target: OutputTarget | None) -> None:
+        self.id = id_
+        self.url = url
+        self.target = target                      # None when the URL could not be parsed
+        self.total: int | None = None             # length of the whole file (Range-aware)
+        self.state: State = "connecting"
+        self.error: str | None = None             # one plain line
+        self.mptcp_unavailable: str | None = None  # why plain TCP sockets were made, else None
+        self.sockets: list[socket.socket] = []     # a handle on every socket the factory made
+        self.active_socket: socket.socket | None = None   # the one carrying the response
+        self.started_at: float | None = None      # time.monotonic()
+        self.ended_at: float | None = None
+        self.sha256: str | None = None
+        self.file: str | None = None              # final path; None for stdout or a failure
+        self.received = 0                         # bytes of the file received (incl. resumed prefix)
+        self._sink: Sink | None = None
+        self._fd_handles: dict[int, socket.socket] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._abort: str | None = None
+
+    @property
+    def bytes_done(self) -> int:
+        """Body bytes written so far, including a resumed ``.part``'s size."""
+        return self._sink.written if self._sink is not None else 0
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "failed")
+
+    def fail(self, reason: str) -> None:
+        """Stop this transfer with ``reason`` as its error (e.g. the sampler saw a fallback)."""
+        if self.finished:
+            return
+        self._abort = reason
+        if self._task is not None:
+            self._task.cancel()
+        else:                       # not started yet: it never will
+            self.state, self.error = "failed", reason
+
+    def release_sockets(self) -> None:
+        """Close the handles on this transfer's sockets (the kernel sockets may then go away)."""
+        handles, self.sockets = self.sockets, []
+        self._fd_handles.clear()
+        self.active_socket = None
+        for handle in handles:
+            handle.close()
+
+    def make_socket(self, addr_info: tuple[Any, ...], require_mptcp: bool) -> socket.socket:
+        """The connector's socket factory: MPTCP if possible, and a handle kept for the sampler."""
+        family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
+        try:
+            sock = create_mptcp_socket(family, type_)
+        except MptcpUnavailable as exc:
+            if require_mptcp:
+                raise
+            self.mptcp_unavailable = exc.reason
+            sock = socket.socket(family, type_, proto)
+        handle = dup_handle(sock)
+        self.sockets.append(handle)
+        self._fd_handles[sock.fileno()] = handle   # the latest socket on an fd number wins
+        return sock
+
+    def _note_active(self, resp: aiohttp.ClientResponse) -> None:
+        transport = resp.connection.transport if resp.connection else None
+        sock = transport.get_extra_info("socket") if transport else None
+        self.active_socket = self._fd_handles.get(sock.fileno()) if sock is not None else None
+
+    def __repr__(self) -> str:
+        return f"Transfer(#{self.id} {self.url} {self.state} {self.bytes_done}/{self.total})"
+
+
+class TransferManager:
+    """Runs every URL at once; see the module docstring."""
+
+    def __init__(self, urls: Sequence[str], options: TransferOptions) -> None:
+        self.options = options
+        self.plan: OutputPlan = plan_output(options.output, len(urls))
+        self.transfers: list[Transfer] = []
+        self._claimed: dict[str, int] = {}      # final path -> transfer id, within this run
+        for i, url in enumerate(urls, start=1):
+            self.transfers.append(self._new_transfer(i, url))
+
+    def _new_transfer(self, id_: int, url: str) -> Transfer:
+        try:
+            parsed = _parse_url(url)
+        except TransferError as exc:
+            t = Transfer(id_, url, None)
+            t.state, t.error = "failed", str(exc)
+            return t
+        return Transfer(id_, url, target_for(self.plan, parsed))
+
+    async def __aenter__(self) -> TransferManager:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release_sockets()
+
+    def release_sockets(self) -> None:
+        for t in self.transfers:
+            t.release_sockets()
+
+    async def run(self, on_start: Callable[[Transfer], object] | None = None) -> list[Transfer]:
+        """Download every URL concurrently; returns when all are done or failed (never raises
+        for a failed transfer: see ``Transfer.error``)."""
+        resolver = NetnsResolver()
+        try:
+            tasks = []
+            for t in self.transfers:
+                if t.finished:              # a URL that could not even be parsed, or failed early
+                    t.started_at = t.ended_at = t.started_at or time.monotonic()
+                    continue
+                t._task = asyncio.create_task(self._run_one(t, resolver, on_start), name=f"transfer-{t.id}")
+                tasks.append(t._task)
+            await asyncio.gather(*tasks)
+        finally:
+            resolver.shutdown()
+        return self.transfers
+
+    async def _run_one(self, t: Transfer, resolver: NetnsResolver,
+                       on_start: Callable[[Transfer], object] | None) -> None:
+        t.started_at = time.monotonic()
+        if on_start is not None:
+            on_start(t)
+        writer = _Writer(t.id)
+        try:
+            await self._download(t, resolver, writer)
+            t.state = "done"
+        except asyncio.CancelledError:
+            t.state, t.error = "failed", t._abort or "interrupted"
+            await writer.close_quietly(t._sink)
+            if t._abort is None:
+                raise
+        except Exception as exc:  # every failure ends as one plain line on the transfer
+            t.state, t.error = "failed", describe(exc, self._context(t))
+            await writer.close_quietly(t._sink)
+        finally:
+            t.ended_at = time.monotonic()
+            writer.shutdown()
+
+    def _context(self, t: Transfer) -> FailureContext:
+        o = self.options
+        return FailureContext(host=URL(t.url).host or "", received=t.received, total=t.total,
+                              connect_timeout=o.connect_timeout, idle_timeout=o.idle_timeout,
+                              max_redirects=o.max_redirects)
+
+    def _session(self, t: Transfer, resolver: NetnsResolver) -> aiohttp.ClientSession:
+        o = self.options
+        connector = aiohttp.TCPConnector(
+            ssl=not o.insecure,
+            resolver=resolver,
+            socket_factory=lambda info: t.make_socket(info, o.require_mptcp),
+            limit_per_host=1,
+        )
+        timeout = aiohttp.ClientTimeout(total=None, connect=o.connect_timeout,
+                                        sock_connect=o.connect_timeout, sock_read=o.idle_timeout)
+        # Bytes as the server stores them: no transparent decompression, so lengths, Range
+        # offsets and the sha256 all refer to the same bytes.
+        return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
+                                     headers={"Accept-Encoding": "identity"})
+
+    async def _download(self, t: Transfer, resolver: NetnsResolver, writer: _Writer) -> None:
+        target, o = t.target, self.options
+        assert target is not None
+        if not target.named_by_url:    # the name is final already: refuse before connecting
+            self._claim_target(t)
+            check_final(target, o.force)
+        offset = part_size(target.part) if o.resume and target.kind == "file" else 0
+        if offset and self._claim(t, target.part):   # a .part two URLs share is resumed once
+            target.resume_from = target.part
+        else:
+            offset = 0
+        async with self._session(t, resolver) as session:
+            for attempt_offset in (offset, 0) if offset else (0,):
+                headers = {"Range": f"bytes={attempt_offset}-"} if attempt_offset else None
+                async with session.get(t.url, headers=headers, max_redirects=o.max_redirects) as resp:
+                    t._note_active(resp)
+                    start = self._check_response(t, resp, attempt_offset)
+                    if start is None:
+                        continue            # the server cannot resume this .part: start over
+                    await self._receive(t, resp, start, writer)
+                    return
+
+    def _check_response(self, t: Transfer, resp: aiohttp.ClientResponse, offset: int) -> int | None:
+        """Validate the response; the file offset its body starts at (None: retry from 0)."""
+        assert t.target is not None
+        if self.options.require_mptcp and t.active_socket is not None and not speaks_mptcp(t.active_socket):
+            raise TransferError("the server does not speak MPTCP (connection fell back to TCP)")
+        if resp.status == 416 and offset:
+            total = _content_range(resp.headers.get("Content-Range"))[2]
+            if total == offset:           # the .part already holds the whole file
+                t.total = total
+                return offset
+            return None
+        if resp.status >= 400:
+            raise TransferError(f"HTTP {resp.status} {resp.reason or ''}".rstrip())
+        disposition = resp.content_disposition
+        rename_from_server(t.target, disposition_name(disposition.parameters) if disposition else None)
+        self._claim_target(t)
+        check_final(t.target, self.options.force)
+        start = 0
+        if resp.status == 206 and offset:
+            first, _, total = _content_range(resp.headers.get("Content-Range"))
+            if first != offset:
+                return None
+            start, t.total = offset, total
+        elif resp.content_length is not None:
+            t.total = resp.content_length
+        return start
+
+    async def _receive(self, t: Transfer, resp: aiohttp.ClientResponse, start: int, writer: _Writer) -> None:
+        assert t.target is not None
+        t._sink = sink = Sink(t.target, self.options.force)
+        t.received = start
+        await writer.call(sink.open, start)
+        t.state = "running"
+        if resp.status != 416:
+            async for chunk in resp.content.iter_chunked(CHUNK):
+                t.received += len(chunk)
+                await writer.submit(sink.write, chunk)
+        await writer.drain()
+        if t.total is not None and t.received != t.total:
+            raise TransferError(f"connection closed after {t.received} of {t.total} bytes")
+        t.file = await writer.call(sink.commit)
+        t.sha256 = sink.hexdigest()
+
+    def _claim(self, t: Transfer, path: str | None) -> bool:
+        """Whether ``path`` is ``t``'s to write (first come, within this run)."""
+        if path is None:
+            return True
+        return self._claimed.setdefault(os.path.abspath(path), t.id) == t.id
+
+    def _claim_target(self, t: Transfer) -> None:
+        """Two transfers of one run must not write the same file."""
+        target = t.target
+        if target is None or target.kind != "file":
+            return
+        for path in (target.path, target.part):
+            if not self._claim(t, path):
+                owner = self._claimed[os.path.abspath(path or "")]
+                raise TransferError(f"{target.path} is also the target of transfer #{owner} — use -o DIR/")
+
+
+async def run_transfers(urls: Sequence[str], options: TransferOptions,
+                        on_start: Callable[[Transfer], object] | None = None) -> list[Transfer]:
+    """Download ``urls`` at once; every socket handle is released before returning."""
+    async with TransferManager(urls, options) as manager:
+        return await manager.run(on_start)
+
+
+def _parse_url(url: str) -> URL:
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        raise TransferError(f"malformed URL: {url}") from None
+    if parsed.scheme not in ("http", "https"):
+        shown = f"'{parsed.scheme}'" if parsed.scheme else "none"
+        raise TransferError(f"unsupported URL scheme {shown} in {url} (http and https only)")
+    if not parsed.host:
+        raise TransferError(f"malformed URL: {url} (no host)")
+    try:
+        parsed.port
+    except ValueError:
+        raise TransferError(f"malformed URL: {url} (bad port)") from None
+    return parsed
+
+
+def _content_range(header: str | None) -> tuple[int | None, int | None, int | None]:
+    """(first, last, total) of ``Content-Range: bytes A-B/T`` (``*`` parts are None)."""
+    m = _CONTENT_RANGE.fullmatch(header.strip()) if header else None
+    if m is None:
+        return None, None, None
+    first, last, total = m.groups()
+    as_int = lambda s: int(s) if s and s != "*" else None   # noqa: E731
+    return as_int(first), as_int(last), as_int(total)
+
+
+class NetnsResolver(AbstractResolver):
+    """getaddrinfo on threads started from the event loop's thread.
+
+    Network namespaces are per thread, and a thread starts in the namespace of the thread that
+    started it.  aiohttp's default resolver uses the loop's shared executor, whose threads may
+    predate the loop thread entering a lab namespace: a lookup there would reach the host's DNS.
+    This pool starts its threads on first use, from the loop thread, in its namespace.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="mptop-dns")
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        lookup = functools.partial(socket.getaddrinfo, host, port, family, socket.SOCK_STREAM,
+                                   0, socket.AI_ADDRCONFIG)
+        infos = await asyncio.get_running_loop().run_in_executor(self._pool, lookup)
+        numeric = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+        return [
+            ResolveResult(hostname=host, host=f"{addr[0]}%{addr[3]}" if fam == socket.AF_INET6 and addr[3]
+                          else addr[0], port=addr[1], family=fam, proto=proto, flags=numeric)
+            for fam, _, proto, _, addr in infos if fam in (socket.AF_INET, socket.AF_INET6)
+        ]
+
+    async def close(self) -> None:
+        pass        # shared by the run's sessions: the manager shuts it down
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Writer:
+    """One worker thread per transfer: writes and hashes in order, off the event loop."""
+
+    def __init__(self, transfer_id: int) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"mptop-writer-{transfer_id}")
+        self._inflight: deque[asyncio.Future[Any]] = deque()
+
+    def _run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def submit(self, fn: Callable[..., object], *args: Any) -> None:
+        self._inflight.append(self._run(fn, *args))
+        while len(self._inflight) > PIPELINE_DEPTH:
+            await self._inflight.popleft()
+
+    async def drain(self) -> None:
+        while self._inflight:
+            await self._inflight.popleft()
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        await self.drain()
+        return await self._run(fn, *args)
+
+    async def close_quietly(self, sink: Sink | None) -> None:
+        """After a failure: let queued writes finish (errors ignored), then close the file."""
+        pending, self._inflight = list(self._inflight), deque()
+        waits: list[Awaitable[Any]] = [*pending]
+        if sink is not None:
+            waits.append(self._run(sink.close))
+        await asyncio.gather(*waits, return_exceptions=True)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False)
