@@ -14,7 +14,7 @@ import pytest
 from mptop.lab import Lab, LabConfig, LabUnavailable
 
 
-def _unavailable(reason: str) -> NoReturn:
+def unavailable(reason: str) -> NoReturn:
     if os.environ.get("MPTOP_REQUIRE_LAB") == "1":
         pytest.fail(f"lab required (MPTOP_REQUIRE_LAB=1) but unavailable: {reason}", pytrace=False)
     pytest.skip(f"lab unavailable: {reason}")
@@ -23,7 +23,7 @@ def _unavailable(reason: str) -> NoReturn:
 @pytest.fixture
 def lab_unavailable() -> Callable[[str], NoReturn]:
     """For tests that build labs themselves: skip (or fail under MPTOP_REQUIRE_LAB=1) with reason."""
-    return _unavailable
+    return unavailable
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def make_lab() -> Iterator[Callable[..., Lab]]:
         try:
             return lab.start()
         except LabUnavailable as e:
-            _unavailable(str(e))
+            unavailable(str(e))
 
     yield factory
     for lab in labs:

@@ -1,14 +1,47 @@
-"""`mptop demo` (being built)."""
+"""`mptop demo`: builds the two-path lab, starts a download over both paths and plays a handover scenario."""
 
 from __future__ import annotations
 
 import argparse
 
+from mptop.commands.get import _positive_float
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--scenario", default="handover", metavar="NAME",
+                        help="handover (default), aggregate, backup, fallback, flaky — or a .toml file")
+    parser.add_argument("--headless", action="store_true", help="no TUI: a line per second (or --json)")
+    parser.add_argument("--duration", type=_positive_float, metavar="S",
+                        help="stop after S seconds (default: run until q / Ctrl-C)")
+    parser.add_argument("--json", action="store_true", help="with --headless: NDJSON like `mptop get --json`")
+    parser.add_argument("--record", metavar="FILE", help="also write the NDJSON stream to FILE")
+    parser.add_argument("--interval", type=_positive_float, default=0.25, metavar="S",
+                        help="sampling interval in seconds (default 0.25)")
+    parser.add_argument("--bytes", dest="unit", action="store_const", const="bytes", default="bits",
+                        help="show rates in bytes/s instead of bit/s")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("mptop demo: not built yet", flush=True)
-    return 2
+    import os
+    import sys
+
+    from mptop.demo.scenario import ScenarioError, load
+    from mptop.lab import LabUnavailable
+
+    try:
+        scenario = load(args.scenario)
+    except ScenarioError as exc:
+        print(f"mptop demo: {exc}", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        # Before any thread exists: an ordinary user becomes root of a fresh user namespace.
+        from mptop.lab.userns import enter_user_namespace
+
+        try:
+            enter_user_namespace()
+        except LabUnavailable as exc:
+            print(f"mptop demo: {exc}", file=sys.stderr)
+            return 1
+    from mptop.demo.run import run_demo
+
+    return run_demo(args, scenario)
