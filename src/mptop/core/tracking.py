@@ -1,9 +1,8 @@
 """Per-transfer bookkeeping between polls: socket readings → TransferSample, path bytes, subflow events.
 
-The sampler owns one :class:`TransferTrack` per transfer.  Subflows are tracked per socket by the
-kernel's subflow id; an id that comes back with other addresses is a new subflow (its counter
-restarts, see :mod:`mptop.core.rates`).  A subflow that disappears is kept (closed, rate 0, its
-bytes still in its path's totals), at most :data:`CLOSED_KEPT` per transfer.
+The sampler owns one :class:`TransferTrack` per transfer.  Subflows are tracked per socket by their
+addresses.  A subflow that disappears is kept (closed, rate 0, its bytes still in its path's
+totals), at most :data:`CLOSED_KEPT` per transfer.
 """
 
 from __future__ import annotations
@@ -21,6 +20,9 @@ from mptop.core.rates import CounterRate, Ewma
 from mptop.kernel.types import Address, SocketReading, SocketStatus, SubflowReading
 
 CLOSED_KEPT = 8
+# A reset initial subflow stays attached to the connection (as msk->first) in TCP_CLOSE, with its
+# local address zeroed and its counters reset: it is gone, not a new subflow from 0.0.0.0.
+TCP_CLOSE = 7
 
 
 class TransferLike(Protocol):
@@ -79,8 +81,8 @@ class SubflowTrack:
 
 @dataclass(slots=True)
 class SocketTrack:
-    subflows: dict[int, SubflowTrack] = field(default_factory=dict)
-    initial_id: int | None = None        # the lowest subflow id of the first reading with subflows
+    subflows: dict[tuple[str, str], SubflowTrack] = field(default_factory=dict)   # by (local, remote)
+    initial: tuple[str, str] | None = None   # the lowest-id subflow of the first reading with subflows
     goodput: CounterRate = field(default_factory=CounterRate)
     goodput_source: str | None = None    # "mptcp" / "tcp": a switch restarts the counter
     seen_mptcp: bool = False             # the MPTCP handshake completed (remote key received)
@@ -118,42 +120,42 @@ class PollContext:
 
 def account_socket(ctx: PollContext, track: TransferTrack, index: int, subflows: Sequence[SubflowReading],
                    running: bool) -> list[SubflowSample]:
-    """Feed one socket's subflows: rates, path bytes, subflow_up/down; returns live samples."""
+    """Feed one socket's subflows: rates, path bytes, subflow_up/down; returns live samples.
+
+    Subflows are keyed by their addresses, not their id: a new subflow always has a new local
+    port, while ids can be reused (and on pre-6.5 kernels are only positions in a list).
+    """
     sock = track.socket_track(index)
-    if sock.initial_id is None and subflows:
-        sock.initial_id = min(sf.id for sf in subflows)
-    seen: set[int] = set()
+    subflows = [sf for sf in subflows if sf.tcp is None or sf.tcp.state != TCP_CLOSE]
+    if sock.initial is None and subflows:
+        first = min(subflows, key=lambda sf: sf.id)
+        sock.initial = (format_address(first.local), format_address(first.remote))
+    seen: set[tuple[str, str]] = set()
     out: list[SubflowSample] = []
     for sf in subflows:
-        seen.add(sf.id)
-        st = sock.subflows.get(sf.id)
-        local, remote = format_address(sf.local), format_address(sf.remote)
-        if st is not None and (st.local, st.remote) != (local, remote):
-            _close(ctx, track, sock, sf.id)      # the id was reused by a new subflow
-            st = None
-        if st is None:
-            st = _open(ctx, track, sock, sf, local, remote)
-        out.append(_subflow_sample(ctx, track, st, sf, sf.id, running))
-    for gone in [sid for sid in sock.subflows if sid not in seen]:
-        _close(ctx, track, sock, gone)
+        key = (format_address(sf.local), format_address(sf.remote))
+        seen.add(key)
+        st = sock.subflows.get(key) or _open(ctx, track, sock, sf, key)
+        out.append(_subflow_sample(ctx, track, st, sf, running))
+    for gone in [key for key in sock.subflows if key not in seen]:
+        _close(ctx, track, sock.subflows.pop(gone))
     return out
 
 
 def _open(ctx: PollContext, track: TransferTrack, sock: SocketTrack, sf: SubflowReading,
-          local: str, remote: str) -> SubflowTrack:
+          key: tuple[str, str]) -> SubflowTrack:
+    local, remote = key
     iface = ctx.interfaces.iface_for(sf.local[0])
     label = ctx.paths.path(iface).label
-    st = SubflowTrack(local, remote, iface, label, join=sf.id != sock.initial_id, first_seen=ctx.t)
-    sock.subflows[sf.id] = st
+    st = sock.subflows[key] = SubflowTrack(local, remote, iface, label, join=key != sock.initial, first_seen=ctx.t)
     if ctx.ledger.up((track.id, local, remote)):
-        backup = track.backup.get((local, remote), False)
+        backup = track.backup.get(key, False)
         ctx.events.append(Event(ctx.t, "subflow_up", iface, track.id,
                                 describe_subflow(label, local, remote, True, backup)))
     return st
 
 
-def _close(ctx: PollContext, track: TransferTrack, sock: SocketTrack, sid: int) -> None:
-    st = sock.subflows.pop(sid)
+def _close(ctx: PollContext, track: TransferTrack, st: SubflowTrack) -> None:
     st.counter.idle()
     if st.last is not None:
         track.closed.append(replace(st.last, rate_bps=0.0, closed=True))
@@ -162,7 +164,7 @@ def _close(ctx: PollContext, track: TransferTrack, sock: SocketTrack, sid: int) 
                                 describe_subflow(st.label, st.local, st.remote, False)))
 
 
-def _subflow_sample(ctx: PollContext, track: TransferTrack, st: SubflowTrack, sf: SubflowReading, sid: int,
+def _subflow_sample(ctx: PollContext, track: TransferTrack, st: SubflowTrack, sf: SubflowReading,
                     running: bool) -> SubflowSample:
     tcp = sf.tcp
     if tcp is not None and tcp.bytes_received is not None:
@@ -178,7 +180,7 @@ def _subflow_sample(ctx: PollContext, track: TransferTrack, st: SubflowTrack, sf
     if running and not backup:
         ctx.active_paths.add(st.iface)
     st.last = SubflowSample(
-        id=sid, local=st.local, remote=st.remote, iface=st.iface, path=st.label,
+        id=sf.id, local=st.local, remote=st.remote, iface=st.iface, path=st.label,
         bytes_received=st.counter.total, rate_bps=rate_bps, rtt_ms=rtt_ms(sf), backup=backup,
         bytes_sent=(tcp.bytes_sent or 0) if tcp else 0,
         cwnd=tcp.snd_cwnd if tcp else None, retransmits=tcp.total_retrans if tcp else None,
