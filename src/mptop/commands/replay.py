@@ -1,14 +1,42 @@
-"""`mptop replay` (being built)."""
+"""`mptop replay FILE`: play a recording (``--record``) in the TUI at its own pace."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("file", metavar="FILE", help="a recording: NDJSON written by --record")
+    parser.add_argument("--speed", type=_speed, default=1.0, metavar="X",
+                        help="play X times faster than recorded (default 1; 0.5 = half speed)")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("mptop replay: not built yet", flush=True)
-    return 2
+    from mptop.core.model import Sample
+    from mptop.core.recording import RecordingError, read_recording
+
+    try:
+        records = read_recording(args.file)
+    except RecordingError as exc:
+        print(f"mptop replay: {exc}", file=sys.stderr)
+        return 2
+
+    from mptop.tui.app import MptopApp
+    from mptop.tui.sources import ReplaySource
+
+    watch = any(isinstance(r, Sample) and r.connections is not None for r in records)
+    app = MptopApp(ReplaySource(records, speed=args.speed), mode="watch" if watch else "transfers",
+                   finished_text="replay finished")
+    app.run()
+    return app.return_code or 0

@@ -110,10 +110,14 @@ def check_endpoints() -> tuple[list[Check], int]:
     by_address = {e.address: e for e in endpoints}
     checks: list[Check] = []
     up = [i for i in host.interfaces() if i.up and i.running and any(_usable(a) for a in i.addresses)]
+    primary = host.default_route_interface()
     for iface in up:
         addrs = [a for a in iface.addresses if _usable(a)]
         endpoint = next((by_address[a] for a in addrs if a in by_address), None)
-        if endpoint is None:
+        if endpoint is None and iface.name == primary:
+            checks.append(Check(f"endpoint {iface.name}", "ok", f"{iface.name} carries the default route: "
+                                "initial subflows leave from it, no endpoint needed"))
+        elif endpoint is None:
             checks.append(Check(f"endpoint {iface.name}", "fail" if len(up) > 1 else "info",
                                 f"{iface.name} ({addrs[0]}) has no MPTCP endpoint: no subflow will leave from it",
                                 f"ip mptcp endpoint add {addrs[0]} dev {iface.name} subflow"))

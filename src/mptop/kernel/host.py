@@ -162,3 +162,23 @@ def mptcp_socket_available() -> tuple[bool, str]:
     except OSError as e:
         return False, f"MPTCP sockets fail: {e.strerror or e}"
     return True, "MPTCP sockets are available"
+
+
+ROUTES = Path("/proc/thread-self/net/route")
+
+
+def default_route_interface(path: Path = ROUTES) -> str | None:
+    """The interface of this netns's IPv4 default route with the lowest metric (None without one):
+    the path the initial subflow of a connection usually takes."""
+    best: tuple[int, str] | None = None
+    try:
+        lines = path.read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 8 and fields[1] == "00000000" and fields[7] == "00000000":
+            metric = int(fields[6])
+            if best is None or metric < best[0]:
+                best = (metric, fields[0])
+    return best[1] if best else None

@@ -1,0 +1,211 @@
+"""The mptop TUI: fed records by a source, it draws what :mod:`mptop.core` produces.
+
+Data flow: ``feed(record)`` (thread-safe) posts :class:`RecordArrived`; every record is ingested
+into :class:`ViewState` in order, then a :class:`Redraw` is posted.  Redraws replace each other in
+the queue (``Message.can_replace``), so a slow frame never builds a backlog: however many records
+arrived meanwhile, the view renders once, the latest state.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterable, Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.message import Message
+from textual.screen import Screen
+
+from mptop.core.model import Record
+from mptop.tui import format as fmt
+from mptop.tui.help import HelpScreen
+from mptop.tui.screen import MainScreen, Mode
+from mptop.tui.sources import Pausable
+from mptop.tui.state import ViewState
+from mptop.tui.toplist import TopList
+
+class RecordArrived(Message):
+    def __init__(self, record: Record) -> None:
+        super().__init__()
+        self.record = record
+
+
+class Redraw(Message):
+    """Render the latest state; a queued Redraw is superseded by a newer one."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, Redraw)
+
+
+class SourceFinished(Message):
+    def __init__(self, error: str | None = None) -> None:
+        super().__init__()
+        self.error = error
+
+
+class MptopApp(App[int]):
+    CSS_PATH = "mptop.tcss"
+    TITLE = "mptop"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-normal")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (24, "-normal"), (30, "-tall")]
+    BINDINGS = [
+        Binding("q", "quit", "Quit", tooltip="quit mptop"),
+        Binding("p", "pause", "Pause", tooltip="pause or resume the display; data keeps being collected"),
+        Binding("space", "replay_pause", "Play/pause", tooltip="pause or resume the replay"),
+        Binding("u", "units", "Bits/bytes", tooltip="rates in bits or in bytes per second"),
+        Binding("up", "select(-1)", "Select", key_display="↑↓", show=False),
+        Binding("down", "select(1)", "Select", show=False),
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),
+    ]
+
+    def __init__(
+        self,
+        source: AsyncIterable[Record] | None = None,
+        *,
+        mode: Mode = "transfers",
+        clock: bool = True,
+        finished_text: str = "finished",
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.mode: Mode = mode
+        self.clock = clock
+        self.finished_text = finished_text
+        self.state = ViewState()
+        self.frozen: ViewState | None = None       # what the display shows while paused
+        self.units: fmt.Units = "bits"
+        self.finished = False
+        self.frames = 0                             # redraws applied (tests count them)
+        self.main = MainScreen(mode, clock)
+
+    # -- feeding -------------------------------------------------------------------------------
+    def feed(self, record: Record) -> None:
+        """Hand the app one record (from any thread)."""
+        self.post_message(RecordArrived(record))
+
+    def on_record_arrived(self, message: RecordArrived) -> None:
+        self.state.ingest(message.record)
+        self.post_message(Redraw())
+
+    def on_redraw(self, _: Redraw) -> None:
+        self.redraw()
+
+    @work(exclusive=True, group="source")
+    async def _consume(self) -> None:
+        assert self.source is not None
+        try:
+            async for record in self.source:
+                self.feed(record)
+        except Exception as exc:      # a failing source must not take the display down with it
+            self.post_message(SourceFinished(f"{type(exc).__name__}: {exc}"))
+        else:
+            self.post_message(SourceFinished())
+
+    def on_source_finished(self, message: SourceFinished) -> None:
+        self.finished = True
+        self.refresh_bindings()
+        if message.error:
+            self.notify(message.error, title="source stopped", severity="error", timeout=30)
+        else:
+            self.notify(self.finished_text, timeout=8)
+        self.redraw()
+
+    # -- layout and drawing ----------------------------------------------------------------------
+    def get_default_screen(self) -> MainScreen:
+        return self.main
+
+    def on_mount(self) -> None:
+        self.redraw()
+        if self.source is not None:
+            self._consume()
+
+    def _status(self) -> list[tuple[str, str]]:
+        pills: list[tuple[str, str]] = []
+        if self.frozen is not None:
+            pills.append(("display paused", "warn"))
+        if isinstance(self.source, Pausable):
+            speed = getattr(self.source, "speed", 1.0)
+            if self.finished:
+                pills.append((f"■ {self.finished_text}", "info"))
+            elif self.source.paused:
+                pills.append(("replay paused", "warn"))
+            else:
+                pills.append((f"▶ replay {speed:g}×", "good"))
+        elif self.finished:
+            pills.append((self.finished_text, "info"))
+        return pills
+
+    def redraw(self) -> None:
+        if not self.main.is_mounted or self._exit:
+            return                      # starting up or shutting down: nothing to draw on
+        try:
+            self.main.draw_header(self.state, self._status())
+            self.main.draw(self.frozen or self.state, self.units)
+        except NoMatches:               # the screen's widgets are being torn down (app closing)
+            return
+        self.frames += 1
+
+    def on_option_list_option_highlighted(self, _: TopList.OptionHighlighted) -> None:
+        if self.main.is_mounted:
+            self.main.draw_subflows(self.frozen or self.state, self.units)
+
+    # -- actions -------------------------------------------------------------------------------
+    def action_pause(self) -> None:
+        """Freeze the display; records keep being ingested and show on resume."""
+        self.frozen = None if self.frozen is not None else copy.deepcopy(self.state)
+        self.redraw()
+
+    def action_units(self) -> None:
+        self.units = "bytes" if self.units == "bits" else "bits"
+        self.redraw()
+
+    def action_replay_pause(self) -> None:
+        if isinstance(self.source, Pausable) and not self.finished:
+            self.source.toggle_pause()
+            self.redraw()
+
+    def action_select(self, delta: int) -> None:
+        self.main.top.move(delta)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.key_help()))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "replay_pause":   # hidden without a pausable source, greyed out once it ended
+            return None if self.finished and isinstance(self.source, Pausable) else isinstance(self.source, Pausable)
+        return True
+
+    def key_help(self) -> list[tuple[str, str]]:
+        """(key, description) for the help screen: the footer's keys (demo keys included), then more."""
+        rows: list[tuple[str, str]] = []
+        for active in self.active_bindings.values():
+            binding = active.binding
+            if binding.show and binding.description and active.enabled:
+                row = (binding.key_display or self.get_key_display(binding), binding.tooltip or binding.description)
+                if row not in rows:
+                    rows.append(row)
+        rows += [
+            ("ctrl+p", "command palette: themes, units, pause, select a transfer"),
+            ("mouse", "click a transfer to select it; the wheel scrolls a panel"),
+        ]
+        return rows
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        paused = self.frozen is not None
+        yield SystemCommand("Resume display" if paused else "Pause display",
+                            "freeze the panels; data keeps being collected", self.action_pause)
+        other = "bytes" if self.units == "bits" else "bits"
+        yield SystemCommand(f"Show rates in {other}", "toggle bit/s and B/s (key u)", self.action_units)
+        yield SystemCommand("Keys", "list every key (key ?)", self.action_help)
+        if isinstance(self.source, Pausable) and not self.finished:
+            yield SystemCommand("Pause/resume replay", "key space", self.action_replay_pause)
+        top = self.main.top
+        for index, option in enumerate(top.options):
+            transfer = self.state.transfer(int(option.id[1:])) if option.id and option.id[0] == "t" else None
+            if transfer is not None:
+                yield SystemCommand(f"Select #{transfer.id} {fmt.short_url(transfer.url, 50)}",
+                                    "show its subflows", lambda i=index: setattr(top, "highlighted", i))

@@ -1,0 +1,145 @@
+"""Two-line cards for the top list: a transfer (``mptop URL…``/demo/replay) or a connection (watch).
+
+Cards are Rich renderables laid out at render time, so they fit whatever width the list has:
+
+    #1 192.0.2.1/bytes/200000000                                   MPTCP · 2 subflows
+       ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╸━━━━━━━━━━━   45 %   90.0 MB / 200 MB   48.2 Mbit/s   ETA 0:23
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.style import Style
+from rich.text import Text
+
+from mptop.core.model import ConnectionSample, SubflowSample, TransferSample
+from mptop.tui import format as fmt
+from mptop.tui.format import Units
+
+INDENT = 3
+
+
+@dataclass(slots=True)
+class CardStyles:
+    """Resolved colours (from the theme and the path slots) a card needs to draw itself."""
+
+    badge: Style
+    dim: Style
+    track: Style
+    error: Style
+    path: dict[str, Style]            # iface -> colour
+
+
+def split_bar(width: int, fraction: float, per_path: dict[str, int], styles: CardStyles) -> Text:
+    """A progress bar whose filled part is split by path in proportion to the bytes each carried."""
+    bar = Text()
+    filled = max(0, min(width, round(fraction * width)))
+    total = sum(per_path.values())
+    used = 0
+    paths = sorted(per_path.items(), key=lambda kv: -kv[1])
+    for index, (iface, count) in enumerate(paths):
+        cells = filled - used if index == len(paths) - 1 else round(filled * count / total) if total else 0
+        cells = max(0, min(cells, filled - used))
+        bar.append("━" * cells, styles.path.get(iface, styles.dim))
+        used += cells
+    if used < filled:                      # bytes not yet attributed to a subflow
+        bar.append("━" * (filled - used), styles.dim)
+    if filled < width:
+        bar.append("╺" + "━" * (width - filled - 1), styles.track)
+    return bar
+
+
+def _bytes_per_path(subflows: list[SubflowSample]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for sub in subflows:
+        out[sub.iface] = out.get(sub.iface, 0) + sub.bytes_received
+    return out
+
+
+URL_MIN = 30      # below this much room for the URL, the badge takes its short form
+
+
+def _title_line(prefix: str, title: str, badge: str, width: int, styles: CardStyles) -> Text:
+    badge = fmt.clip(badge, max(12, width - len(prefix) - 12))
+    room = width - len(prefix) - len(badge) - 3
+    line = Text.assemble((prefix, Style(bold=True)))
+    line.append(fmt.short_url(title, max(4, room)), Style(bold=True))
+    line.append(" " * max(1, width - line.cell_len - len(badge) - 2))
+    line.append(f" {badge} ", styles.badge)
+    line.truncate(width)
+    return line
+
+
+@dataclass(slots=True)
+class TransferCard:
+    transfer: TransferSample
+    units: Units
+    styles: CardStyles
+
+    def _stats(self, width: int) -> list[tuple[str, Style]]:
+        tr, dim = self.transfer, self.styles.dim
+        fraction = tr.bytes / tr.total if tr.total else 0.0
+        pct = fmt.percent(fraction) if tr.total else "?"
+        done = fmt.size(tr.bytes) + (f" / {fmt.size(tr.total)}" if tr.total else "")
+        if tr.state == "failed":
+            return [(f"✗ {tr.error or 'failed'}", self.styles.error)]
+        if tr.state == "done":
+            end = ("✓ done", self.styles.badge)
+        elif tr.state == "connecting":
+            end = ("connecting…", dim)
+        else:
+            end = (f"ETA {fmt.duration(tr.eta_s)}", Style())
+        stats = [(f"{pct:>5}", Style(bold=True)), (f"{done:>17}", Style()),
+                 (f"{fmt.rate(tr.rate_bps, self.units):>11}", Style(bold=True)), (f"{end[0]:>10}", end[1])]
+        # narrow cards drop the byte counts first, then the ETA, to keep the bar readable
+        for drop in (1, 2):
+            if width - INDENT - sum(len(s) + 2 for s, _ in stats) >= 12:
+                break
+            stats.pop(drop if drop < len(stats) else -1)
+        return stats
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width, tr = options.max_width, self.transfer
+        label, _ = fmt.badge(tr)
+        if width - len(label) - 8 < min(URL_MIN, len(fmt.short_url(tr.url, 999))):
+            label, _ = fmt.badge(tr, short=True)
+        yield _title_line(f"#{tr.id} ", tr.url, label, width, self.styles)
+        stats = self._stats(width)
+        bar_width = max(0, width - INDENT - sum(len(s) + 2 for s, _ in stats))
+        if tr.total:
+            fraction = 1.0 if tr.state == "done" else tr.bytes / tr.total
+            bar = split_bar(bar_width, fraction, _bytes_per_path(tr.subflows), self.styles)
+        else:
+            bar = Text("╌" * bar_width, self.styles.track)
+        yield _bar_line(bar, stats, width)
+
+
+def _bar_line(bar: Text, stats: list[tuple[str, Style]], width: int) -> Text:
+    line = Text(" " * INDENT)
+    line.append_text(bar)
+    for text, style in stats:
+        line.append("  ")
+        line.append(text, style)
+    line.truncate(width)
+    return line
+
+
+@dataclass(slots=True)
+class ConnectionCard:
+    connection: ConnectionSample
+    units: Units
+    styles: CardStyles
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width, conn = options.max_width, self.connection
+        who = f"{conn.process or '?'}" + (f" [{conn.pid}]" if conn.pid else "")
+        label, _ = fmt.badge(TransferSample(0, "", 0, None, 0.0, conn.status, subflows=conn.subflows))
+        yield _title_line(f"{who}  ", f"{conn.local} → {conn.remote}", label, width, self.styles)
+        stats = [(f"{fmt.rate(conn.rate_bps, self.units):>11}", Style(bold=True)),
+                 (f"{fmt.size(conn.bytes):>9}", Style()), (f"age {fmt.duration(conn.age_s):>7}", self.styles.dim)]
+        bar_width = max(0, min(40, width - INDENT - sum(len(s) + 2 for s, _ in stats)))
+        rates = {s.iface: int(s.rate_bps) for s in conn.subflows if not s.closed}
+        bar = split_bar(bar_width, 1.0 if any(rates.values()) else 0.0, rates, self.styles)
+        yield _bar_line(bar, stats, width)

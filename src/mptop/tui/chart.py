@@ -1,0 +1,87 @@
+"""Rate history charts drawn with Rich: a time axis (the last minute, now at the right edge) and a
+scale shared by every path, so bars compare across rows.  Textual's Sparkline scales each series
+to its own min..max and spreads samples by count, which would make a stalled path look busy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
+from rich.segment import Segment
+from rich.style import Style
+
+BARS = " ▁▂▃▄▅▆▇█"          # index = eighths of a cell filled from the bottom
+BASELINE = "▁"
+
+
+def buckets(points: Sequence[tuple[float, float]], now: float, window: float, width: int) -> list[float | None]:
+    """The mean value per column over ``now - window .. now``; None before the first point.
+
+    Columns without a point of their own (charts wider than the sample rate) carry the previous
+    column's value, so the line has no holes.
+    """
+    if width <= 0:
+        return []
+    sums = [0.0] * width
+    counts = [0] * width
+    start, step = now - window, window / width
+    for t, value in points:
+        if t < start:
+            continue
+        index = min(width - 1, int((t - start) / step))
+        sums[index] += value
+        counts[index] += 1
+    out: list[float | None] = []
+    last: float | None = None
+    for total, count in zip(sums, counts):
+        if count:
+            last = total / count
+        out.append(last)
+    return out
+
+
+class RateChart:
+    """One series as bars of ``height`` lines; zero draws a dim baseline, no data draws nothing."""
+
+    def __init__(
+        self,
+        points: Sequence[tuple[float, float]],
+        *,
+        now: float,
+        window: float,
+        scale: float,
+        style: Style,
+        baseline: Style,
+        height: int = 1,
+    ) -> None:
+        self.points = points
+        self.now, self.window, self.scale = now, window, scale
+        self.style, self.baseline = style, baseline
+        self.height = max(1, height)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(8, options.max_width)     # as wide as it is allowed: more columns, finer time
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        values = buckets(self.points, self.now, self.window, width)
+        eighths = self.height * 8
+        levels: list[int | None] = []
+        for value in values:
+            if value is None:
+                levels.append(None)
+                continue
+            level = round(value / self.scale * eighths) if self.scale > 0 else 0
+            levels.append(max(1 if value > 0 else 0, min(eighths, level)))
+        for row in reversed(range(self.height)):
+            line: list[Segment] = []
+            for level in levels:
+                if level is None:
+                    line.append(Segment(" "))
+                elif level == 0:
+                    line.append(Segment(BASELINE if row == 0 else " ", self.baseline))
+                else:
+                    line.append(Segment(BARS[max(0, min(8, level - row * 8))], self.style))
+            yield from Segment.simplify(line)
+            yield Segment.line()

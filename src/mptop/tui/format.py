@@ -1,0 +1,114 @@
+"""Numbers and words as the views print them (plain strings; no Textual)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from mptop.core.model import SubflowSample, TransferSample
+
+Units = Literal["bits", "bytes"]
+
+_PREFIXES = ("", "k", "M", "G", "T")
+
+
+def _scaled(value: float) -> tuple[str, str]:
+    """A value in SI steps of 1000 with three significant digits, and its prefix."""
+    value = max(0.0, value)
+    index = 0
+    while value >= 999.5 and index < len(_PREFIXES) - 1:
+        value /= 1000
+        index += 1
+    if index == 0:
+        return f"{value:.0f}", ""
+    digits = 2 if value < 9.995 else 1 if value < 99.95 else 0
+    return f"{value:.{digits}f}", _PREFIXES[index]
+
+
+def rate(bps: float, units: Units = "bits") -> str:
+    """``48.2 Mbit/s`` or, in bytes, ``6.03 MB/s``."""
+    if units == "bytes":
+        number, prefix = _scaled(bps / 8)
+        return f"{number} {prefix}B/s"
+    number, prefix = _scaled(bps)
+    return f"{number} {prefix}bit/s"
+
+
+def size(count: int | float) -> str:
+    """A byte count: ``950 B``, ``12.3 kB``, ``1.00 GB``."""
+    number, prefix = _scaled(float(count))
+    return f"{number} {prefix}B"
+
+
+def duration(seconds: float | None) -> str:
+    """``42 s``, ``3:07``, ``1:02:03``; an em dash when unknown."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "—"
+    whole = int(seconds + 0.5)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}:{secs:02d}"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def stamp(t: float) -> str:
+    """A run-relative time stamp for the event log: ``00:12.3`` (or ``1:02:03`` past an hour)."""
+    tenths = int(max(0.0, t) * 10 + 0.5)
+    seconds, tenth = divmod(tenths, 10)
+    minutes, secs = divmod(seconds, 60)
+    if minutes >= 60:
+        return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+    return f"{minutes:02d}:{secs:02d}.{tenth}"
+
+
+def percent(fraction: float) -> str:
+    return f"{round(max(0.0, min(1.0, fraction)) * 100):d} %"
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, with an ellipsis when cut."""
+    if len(text) <= width:
+        return text
+    return text[: max(0, width - 1)] + "…" if width > 0 else ""
+
+
+def short_url(url: str, width: int) -> str:
+    """The URL without its scheme, cut in the middle to fit (host and file name both stay readable)."""
+    text = url.split("://", 1)[-1]
+    if len(text) <= width or width < 5:
+        return text[: max(width, 0)]
+    head = max(1, (width - 1) * 2 // 5)
+    tail = width - 1 - head
+    return f"{text[:head]}…{text[-tail:]}"
+
+
+def active_subflows(subflows: list[SubflowSample]) -> int:
+    return sum(not s.closed for s in subflows)
+
+
+def badge(transfer: TransferSample, short: bool = False) -> tuple[str, str]:
+    """The status badge of a transfer and its kind (``mptcp``/``fallback``/``tcp``/``connecting``).
+
+    ``short`` leaves out why a transfer is not MPTCP (for narrow cards; the subflows title has it).
+    """
+    if transfer.status == "mptcp":
+        n = active_subflows(transfer.subflows)
+        return f"MPTCP · {n} subflow{'s' if n != 1 else ''}", "mptcp"
+    if transfer.status == "fallback":
+        reason = transfer.reason or "server does not speak MPTCP"
+        return ("TCP fallback" if short else f"TCP fallback — {reason}"), "fallback"
+    if transfer.status == "tcp":
+        reason = transfer.reason or "MPTCP disabled on this host"
+        return ("TCP only" if short else f"TCP — {reason}"), "tcp"
+    return "connecting…", "connecting"
+
+
+def subflow_flags(subflow: SubflowSample) -> str:
+    flags = ["join" if subflow.join else "initial"]
+    if subflow.backup:
+        flags.append("backup")
+    if subflow.closed:
+        flags.append("closed")
+    return " ".join(flags)

@@ -1,0 +1,112 @@
+"""The paths panel: one row per path (label, interface, rate, share, link state) with its rate over
+the last minute, all rows on one scale, and the total.  Below ~64 columns the chart is dropped,
+then the interface column."""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+from textual.widget import Widget
+
+from mptop.core.model import PathSample
+from mptop.tui import format as fmt
+from mptop.tui.chart import RateChart
+from mptop.tui.format import Units
+from mptop.tui.state import ViewState
+from mptop.tui.style import kind_style, muted, path_style
+
+CHART_MIN_WIDTH = 64
+IFACE_MIN_WIDTH = 48
+EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+def share_bar(fraction: float, width: int, style: Style, track: Style) -> Text:
+    """A horizontal bar in eighths of a cell: how much of the total this path carries."""
+    eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
+    full, part = divmod(eighths, 8)
+    bar = Text()
+    bar.append("█" * full, style)
+    if full < width:
+        bar.append(EIGHTHS[part], style)
+        bar.append("·" * (width - full - 1), track)
+    return bar
+
+
+class PathsView(Widget):
+    DEFAULT_CSS = """
+    PathsView { height: auto; }
+    """
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.state: ViewState | None = None
+        self.units: Units = "bits"
+        self.chart_height = 1
+        self._shape: tuple[int, int] = (0, 1)
+
+    def show(self, state: ViewState, units: Units, chart_height: int = 1) -> None:
+        shape = (len(state.sample.paths) if state.sample else 0, chart_height)
+        reshaped, self._shape = shape != self._shape, shape
+        self.state, self.units, self.chart_height = state, units, chart_height
+        if reshaped:                      # a path more or taller charts: our height changes
+            self.clear_cached_dimensions()
+        self.refresh(layout=reshaped)
+
+    def scale(self) -> float:
+        """The top of the chart: the highest total rate in the window (all rows share it)."""
+        state = self.state
+        if state is None:
+            return 1.0
+        start = state.now - state.chart_window
+        return max((v for t, v in state.total.points if t >= start), default=0.0) or 1.0
+
+    def _state_cell(self, path: PathSample) -> Text:
+        app = self.app
+        if path.link_up is False:
+            return Text("down", kind_style(app, "bad") + Style(bold=True))
+        if path.stalled:
+            return Text("stalled", kind_style(app, "warn") + Style(bold=True))
+        if path.link_up:
+            return Text("up", kind_style(app, "good"))
+        return Text("—", muted(app))
+
+    def render(self) -> Table | Text:
+        state = self.state
+        if state is None or state.sample is None or not state.sample.paths:
+            return Text(" waiting for the first sample…", muted(self.app))
+        width = self.size.width
+        chart, iface_col = width >= CHART_MIN_WIDTH, width >= IFACE_MIN_WIDTH
+        dim, track = muted(self.app), Style.parse(self.app.theme_variables.get("panel-lighten-2", "grey30"))
+        table = Table.grid(padding=(0, 1), expand=True)
+        table.add_column(no_wrap=True, vertical="bottom")           # ● label
+        if iface_col:
+            table.add_column(no_wrap=True, vertical="bottom")       # interface
+        table.add_column(justify="right", no_wrap=True, min_width=11, vertical="bottom")   # rate
+        table.add_column(no_wrap=True, vertical="bottom")           # share
+        table.add_column(no_wrap=True, min_width=7, vertical="bottom")   # state
+        if chart:
+            table.add_column(ratio=1, no_wrap=True)
+        scale, height = self.scale(), self.chart_height if chart else 1
+        total = 0.0
+        for iface, path in state.sample.paths.items():
+            colour = path_style(state.slot(iface))
+            total += path.rate_bps
+            row: list[Text | RateChart] = [Text.assemble(("● ", colour), (path.label, colour + Style(bold=True)))]
+            if iface_col:
+                row.append(Text(iface, dim))
+            row += [Text(fmt.rate(path.rate_bps, self.units), Style(bold=True)),
+                    share_bar(path.share, 6, colour, track).append(f" {fmt.percent(path.share):>5}", colour),
+                    self._state_cell(path)]
+            if chart:
+                points = state.history[iface].points if iface in state.history else []
+                row.append(RateChart(points, now=state.now, window=state.chart_window, scale=scale,
+                                     style=colour, baseline=track, height=height))
+            table.add_row(*row)
+        row = [Text("  Total", Style(bold=True))] + ([Text("")] if iface_col else [])
+        row += [Text(fmt.rate(total, self.units), Style(bold=True)), Text(""), Text("")]
+        if chart:
+            row.append(RateChart(state.total.points, now=state.now, window=state.chart_window, scale=scale,
+                                 style=dim, baseline=track, height=1))
+        table.add_row(*row)
+        return table

@@ -1,0 +1,110 @@
+"""The main screen: host bar, transfers (or connections), paths, subflows, event log, footer.
+
+It draws a :class:`ViewState` it is handed; the app decides which state (live or frozen) and
+when.  Queries go through this screen, so drawing works while the help screen is on top.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from mptop.tui import format as fmt
+from mptop.tui.cards import CardStyles, ConnectionCard, TransferCard
+from mptop.tui.eventlog import EventLog
+from mptop.tui.header import HostBar
+from mptop.tui.paths import PathsView
+from mptop.tui.state import ViewState
+from mptop.tui.style import kind_style, muted, path_style
+from mptop.tui.subflows import SubflowsTable
+from mptop.tui.toplist import TopList
+
+Mode = Literal["transfers", "watch"]
+TALL = 30          # from this many rows the path charts are two lines high
+
+
+class MainScreen(Screen[None]):
+    def __init__(self, mode: Mode = "transfers", clock: bool = True) -> None:
+        super().__init__()
+        self.mode: Mode = mode
+        self.clock = clock
+
+    def compose(self) -> ComposeResult:
+        yield HostBar(clock=self.clock, id="host")
+        with Vertical(id="top-panel", classes="panel"):
+            yield TopList(id="top")
+        yield PathsView(id="paths")
+        with Vertical(id="subflows-panel", classes="panel"):
+            yield SubflowsTable(id="subflows")
+        yield EventLog(id="events")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#top-panel").border_title = "Connections" if self.mode == "watch" else "Transfers"
+        self.query_one("#paths").border_title = "Paths"
+        self.query_one("#subflows-panel").border_title = "Subflows"
+        self.query_one("#events").border_title = "Events"
+        self.top.focus()
+        self.call_after_refresh(self._first_draw)
+
+    def _first_draw(self) -> None:
+        # records may have arrived before this screen was mounted: draw what is there by now
+        redraw = getattr(self.app, "redraw", None)
+        if redraw is not None:
+            redraw()
+
+    def on_resize(self) -> None:
+        self.query_one(Footer).compact = self.size.width < 80
+
+    @property
+    def top(self) -> TopList:
+        return self.query_one(TopList)
+
+    def _card_styles(self, badge_kind: str, state: ViewState) -> CardStyles:
+        app = self.app
+        return CardStyles(
+            badge=kind_style(app, badge_kind, pill=True), dim=muted(app),
+            track=kind_style(app, "info") + muted(app), error=kind_style(app, "bad"),
+            path={iface: path_style(slot) for iface, slot in state.slots.items()},
+        )
+
+    def draw_header(self, live: ViewState, status: list[tuple[str, str]]) -> None:
+        """The header always shows the live run (time, host), even while the panels are frozen."""
+        self.query_one(HostBar).show(live.host, live.now if live.sample else None, status)
+
+    def draw(self, state: ViewState, units: fmt.Units) -> None:
+        if self.mode == "watch":
+            self.top.sync([
+                (f"c{c.token}", ConnectionCard(c, units, self._card_styles(c.status, state)))
+                for c in state.connections
+            ])
+        else:
+            self.top.sync([
+                (f"t{t.id}", TransferCard(t, units, self._card_styles(fmt.badge(t)[1], state)))
+                for t in state.transfers
+            ])
+        paths = self.query_one(PathsView)
+        paths.show(state, units, chart_height=2 if self.size.height >= TALL else 1)
+        paths.border_subtitle = (
+            f"last {state.chart_window:.0f} s · top {fmt.rate(paths.scale(), units)}" if state.sample else ""
+        )
+        self.draw_subflows(state, units)
+        self.query_one(EventLog).show(state)
+
+    def draw_subflows(self, state: ViewState, units: fmt.Units) -> None:
+        key = self.top.selected_id
+        subflows, title, plain = [], "Subflows", False
+        if key and key.startswith("t") and (transfer := state.transfer(int(key[1:]))):
+            subflows, plain = transfer.subflows, transfer.status in ("fallback", "tcp")
+            title = f"Subflows of #{transfer.id}"
+            if transfer.status != "mptcp":
+                title += f" · {fmt.badge(transfer)[0]}"
+        elif key and key.startswith("c") and (conn := state.connection(int(key[1:]))):
+            subflows, plain = conn.subflows, conn.status in ("fallback", "tcp")
+            title = f"Subflows of {conn.process or conn.local}"
+        self.query_one("#subflows-panel").border_title = title
+        self.query_one(SubflowsTable).show(subflows, key or "", state.slots, units, plain)

@@ -1,0 +1,195 @@
+"""The event log told as stories: an outage is one line that grows as it unfolds.
+
+"Wi-Fi link down — Cellular carried 100 % — Wi-Fi back after 5.7 s (link up after 5.0 s)"
+
+Pure Python (no Textual): the log widget renders :attr:`Narrator.entries`; a path's name is kept
+as its own part so the view can paint it in that path's colour.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+from mptop.core.model import Event, Sample
+from mptop.tui import format as fmt
+
+Severity = Literal["info", "good", "warn", "bad"]
+Part = tuple[str, str | None]          # (text, iface to colour it by, or None)
+
+MAX_ENTRIES = 300
+
+_PHRASES: dict[str, tuple[str, Severity]] = {
+    "subflow_up": ("subflow up on", "good"),
+    "subflow_down": ("subflow closed on", "bad"),
+    "fallback": ("fell back to TCP", "warn"),
+    "address_announced": ("peer announced", "info"),
+    "address_removed": ("peer removed", "warn"),
+    "transfer_failed": ("failed", "bad"),
+}
+
+
+@dataclass(slots=True)
+class LogEntry:
+    key: int
+    t: float
+    parts: list[Part]
+    severity: Severity = "info"
+
+    @property
+    def text(self) -> str:
+        return "".join(text for text, _ in self.parts)
+
+
+@dataclass(slots=True)
+class _Outage:
+    """One path out of service, from the first sign (link down or stall) until traffic is back."""
+
+    entry: LogEntry
+    iface: str
+    start: float
+    path_bytes: dict[str, int]           # every path's byte counter when the outage began
+    link_down: bool = False
+    stalled: bool = False
+    link_up_after: float | None = None
+    carried: dict[str, int] = field(default_factory=dict)   # bytes per path since the start
+    now: float = 0.0
+
+
+class Narrator:
+    """Turns events (and the samples between them) into log entries, updated in place."""
+
+    def __init__(self, label: Callable[[str], str]) -> None:
+        self._label = label
+        self.entries: deque[LogEntry] = deque(maxlen=MAX_ENTRIES)
+        self._next_key = 0
+        self._outages: dict[str, _Outage] = {}
+        self._path_bytes: dict[str, int] = {}
+        self._transfer_paths: dict[int, dict[str, int]] = {}
+        self._transfer_bytes: dict[int, int] = {}
+        self._done: dict[int, tuple[Event, LogEntry]] = {}   # told again with the next sample's totals
+        self.version = 0                  # bumped on every change, so views redraw only when needed
+
+    # -- input ---------------------------------------------------------------------------------
+    def on_sample(self, sample: Sample) -> None:
+        self._path_bytes = {iface: p.bytes for iface, p in sample.paths.items()}
+        for transfer in sample.transfers:
+            per_path: dict[str, int] = {}
+            for sub in transfer.subflows:
+                per_path[sub.iface] = per_path.get(sub.iface, 0) + sub.bytes_received
+            self._transfer_paths[transfer.id] = per_path
+            self._transfer_bytes[transfer.id] = transfer.bytes
+        for event, entry in self._done.values():
+            entry.parts = self._transfer_done(event)
+            self.version += 1
+        self._done.clear()
+        for outage in self._outages.values():
+            outage.now = sample.t
+            outage.carried = {
+                iface: count - outage.path_bytes.get(iface, count)
+                for iface, count in self._path_bytes.items()
+            }
+            self._tell(outage)
+
+    def on_event(self, event: Event) -> None:
+        if event.kind in ("link_down", "path_stalled") and event.iface:
+            self._outage_begins(event)
+        elif event.kind in ("link_up", "path_recovered") and event.iface:
+            self._outage_ends(event)
+        elif event.kind == "transfer_done":
+            entry = self._add(event.t, self._transfer_done(event), "good")
+            if event.transfer is not None:
+                self._done[event.transfer] = (event, entry)
+        else:
+            phrase, severity = _PHRASES.get(event.kind, (event.kind.replace("_", " "), "info"))
+            parts: list[Part] = [(f"#{event.transfer} ", None)] if event.transfer is not None else []
+            parts.append((phrase, None))
+            if event.kind.startswith("subflow_"):
+                parts += [(" ", None), self._path(event.iface)]
+            elif event.iface:
+                parts += [(" (", None), self._path(event.iface), (")", None)]
+            if event.kind.startswith("address_"):
+                parts.append((f" {event.detail or 'an address'}", None))
+            elif event.detail:
+                parts.append((f" — {event.detail}", None))
+            self._add(event.t, parts, severity)
+
+    # -- outages -------------------------------------------------------------------------------
+    def _outage_begins(self, event: Event) -> None:
+        iface = event.iface or ""
+        outage = self._outages.get(iface)
+        if outage is None:
+            entry = self._add(event.t, [], "warn")
+            outage = _Outage(entry, iface, event.t, dict(self._path_bytes), now=event.t)
+            self._outages[iface] = outage
+        if event.kind == "link_down":
+            outage.link_down = True
+        else:
+            outage.stalled = True
+        self._tell(outage)
+
+    def _outage_ends(self, event: Event) -> None:
+        outage = self._outages.get(event.iface or "")
+        if outage is None:
+            if event.kind == "link_up":   # a link coming up that we never saw go down
+                self._add(event.t, [self._path(event.iface), (" link up", None)], "good")
+            return
+        outage.now = event.t
+        if event.kind == "link_up" and outage.stalled:
+            outage.link_up_after = event.t - outage.start       # traffic has not resumed yet
+            self._tell(outage)
+            return
+        del self._outages[outage.iface]
+        self._tell(outage, back_after=event.t - outage.start)
+        outage.entry.severity = "good"
+
+    def _tell(self, outage: _Outage, back_after: float | None = None) -> None:
+        iface = outage.iface
+        parts: list[Part] = [self._path(iface), (" link down" if outage.link_down else " stalled", None)]
+        parts += self._carriers(outage, ongoing=back_after is None)
+        if back_after is None:
+            parts.append((f" — for {outage.now - outage.start:.1f} s", None))
+        else:
+            parts += [(" — ", None), self._path(iface), (f" back after {back_after:.1f} s", None)]
+            if outage.link_up_after is not None:
+                parts.append((f" (link up after {outage.link_up_after:.1f} s)", None))
+        if parts != outage.entry.parts:
+            outage.entry.parts = parts
+            self.version += 1
+
+    def _carriers(self, outage: _Outage, ongoing: bool) -> list[Part]:
+        total = sum(max(0, n) for n in outage.carried.values())
+        others = sorted(
+            ((n, i) for i, n in outage.carried.items() if i != outage.iface and n > 0), reverse=True
+        )
+        if not total:
+            return []
+        verb = " carrying " if ongoing else " carried "
+        parts: list[Part] = []
+        for index, (count, other) in enumerate(others):
+            parts += [(" — " if index == 0 else ", ", None), self._path(other),
+                      (f"{verb}{fmt.percent(count / total)}", None)]
+        return parts
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _transfer_done(self, event: Event) -> list[Part]:
+        parts: list[Part] = [(f"#{event.transfer} done", None)]
+        per_path = self._transfer_paths.get(event.transfer or -1)
+        if not per_path:
+            return parts + ([(f" — {event.detail}", None)] if event.detail else [])
+        parts.append((f" — {fmt.size(self._transfer_bytes.get(event.transfer or -1, 0))}", None))
+        total = sum(per_path.values()) or 1
+        for iface, count in sorted(per_path.items(), key=lambda kv: -kv[1]):
+            parts += [(" · ", None), self._path(iface), (f" {fmt.percent(count / total)}", None)]
+        return parts
+
+    def _path(self, iface: str | None) -> Part:
+        return (self._label(iface), iface) if iface else ("?", None)
+
+    def _add(self, t: float, parts: list[Part], severity: Severity) -> LogEntry:
+        entry = LogEntry(self._next_key, t, parts, severity)
+        self._next_key += 1
+        self.entries.append(entry)
+        self.version += 1
+        return entry

@@ -1,0 +1,137 @@
+"""Subflows of the selected transfer (or connection): a DataTable with keyed rows.
+
+Updates go through ``update_cell`` (only cells whose text changed), rows are added and removed by
+key, so scroll position survives every sample.  Columns have fixed widths (numbers do not make
+the layout jump) and the least useful ones are left out when the table is narrow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from rich.style import Style
+from rich.text import Text
+from textual.widgets import DataTable
+
+from mptop.core.model import SubflowSample
+from mptop.tui import format as fmt
+from mptop.tui.format import Units
+from mptop.tui.style import muted, path_style
+
+
+@dataclass(frozen=True, slots=True)
+class Col:
+    key: str
+    label: str
+    width: int
+    priority: int                     # 0 = always shown; higher ones go first when space is short
+    justify: Literal["left", "right"] = "right"
+
+
+COLUMNS = (
+    Col("id", "id", 2, 0),
+    Col("path", "path", 10, 0, "left"),
+    Col("ends", "local → remote", 36, 3, "left"),
+    Col("rate", "rate", 11, 0),
+    Col("share", "share", 5, 0),
+    Col("rtt", "RTT", 8, 1),
+    Col("cwnd", "cwnd", 5, 5),
+    Col("retx", "retx", 4, 4),
+    Col("flags", "flags", 11, 2, "left"),
+    Col("age", "age", 5, 6),
+)
+PADDING = 1                          # DataTable cell_padding, on each side of every cell
+
+
+def fit_columns(width: int) -> tuple[Col, ...]:
+    """The columns that fit in ``width`` cells, most important first, in display order."""
+    chosen: set[str] = set()
+    used = 0
+    for col in sorted(COLUMNS, key=lambda c: c.priority):
+        need = col.width + 2 * PADDING
+        if col.priority == 0 or used + need <= width:   # a wide column skipped, narrower ones may fit
+            chosen.add(col.key)
+            used += need
+    return tuple(c for c in COLUMNS if c.key in chosen)
+
+
+def _same(a: Text, b: Text) -> bool:
+    # Text equality ignores the base style (a closed subflow turns dim without changing its text)
+    return a.plain == b.plain and a.style == b.style and a.spans == b.spans
+
+
+class SubflowsTable(DataTable[Text]):
+    DEFAULT_CSS = """
+    SubflowsTable { height: auto; max-height: 10; }
+    """
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="none", zebra_stripes=True, cell_padding=PADDING)
+        self.can_focus = False           # ↑/↓ always select transfers; the wheel still scrolls this
+        self._columns: tuple[Col, ...] = ()
+        self._cells: dict[str, dict[str, Text]] = {}
+        self._last: tuple[list[SubflowSample], str, dict[str, int], Units, bool] | None = None
+
+    def on_resize(self) -> None:
+        columns = fit_columns(self.size.width)
+        if columns != self._columns:
+            # A different column set is a different table: rebuild once, then resume keyed updates.
+            self._columns = columns
+            self.clear(columns=True)
+            self._cells.clear()
+            for col in columns:
+                self.add_column(Text(col.label, justify=col.justify), width=col.width, key=col.key)
+            if self._last is not None:
+                self.show(*self._last)
+
+    def _row(self, sub: SubflowSample, total_rate: float, slot: int, units: Units, plain: bool) -> dict[str, Text]:
+        style = muted(self.app) if sub.closed else Style()
+        share = sub.rate_bps / total_rate if total_rate > 0 else 0.0
+        cells = {
+            "id": str(sub.id),
+            "ends": f"{sub.local} → {sub.remote}",
+            "rate": fmt.rate(sub.rate_bps, units),
+            "share": fmt.percent(share),
+            "rtt": "—" if sub.rtt_ms is None else f"{sub.rtt_ms:.1f} ms",
+            "cwnd": "—" if sub.cwnd is None else str(sub.cwnd),
+            "retx": "—" if sub.retransmits is None else str(sub.retransmits),
+            "flags": "plain TCP" if plain else fmt.subflow_flags(sub),
+            "age": fmt.duration(sub.age_s),
+        }
+        out = {key: Text(fmt.clip(value, self._width(key)), style) for key, value in cells.items()}
+        out["path"] = Text.assemble(("● ", path_style(slot)), (sub.path, path_style(slot) if not sub.closed else style))
+        for col in COLUMNS:
+            out[col.key].justify = col.justify
+            out[col.key].no_wrap = True
+        return out
+
+    @staticmethod
+    def _width(key: str) -> int:
+        return next(c.width for c in COLUMNS if c.key == key)
+
+    def show(
+        self, subflows: list[SubflowSample], owner: str, slots: dict[str, int], units: Units, plain: bool = False
+    ) -> None:
+        """Show ``subflows`` of the transfer/connection ``owner``, keyed ``owner:id``.
+
+        ``plain``: the owner is not MPTCP (fallback or TCP), so its one flow is a plain TCP connection.
+        """
+        self._last = (subflows, owner, slots, units, plain)
+        if not self._columns:
+            return                       # not laid out yet: on_resize draws it
+        total = sum(s.rate_bps for s in subflows if not s.closed)
+        wanted = {f"{owner}:{s.id}": s for s in subflows}
+        for key in [k for k in self._cells if k not in wanted]:
+            self.remove_row(key)
+            del self._cells[key]
+        for key, sub in wanted.items():
+            row = self._row(sub, total, slots.get(sub.iface, 0), units, plain)
+            shown = self._cells.get(key)
+            if shown is None:
+                self.add_row(*(row[c.key] for c in self._columns), key=key)
+            else:
+                for col in self._columns:
+                    if not _same(shown[col.key], row[col.key]):
+                        self.update_cell(key, col.key, row[col.key])
+            self._cells[key] = row

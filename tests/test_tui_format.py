@@ -1,0 +1,65 @@
+"""How the views print numbers, times, URLs and badges."""
+
+from __future__ import annotations
+
+import pytest
+
+from mptop.core.model import SubflowSample, TransferSample
+from mptop.tui import format as fmt
+from mptop.tui.chart import buckets
+
+
+@pytest.mark.parametrize(
+    ("bps", "bits", "bytes_"),
+    [
+        (0, "0 bit/s", "0 B/s"),
+        (999, "999 bit/s", "125 B/s"),
+        (48_234_000, "48.2 Mbit/s", "6.03 MB/s"),
+        (9_781_234, "9.78 Mbit/s", "1.22 MB/s"),
+        (1_250_000_000, "1.25 Gbit/s", "156 MB/s"),
+        (-5, "0 bit/s", "0 B/s"),
+    ],
+)
+def test_rate_in_bits_and_bytes(bps: float, bits: str, bytes_: str) -> None:
+    assert fmt.rate(bps, "bits") == bits
+    assert fmt.rate(bps, "bytes") == bytes_
+
+
+def test_sizes_durations_stamps() -> None:
+    assert [fmt.size(n) for n in (950, 12_345, 200_000_000, 1_000_000_000)] == ["950 B", "12.3 kB", "200 MB", "1.00 GB"]
+    assert [fmt.duration(s) for s in (None, 4.4, 59.6, 187, 3723)] == ["—", "4 s", "1:00", "3:07", "1:02:03"]
+    assert [fmt.stamp(t) for t in (0.0, 12.34, 75.0, 3725.0)] == ["00:00.0", "00:12.3", "01:15.0", "1:02:05"]
+    assert fmt.percent(0.456) == "46 %" and fmt.percent(1.7) == "100 %"
+
+
+def test_short_url_keeps_host_and_tail() -> None:
+    url = "http://192.0.2.1:8080/some/long/path/file-200000000.bin"
+    assert fmt.short_url(url, 80) == "192.0.2.1:8080/some/long/path/file-200000000.bin"
+    cut = fmt.short_url(url, 30)
+    assert len(cut) == 30 and cut.startswith("192.0.2.1:") and cut.endswith("200000000.bin") and "…" in cut
+    assert fmt.clip("TCP fallback — server", 10) == "TCP fallb…"
+
+
+def transfer(status: str, reason: str | None = None, closed: bool = False) -> TransferSample:
+    subs = [SubflowSample(i, "a:1", "b:2", "wlan0", "Wi-Fi", 0, 0.0, None, False, closed=closed and i == 2)
+            for i in (1, 2)]
+    return TransferSample(1, "http://x/", 0, None, 0.0, status, reason, subs)  # type: ignore[arg-type]
+
+
+def test_badges_say_mptcp_or_why_not() -> None:
+    assert fmt.badge(transfer("mptcp")) == ("MPTCP · 2 subflows", "mptcp")
+    assert fmt.badge(transfer("mptcp", closed=True))[0] == "MPTCP · 1 subflow"
+    assert fmt.badge(transfer("fallback"))[0] == "TCP fallback — server does not speak MPTCP"
+    assert fmt.badge(transfer("fallback", "MP_CAPABLE stripped by a middlebox"))[0] == (
+        "TCP fallback — MP_CAPABLE stripped by a middlebox")
+    assert fmt.badge(transfer("fallback"), short=True)[0] == "TCP fallback"
+    assert fmt.badge(transfer("tcp")) == ("TCP — MPTCP disabled on this host", "tcp")
+
+
+def test_chart_buckets_follow_time_not_sample_count() -> None:
+    points = [(t / 4, 10.0 if t < 20 else 0.0) for t in range(1, 41)]     # 10 s at 4 Hz: 5 s busy, 5 s idle
+    cols = buckets(points, now=10.0, window=20.0, width=10)               # 2 s per column
+    assert cols[:5] == [None] * 5                                           # before the run started
+    assert cols[5:7] == [10.0, 10.0] and cols[-2:] == [0.0, 0.0]
+    wide = buckets(points, now=10.0, window=10.0, width=100)                # 0.1 s per column: no holes
+    assert None not in wide[2:] and wide[45] == 10.0 and wide[55] == 0.0 and wide[-1] == 0.0

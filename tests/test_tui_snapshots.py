@@ -1,0 +1,96 @@
+"""Snapshots of the main screen at chosen points of a recording (pytest-textual-snapshot).
+
+The points are found by what happens in the recording (both paths busy, Wi-Fi stalled, a fallback
+transfer), not by hard-coded times, so a real ``mptop demo`` recording in assets/ can replace the
+synthetic one: update RECORDING, then ``pytest tests/test_tui_snapshots.py --snapshot-update``
+and review the SVGs.  No clock is shown, so the pictures are deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from make_dev_recording import make_records
+
+from mptop.core.model import Event, Record, Sample
+from mptop.core.recording import read_recording
+from mptop.tui.app import MptopApp
+from mptop.tui.toplist import TopList
+
+ASSET = Path(__file__).resolve().parent.parent / "assets" / "demo.ndjson"
+RECORDING: list[Record] = make_records()      # synthetic, until the integrator records the real demo (ASSET)
+
+
+def _first_event(kinds: tuple[str, ...]) -> Event:
+    return next(r for r in RECORDING if isinstance(r, Event) and r.kind in kinds)
+
+
+def _samples() -> list[Sample]:
+    return [r for r in RECORDING if isinstance(r, Sample)]
+
+
+def sharing_point() -> float:
+    """The last sample before the first outage in which every path carries at least 15 %."""
+    outage = _first_event(("link_down", "path_stalled")).t
+    return max(s.t for s in _samples()
+               if s.t < outage and len(s.paths) >= 2 and all(p.share >= 0.15 for p in s.paths.values()))
+
+
+def stalled_point() -> float:
+    stall = _first_event(("path_stalled",)).t
+    return next(s.t for s in _samples() if s.t >= stall + 1.5)
+
+
+def fallback_point() -> float:
+    return next(s.t for s in _samples()
+                if any(t.status == "fallback" and t.state == "running" and t.rate_bps > 0 for t in s.transfers))
+
+
+def at(t: float, select: Callable[[Sample], int] | None = None):  # type: ignore[no-untyped-def]
+    """A ``run_before`` that feeds the recording up to ``t`` and optionally highlights a transfer."""
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        last = None
+        for record in RECORDING:
+            if getattr(record, "t", 0.0) > t:
+                break
+            if isinstance(record, Sample):
+                last = record
+            pilot.app.feed(record)
+        await pilot.pause()
+        if select is not None and last is not None:
+            pilot.app.query_one(TopList).highlighted = select(last)
+        await pilot.pause()
+    return run_before
+
+
+def fallback_index(sample: Sample) -> int:
+    return next(i for i, t in enumerate(sample.transfers) if t.status == "fallback")
+
+
+def test_two_paths_sharing(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(MptopApp(clock=False), terminal_size=(100, 30), run_before=at(sharing_point()))
+
+
+def test_wifi_stalled(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(MptopApp(clock=False), terminal_size=(100, 30), run_before=at(stalled_point()))
+
+
+def test_fallback_transfer_selected(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(MptopApp(clock=False), terminal_size=(100, 30),
+                        run_before=at(fallback_point() + 2.0, select=fallback_index))
+
+
+def test_80x24(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(MptopApp(clock=False), terminal_size=(80, 24), run_before=at(stalled_point()))
+
+
+def test_narrow_terminal(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(MptopApp(clock=False), terminal_size=(60, 20), run_before=at(sharing_point()))
+
+
+def test_points_exist_in_the_recording() -> None:
+    assert sharing_point() < stalled_point()
+    assert fallback_point() > 0
+    if ASSET.exists():            # once the real recording lands, it must at least load
+        assert read_recording(ASSET)

@@ -1,0 +1,81 @@
+"""The event log as stories, and the view state the panels draw from (no Textual needed)."""
+
+from __future__ import annotations
+
+from mptop.core.model import Event, HostInfo, PathSample, Sample, SubflowSample, TransferSample
+from mptop.tui.state import ViewState
+
+
+def sample(t: float, wifi_bytes: int, cell_bytes: int, wifi_rate: float = 0.0) -> Sample:
+    subs = [SubflowSample(1, "a:1", "b:80", "wlan0", "Wi-Fi", wifi_bytes, wifi_rate, 12.0, False),
+            SubflowSample(2, "c:2", "d:80", "wwan0", "Cellular", cell_bytes, 1e7, 40.0, False, join=True)]
+    transfer = TransferSample(1, "http://192.0.2.1/bytes/100", wifi_bytes + cell_bytes, None, 0.0, "mptcp",
+                              subflows=subs)
+    return Sample(t, [transfer], {
+        "wlan0": PathSample("Wi-Fi", wifi_rate, wifi_bytes),
+        "wwan0": PathSample("Cellular", 1e7, cell_bytes),
+    })
+
+
+def texts(state: ViewState) -> list[str]:
+    return [entry.text for entry in state.story.entries]
+
+
+def test_an_outage_is_one_line_that_grows_until_recovery() -> None:
+    state = ViewState()
+    state.ingest(sample(10.0, 5_000, 1_000))
+    state.ingest(Event(10.2, "link_down", "wlan0"))
+    state.ingest(Event(10.7, "path_stalled", "wlan0"))
+    state.ingest(sample(12.0, 5_000, 3_000))
+    assert texts(state) == ["Wi-Fi link down — Cellular carrying 100 % — for 1.8 s"]
+    assert state.story.entries[0].severity == "warn"
+    state.ingest(Event(15.2, "link_up", "wlan0"))        # link back, traffic not yet
+    state.ingest(sample(15.5, 6_000, 5_000))              # 1 000 of 5 000 bytes since the drop came on Wi-Fi
+    assert texts(state) == ["Wi-Fi link down — Cellular carrying 80 % — for 5.3 s"]
+    state.ingest(Event(15.9, "path_recovered", "wlan0"))
+    assert texts(state) == ["Wi-Fi link down — Cellular carried 80 % — Wi-Fi back after 5.7 s (link up after 5.0 s)"]
+    assert state.story.entries[0].severity == "good"
+    # the path names are separate parts, so the view can colour them
+    assert ("Cellular", "wwan0") in state.story.entries[0].parts
+
+
+def test_a_stall_without_link_events_and_a_lone_link_up() -> None:
+    state = ViewState()
+    state.ingest(sample(1.0, 100, 100))
+    state.ingest(Event(1.5, "path_stalled", "wwan0"))
+    state.ingest(sample(2.0, 900, 100))
+    state.ingest(Event(3.0, "path_recovered", "wwan0"))
+    state.ingest(Event(4.0, "link_up", "wlan0"))
+    assert texts(state) == ["Cellular stalled — Wi-Fi carried 100 % — Cellular back after 1.5 s", "Wi-Fi link up"]
+
+
+def test_other_events_read_as_sentences_and_done_tells_the_split() -> None:
+    state = ViewState()
+    state.ingest(HostInfo("6.18", True, "in-kernel", "default", 2, 2, labels={"wlan0": "Wi-Fi", "wwan0": "Cellular"}))
+    state.ingest(Event(0.1, "subflow_up", "wwan0", 1, "MP_JOIN 198.51.100.2 → 198.51.100.1"))
+    state.ingest(Event(0.2, "address_announced", None, 1, "198.51.100.1"))
+    state.ingest(Event(0.3, "fallback", "wlan0", 2, "server does not speak MPTCP"))
+    state.ingest(Event(0.4, "some_new_kind", None, None, "x"))
+    state.ingest(Event(9.0, "transfer_done", None, 1, "ignored when bytes are known"))
+    state.ingest(sample(9.0, 7_500_000, 2_500_000))
+    assert texts(state) == [
+        "#1 subflow up on Cellular — MP_JOIN 198.51.100.2 → 198.51.100.1",
+        "#1 peer announced 198.51.100.1",
+        "#2 fell back to TCP (Wi-Fi) — server does not speak MPTCP",
+        "some new kind — x",
+        "#1 done — 10.0 MB · Wi-Fi 75 % · Cellular 25 %",
+    ]
+
+
+def test_state_keeps_history_window_and_stable_colour_slots() -> None:
+    state = ViewState(window_s=10.0)
+    state.ingest(HostInfo("6.18", True, None, None, None, None, labels={"eth9": "Ethernet"}))
+    for i in range(100):
+        state.ingest(sample(i * 0.25, i, i, wifi_rate=float(i)))
+    points = state.history["wlan0"].points
+    assert points[-1] == (24.75, 99.0)
+    assert points[0][0] >= 24.75 - 10.0 - 1.0                # trimmed to the window (plus a margin)
+    assert state.total.points[-1] == (24.75, 99.0 + 1e7)
+    assert (state.slot("wlan0"), state.slot("wwan0"), state.slot("eth9")) == (0, 1, 2)
+    assert state.label("wwan0") == "Cellular" and state.label("unknown0") == "unknown0"
+    assert state.transfer(1) is state.sample.transfers[0] and state.transfer(2) is None  # type: ignore[union-attr]
