@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from make_dev_recording import make_records
+
+from textual.pilot import Pilot
 
 from mptop.core.model import Record, Sample
 from mptop.tui import format as fmt
@@ -70,11 +74,19 @@ async def fed_app(pilot_app: MptopApp, t: float) -> None:
         pilot_app.feed(record)
 
 
-async def test_u_switches_units_in_the_rendered_cells() -> None:
+@asynccontextmanager
+async def running(t: float | None = None, size: tuple[int, int] = (100, 30)) -> AsyncIterator[tuple[MptopApp, Pilot]]:
+    """A clockless app of ``size``, fed the recording up to ``t`` and settled."""
     app = MptopApp(clock=False)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await fed_app(app, 10.0)
-        await pilot.pause()
+    async with app.run_test(size=size) as pilot:
+        if t is not None:
+            await fed_app(app, t)
+            await pilot.pause()
+        yield app, pilot
+
+
+async def test_u_switches_units_in_the_rendered_cells() -> None:
+    async with running(10.0) as (app, pilot):
         table = app.query_one(SubflowsTable)
         wifi = sample_at(10.0).transfers[0].subflows[0]
         assert fmt.rate(wifi.rate_bps, "bits") in widget_text(table)
@@ -88,10 +100,7 @@ async def test_u_switches_units_in_the_rendered_cells() -> None:
 
 
 async def test_selecting_a_transfer_switches_the_subflows_table() -> None:
-    app = MptopApp(clock=False)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await fed_app(app, 10.0)
-        await pilot.pause()
+    async with running(10.0) as (app, pilot):
         table = app.query_one(SubflowsTable)
         panel = app.query_one("#subflows-panel")
         assert [row.key.value for row in table.ordered_rows] == ["t1:1", "t1:2"]
@@ -110,10 +119,7 @@ async def test_selecting_a_transfer_switches_the_subflows_table() -> None:
 
 
 async def test_keyed_updates_keep_rows_and_scroll() -> None:
-    app = MptopApp(clock=False)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await fed_app(app, 10.0)
-        await pilot.pause()
+    async with running(10.0) as (app, pilot):
         table = app.query_one(SubflowsTable)
         rows_before = dict(table.rows)
         app.feed(sample_at(10.25))
@@ -123,8 +129,7 @@ async def test_keyed_updates_keep_rows_and_scroll() -> None:
 
 
 async def test_help_screen_lists_the_keys() -> None:
-    app = MptopApp(clock=False)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with running() as (app, pilot):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = screen_text(app)
@@ -149,10 +154,7 @@ async def test_q_quits() -> None:
 
 
 async def test_a_burst_of_samples_renders_a_few_frames_showing_the_latest() -> None:
-    app = MptopApp(clock=False)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await fed_app(app, 1.0)
-        await pilot.pause()
+    async with running(1.0) as (app, pilot):
         before = app.frames
         burst = [r for r in RECORDS if isinstance(r, Sample) and 1.0 < r.t <= 26.0]
         assert len(burst) == 100
@@ -174,10 +176,7 @@ async def test_no_color_is_respected(monkeypatch: pytest.MonkeyPatch) -> None:
         return {tuple(int(h[i:i + 2], 16) for i in (0, 2, 4)) for h in found}
 
     async def shot() -> str:
-        app = MptopApp(clock=False)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await fed_app(app, 10.0)
-            await pilot.pause()
+        async with running(10.0) as (app, _):
             return app.export_screenshot()
 
     assert any(len(set(c)) > 1 for c in colours(await shot()))           # colourful by default
