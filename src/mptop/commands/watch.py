@@ -1,14 +1,106 @@
-"""`mptop watch` (being built)."""
+"""`mptop watch`: every MPTCP connection of this network namespace, live (TUI, or NDJSON with --json)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from mptop.core.watch import WatchSampler
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--json", action="store_true",
+                        help="NDJSON on stdout: a host record, then samples and events")
+    parser.add_argument("--count", type=_positive_int, metavar="N", help="stop after N samples")
+    parser.add_argument("--interval", type=_positive_float, default=1.0, metavar="S",
+                        help="sampling interval in seconds (default 1)")
+    parser.add_argument("--process", metavar="NAME",
+                        help="only connections of this process (name, shell pattern such as 'fire*', or pid)")
+    parser.add_argument("--port", type=_port, metavar="N", help="only connections with this local or remote port")
+    parser.add_argument("--label", action="append", default=[], metavar="IFACE=NAME",
+                        help="name a path, e.g. --label eth1=Starlink (repeatable)")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
-    print("mptop watch: not built yet", flush=True)
-    return 2
+    from mptop.core.paths import parse_labels
+    from mptop.core.watch import ConnectionFilter, WatchSampler
+    from mptop.kernel.types import MptcpUnavailable
+
+    try:
+        labels = parse_labels(args.label)
+    except ValueError as e:
+        return _fail(str(e))
+    sampler = WatchSampler(args.interval, labels, only=ConnectionFilter(process=args.process, port=args.port))
+    try:
+        sampler.open()
+    except MptcpUnavailable as e:
+        return _fail(f"cannot list MPTCP connections: {e.reason}")
+    except OSError as e:
+        return _fail(f"cannot list MPTCP connections: {e.strerror or e}")
+    try:
+        if args.json:
+            return asyncio.run(_json_stream(sampler, args.count, sys.stdout))
+        return _tui(sampler, args.count)
+    finally:
+        sampler.close()
+
+
+async def _json_stream(sampler: WatchSampler, count: int | None, out: TextIO) -> int:
+    from mptop.core.model import to_json
+
+    try:
+        async for record in sampler.records(count):
+            out.write(json.dumps(to_json(record), separators=(",", ":")) + "\n")
+            out.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+    except OSError as e:
+        return _fail(f"reading MPTCP connections failed: {e.strerror or e}")
+    return 0
+
+
+def _tui(sampler: WatchSampler, count: int | None) -> int:
+    try:
+        from mptop.tui.app import MptopApp
+    except ImportError as e:  # the TUI is optional at this layer: say what to use instead
+        return _fail(f"the TUI is unavailable ({e}); use `mptop watch --json`")
+    app = MptopApp(sampler.records(count), mode="watch", finished_text="stopped")
+    return int(app.run() or 0)
+
+
+def _fail(message: str) -> int:
+    print(f"mptop watch: {message}", file=sys.stderr)
+    return 1

@@ -1,0 +1,236 @@
+"""``mptop watch``: every MPTCP connection of the current network namespace, live.
+
+::
+
+    sampler = WatchSampler(interval=1.0, labels={"eth1": "Starlink"}, only=ConnectionFilter(process="curl"))
+    sampler.open()                                # MptcpDiagUnavailable: this kernel cannot list them
+    host = sampler.host_info()                    # HostInfo record (events: "netlink" / "inferred")
+    async with contextlib.aclosing(sampler.run()) as stream:
+        async for sample, events in stream:       # Sample(connections=[...], paths={...}) per poll
+            ...
+    sampler.records()                             # the same as one record stream (a TUI source)
+    sampler.history.connections[token] / .paths[iface] / .total   # last 60 s of (t, bit/s)
+
+The system-wide sibling of :class:`mptop.core.sampler.Sampler`: same records, same event kinds and
+sentences (plus ``connection_closed``), ``transfer`` left empty.  Each poll is one dump through a
+long-lived :class:`~mptop.kernel.diag.DiagReader` (no privileges needed); the arithmetic lives in
+:class:`~mptop.core.watch_track.WatchTracker`.  The poll re-arms after each fetch, so polls never
+overlap.  Path-manager events are subscribed when permitted (CAP_NET_ADMIN); otherwise subflow
+events are inferred from the polls.  Everything is read in the netns of the thread running the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from mptop.core.history import History, Series
+from mptop.core.model import ConnectionSample, Event, HostInfo, Record, Sample, Status
+from mptop.core.paths import InterfaceMap
+from mptop.core.sampler import Sampler
+from mptop.core.watch_track import WatchTracker, connection_status
+from mptop.kernel import host
+from mptop.kernel.diag import DiagReader
+from mptop.kernel.pm_events import PmEvents
+from mptop.kernel.types import DiagConnection, NeedsNetAdmin
+
+WATCH_INTERVAL_S = 1.0
+SortKey = Literal["rate", "age", "bytes"]
+SORT_KEYS: tuple[SortKey, ...] = ("rate", "age", "bytes")
+
+
+# -- filtering and sorting (for --process/--port and the TUI) --------------------------------------
+@dataclass(frozen=True, slots=True)
+class ConnectionFilter:
+    """Which connections to show.  ``process``: a name or shell pattern (``fire*``) or a pid;
+    ``port``: a local or remote port of the connection or of any of its subflows; ``status``."""
+
+    process: str | None = None
+    port: int | None = None
+    status: Status | None = None
+
+    def _match(self, process: str | None, pid: int | None, ports: Iterable[int], status: Status) -> bool:
+        if self.process is not None:
+            by_pid = self.process.isdigit() and pid == int(self.process)
+            if not by_pid and not (process and fnmatch.fnmatchcase(process, self.process)):
+                return False
+        if self.port is not None and self.port not in set(ports):
+            return False
+        return self.status is None or status == self.status
+
+    def matches(self, conn: ConnectionSample) -> bool:
+        ends = [conn.local, conn.remote] + [a for s in conn.subflows for a in (s.local, s.remote)]
+        return self._match(conn.process, conn.pid, (_port(a) for a in ends), conn.status)
+
+    def matches_diag(self, conn: DiagConnection) -> bool:
+        ends = [conn.local, conn.remote] + [a for s in conn.subflows for a in (s.local, s.remote)]
+        return self._match(conn.process, conn.pid, (a[1] for a in ends), connection_status(conn))
+
+    @property
+    def empty(self) -> bool:
+        return self.process is None and self.port is None and self.status is None
+
+
+def _port(address: str) -> int:
+    """The port of an ``ip:port`` / ``[v6]:port`` string (-1 if there is none)."""
+    _, _, port = address.rpartition(":")
+    return int(port) if port.isdigit() else -1
+
+
+def filter_connections(conns: Iterable[ConnectionSample], only: ConnectionFilter) -> list[ConnectionSample]:
+    return [c for c in conns if only.matches(c)]
+
+
+def sort_connections(conns: Iterable[ConnectionSample], key: SortKey = "rate",
+                     descending: bool = True) -> list[ConnectionSample]:
+    """By rate, age or bytes (largest first by default); ties by token, so the order is stable."""
+    if key not in SORT_KEYS:
+        raise ValueError(f"sort by one of {', '.join(SORT_KEYS)}, not {key!r}")
+    field_name = {"rate": "rate_bps", "age": "age_s", "bytes": "bytes"}[key]
+    ordered = sorted(conns, key=lambda c: c.token)
+    return sorted(ordered, key=lambda c: getattr(c, field_name), reverse=descending)
+
+
+# -- history -------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class WatchHistory(History):
+    """:class:`History` (``total``, ``paths``) plus one series per live connection, by token."""
+
+    connections: dict[int, Series] = field(default_factory=dict, init=False)
+
+    def add(self, sample: Sample) -> None:
+        History.add(self, sample)
+        live = sample.connections or []
+        for conn in live:
+            self.connections.setdefault(conn.token, self._series()).append((sample.t, conn.rate_bps))
+        tokens = {c.token for c in live}
+        for token in [k for k in self.connections if k not in tokens]:
+            del self.connections[token]      # closed connections drop out, as from the sample
+
+
+# -- the sampler ---------------------------------------------------------------------------------
+class WatchSampler:
+    """See the module docstring.  ``labels``: ``{iface: name}`` from ``--label``; ``only``: which
+    connections to track (paths and events then cover those only)."""
+
+    def __init__(self, interval: float = WATCH_INTERVAL_S, labels: Mapping[str, str] | None = None, *,
+                 only: ConnectionFilter | None = None, history_s: float = 60.0, pm_events: bool = True,
+                 stall_after_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        if interval <= 0:
+            raise ValueError("the sampling interval must be > 0")
+        self.interval = interval
+        self.labels = dict(labels or {})
+        self.only = only if only is not None and not only.empty else None
+        self.history = WatchHistory(window_s=history_s, interval=interval)
+        self.tracker = WatchTracker(self.labels, stall_after_s)
+        self._clock = clock
+        self._t0 = clock()
+        self._want_pm = pm_events
+        self._pm: PmEvents | None = None
+        self._reader: DiagReader | None = None
+        self._synack = _synack_counter()
+
+    def now(self) -> float:
+        return self._clock() - self._t0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def open(self) -> None:
+        """Open the diag reader in the calling thread's netns and dump once, so that a kernel that
+        cannot list MPTCP connections fails here (MptcpDiagUnavailable) rather than mid-stream."""
+        if self._reader is None:
+            self._reader = DiagReader()
+            self._reader.connections()
+
+    def start_events(self) -> bool:
+        """Subscribe to path-manager events (done by :meth:`run`); False when not permitted."""
+        if self._pm is None and self._want_pm:
+            try:
+                self._pm = PmEvents()
+            except (NeedsNetAdmin, OSError):
+                self._want_pm = False
+        return self._pm is not None
+
+    def close(self) -> None:
+        if self._pm is not None:
+            self._pm.close()
+            self._pm = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    # -- polling -------------------------------------------------------------------------------
+    def poll(self) -> tuple[Sample, list[Event]]:
+        """One poll, synchronously: dump, interfaces, arithmetic; PM events received so far first."""
+        self.open()
+        assert self._reader is not None
+        if self._pm is not None:
+            for event in self._pm.read_pending():   # outside run(): nobody else drains the socket
+                self.tracker.pm_event(self.now(), event)
+        conns = self._reader.connections()
+        t = self.now()
+        if self.only is not None:
+            conns = [c for c in conns if self.only.matches_diag(c)]
+        itfs = InterfaceMap.from_interfaces(host.interfaces())
+        count = _synack_counter()
+        grew = None if count is None or self._synack is None else count > self._synack
+        self._synack = count
+        connections, events = self.tracker.observe(t, conns, itfs, grew)
+        sample = Sample(t=t, paths=self.tracker.paths.samples(), connections=connections)
+        self.history.add(sample)
+        return sample, events
+
+    async def run(self) -> AsyncIterator[tuple[Sample, list[Event]]]:
+        """Poll until the consumer stops; yields ``(sample, events)``.  Use
+        ``contextlib.aclosing`` when breaking out early."""
+        self.open()
+        self.start_events()
+        pm_task = asyncio.create_task(self._consume_pm(), name="mptop-watch-pm") if self._pm else None
+        try:
+            while True:
+                started = self._clock()
+                yield self.poll()
+                # Re-arm after the fetch: never overlap, never queue a backlog after a slow poll.
+                await asyncio.sleep(max(0.0, started + self.interval - self._clock()))
+        finally:
+            if pm_task is not None:
+                pm_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pm_task
+            self.close()
+
+    async def _consume_pm(self) -> None:
+        assert self._pm is not None
+        async for event in self._pm:
+            self.tracker.pm_event(self.now(), event)
+
+    async def records(self, count: int | None = None) -> AsyncIterator[Record]:
+        """The host record, then each poll's events and sample (``count`` samples, or forever)."""
+        self.open()
+        self.start_events()
+        yield self.host_info()
+        samples = 0
+        async with contextlib.aclosing(self.run()) as stream:
+            async for sample, events in stream:
+                for event in events:
+                    yield event
+                yield sample
+                samples += 1
+                if count is not None and samples >= count:
+                    return
+
+    # -- records for views ---------------------------------------------------------------------
+    def host_info(self) -> HostInfo:
+        """MPTCP on this host (the calling thread's netns); ``events`` tells whether PM events are
+        subscribed ("netlink") or inferred from polls."""
+        base = Sampler(pm_events=False, labels=self.labels).host_info()
+        return replace(base, events="netlink" if self._pm is not None else "inferred")
+
+
+def _synack_counter() -> int | None:
+    # Sampler's reader of MPTcpExt MPCapableFallbackSYNACK (a staticmethod; asked to be made public).
+    return Sampler._synack_counter()

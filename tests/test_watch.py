@@ -1,0 +1,331 @@
+"""`mptop watch`: the tracker's arithmetic and keying on synthetic diag values, then the real command
+(`mptop watch --json` as a subprocess in the lab's client netns) beside other processes' downloads."""
+
+from __future__ import annotations
+
+import errno
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from mptop import cli
+from mptop.core import watch as watch_mod
+from mptop.core.model import ConnectionSample, Event, Sample, SubflowSample
+from mptop.core.paths import InterfaceMap
+from mptop.core.watch import ConnectionFilter, WatchHistory, filter_connections, sort_connections
+from mptop.core.watch_track import PM_WAIT_S, WatchTracker
+from mptop.kernel.diag import MptcpDiagUnavailable
+from mptop.kernel.types import (
+    SUBFLOW_FLAG_BKUP_LOC, SUBFLOW_FLAG_JOIN_LOC, DiagConnection, DiagSubflow, MptcpInfo, PmEvent, PmEventKind,
+    TcpInfo,
+)
+from mptop.lab import Lab
+
+WLAN, WWAN = ("192.0.2.2", "192.0.2.1"), ("198.51.100.2", "198.51.100.1")
+
+
+# -- synthetic diag values ---------------------------------------------------------------------------
+def subflow(path: tuple[str, str], port: int, rx: int, tx: int = 0, join: bool = False,
+            backup: bool = False, token: int = 7) -> DiagSubflow:
+    flags = (SUBFLOW_FLAG_JOIN_LOC if join else 0) | (SUBFLOW_FLAG_BKUP_LOC if backup else 0)
+    tcp = TcpInfo(state=1, retransmits=0, rtt_us=20_000, rttvar_us=1_000, snd_cwnd=10, total_retrans=0,
+                  rcv_rtt_us=15_000, bytes_received=rx, bytes_sent=tx)
+    # id_local 0 for every subflow: tracking must not depend on ids.
+    return DiagSubflow((path[0], port), (path[1], 80), 0, 0, 0, tcp, token, 99, 0, 0, flags)
+
+
+def connection(token: int, subflows: list[DiagSubflow], rx: int | None = None, tx: int | None = None,
+               fallback: bool = False, process: str | None = "curl", pid: int | None = 42) -> DiagConnection:
+    flags = MptcpInfo.FLAG_FALLBACK if fallback else MptcpInfo.FLAG_REMOTE_KEY_RECEIVED
+    info = MptcpInfo(len(subflows) - 1, 0, 0, 8, 0, 8, flags, token, 0, 0, 0, bytes_received=rx, bytes_sent=tx)
+    return DiagConnection((WLAN[0], 40000 + token), (WLAN[1], 80), 1, 1000 + token, 0, info,
+                          tuple(subflows), pid, process)
+
+
+def interfaces(wlan_up: bool = True) -> InterfaceMap:
+    return InterfaceMap(by_address={WLAN[0]: "wlan0", WWAN[0]: "wwan0"}, link_up={"wlan0": wlan_up, "wwan0": True})
+
+
+def two_paths(wlan: int, wwan: int, rx: int | None = None, token: int = 7) -> DiagConnection:
+    return connection(token, [subflow(WLAN, 40000 + token, wlan, token=token),
+                              subflow(WWAN, 50000 + token, wwan, join=True, token=token)], rx=rx, tx=0 if rx else None)
+
+
+def kinds(events: list[Event]) -> list[tuple[str, str | None]]:
+    return [(e.kind, e.iface) for e in events]
+
+
+def by_iface(conn: ConnectionSample) -> dict[str, SubflowSample]:
+    return {s.iface: s for s in conn.subflows if not s.closed}
+
+
+# -- arithmetic and keying ------------------------------------------------------------------------
+def test_subflows_keyed_by_addresses_with_rates_per_subflow_connection_and_path() -> None:
+    tracker = WatchTracker()
+    tracker.observe(0.0, [two_paths(1_000, 500, rx=1_200)], interfaces())
+    c = two_paths(3_000, 1_500, rx=4_200)
+    swapped = connection(7, [c.subflows[1], c.subflows[0]], rx=4_200, tx=0)    # dump order changed
+    [conn], events = tracker.observe(0.5, [swapped], interfaces())
+    wlan, wwan = by_iface(conn)["wlan0"], by_iface(conn)["wwan0"]
+    assert (wlan.id, wlan.join, wwan.id, wwan.join) == (1, False, 2, True)
+    assert wlan.rate_bps == pytest.approx(2_000 / 0.5 * 8) and wwan.rate_bps == pytest.approx(1_000 / 0.5 * 8)
+    assert (wlan.bytes_received, wwan.bytes_received, wlan.rtt_ms) == (3_000, 1_500, 15.0)
+    assert conn.rate_bps == pytest.approx(3_000 / 0.5 * 8)          # Δ mptcpi_bytes_received, not the sum
+    assert (conn.status, conn.process, conn.pid, conn.bytes, conn.age_s) == ("mptcp", "curl", 42, 4_200, 0.5)
+    paths = tracker.paths.samples()
+    assert paths["wlan0"].bytes == 3_000 and paths["wwan0"].bytes == 1_500
+    assert paths["wlan0"].share == pytest.approx(2 / 3) and paths["wwan0"].subflows == 1
+    assert events == []
+
+
+def test_connection_rate_without_mptcp_counters_is_the_subflow_sum_both_ways() -> None:
+    tracker = WatchTracker()
+    tracker.observe(0.0, [connection(7, [subflow(WLAN, 1, 100, tx=10), subflow(WWAN, 2, 0, join=True)])],
+                    interfaces())
+    [conn], _ = tracker.observe(
+        1.0, [connection(7, [subflow(WLAN, 1, 600, tx=110), subflow(WWAN, 2, 300, join=True)])], interfaces())
+    assert conn.rate_bps == pytest.approx((500 + 100 + 300) * 8)
+    assert by_iface(conn)["wlan0"].rate_bps == pytest.approx(600 * 8)
+    assert by_iface(conn)["wlan0"].bytes_sent == 110 and conn.bytes == 1_010
+
+
+def test_closed_subflow_keeps_its_bytes_and_is_reported_once() -> None:
+    tracker = WatchTracker()
+    tracker.observe(0.0, [two_paths(1_000, 500)], interfaces())
+    tracker.observe(1.0, [two_paths(2_000, 900)], interfaces())
+    only_wlan = connection(7, [subflow(WLAN, 40007, 3_000)])
+    [conn], events = tracker.observe(2.0, [only_wlan], interfaces())
+    assert kinds(events) == [("subflow_down", "wwan0")]
+    assert "Cellular subflow closed: 198.51.100.2:50007 → 198.51.100.1:80" == events[0].detail
+    closed = [s for s in conn.subflows if s.closed]
+    assert [(s.iface, s.bytes_received, s.rate_bps) for s in closed] == [("wwan0", 900, 0.0)]
+    paths = tracker.paths.samples()
+    assert (paths["wwan0"].bytes, paths["wwan0"].rate_bps, paths["wwan0"].subflows) == (900, 0.0, 0)
+    _, events = tracker.observe(3.0, [connection(7, [subflow(WLAN, 40007, 4_000)])], interfaces())
+    assert events == []
+    back = connection(7, [subflow(WLAN, 40007, 5_000), subflow(WWAN, 50008, 10, join=True)])
+    [conn], events = tracker.observe(4.0, [back], interfaces())
+    assert kinds(events) == [("subflow_up", "wwan0")] and by_iface(conn)["wwan0"].id == 3
+    assert tracker.paths.samples()["wwan0"].bytes == 910
+
+
+def test_first_poll_is_a_baseline_and_later_arrivals_are_events() -> None:
+    tracker = WatchTracker()
+    old = connection(8, [subflow(WLAN, 2, 5)], fallback=True)
+    _, events = tracker.observe(0.0, [two_paths(10, 10), old], interfaces())
+    assert events == []                     # already there: nothing happened now
+    fallback = connection(9, [subflow(WLAN, 3, 0)], fallback=True)
+    conns, events = tracker.observe(1.0, [two_paths(10, 10), old, fallback], interfaces(), synack_fallback=True)
+    assert [c.status for c in conns] == ["mptcp", "fallback", "fallback"]
+    assert kinds(events) == [("subflow_up", "wlan0"), ("fallback", None)]
+    assert events[1].detail == "fell back to TCP: peer does not speak MPTCP — curl 192.0.2.2:40009 → 192.0.2.1:80"
+
+
+def test_a_connection_that_disappears_drops_out_and_its_bytes_stay_on_its_paths() -> None:
+    tracker = WatchTracker()
+    tracker.observe(0.0, [two_paths(1_000, 500), two_paths(0, 0, token=8)], interfaces())
+    conns, events = tracker.observe(1.0, [two_paths(0, 0, token=8)], interfaces())
+    assert [c.token for c in conns] == [8]
+    assert kinds(events) == [("connection_closed", None)] and "curl 192.0.2.2:40007" in events[0].detail
+    assert tracker.paths.samples()["wlan0"].bytes == 1_000
+
+
+# -- stalls ------------------------------------------------------------------------------------------
+def run_polls(tracker: WatchTracker, steps: list[tuple[float, list[DiagConnection], bool]]) -> list[Event]:
+    out = []
+    for t, conns, wlan_up in steps:
+        out += tracker.observe(t, conns, interfaces(wlan_up))[1]
+    return out
+
+
+def test_a_path_stalls_only_while_its_connection_is_busy_elsewhere() -> None:
+    steps = [(t / 2, [two_paths(1_000 * t, 1_000 * t)], True) for t in range(4)]          # both carry
+    steps += [(t / 2, [two_paths(3_000, 1_000 * t)], True) for t in range(4, 9)]          # Wi-Fi quiet
+    steps += [(t / 2, [two_paths(3_000 + t, 1_000 * t)], True) for t in range(9, 11)]     # Wi-Fi back
+    steps += [(t / 2, [two_paths(3_010, 10_000)], True) for t in range(11, 20)]           # idle: no stall
+    events = run_polls(WatchTracker(), steps)
+    assert kinds(events) == [("path_stalled", "wlan0"), ("path_recovered", "wlan0")]
+    stalled, back = events
+    assert (stalled.t, stalled.detail) == (2.5, "Wi-Fi stalled: no data for 1.0 s")
+    assert (back.t, back.detail) == (4.5, "Wi-Fi back after 3.0 s")
+
+
+def test_a_single_path_connection_stalls_when_its_link_goes_down_but_not_when_idle() -> None:
+    def one(rx: int) -> list[DiagConnection]:
+        return [connection(7, [subflow(WLAN, 1, rx)])]
+
+    idle = [(t / 2, one(min(t, 3) * 1_000), True) for t in range(10)]
+    assert run_polls(WatchTracker(), idle) == []
+    down = [(t / 2, one(min(t, 3) * 1_000), t < 4) for t in range(10)]
+    tracker = WatchTracker()
+    events = run_polls(tracker, down)
+    assert kinds(events) == [("link_down", "wlan0"), ("path_stalled", "wlan0")]
+    assert tracker.paths.samples()["wlan0"].stalled
+
+
+def test_one_path_event_however_many_connections_stall_on_it() -> None:
+    def both(t: int, wlan: int) -> list[DiagConnection]:
+        return [two_paths(wlan, 1_000 * t), two_paths(wlan, 1_000 * t, token=8)]
+
+    steps = [(t / 2, both(t, 1_000 * t), True) for t in range(3)]
+    steps += [(t / 2, both(t, 2_000), True) for t in range(3, 8)]
+    events = run_polls(WatchTracker(), steps)
+    assert kinds(events) == [("path_stalled", "wlan0")]
+
+
+# -- path-manager events -----------------------------------------------------------------------------
+def pm(kind: PmEventKind, token: int = 7, **kw: Any) -> PmEvent:
+    return PmEvent(kind, token=token, saddr=WWAN[0], sport=50007, daddr=WWAN[1], dport=80, **kw)
+
+
+def test_pm_events_keep_their_time_and_polls_do_not_repeat_them() -> None:
+    tracker = WatchTracker()
+    tracker.observe(0.0, [connection(7, [subflow(WLAN, 40007, 0)])], interfaces())
+    tracker.pm_event(0.3, pm(PmEventKind.SUB_ESTABLISHED, backup=True))
+    tracker.pm_event(0.35, PmEvent(PmEventKind.ANNOUNCED, token=7, daddr=WWAN[1], dport=80, remote_id=2))
+    tracker.pm_event(0.4, pm(PmEventKind.SUB_ESTABLISHED, token=12345))        # a connection no poll showed
+    _, events = tracker.observe(1.0, [two_paths(10, 10)], interfaces())
+    assert [(e.t, e.kind, e.iface) for e in events] == [(0.3, "subflow_up", "wwan0"),
+                                                        (0.35, "address_announced", None)]
+    assert events[0].detail == "Cellular subflow (backup) up: 198.51.100.2:50007 → 198.51.100.1:80"
+    tracker.pm_event(1.2, pm(PmEventKind.SUB_CLOSED, error=errno.ECONNRESET))
+    _, events = tracker.observe(1.5, [connection(7, [subflow(WLAN, 40007, 20)])], interfaces())
+    assert [(e.t, e.kind) for e in events] == [(1.2, "subflow_down")]
+    assert "(connection reset by peer)" in events[0].detail
+    _, events = tracker.observe(1.0 + PM_WAIT_S, [connection(7, [subflow(WLAN, 40007, 20)])], interfaces())
+    assert events == []                     # the unknown connection's event expired unseen
+
+
+# -- filters, sorting, history -------------------------------------------------------------------------
+def sample_conn(token: int, process: str | None, rate: float, age: float, nbytes: int, port: int = 80,
+                status: str = "mptcp") -> ConnectionSample:
+    sub = SubflowSample(1, "10.0.0.2:5000", f"10.0.0.1:{port}", "eth0", "Ethernet", nbytes, rate, None, False)
+    return ConnectionSample(token, "10.0.0.2:4000", "10.0.0.1:443", process, status, rate,  # type: ignore[arg-type]
+                            [sub], nbytes, age, pid=100 + token)
+
+
+def test_filters_and_sorting() -> None:
+    conns = [sample_conn(1, "curl", 5.0, 3.0, 10), sample_conn(2, "firefox-bin", 9.0, 1.0, 30, port=8080),
+             sample_conn(3, None, 1.0, 9.0, 20, status="fallback")]
+    assert [c.token for c in filter_connections(conns, ConnectionFilter(process="fire*"))] == [2]
+    assert [c.token for c in filter_connections(conns, ConnectionFilter(process="103"))] == [3]
+    assert [c.token for c in filter_connections(conns, ConnectionFilter(port=8080))] == [2]   # a subflow's port
+    assert [c.token for c in filter_connections(conns, ConnectionFilter(port=443))] == [1, 2, 3]
+    assert [c.token for c in filter_connections(conns, ConnectionFilter(status="fallback"))] == [3]
+    assert ConnectionFilter(process="curl").matches_diag(two_paths(1, 1))
+    assert not ConnectionFilter(port=8080).matches_diag(two_paths(1, 1))
+    assert [c.token for c in sort_connections(conns)] == [2, 1, 3]
+    assert [c.token for c in sort_connections(conns, "age")] == [3, 1, 2]
+    assert [c.token for c in sort_connections(conns, "bytes", descending=False)] == [1, 3, 2]
+    with pytest.raises(ValueError, match="sort by one of rate, age, bytes"):
+        sort_connections(conns, "name")  # type: ignore[arg-type]
+
+
+def test_history_is_bounded_and_forgets_closed_connections() -> None:
+    history = WatchHistory(window_s=2.0, interval=0.5)
+    for i in range(20):
+        conns = [sample_conn(1, "curl", float(i), 0, 0)] + ([sample_conn(2, "x", 1.0, 0, 0)] if i < 10 else [])
+        history.add(Sample(t=i * 0.5, connections=conns))
+    assert list(history.connections) == [1]
+    assert len(history.connections[1]) == history.maxlen == 5 and history.connections[1][-1] == (9.5, 19.0)
+
+
+def test_unavailable_diag_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    class NoMptcpDiag:
+        def __init__(self) -> None:
+            raise MptcpDiagUnavailable(errno.ENOENT, "kernel built without MPTCP socket diagnostics")
+
+    monkeypatch.setattr(watch_mod, "DiagReader", NoMptcpDiag)
+    assert cli.main(["watch", "--json", "--count", "1"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == "mptop watch: cannot list MPTCP connections: kernel built without MPTCP socket diagnostics\n"
+
+
+# -- the real command in the lab -------------------------------------------------------------------
+def start_watch(lab: Lab, *args: str) -> subprocess.Popen[str]:
+    """`mptop watch --json ARGS` in the client netns, once it has written its host record."""
+    proc = lab.popen(lab.client, [sys.executable, "-m", "mptop", "watch", "--json", "--interval", "0.5", *args],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    host = json.loads(proc.stdout.readline())
+    assert host["type"] == "host" and host["labels"]["wlan0"] == "Wi-Fi" and host["labels"]["wwan0"] == "Cellular"
+    return proc
+
+
+def finish(proc: subprocess.Popen[str]) -> list[dict[str, Any]]:
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (0, "")
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def curl(lab: Lab, url: str) -> subprocess.Popen[bytes]:
+    return lab.popen(lab.client, ["mptcpize", "run", "curl", "-s", "-o", "/dev/null", url])
+
+
+def remote_port(conn: dict[str, Any]) -> int:
+    return int(conn["remote"].rsplit(":", 1)[1])
+
+
+@pytest.mark.lab
+def test_watch_json_shows_another_process_download_on_both_paths_and_a_fallback(make_lab: Any) -> None:
+    lab = make_lab(rate_mbit={"wlan0": 40, "wwan0": 10})
+    everything = start_watch(lab, "--count", "10")
+    only_fallback = start_watch(lab, "--count", "10", "--process", "curl", "--port", str(lab.config.tcp_port))
+    download = curl(lab, lab.url(60_000_000))                 # ≥ 10 s at 50 Mbit: outlives the watch
+    fallback = curl(lab, lab.url(30_000_000, tcp=True))
+    records = finish(everything)
+    samples = [r for r in records if r["type"] == "sample"]
+    assert len(samples) == 10 and all(r["type"] in ("sample", "event") for r in records)
+
+    seen = [(s["t"], c) for s in samples for c in s["connections"] if c["process"] == "curl"]
+    mptcp = [(t, c) for t, c in seen if c["pid"] == download.pid]
+    assert mptcp and all(c["status"] == "mptcp" and remote_port(c) == lab.config.mptcp_port for _, c in mptcp)
+    two = [(t, c) for t, c in mptcp if sorted(s["iface"] for s in c["subflows"]) == ["wlan0", "wwan0"]]
+    assert len(two) >= 3
+    for iface in ("wlan0", "wwan0"):
+        subs = [next(s for s in c["subflows"] if s["iface"] == iface) for _, c in two]
+        assert subs[-1]["bytes_received"] > subs[0]["bytes_received"]
+        assert any(s["rate_bps"] > 0 for s in subs)
+        assert {s["path"] for s in subs} == {"Wi-Fi" if iface == "wlan0" else "Cellular"}
+    assert sorted(s["join"] for s in two[-1][1]["subflows"]) == [False, True]
+    assert any(c["rate_bps"] > 0 for _, c in two)
+    assert [c["status"] for _, c in seen if c["pid"] == fallback.pid][-1:] == ["fallback"]
+
+    # Path totals against the kernel's interface counters (frames include headers: always more).
+    last = samples[-1]["paths"]
+    assert 0 < last["wlan0"]["bytes"] <= lab.rx_bytes("wlan0") + lab.tx_bytes("wlan0")
+    assert 0 < last["wwan0"]["bytes"] <= lab.rx_bytes("wwan0") + lab.tx_bytes("wwan0")
+    assert last["wlan0"]["bytes"] > last["wwan0"]["bytes"]    # 40 vs 10 Mbit
+
+    # --process curl --port 8080: only the fallback connection, so only its path.
+    filtered = [r for r in finish(only_fallback) if r["type"] == "sample"]
+    conns = [c for s in filtered for c in s["connections"]]
+    assert conns and {(c["pid"], c["status"], remote_port(c)) for c in conns} == \
+        {(fallback.pid, "fallback", lab.config.tcp_port)}
+    assert set(filtered[-1]["paths"]) == {"wlan0"}
+
+
+@pytest.mark.lab
+def test_watch_json_infers_a_stall_when_wifi_goes_down_mid_download(make_lab: Any) -> None:
+    lab = make_lab(rate_mbit={"wlan0": 40, "wwan0": 10})
+    proc = start_watch(lab, "--count", "16")
+    download = curl(lab, lab.url(60_000_000))
+    time.sleep(2.0)
+    lab.link_down("wlan0")
+    time.sleep(2.5)
+    lab.link_up("wlan0")
+    records = finish(proc)
+    assert download.poll() is None                            # still downloading: the stall was mid-transfer
+    events = [(r["kind"], r["iface"]) for r in records if r["type"] == "event" and r["iface"] == "wlan0"
+              and r["kind"] in ("link_down", "link_up", "path_stalled", "path_recovered")]
+    assert events == [("link_down", "wlan0"), ("path_stalled", "wlan0"), ("link_up", "wlan0"),
+                      ("path_recovered", "wlan0")], [r for r in records if r["type"] == "event"]
+    assert not [r for r in records if r["type"] == "event" and r["kind"] == "path_stalled" and r["iface"] != "wlan0"]
+    stalled = [s for s in records if s["type"] == "sample" and s["paths"].get("wlan0", {}).get("stalled")]
+    assert len(stalled) >= 2 and stalled[-1]["paths"]["wwan0"]["bytes"] > stalled[0]["paths"]["wwan0"]["bytes"]
