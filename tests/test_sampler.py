@@ -6,6 +6,7 @@ the downloads and the interface listing all live there.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -21,6 +22,7 @@ import pytest
 from mptop.core.history import History
 from mptop.core.model import (Event, HostInfo, PathSample, Sample, Summary, TransferSample, record_from_json,
                               to_json)
+from mptop.core.polling import rearming
 from mptop.core.sampler import Sampler
 from mptop.kernel import sockopt
 from mptop.lab import Lab
@@ -288,3 +290,26 @@ def test_history_is_bounded_and_drops_finished_transfers() -> None:
 def test_sample_records_round_trip() -> None:
     sample = _sample(1.0, {"wlan0": 8e6}, 8e6)
     assert record_from_json(to_json(sample)) == sample
+
+
+async def test_rearming_poll_never_overlaps_nor_catches_up() -> None:
+    now, sleeps = [0.0], []
+    durations = [0.1, 0.6, 0.1, 0.1]            # the second poll is slower than the interval
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    def poll() -> float:
+        started = now[0]
+        now[0] += durations[len(sleeps)]
+        return started
+
+    starts = []
+    async with contextlib.aclosing(rearming(poll, 0.25, lambda: now[0], sleep)) as polls:
+        async for started in polls:
+            starts.append(started)
+            if len(starts) == 4:
+                break
+    assert sleeps == pytest.approx([0.15, 0.0, 0.15])
+    assert starts == pytest.approx([0.0, 0.25, 0.85, 1.1])   # late after the slow one, then on pace

@@ -28,7 +28,6 @@ and only then :meth:`Transfer.release_sockets`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import time
@@ -43,15 +42,15 @@ from mptop.core.history import History
 from mptop.core.model import Event, HostInfo, Record, Sample, Status, Summary, TransferSample, TransferSummary
 from mptop.core.paths import InterfaceMap, PathBook, label_for
 from mptop.core.pm_router import PmRouter
+from mptop.core.polling import PmFeed, rearming
 from mptop.core.rates import eta_seconds
 from mptop.core.tracking import (
     PollContext, TransferLike, TransferTrack, account_goodput, account_socket, plain_subflow, socket_status,
 )
 from mptop.kernel import host
 from mptop.kernel.pm import get_limits
-from mptop.kernel.pm_events import PmEvents
 from mptop.kernel.sockopt import read_socket
-from mptop.kernel.types import KernelParseError, NeedsNetAdmin, SocketReading, SocketStatus
+from mptop.kernel.types import KernelParseError, SocketReading, SocketStatus
 
 TransfersSource = Iterable[TransferLike] | Callable[[], Iterable[TransferLike]]
 FINISHED = ("done", "failed")
@@ -73,10 +72,8 @@ class Sampler:
         self._sources: list[TransfersSource] = [] if transfers is None else [transfers]
         self._clock = clock
         self._t0 = clock()
-        self._want_pm = pm_events
-        self._events_mode: str = "inferred"
-        self._pm: PmEvents | None = None
         self._router = PmRouter()
+        self._pm = PmFeed(lambda event: self._router.received(self.now(), event), enabled=pm_events)
         self._paths = PathBook(self.labels)
         self._stalls: dict[str, StallWatch] = {}
         self._links = LinkWatch()
@@ -105,22 +102,12 @@ class Sampler:
         """Poll forever (or, with ``until_done``, until every transfer finished and had its final
         read); yields ``(sample, events)``.  Use ``contextlib.aclosing`` when breaking out early."""
         self.start_events()
-        pm_task = asyncio.create_task(self._consume_pm(), name="mptop-pm-events") if self._pm else None
-        try:
-            while True:
-                started = self._clock()
-                sample, events = self.poll()
+        polls = rearming(self.poll, self.interval, self._clock)
+        async with self._pm.consuming(), contextlib.aclosing(polls):
+            async for sample, events in polls:
                 yield sample, events
                 if until_done and self.all_finished():
                     return
-                # Re-arm after the fetch: never overlap, never queue a backlog after a slow poll.
-                await asyncio.sleep(max(0.0, started + self.interval - self._clock()))
-        finally:
-            if pm_task is not None:
-                pm_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pm_task
-            self.close()
 
     async def records(self, until_done: bool = False) -> AsyncIterator[Record]:
         """The same as one flat record stream (what the TUI, ``--json`` and ``--record`` take):
@@ -136,25 +123,13 @@ class Sampler:
             yield self.summary()
 
     def start_events(self) -> bool:
-        """Subscribe to path-manager events (done by :meth:`run`); False when not permitted."""
-        if self._want_pm:
-            self._want_pm = False               # one attempt per sampler
-            try:
-                self._pm = PmEvents()
-                self._events_mode = "netlink"
-            except (NeedsNetAdmin, OSError):
-                self._events_mode = "inferred"
-        return self._pm is not None
-
-    async def _consume_pm(self) -> None:
-        assert self._pm is not None
-        async for event in self._pm:
-            self._router.received(self.now(), event)
+        """Subscribe to path-manager events (done by :meth:`run` and :meth:`host_info`, once);
+        False when not permitted: subflow events are then inferred from the polls."""
+        return self._pm.start()
 
     def close(self) -> None:
-        if self._pm is not None:
-            self._pm.close()
-            self._pm = None
+        """Drop the path-manager subscription (done when :meth:`run` ends)."""
+        self._pm.close()
 
     def all_finished(self) -> bool:
         """Every transfer finished and had its final read (False while there is none)."""
@@ -295,7 +270,7 @@ class Sampler:
             kernel=_kernel_release(), enabled=None if enabled is None else enabled == "1",
             path_manager=sysctls.get("path_manager") or sysctls.get("pm_type"),
             scheduler=sysctls.get("scheduler"), subflows_limit=subflows, add_addr_accepted_limit=accepted,
-            events="netlink" if self._events_mode == "netlink" else "inferred", labels=labels,
+            events=self._pm.mode, labels=labels,
         )
 
     def summary(self) -> Summary:
