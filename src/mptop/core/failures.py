@@ -34,17 +34,17 @@ class FailureContext:
     max_redirects: int | None = None
 
 
-# Errnos of file operations, worded as "<what>: <path>".
-_FILE_ERRNOS: dict[int, str] = {
-    errno.ENOSPC: "disk full writing",
-    errno.EDQUOT: "disk quota exceeded writing",
-    errno.EACCES: "permission denied:",
-    errno.EPERM: "permission denied:",
-    errno.EROFS: "read-only file system:",
-    errno.EISDIR: "is a directory:",
-    errno.ENOTDIR: "not a directory:",
-    errno.ENOENT: "no such file or directory:",
-    errno.ENAMETOOLONG: "file name too long:",
+# Errnos of file operations: (with the file's name, without it).
+_FILE_ERRNOS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("disk full writing {}", "disk full"),
+    errno.EDQUOT: ("disk quota exceeded writing {}", "disk quota exceeded"),
+    errno.EACCES: ("permission denied: {}", "permission denied"),
+    errno.EPERM: ("permission denied: {}", "operation not permitted"),
+    errno.EROFS: ("read-only file system: {}", "read-only file system"),
+    errno.EISDIR: ("{} is a directory", "is a directory"),
+    errno.ENOTDIR: ("not a directory: {}", "not a directory"),
+    errno.ENOENT: ("no such file or directory: {}", "no such file or directory"),
+    errno.ENAMETOOLONG: ("file name too long: {}", "file name too long"),
 }
 
 # Errnos of connection attempts.
@@ -184,13 +184,13 @@ def _reset_line(ctx: FailureContext) -> str:
 def _os_error(exc: OSError, ctx: FailureContext) -> str:
     if isinstance(exc, FileExistsError) and exc.filename:
         return f"{exc.filename} exists — use --force"
-    what = _FILE_ERRNOS.get(exc.errno or 0)
-    if what and exc.filename:
-        return f"{what} {exc.filename}"
     if exc.errno == errno.ECONNRESET:
         return _reset_line(ctx)
     if exc.errno in _CONNECT_ERRNOS:
         return _CONNECT_ERRNOS[exc.errno]
-    if what:
-        return what.rstrip(":")
-    return exc.strerror or f"{type(exc).__name__}: {exc}"
+    if exc.errno in _FILE_ERRNOS:
+        named, bare = _FILE_ERRNOS[exc.errno]
+        return named.format(exc.filename) if exc.filename else bare
+    if exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return f"{type(exc).__name__}: {exc}"

@@ -49,8 +49,9 @@ from yarl import URL
 from mptop.core.failures import FailureContext, TransferError, describe
 from mptop.core.output import (OutputPlan, OutputTarget, Sink, check_final, disposition_name, part_size,
                                plan_output, rename_from_server, target_for)
-from mptop.kernel.sockets import create_mptcp_socket, dup_handle, speaks_mptcp
-from mptop.kernel.types import MptcpUnavailable
+from mptop.kernel.sockets import create_mptcp_socket, dup_handle
+from mptop.kernel.sockopt import socket_status
+from mptop.kernel.types import MptcpUnavailable, SocketStatus
 
 CHUNK = 1 << 20          # bytes per read: few enough chunks/s that per-chunk overhead is noise
 PIPELINE_DEPTH = 4       # chunks in flight to the writer thread before reading waits
@@ -260,7 +261,8 @@ class TransferManager:
     def _check_response(self, t: Transfer, resp: aiohttp.ClientResponse, offset: int) -> int | None:
         """Validate the response; the file offset its body starts at (None: retry from 0)."""
         assert t.target is not None
-        if self.options.require_mptcp and t.active_socket is not None and not speaks_mptcp(t.active_socket):
+        active = t.active_socket
+        if self.options.require_mptcp and active is not None and socket_status(active) is not SocketStatus.MPTCP:
             raise TransferError("the server does not speak MPTCP (connection fell back to TCP)")
         if resp.status == 416 and offset:
             total = _content_range(resp.headers.get("Content-Range"))[2]

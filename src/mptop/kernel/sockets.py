@@ -1,4 +1,4 @@
-"""Create MPTCP sockets that asyncio can use, and tell whether one still speaks MPTCP.
+"""Create MPTCP sockets that asyncio can use (reading them is :mod:`mptop.kernel.sockopt`'s job).
 
 ``create_mptcp_socket`` is what the transfer engine's socket factory calls for every connection;
 when MPTCP cannot be used it raises :class:`MptcpUnavailable` with the reason in plain words, and
@@ -11,11 +11,8 @@ import errno
 import os
 import socket
 
+from mptop.kernel.sockopt import IPPROTO_MPTCP
 from mptop.kernel.types import MptcpUnavailable
-
-IPPROTO_MPTCP = 262       # socket.IPPROTO_MPTCP exists since 3.10, but only when built on a kernel that had it
-SOL_MPTCP = 284
-MPTCP_INFO = 1
 
 # What socket(..., IPPROTO_MPTCP) failing with each errno means (mptcp.dev implementation notes).
 _UNAVAILABLE_REASONS: dict[int, str] = {
@@ -54,23 +51,3 @@ def dup_handle(sock: socket.socket) -> socket.socket:
     While the handle is open the kernel socket stays open too: close it when done reading.
     """
     return socket.socket(sock.family, sock.type, 0, fileno=os.dup(sock.fileno()))
-
-
-def is_mptcp_socket(sock: socket.socket) -> bool:
-    """Whether the kernel created ``sock`` as MPTCP (stays true after a fallback to TCP)."""
-    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL) == IPPROTO_MPTCP
-
-
-def speaks_mptcp(sock: socket.socket) -> bool:
-    """Whether ``sock`` is an MPTCP connection that has not fallen back to plain TCP.
-
-    After a fallback every SOL_MPTCP getsockopt is handed to TCP and fails (EOPNOTSUPP on IPv4,
-    ENOPROTOOPT on IPv6); a plain TCP socket fails the same way.  A 1-byte read is enough.
-    """
-    try:
-        sock.getsockopt(SOL_MPTCP, MPTCP_INFO, 1)
-    except OSError as exc:
-        if exc.errno in (errno.EOPNOTSUPP, errno.ENOPROTOOPT):
-            return False
-        raise
-    return True

@@ -1,0 +1,84 @@
+"""describe(): one plain line per failure.  Network failures are covered for real in the lab
+(tests/test_transfer.py); here the file-system ones (real errors from real files) and the wording
+rules that need no network."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import aiohttp
+import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from mptop.core.failures import FailureContext, TransferError, describe
+from mptop.core.output import OutputTarget, Sink
+from mptop.kernel.types import MptcpUnavailable
+
+
+def raised(action: object) -> BaseException:
+    try:
+        action()  # type: ignore[operator]
+    except BaseException as exc:  # noqa: BLE001 - the point is to capture it
+        return exc
+    raise AssertionError("nothing was raised")
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dir").mkdir()
+    missing = tmp_path / "missing" / "f"
+    assert describe(raised(lambda: open(missing, "wb"))) == f"no such file or directory: {missing}"
+    assert describe(raised(lambda: open(tmp_path / "dir", "wb"))) == f"{tmp_path}/dir is a directory"
+    under_file = tmp_path / "file" / "f"
+    assert describe(raised(lambda: open(under_file, "wb"))) == f"not a directory: {under_file}"
+    exists = raised(lambda: os.mkdir(tmp_path / "dir"))
+    assert describe(exists) == f"{tmp_path}/dir exists — use --force"
+
+
+def test_disk_full_from_a_real_device() -> None:
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    sink = Sink(OutputTarget("direct", "/dev/full"), force=False)
+    sink.open(0)
+
+    def write_all() -> None:
+        sink.write(b"x" * (1 << 20))     # larger than the buffer: reaches the device at once
+        sink.commit()
+
+    assert describe(raised(write_all)) == "disk full writing /dev/full"
+    assert describe(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) == "disk full"
+
+
+def test_own_errors_and_mptcp_unavailable_pass_through() -> None:
+    assert describe(TransferError("out.bin exists — use --force")) == "out.bin exists — use --force"
+    reason = "MPTCP disabled on this host (net.mptcp.enabled=0)"
+    assert describe(MptcpUnavailable(errno.ENOPROTOOPT, reason)) == reason
+
+
+def test_http_status_and_redirect_wording() -> None:
+    url = URL("http://h/x")
+    info = aiohttp.RequestInfo(url=url, method="GET", headers=CIMultiDictProxy(CIMultiDict()), real_url=url)
+    status = aiohttp.ClientResponseError(info, (), status=503, message="Service Unavailable")
+    assert describe(status) == "HTTP 503 Service Unavailable"
+    loop = aiohttp.TooManyRedirects(info, (), status=302, message="Found")
+    assert describe(loop, FailureContext(max_redirects=5)) == "too many redirects (more than 5)"
+
+
+def test_progress_is_part_of_cut_body_lines() -> None:
+    ctx = FailureContext(received=1234, total=5000, idle_timeout=7)
+    cut = aiohttp.ClientPayloadError("Response payload is not completed: <ContentLengthError: 400>")
+    assert describe(cut, ctx) == "connection closed after 1234 of 5000 bytes"
+    reset = aiohttp.ClientPayloadError("Response payload is not completed: <ContentLengthError>. "
+                                       "ConnectionResetError(104, 'Connection reset by peer')")
+    assert describe(reset, ctx) == "connection reset by the server after 1234 of 5000 bytes"
+    assert describe(TimeoutError(), ctx) == "no data from the server for 7 s (idle timeout) after 1234 of 5000 bytes"
+    assert describe(aiohttp.ClientPayloadError("x"), FailureContext(received=10)) == \
+        "connection closed after 10 of ? bytes"
+
+
+def test_anything_unforeseen_is_still_one_line() -> None:
+    assert describe(ValueError("first line\nsecond   line")) == "ValueError: first line second line"
+    assert "\n" not in describe(RuntimeError("a\r\nb"))
