@@ -21,7 +21,6 @@ events are inferred from the polls.  Everything is read in the netns of the thre
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fnmatch
 import time
@@ -32,12 +31,12 @@ from typing import Literal
 from mptop.core.history import History, Series
 from mptop.core.model import ConnectionSample, Event, HostInfo, Record, Sample, Status
 from mptop.core.paths import InterfaceMap
+from mptop.core.polling import PmFeed, rearming
 from mptop.core.sampler import Sampler
 from mptop.core.watch_track import WatchTracker, connection_status
 from mptop.kernel import host
 from mptop.kernel.diag import DiagReader
-from mptop.kernel.pm_events import PmEvents
-from mptop.kernel.types import DiagConnection, NeedsNetAdmin
+from mptop.kernel.types import DiagConnection
 
 WATCH_INTERVAL_S = 1.0
 SortKey = Literal["rate", "age", "bytes"]
@@ -130,8 +129,7 @@ class WatchSampler:
         self.tracker = WatchTracker(self.labels, stall_after_s)
         self._clock = clock
         self._t0 = clock()
-        self._want_pm = pm_events
-        self._pm: PmEvents | None = None
+        self._pm = PmFeed(lambda event: self.tracker.pm_event(self.now(), event), enabled=pm_events)
         self._reader: DiagReader | None = None
         self._synack = _synack_counter()
 
@@ -147,30 +145,20 @@ class WatchSampler:
             self._reader.connections()
 
     def start_events(self) -> bool:
-        """Subscribe to path-manager events (done by :meth:`run`); False when not permitted."""
-        if self._pm is None and self._want_pm:
-            try:
-                self._pm = PmEvents()
-            except (NeedsNetAdmin, OSError):
-                self._want_pm = False
-        return self._pm is not None
+        """Subscribe to path-manager events (done by :meth:`run`, once); False when not permitted."""
+        return self._pm.start()
 
     def close(self) -> None:
-        if self._pm is not None:
-            self._pm.close()
-            self._pm = None
+        self._pm.close()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
 
     # -- polling -------------------------------------------------------------------------------
     def poll(self) -> tuple[Sample, list[Event]]:
-        """One poll, synchronously: dump, interfaces, arithmetic; PM events received so far first."""
+        """One poll, synchronously: dump, interfaces, arithmetic (PM events received so far first)."""
         self.open()
         assert self._reader is not None
-        if self._pm is not None:
-            for event in self._pm.read_pending():   # outside run(): nobody else drains the socket
-                self.tracker.pm_event(self.now(), event)
         conns = self._reader.connections()
         t = self.now()
         if self.only is not None:
@@ -189,24 +177,13 @@ class WatchSampler:
         ``contextlib.aclosing`` when breaking out early."""
         self.open()
         self.start_events()
-        pm_task = asyncio.create_task(self._consume_pm(), name="mptop-watch-pm") if self._pm else None
+        polls = rearming(self.poll, self.interval, self._clock)
         try:
-            while True:
-                started = self._clock()
-                yield self.poll()
-                # Re-arm after the fetch: never overlap, never queue a backlog after a slow poll.
-                await asyncio.sleep(max(0.0, started + self.interval - self._clock()))
+            async with self._pm.consuming(), contextlib.aclosing(polls):
+                async for result in polls:
+                    yield result
         finally:
-            if pm_task is not None:
-                pm_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pm_task
             self.close()
-
-    async def _consume_pm(self) -> None:
-        assert self._pm is not None
-        async for event in self._pm:
-            self.tracker.pm_event(self.now(), event)
 
     async def records(self, count: int | None = None) -> AsyncIterator[Record]:
         """The host record, then each poll's events and sample (``count`` samples, or forever)."""
@@ -228,7 +205,7 @@ class WatchSampler:
         """MPTCP on this host (the calling thread's netns); ``events`` tells whether PM events are
         subscribed ("netlink") or inferred from polls."""
         base = Sampler(pm_events=False, labels=self.labels).host_info()
-        return replace(base, events="netlink" if self._pm is not None else "inferred")
+        return replace(base, events=self._pm.mode)
 
 
 def _synack_counter() -> int | None:

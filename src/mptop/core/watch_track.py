@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from mptop.core.events import (
-    LinkWatch, StallChange, StallWatch, SubflowLedger, describe_address, describe_fallback, describe_link,
+    STALL_AFTER_S, LinkWatch, StallChange, StallWatch, SubflowLedger, describe_address, describe_fallback, describe_link,
     describe_stall, describe_subflow, fallback_reason,
 )
 from mptop.core.model import ConnectionSample, Event, Status, SubflowSample
@@ -106,7 +106,7 @@ class WatchTracker:
 
     def __init__(self, labels: dict[str, str] | None = None, stall_after_s: float | None = None) -> None:
         self.paths = PathBook(labels)
-        self._stall_after = stall_after_s
+        self._stall_after = STALL_AFTER_S if stall_after_s is None else stall_after_s
         self._tracks: dict[int, ConnectionTrack] = {}
         self._links = LinkWatch()
         self._ledger = SubflowLedger()
@@ -256,8 +256,7 @@ class WatchTracker:
         for iface, total in track.path_bytes.items():
             watch = track.stalls.get(iface)
             if watch is None:
-                watch = track.stalls[iface] = StallWatch() if self._stall_after is None else \
-                    StallWatch(threshold_s=self._stall_after)
+                watch = track.stalls[iface] = StallWatch(threshold_s=self._stall_after)
             link_down = poll.interfaces.link_up.get(iface) is False
             active = iface in busy_paths and (bool(moving - {iface}) or link_down)
             change = watch.observe(poll.t, total, active)
