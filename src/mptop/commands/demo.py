@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from mptop.commands.get import _positive_float
+from mptop.commands.get import positive_float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", default="handover", metavar="NAME",
                         help="handover (default), aggregate, backup, fallback, flaky — or a .toml file")
     parser.add_argument("--headless", action="store_true", help="no TUI: a line per second (or --json)")
-    parser.add_argument("--duration", type=_positive_float, metavar="S",
+    parser.add_argument("--duration", type=positive_float, metavar="S",
                         help="stop after S seconds (default: run until q / Ctrl-C)")
     parser.add_argument("--json", action="store_true", help="with --headless: NDJSON like `mptop get --json`")
     parser.add_argument("--record", metavar="FILE", help="also write the NDJSON stream to FILE")
-    parser.add_argument("--interval", type=_positive_float, default=0.25, metavar="S",
+    parser.add_argument("--interval", type=positive_float, default=0.25, metavar="S",
                         help="sampling interval in seconds (default 0.25)")
     parser.add_argument("--bytes", dest="unit", action="store_const", const="bytes", default="bits",
                         help="show rates in bytes/s instead of bit/s")

@@ -14,14 +14,14 @@ def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", "--insecure", action="store_true", help="do not verify TLS certificates")
     parser.add_argument("--require-mptcp", action="store_true",
                         help="fail a transfer that cannot use MPTCP or falls back to TCP")
-    parser.add_argument("--interval", type=_positive_float, default=0.25, metavar="S",
+    parser.add_argument("--interval", type=positive_float, default=0.25, metavar="S",
                         help="sampling interval in seconds (default 0.25)")
     parser.add_argument("--label", action="append", default=[], metavar="IFACE=NAME",
                         help="name a path, e.g. --label eth1=Starlink (repeatable)")
     parser.add_argument("--record", metavar="FILE", help="also write the NDJSON stream to FILE (for mptop replay)")
-    parser.add_argument("--connect-timeout", type=_positive_float, default=15.0, metavar="S",
+    parser.add_argument("--connect-timeout", type=positive_float, default=15.0, metavar="S",
                         help="give up connecting after S seconds (default 15)")
-    parser.add_argument("--idle-timeout", type=_positive_float, default=30.0, metavar="S",
+    parser.add_argument("--idle-timeout", type=positive_float, default=30.0, metavar="S",
                         help="give up when no byte arrives for S seconds (default 30)")
     parser.add_argument("--max-redirects", type=int, default=10, metavar="N", help="follow at most N redirects")
     parser.add_argument("--bytes", dest="unit", action="store_const", const="bytes", default="bits",
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tui", action="store_true", help=argparse.SUPPRESS)
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:

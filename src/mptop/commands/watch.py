@@ -9,7 +9,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from mptop.commands.get import _positive_float   # the same option type as `mptop get --interval`
+from mptop.commands.get import positive_float   # the same option type as `mptop get --interval`
 
 if TYPE_CHECKING:
     from mptop.core.watch import WatchSampler
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="NDJSON on stdout: a host record, then samples and events")
     parser.add_argument("--count", type=_positive_int, metavar="N", help="stop after N samples")
-    parser.add_argument("--interval", type=_positive_float, default=1.0, metavar="S",
+    parser.add_argument("--interval", type=positive_float, default=1.0, metavar="S",
                         help="sampling interval in seconds (default 1)")
     parser.add_argument("--process", metavar="NAME",
                         help="only connections of this process (name, shell pattern such as 'fire*', or pid)")

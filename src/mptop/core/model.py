@@ -16,6 +16,8 @@ EVENT_KINDS = (
     "subflow_up", "subflow_down", "path_stalled", "path_recovered", "fallback",
     "link_down", "link_up", "address_announced", "address_removed",
     "transfer_done", "transfer_failed",
+    "connection_closed",   # watch mode: a connection left the dump
+    "scenario",            # demo: a scripted lab step (link down, rate change, …)
 )
 
 
