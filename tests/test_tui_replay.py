@@ -118,3 +118,30 @@ def test_replay_speed_must_be_positive(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit) as info:
         main(["replay", "x.ndjson", "--speed", "0"])
     assert info.value.code == 2 and "must be a positive number" in capsys.readouterr().err
+
+
+async def test_a_runner_feeds_the_app_like_a_session_sink() -> None:
+    async def session_run(sink) -> None:  # type: ignore[no-untyped-def]
+        for record in until(2.0):
+            sink(record)
+            await asyncio.sleep(0)
+
+    app = MptopApp(runner=session_run, clock=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.finished)
+        await pilot.pause()
+        assert app.state.now == 2.0 and app.error is None and "finished" in screen_text(app)
+
+
+async def test_a_failing_source_is_said_in_one_line_and_the_app_stays_up() -> None:
+    async def broken():  # type: ignore[no-untyped-def]
+        yield HOST
+        raise OSError("netlink socket closed")
+
+    app = MptopApp(broken(), clock=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.finished)
+        await pilot.pause()
+        assert app.error == "OSError: netlink socket closed"
+        assert "stopped: OSError: netlink socket closed" in screen_text(app)
+        assert app.state.host == HOST

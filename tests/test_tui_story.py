@@ -63,7 +63,7 @@ def test_other_events_read_as_sentences_and_done_tells_the_split() -> None:
         "#1 peer announced 198.51.100.1",
         "#2 fell back to TCP (Wi-Fi) — server does not speak MPTCP",
         "some new kind — x",
-        "#1 done — 10.0 MB · Wi-Fi 75 % · Cellular 25 %",
+        "#1 done — 9.5 MiB · Wi-Fi 75 % · Cellular 25 %",
     ]
 
 

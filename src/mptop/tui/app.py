@@ -1,5 +1,11 @@
 """The mptop TUI: fed records by a source, it draws what :mod:`mptop.core` produces.
 
+Three ways in, all ending in :meth:`MptopApp.feed`:
+
+* ``MptopApp(source)``: any async iterable of records (a sampler's ``records()``, a ReplaySource);
+* ``MptopApp(runner=lambda feed: session.run(feed))``: a coroutine that pushes records to a sink;
+* ``app.feed(record)`` from anywhere, any thread.
+
 Data flow: ``feed(record)`` (thread-safe) posts :class:`RecordArrived`; every record is ingested
 into :class:`ViewState` in order, then a :class:`Redraw` is posted.  Redraws replace each other in
 the queue (``Message.can_replace``), so a slow frame never builds a backlog: however many records
@@ -9,7 +15,7 @@ arrived meanwhile, the view renders once, the latest state.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -25,6 +31,10 @@ from mptop.tui.screen import MainScreen, Mode
 from mptop.tui.sources import Pausable
 from mptop.tui.state import ViewState
 from mptop.tui.toplist import TopList
+
+Sink = Callable[[Record], None]
+Runner = Callable[[Sink], Awaitable[object]]
+
 
 class RecordArrived(Message):
     def __init__(self, record: Record) -> None:
@@ -64,12 +74,14 @@ class MptopApp(App[int]):
         self,
         source: AsyncIterable[Record] | None = None,
         *,
+        runner: Runner | None = None,
         mode: Mode = "transfers",
         clock: bool = True,
         finished_text: str = "finished",
     ) -> None:
         super().__init__()
         self.source = source
+        self.runner = runner
         self.mode: Mode = mode
         self.clock = clock
         self.finished_text = finished_text
@@ -77,6 +89,7 @@ class MptopApp(App[int]):
         self.frozen: ViewState | None = None       # what the display shows while paused
         self.units: fmt.Units = "bits"
         self.finished = False
+        self.error: str | None = None               # why the source stopped, if it failed
         self.frames = 0                             # redraws applied (tests count them)
         self.main = MainScreen(mode, clock)
 
@@ -94,10 +107,12 @@ class MptopApp(App[int]):
 
     @work(exclusive=True, group="source")
     async def _consume(self) -> None:
-        assert self.source is not None
         try:
-            async for record in self.source:
-                self.feed(record)
+            if self.source is not None:
+                async for record in self.source:
+                    self.feed(record)
+            if self.runner is not None:
+                await self.runner(self.feed)
         except Exception as exc:      # a failing source must not take the display down with it
             self.post_message(SourceFinished(f"{type(exc).__name__}: {exc}"))
         else:
@@ -105,6 +120,7 @@ class MptopApp(App[int]):
 
     def on_source_finished(self, message: SourceFinished) -> None:
         self.finished = True
+        self.error = message.error
         self.refresh_bindings()
         if message.error:
             self.notify(message.error, title="source stopped", severity="error", timeout=30)
@@ -118,13 +134,15 @@ class MptopApp(App[int]):
 
     def on_mount(self) -> None:
         self.redraw()
-        if self.source is not None:
+        if self.source is not None or self.runner is not None:
             self._consume()
 
     def _status(self) -> list[tuple[str, str]]:
         pills: list[tuple[str, str]] = []
         if self.frozen is not None:
             pills.append(("display paused", "warn"))
+        if self.error is not None:
+            return pills + [(fmt.clip(f"stopped: {self.error}", 48), "bad")]
         if isinstance(self.source, Pausable):
             speed = getattr(self.source, "speed", 1.0)
             if self.finished:

@@ -91,7 +91,7 @@ class TransferCard:
             end = ("connecting…", dim)
         else:
             end = (f"ETA {fmt.duration(tr.eta_s)}", Style())
-        stats = [(f"{pct:>5}", Style(bold=True)), (f"{done:>17}", Style()),
+        stats = [(f"{pct:>5}", Style(bold=True)), (f"{done:>21}", Style()),
                  (f"{fmt.rate(tr.rate_bps, self.units):>11}", Style(bold=True)), (f"{end[0]:>10}", end[1])]
         # narrow cards drop the byte counts first, then the ETA, to keep the bar readable
         for drop in (1, 2):
@@ -128,18 +128,24 @@ def _bar_line(bar: Text, stats: list[tuple[str, Style]], width: int) -> Text:
 
 @dataclass(slots=True)
 class ConnectionCard:
+    """A connection seen by ``mptop watch``: its bar is its rate against the busiest connection's,
+    split by path."""
+
     connection: ConnectionSample
     units: Units
     styles: CardStyles
+    peak_bps: float = 0.0
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         width, conn = options.max_width, self.connection
         who = f"{conn.process or '?'}" + (f" [{conn.pid}]" if conn.pid else "")
-        label, _ = fmt.badge(TransferSample(0, "", 0, None, 0.0, conn.status, subflows=conn.subflows))
+        # short form: watch sees other programs' sockets and cannot tell why one is not MPTCP
+        label, _ = fmt.badge(TransferSample(0, "", 0, None, 0.0, conn.status, subflows=conn.subflows), short=True)
         yield _title_line(f"{who}  ", f"{conn.local} → {conn.remote}", label, width, self.styles)
         stats = [(f"{fmt.rate(conn.rate_bps, self.units):>11}", Style(bold=True)),
                  (f"{fmt.size(conn.bytes):>9}", Style()), (f"age {fmt.duration(conn.age_s):>7}", self.styles.dim)]
         bar_width = max(0, min(40, width - INDENT - sum(len(s) + 2 for s, _ in stats)))
         rates = {s.iface: int(s.rate_bps) for s in conn.subflows if not s.closed}
-        bar = split_bar(bar_width, 1.0 if any(rates.values()) else 0.0, rates, self.styles)
+        fraction = conn.rate_bps / self.peak_bps if self.peak_bps > 0 else 0.0
+        bar = split_bar(bar_width, fraction, rates, self.styles)
         yield _bar_line(bar, stats, width)

@@ -1,56 +1,30 @@
-"""Numbers and words as the views print them (plain strings; no Textual)."""
+"""Numbers and words as the TUI prints them (plain strings; no Textual).
+
+Rates, sizes and durations come from :mod:`mptop.core.units`, so every view words them alike.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from mptop.core.model import SubflowSample, TransferSample
+from mptop.core.units import format_bytes, format_duration, format_rate
 
 Units = Literal["bits", "bytes"]
 
-_PREFIXES = ("", "k", "M", "G", "T")
-
-
-def _scaled(value: float) -> tuple[str, str]:
-    """A value in SI steps of 1000 with three significant digits, and its prefix."""
-    value = max(0.0, value)
-    index = 0
-    while value >= 999.5 and index < len(_PREFIXES) - 1:
-        value /= 1000
-        index += 1
-    if index == 0:
-        return f"{value:.0f}", ""
-    digits = 2 if value < 9.995 else 1 if value < 99.95 else 0
-    return f"{value:.{digits}f}", _PREFIXES[index]
 
 
 def rate(bps: float, units: Units = "bits") -> str:
-    """``48.2 Mbit/s`` or, in bytes, ``6.03 MB/s``."""
-    if units == "bytes":
-        number, prefix = _scaled(bps / 8)
-        return f"{number} {prefix}B/s"
-    number, prefix = _scaled(bps)
-    return f"{number} {prefix}bit/s"
+    """``48.2 Mbit/s`` or, in bytes, ``6.0 MB/s`` (the wording every mptop view shares)."""
+    return format_rate(max(0.0, bps), units)
 
 
 def size(count: int | float) -> str:
-    """A byte count: ``950 B``, ``12.3 kB``, ``1.00 GB``."""
-    number, prefix = _scaled(float(count))
-    return f"{number} {prefix}B"
+    return format_bytes(count)
 
 
 def duration(seconds: float | None) -> str:
-    """``42 s``, ``3:07``, ``1:02:03``; an em dash when unknown."""
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "—"
-    whole = int(seconds + 0.5)
-    if whole < 60:
-        return f"{whole} s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}:{secs:02d}"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
+    return format_duration(seconds)
 
 
 def stamp(t: float) -> str:

@@ -31,8 +31,15 @@ class HostBar(Widget):
 
     def show(self, host: HostInfo | None, run_time: float | None, status: list[tuple[str, str]]) -> None:
         if (host, run_time, status) != (self.host, self.run_time, self.status):
+            relayout = host != self.host or status != self.status      # may need one line more or less
             self.host, self.run_time, self.status = host, run_time, list(status)
-            self.refresh()
+            if relayout:
+                self.clear_cached_dimensions()
+            self.refresh(layout=relayout)
+
+    def on_resize(self) -> None:
+        self.clear_cached_dimensions()
+        self.refresh(layout=True)
 
     def on_mount(self) -> None:
         if self.clock:

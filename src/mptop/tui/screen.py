@@ -78,8 +78,9 @@ class MainScreen(Screen[None]):
 
     def draw(self, state: ViewState, units: fmt.Units) -> None:
         if self.mode == "watch":
+            peak = max((c.rate_bps for c in state.connections), default=0.0)
             self.top.sync([
-                (f"c{c.token}", ConnectionCard(c, units, self._card_styles(c.status, state)))
+                (f"c{c.token}", ConnectionCard(c, units, self._card_styles(c.status, state), peak))
                 for c in state.connections
             ])
         else:
