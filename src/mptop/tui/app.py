@@ -133,6 +133,7 @@ class MptopApp(App[int]):
         return self.main
 
     def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, lambda _: self.redraw())
         self.redraw()
         if self.source is not None or self.runner is not None:
             self._consume()
@@ -165,7 +166,7 @@ class MptopApp(App[int]):
             return
         self.frames += 1
 
-    def on_option_list_option_highlighted(self, _: TopList.OptionHighlighted) -> None:
+    def on_top_list_highlighted(self, _: TopList.Highlighted) -> None:
         if self.main.is_mounted:
             self.main.draw_subflows(self.frozen or self.state, self.units)
 
@@ -222,8 +223,8 @@ class MptopApp(App[int]):
         if isinstance(self.source, Pausable) and not self.finished:
             yield SystemCommand("Pause/resume replay", "key space", self.action_replay_pause)
         top = self.main.top
-        for index, option in enumerate(top.options):
-            transfer = self.state.transfer(int(option.id[1:])) if option.id and option.id[0] == "t" else None
+        for index, key in enumerate(top.keys):
+            transfer = self.state.transfer(int(key[1:])) if key.startswith("t") else None
             if transfer is not None:
                 yield SystemCommand(f"Select #{transfer.id} {fmt.short_url(transfer.url, 50)}",
                                     "show its subflows", lambda i=index: setattr(top, "highlighted", i))

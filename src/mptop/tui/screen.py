@@ -64,30 +64,29 @@ class MainScreen(Screen[None]):
     def top(self) -> TopList:
         return self.query_one(TopList)
 
-    def _card_styles(self, badge_kind: str, state: ViewState) -> CardStyles:
+    def _card_styles(self, state: ViewState) -> dict[str, CardStyles]:
+        """Card colours per badge kind, resolved once a frame (watch mode has hundreds of cards)."""
         app = self.app
-        return CardStyles(
-            badge=kind_style(app, badge_kind, pill=True), dim=muted(app),
-            track=kind_style(app, "info") + muted(app), error=kind_style(app, "bad"),
-            path={iface: path_style(slot) for iface, slot in state.slots.items()},
-        )
+        paths = {iface: path_style(slot) for iface, slot in state.slots.items()}
+        return {
+            kind: CardStyles(badge=kind_style(app, kind, pill=True), dim=muted(app),
+                             track=kind_style(app, "info") + muted(app), error=kind_style(app, "bad"), path=paths)
+            for kind in ("mptcp", "fallback", "tcp", "connecting")
+        }
 
     def draw_header(self, live: ViewState, status: list[tuple[str, str]]) -> None:
         """The header always shows the live run (time, host), even while the panels are frozen."""
         self.query_one(HostBar).show(live.host, live.now if live.sample else None, status)
 
     def draw(self, state: ViewState, units: fmt.Units) -> None:
+        styles = self._card_styles(state)
         if self.mode == "watch":
             peak = max((c.rate_bps for c in state.connections), default=0.0)
             self.top.sync([
-                (f"c{c.token}", ConnectionCard(c, units, self._card_styles(c.status, state), peak))
-                for c in state.connections
+                (f"c{c.token}", ConnectionCard(c, units, styles[c.status], peak)) for c in state.connections
             ])
         else:
-            self.top.sync([
-                (f"t{t.id}", TransferCard(t, units, self._card_styles(fmt.badge(t)[1], state)))
-                for t in state.transfers
-            ])
+            self.top.sync([(f"t{t.id}", TransferCard(t, units, styles[t.status])) for t in state.transfers])
         paths = self.query_one(PathsView)
         paths.show(state, units, chart_height=2 if self.size.height >= TALL else 1)
         paths.border_subtitle = (

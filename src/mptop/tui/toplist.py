@@ -1,6 +1,9 @@
-"""The top list: one card per transfer (or per connection in watch mode), keyed by id.
+"""The top list: one two-line card per transfer (or per connection in watch mode), keyed by id.
 
-↑/↓ and the mouse highlight a card; the subflows table below follows the highlighted one.
+↑/↓, page keys and the mouse highlight a card; the subflows table below follows it.  A line-API
+scroll view: only the visible cards are rendered, and a card is rendered again only when its
+data, the width or the highlight changed, so `mptop watch` with hundreds of connections stays
+cheap (an OptionList measures every option again whenever one prompt changes).
 """
 
 from __future__ import annotations
@@ -8,48 +11,157 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.console import RenderableType
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
 from textual.binding import Binding
-from textual.widgets import OptionList
-from textual.widgets.option_list import Option
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+CARD_HEIGHT = 2
 
 
-class TopList(OptionList):
+class TopList(ScrollView, can_focus=True):
     DEFAULT_CSS = """
-    TopList, TopList:focus { height: auto; max-height: 12; border: none; padding: 0; background: transparent; }
-    TopList > .option-list--option { padding: 0 1; }
+    TopList { height: auto; max-height: 12; background: transparent; padding: 0 1; }
+    TopList > .toplist--highlight { background: $primary 12%; }
+    TopList:focus > .toplist--highlight { background: $primary 25%; }
     """
-
+    COMPONENT_CLASSES = {"toplist--highlight"}
     BINDINGS = [
-        Binding("up", "cursor_up", "Select", key_display="↑↓", tooltip="select a transfer: its subflows show below"),
-        Binding("down", "cursor_down", "Select", show=False),
+        Binding("up", "cursor(-1)", "Select", key_display="↑↓", tooltip="select a transfer: its subflows show below"),
+        Binding("down", "cursor(1)", "Select", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "jump(0)", "First", show=False),
+        Binding("end", "jump(-1)", "Last", show=False),
     ]
 
-    def sync(self, cards: Sequence[tuple[str, RenderableType]]) -> None:
-        """Make the options match ``cards`` (id, card): replace changed prompts, add new, drop gone.
+    highlighted: reactive[int | None] = reactive(None)
 
-        Never clears the list, so the highlight and scroll position stay where the user left them.
+    class Highlighted(Message):
+        def __init__(self, key: str | None) -> None:
+            super().__init__()
+            self.key = key
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.keys: list[str] = []
+        self._cards: dict[str, RenderableType] = {}
+        self._rendered: dict[str, tuple[int, bool, list[Strip]]] = {}   # key -> (width, highlighted, strips)
+
+    # -- data ----------------------------------------------------------------------------------
+    def sync(self, cards: Sequence[tuple[str, RenderableType]]) -> None:
+        """Make the list match ``cards`` (key, card), in that order; the highlight follows its key.
+
+        Cards are compared by value (they are dataclasses), so an unchanged card is not redrawn.
         """
-        wanted = {key for key, _ in cards}
-        for option in list(self.options):
-            if option.id not in wanted:
-                self.remove_option(option.id or "")
-        present = {option.id: option for option in self.options}
+        selected = self.selected_id
+        keys = [key for key, _ in cards]
+        if keys != self.keys:
+            self.keys = keys
+            self.virtual_size = Size(self.size.width, CARD_HEIGHT * len(keys))
+            self._rendered = {k: v for k, v in self._rendered.items() if k in set(keys)}
+            self.refresh(layout=True)
+        changed = False
         for key, card in cards:
-            option = present.get(key)
-            if option is None:
-                self.add_option(Option(card, id=key))
-            elif option.prompt != card:          # cards are dataclasses: equal data, no redraw
-                self.replace_option_prompt(key, card)
-        if self.highlighted is None and self.option_count:
-            self.highlighted = 0
+            if self._cards.get(key) != card:
+                self._cards[key] = card
+                self._rendered.pop(key, None)
+                changed = True
+        if changed:
+            self.refresh()
+        self._cards = {key: self._cards[key] for key in keys}
+        if selected in self._cards:
+            self.highlighted = keys.index(selected)
+        elif keys:
+            self.highlighted = min(self.highlighted or 0, len(keys) - 1)
+        else:
+            self.highlighted = None
 
     @property
     def selected_id(self) -> str | None:
-        option = self.highlighted_option
-        return option.id if option is not None else None
+        index = self.highlighted
+        return self.keys[index] if index is not None and index < len(self.keys) else None
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return CARD_HEIGHT * len(self.keys)
+
+    # -- selection -----------------------------------------------------------------------------
+    def validate_highlighted(self, index: int | None) -> int | None:
+        if index is None or not self.keys:
+            return None
+        return max(0, min(len(self.keys) - 1, index))
+
+    def watch_highlighted(self, old: int | None, new: int | None) -> None:
+        for index in (old, new):
+            if index is not None and index < len(self.keys):
+                self._rendered.pop(self.keys[index], None)
+        if new is not None:
+            self.scroll_to_region(self._card_region(new), animate=False)
+        self.refresh()
+        self.post_message(self.Highlighted(self.selected_id))
+
+    def _card_region(self, index: int) -> Region:
+        return Region(0, index * CARD_HEIGHT, self.size.width, CARD_HEIGHT)
 
     def move(self, delta: int) -> None:
-        if delta < 0:
-            self.action_cursor_up()
-        else:
-            self.action_cursor_down()
+        self.action_cursor(delta)
+
+    def action_cursor(self, delta: int) -> None:
+        self.highlighted = 0 if self.highlighted is None else self.highlighted + delta
+
+    def action_page(self, direction: int) -> None:
+        self.action_cursor(direction * max(1, self.size.height // CARD_HEIGHT))
+
+    def action_jump(self, index: int) -> None:
+        self.highlighted = index if index >= 0 else len(self.keys) - 1
+
+    def on_click(self, event: events.Click) -> None:
+        index = (event.y + int(self.scroll_y)) // CARD_HEIGHT
+        if 0 <= index < len(self.keys):
+            self.highlighted = index
+
+    # -- drawing -------------------------------------------------------------------------------
+    def _strips(self, index: int, width: int) -> list[Strip]:
+        key = self.keys[index]
+        lit = index == self.highlighted
+        cached = self._rendered.get(key)
+        if cached is not None and cached[:2] == (width, lit):
+            return cached[2]
+        base = self.rich_style + (self.get_component_rich_style("toplist--highlight") if lit else Style())
+        console = self.app.console
+        lines = console.render_lines(self._cards[key], console.options.update(width=width, height=CARD_HEIGHT),
+                                     style=base, pad=True)
+        strips = [Strip(Segment.adjust_line_length(line, width, style=base), width)
+                  for line in lines[:CARD_HEIGHT]]
+        strips += [Strip.blank(width, base)] * (CARD_HEIGHT - len(strips))
+        self._rendered[key] = (width, lit, strips)
+        return strips
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        line = y + int(self.scroll_y)
+        index, offset = divmod(line, CARD_HEIGHT)
+        if index >= len(self.keys) or width <= 0:
+            return Strip.blank(width, self.rich_style)
+        return self._strips(index, width)[offset]
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, CARD_HEIGHT * len(self.keys))
+        self._rendered.clear()
+
+    def notify_style_update(self) -> None:
+        # theme or focus changed: the highlight colour (and the cards' colours) change with it
+        super().notify_style_update()
+        self._rendered.clear()
+        self.refresh()
+
+    def on_focus(self) -> None:
+        self.notify_style_update()
+
+    def on_blur(self) -> None:
+        self.notify_style_update()
