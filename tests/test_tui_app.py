@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import pytest
 from make_dev_recording import make_records
 
+from textual.binding import Binding
 from textual.pilot import Pilot
 
 from mptop.core.model import Record, Sample
@@ -62,6 +63,9 @@ async def test_pause_freezes_the_panels_while_records_keep_coming() -> None:
         assert rate3 in widget_text(top)                     # …but not shown:
         assert "#2" not in widget_text(top)                  # transfer 2 starts at 4 s
         assert "display paused" in screen_text(app)
+        await pilot.press("u")                               # units switch the frozen frame
+        assert fmt.rate(sample_at(3.0).transfers[0].rate_bps, "bytes") in widget_text(top)
+        await pilot.press("u")
         await pilot.press("p")
         await pilot.pause()
         assert fmt.rate(sample_at(10.0).transfers[0].rate_bps) in widget_text(top)
@@ -182,3 +186,38 @@ async def test_no_color_is_respected(monkeypatch: pytest.MonkeyPatch) -> None:
     assert any(len(set(c)) > 1 for c in colours(await shot()))           # colourful by default
     monkeypatch.setenv("NO_COLOR", "1")
     assert all(len(set(c)) == 1 for c in colours(await shot()))          # only greys with NO_COLOR
+
+
+async def test_command_palette_has_mptop_commands() -> None:
+    async with running(10.0) as (app, pilot):
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"rates in bytes")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.units == "bytes"
+        await pilot.press("ctrl+p", *"select #2")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.query_one(TopList).selected_id == "t2"
+
+
+async def test_a_subclass_adds_keys_to_footer_and_help() -> None:
+    """How `mptop demo` adds its scenario keys: BINDINGS and actions on a subclass."""
+    class DemoApp(MptopApp):
+        BINDINGS = [Binding("w", "wifi", "Wi-Fi", tooltip="take the Wi-Fi link down for 5 s")]
+        pressed = 0
+
+        def action_wifi(self) -> None:
+            self.pressed += 1
+
+    app = DemoApp(clock=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert "w Wi-Fi" in screen_text(app).splitlines()[-1]
+        await pilot.press("w")
+        assert app.pressed == 1
+        await pilot.press("question_mark")
+        assert re.search(r"w\s+take the Wi-Fi link down for 5 s", screen_text(app))

@@ -16,8 +16,11 @@ def test_stamps_and_percentages() -> None:
 def test_short_url_keeps_host_and_tail() -> None:
     url = "http://192.0.2.1:8080/some/long/path/file-200000000.bin"
     assert fmt.short_url(url, 80) == "192.0.2.1:8080/some/long/path/file-200000000.bin"
-    cut = fmt.short_url(url, 30)
-    assert len(cut) == 30 and cut.startswith("192.0.2.1:") and cut.endswith("200000000.bin") and "…" in cut
+    assert fmt.short_url(url, 40) == "192.0.2.1:8080/…/path/file-200000000.bin"
+    assert fmt.short_url(url, 26) == "192.0.2.1:8080/…000000.bin"        # no segment starts early enough
+    assert fmt.short_url("http://192.0.2.1/bytes/200000000", 22) == "192.0.2.1/…/200000000"
+    long_host = fmt.short_url("https://a-very-long-host-name.example.org/x", 20)
+    assert len(long_host) == 20 and long_host.startswith("a-very") and long_host.endswith("org/x")
     assert fmt.clip("TCP fallback — server", 10) == "TCP fallb…"
 
 
@@ -44,3 +47,16 @@ def test_chart_buckets_follow_time_not_sample_count() -> None:
     assert cols[5:7] == [10.0, 10.0] and cols[-2:] == [0.0, 0.0]
     wide = buckets(points, now=10.0, window=10.0, width=100)                # 0.1 s per column: no holes
     assert None not in wide[2:] and wide[45] == 10.0 and wide[55] == 0.0 and wide[-1] == 0.0
+
+
+def test_finished_transfers_count_every_subflow_and_flags_stay_short() -> None:
+    done = transfer("mptcp", closed=True)
+    done.subflows[0].closed = True
+    done.state = "done"
+    assert fmt.badge(done)[0] == "MPTCP · 2 subflows"
+    sub = done.subflows[1]
+    assert fmt.subflow_flags(sub) == "closed"
+    sub.closed, sub.join, sub.backup = False, True, True
+    assert fmt.subflow_flags(sub) == "join backup"
+    sub.join = False
+    assert fmt.subflow_flags(sub) == "init backup"

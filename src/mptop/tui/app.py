@@ -15,6 +15,7 @@ arrived meanwhile, the view renders once, the latest state.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 
 from textual import work
@@ -56,7 +57,7 @@ class SourceFinished(Message):
 
 
 class MptopApp(App[int]):
-    CSS_PATH = "mptop.tcss"
+    CSS_PATH = Path(__file__).with_name("mptop.tcss")     # absolute: subclasses live elsewhere
     TITLE = "mptop"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-normal")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (24, "-normal"), (30, "-tall")]
@@ -103,7 +104,7 @@ class MptopApp(App[int]):
         self.post_message(Redraw())
 
     def on_redraw(self, _: Redraw) -> None:
-        self.redraw()
+        self.redraw(force=False)
 
     @work(exclusive=True, group="source")
     async def _consume(self) -> None:
@@ -156,12 +157,14 @@ class MptopApp(App[int]):
             pills.append((self.finished_text, "info"))
         return pills
 
-    def redraw(self) -> None:
+    def redraw(self, force: bool = True) -> None:
+        """Draw the latest state; while paused only the header moves, unless ``force`` (a key)."""
         if not self.main.is_mounted or self._exit:
             return                      # starting up or shutting down: nothing to draw on
         try:
             self.main.draw_header(self.state, self._status())
-            self.main.draw(self.frozen or self.state, self.units)
+            if force or self.frozen is None:
+                self.main.draw(self.frozen or self.state, self.units)
         except NoMatches:               # the screen's widgets are being torn down (app closing)
             return
         self.frames += 1

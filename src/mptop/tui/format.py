@@ -49,13 +49,22 @@ def clip(text: str, width: int) -> str:
 
 
 def short_url(url: str, width: int) -> str:
-    """The URL without its scheme, cut in the middle to fit (host and file name both stay readable)."""
+    """The URL without its scheme, fitted to ``width``: the host stays whole when it can, and the
+    tail of the path starts at a segment (``192.0.2.1/…/file.iso``)."""
     text = url.split("://", 1)[-1]
     if len(text) <= width or width < 5:
         return text[: max(width, 0)]
+    host, slash, path = text.partition("/")
+    room = width - len(host) - 2                       # what "host/…" leaves for the tail
+    if slash and room >= 6:
+        tail = path[-room:]
+        cut = tail.find("/")
+        if 0 <= cut <= len(tail) - 5:                  # start at a segment if one begins early enough
+            tail = tail[cut:]
+        return f"{host}/…{tail}"
     head = max(1, (width - 1) * 2 // 5)
-    tail = width - 1 - head
-    return f"{text[:head]}…{text[-tail:]}"
+    tail_len = width - 1 - head
+    return f"{text[:head]}…{text[-tail_len:]}"
 
 
 def active_subflows(subflows: list[SubflowSample]) -> int:
@@ -68,7 +77,8 @@ def badge(transfer: TransferSample, short: bool = False) -> tuple[str, str]:
     ``short`` leaves out why a transfer is not MPTCP (for narrow cards; the subflows title has it).
     """
     if transfer.status == "mptcp":
-        n = active_subflows(transfer.subflows)
+        finished = transfer.state in ("done", "failed")       # its subflows are closed by now
+        n = len(transfer.subflows) if finished else active_subflows(transfer.subflows)
         return f"MPTCP · {n} subflow{'s' if n != 1 else ''}", "mptcp"
     if transfer.status == "fallback":
         reason = transfer.reason or "server does not speak MPTCP"
@@ -80,9 +90,11 @@ def badge(transfer: TransferSample, short: bool = False) -> tuple[str, str]:
 
 
 def subflow_flags(subflow: SubflowSample) -> str:
-    flags = ["join" if subflow.join else "initial"]
+    """``initial``/``join`` and ``backup``; a closed subflow just says ``closed`` (its row is dimmed).
+
+    At most 11 characters ("init backup"), the width of the subflows table's flags column.
+    """
+    role = "closed" if subflow.closed else "join" if subflow.join else "initial"
     if subflow.backup:
-        flags.append("backup")
-    if subflow.closed:
-        flags.append("closed")
-    return " ".join(flags)
+        return f"{role[:4] if role == 'initial' else role} backup"
+    return role
