@@ -24,8 +24,9 @@ With ``require_mptcp`` a fallback seen on the connection carrying the response (
 headers arrive) fails the transfer; the sampler, which sees fallbacks later, calls
 :meth:`Transfer.fail` with its reason.
 
-Bodies are read with ``iter_chunked(CHUNK)`` and handed to one worker thread per transfer that
-writes and hashes (sha256) them, at most ``PIPELINE_DEPTH`` chunks behind the network.
+Bodies are read with ``iter_chunked(CHUNK)`` and handed to one writer thread per transfer
+(:class:`mptop.core.output.SinkThread`) that writes and hashes (sha256) them, a few chunks behind
+the network.
 """
 
 from __future__ import annotations
@@ -36,29 +37,26 @@ import os
 import re
 import socket
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from mptop.core.failures import FailureContext, TransferError, describe
-from mptop.core.output import (OutputPlan, OutputTarget, Sink, check_final, disposition_name, part_size,
-                               plan_output, rename_from_server, target_for)
+from mptop.core.output import (OutputPlan, OutputTarget, Sink, SinkThread, check_final, disposition_name,
+                               part_size, plan_output, rename_from_server, target_for)
 from mptop.kernel.sockets import create_mptcp_socket, dup_handle
 from mptop.kernel.sockopt import socket_status
 from mptop.kernel.types import MptcpUnavailable, SocketStatus
 
-CHUNK = 1 << 20          # bytes per read: few enough chunks/s that per-chunk overhead is noise
-PIPELINE_DEPTH = 4       # chunks in flight to the writer thread before reading waits
+CHUNK = 1 << 20          # bytes per read at most: few enough chunks/s that per-chunk overhead is noise
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 State = Literal["connecting", "running", "done", "failed"]
-T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -91,7 +89,7 @@ class Transfer:
         self.sha256: str | None = None
         self.file: str | None = None              # final path; None for stdout or a failure
         self.received = 0                         # bytes of the file received (incl. resumed prefix)
-        self._sink: Sink | None = None
+        self._writer: SinkThread | None = None
         self._fd_handles: dict[int, socket.socket] = {}
         self._task: asyncio.Task[None] | None = None
         self._abort: str | None = None
@@ -99,7 +97,7 @@ class Transfer:
     @property
     def bytes_done(self) -> int:
         """Body bytes written so far, including a resumed ``.part``'s size."""
-        return self._sink.written if self._sink is not None else 0
+        return self._writer.sink.written if self._writer is not None else 0
 
     @property
     def finished(self) -> bool:
@@ -199,21 +197,26 @@ class TransferManager:
         t.started_at = time.monotonic()
         if on_start is not None:
             on_start(t)
-        writer = _Writer(t.id)
         try:
-            await self._download(t, resolver, writer)
+            await self._download(t, resolver)
             t.state = "done"
         except asyncio.CancelledError:
             t.state, t.error = "failed", t._abort or "interrupted"
-            await writer.close_quietly(t._sink)
+            await self._close_writer(t)
             if t._abort is None:
                 raise
         except Exception as exc:  # every failure ends as one plain line on the transfer
             t.state, t.error = "failed", describe(exc, self._context(t))
-            await writer.close_quietly(t._sink)
+            await self._close_writer(t)
         finally:
             t.ended_at = time.monotonic()
-            writer.shutdown()
+            if t._writer is not None:
+                t._writer.stop()
+
+    @staticmethod
+    async def _close_writer(t: Transfer) -> None:
+        if t._writer is not None:
+            await t._writer.close()
 
     def _context(self, t: Transfer) -> FailureContext:
         o = self.options
@@ -236,7 +239,7 @@ class TransferManager:
         return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
                                      headers={"Accept-Encoding": "identity"})
 
-    async def _download(self, t: Transfer, resolver: NetnsResolver, writer: _Writer) -> None:
+    async def _download(self, t: Transfer, resolver: NetnsResolver) -> None:
         target, o = t.target, self.options
         assert target is not None
         if not target.named_by_url:    # the name is final already: refuse before connecting
@@ -255,7 +258,7 @@ class TransferManager:
                     start = self._check_response(t, resp, attempt_offset)
                     if start is None:
                         continue            # the server cannot resume this .part: start over
-                    await self._receive(t, resp, start, writer)
+                    await self._receive(t, resp, start)
                     return
 
     def _check_response(self, t: Transfer, resp: aiohttp.ClientResponse, offset: int) -> int | None:
@@ -286,21 +289,20 @@ class TransferManager:
             t.total = resp.content_length
         return start
 
-    async def _receive(self, t: Transfer, resp: aiohttp.ClientResponse, start: int, writer: _Writer) -> None:
+    async def _receive(self, t: Transfer, resp: aiohttp.ClientResponse, start: int) -> None:
         assert t.target is not None
-        t._sink = sink = Sink(t.target, self.options.force)
+        t._writer = writer = SinkThread(Sink(t.target, self.options.force), f"mptop-writer-{t.id}")
         t.received = start
-        await writer.call(sink.open, start)
+        await writer.open(start)
         t.state = "running"
         if resp.status != 416:
             async for chunk in resp.content.iter_chunked(CHUNK):
                 t.received += len(chunk)
-                await writer.submit(sink.write, chunk)
-        await writer.drain()
+                await writer.write(chunk)
         if t.total is not None and t.received != t.total:
             raise TransferError(f"connection closed after {t.received} of {t.total} bytes")
-        t.file = await writer.call(sink.commit)
-        t.sha256 = sink.hexdigest()
+        t.file = await writer.commit()
+        t.sha256 = writer.sink.hexdigest()
 
     def _claim(self, t: Transfer, path: str | None) -> bool:
         """Whether ``path`` is ``t``'s to write (first come, within this run)."""
@@ -382,38 +384,3 @@ class NetnsResolver(AbstractResolver):
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-class _Writer:
-    """One worker thread per transfer: writes and hashes in order, off the event loop."""
-
-    def __init__(self, transfer_id: int) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"mptop-writer-{transfer_id}")
-        self._inflight: deque[asyncio.Future[Any]] = deque()
-
-    def _run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-
-    async def submit(self, fn: Callable[..., object], *args: Any) -> None:
-        self._inflight.append(self._run(fn, *args))
-        while len(self._inflight) > PIPELINE_DEPTH:
-            await self._inflight.popleft()
-
-    async def drain(self) -> None:
-        while self._inflight:
-            await self._inflight.popleft()
-
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        await self.drain()
-        return await self._run(fn, *args)
-
-    async def close_quietly(self, sink: Sink | None) -> None:
-        """After a failure: let queued writes finish (errors ignored), then close the file."""
-        pending, self._inflight = list(self._inflight), deque()
-        waits: list[Awaitable[Any]] = [*pending]
-        if sink is not None:
-            waits.append(self._run(sink.close))
-        await asyncio.gather(*waits, return_exceptions=True)
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False)
