@@ -199,7 +199,14 @@ def test_sink_direct_target_has_no_part(tmp_path: os.PathLike[str]) -> None:
 def test_sink_errors_name_the_file(tmp_path: os.PathLike[str]) -> None:
     d = str(tmp_path)
     open(f"{d}/plainfile", "w").close()
-    t = OutputTarget("file", f"{d}/plainfile/x", part=f"{d}/plainfile/x.part")
-    with pytest.raises(OSError) as info:
-        Sink(t, force=False).open(0)
-    assert info.value.filename == f"{d}/plainfile"
+    with pytest.raises(TransferError, match=f"^not a directory: {d}/plainfile$"):
+        Sink(_target(d, "plainfile/x"), force=False).open(0)
+    os.mkdir(f"{d}/x.part")                          # the .part name is taken by a directory
+    with pytest.raises(IsADirectoryError) as info:
+        Sink(_target(d, "x"), force=False).open(0)
+    assert info.value.filename == f"{d}/x.part"
+
+
+def test_empty_output_is_refused() -> None:
+    with pytest.raises(TransferError, match="-o needs"):
+        plan_output("", 1)

@@ -115,6 +115,7 @@ async def test_bad_inputs_each_fail_with_one_plain_line(lab: Lab, tmp_path: Path
         "http://no-such-host.mptop-test/x": "unknown host no-such-host.mptop-test (no DNS server answered)",
         f"{base}/status/404": "HTTP 404 Not Found",
         f"{base}/status/500": "HTTP 500 Internal Server Error",
+        f"{base}/status/304": "HTTP 304 Not Modified",
         f"https://{host}:80/tls": f"TLS handshake with {host}:80 failed (wrong version number) — is this an https port?",
         f"{base}/truncated/100000": re.compile(r"connection closed after (\d+) of 100000 bytes"),
         f"{base}/reset/1000000": re.compile(r"connection reset by the server after (\d+) of 1000000 bytes"),

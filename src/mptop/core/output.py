@@ -82,6 +82,8 @@ def plan_output(output: str | None, url_count: int) -> OutputPlan:
     """Decide what ``-o OUTPUT`` means for ``url_count`` URLs; raises :class:`TransferError`."""
     if output is None:
         return OutputPlan("dir", "")
+    if not output:
+        raise TransferError("-o needs a file, a directory, or - for standard output")
     if output == "-":
         plan = OutputPlan("stdout", "-", shared_ok=False)
     elif output.endswith("/") or os.path.isdir(output):
@@ -224,7 +226,7 @@ class Sink:
                 self._file = _open_direct(t.path)
                 return
             assert t.part is not None
-            os.makedirs(os.path.dirname(t.part) or ".", exist_ok=True)
+            _make_directory(os.path.dirname(t.part))
             if offset:
                 if t.resume_from and t.resume_from != t.part:
                     os.replace(t.resume_from, t.part)    # the server renamed the file
@@ -272,6 +274,15 @@ class Sink:
             f.close()
         except OSError as exc:    # ENOSPC can surface only here, when the buffer is flushed
             raise _with_filename(exc, self.target.part or self.target.display) from None
+
+
+def _make_directory(directory: str) -> None:
+    if not directory:
+        return
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except FileExistsError:     # a file where the directory should be
+        raise TransferError(f"not a directory: {directory}") from None
 
 
 def _open_direct(path: str | None) -> BinaryIO:

@@ -273,7 +273,7 @@ class TransferManager:
                 t.total = total
                 return offset
             return None
-        if resp.status >= 400:
+        if not 200 <= resp.status < 300:   # redirects were followed: a 3xx here has no Location
             raise TransferError(f"HTTP {resp.status} {resp.reason or ''}".rstrip())
         disposition = resp.content_disposition
         rename_from_server(t.target, disposition_name(disposition.parameters) if disposition else None)
