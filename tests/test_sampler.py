@@ -11,6 +11,7 @@ import http.client
 import os
 import re
 import socket
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,24 @@ from mptop.lab import Lab
 IPPROTO_MPTCP = 262
 SIZE = 16_000_000
 SHAPED = {"wlan0": 40, "wwan0": 10}
+# What the client's interface counts per received skb besides payload: Ethernet 14 + IPv4 20 +
+# TCP 20 + timestamps 12, and on MPTCP data a DSS option with data ACK and mapping (28).  GSO
+# batches vary with load (one header per skb), so rx bytes alone differ from payload by 0.4-4 %.
+TCP_HEADERS = 66
+MPTCP_HEADERS = TCP_HEADERS + 28
+
+
+def rx_counters(lab: Lab) -> dict[str, tuple[int, int]]:
+    """(rx bytes, rx packets) of the client's lab interfaces."""
+    names = {p.iface for p in lab.paths}
+    out = {}
+    with open(f"/proc/{lab.client.pid}/net/dev") as f:      # the holder's netns: the client's
+        for line in f:
+            dev, sep, rest = line.partition(":")
+            if sep and dev.strip() in names:
+                fields = rest.split()
+                out[dev.strip()] = (int(fields[0]), int(fields[1]))
+    return out
 
 
 class ThreadTransfer:
@@ -94,12 +113,17 @@ class Run:
     samples: list[Sample]
     events: list[Event]
     summary: Summary
-    rx: dict[str, int]            # each lab path's rx byte counter delta over the download
+    rx: dict[str, tuple[int, int]]    # each lab path's (rx bytes, rx packets) over the download
+
+    def payload(self, iface: str, headers: int = MPTCP_HEADERS) -> int:
+        """Payload bytes the interface received: its rx bytes less one set of headers per skb."""
+        nbytes, packets = self.rx[iface]
+        return nbytes - packets * headers
 
 
 async def sample_download(lab: Lab, url: str, step: Step | None = None, **kwargs: object) -> Run:
     """Download ``url`` while sampling, through the sampler's flat record stream."""
-    rx0 = {p.iface: lab.rx_bytes(p.iface) for p in lab.paths}
+    rx0 = rx_counters(lab)
     transfer = ThreadTransfer(1, url)
     sampler = Sampler([transfer], interval=0.25, **kwargs)  # type: ignore[arg-type]
     records = []
@@ -111,7 +135,7 @@ async def sample_download(lab: Lab, url: str, step: Step | None = None, **kwargs
             assert record.t < 30, "the download did not finish"
             if step is not None:
                 step(record)
-    rx = {p.iface: lab.rx_bytes(p.iface) - rx0[p.iface] for p in lab.paths}
+    rx = {i: (b - rx0[i][0], p - rx0[i][1]) for i, (b, p) in rx_counters(lab).items()}
     host, summary = records[0], records[-1]
     assert isinstance(host, HostInfo) and isinstance(summary, Summary)
     samples = [r for r in records if isinstance(r, Sample)]
@@ -150,17 +174,20 @@ async def test_shaped_two_path_download_shares_bytes_and_subflows(make_lab: Call
     assert by_iface["wlan0"].path == "Wi-Fi" and by_iface["wwan0"].path == "Cellular"
     assert all(s.rtt_ms and 0 < s.rtt_ms < 1000 and s.cwnd for s in t.subflows)
 
-    # Shares while both paths carry the download: ≈ 80/20 (loose: receive-window stalls exist).
+    # Shares while both paths carry the download: ≈ 80/20.  The median, because the shared
+    # receive buffer sometimes holds the fast path back for a poll (head-of-line blocking behind
+    # the slow path, more often on a loaded machine).
     steady = [s.paths for s in samples if s.t > 0.7 and s.transfers[0].state == "running"
               and sum(p.rate_bps for p in s.paths.values()) > 0]
     assert len(steady) >= 4
-    wifi = sum(p["wlan0"].share for p in steady) / len(steady)
-    assert 0.6 < wifi < 0.92, wifi
+    wifi = statistics.median(p["wlan0"].share for p in steady)
+    assert 0.6 < wifi < 0.9, wifi
     assert all(abs(p["wlan0"].share + p["wwan0"].share - 1) < 1e-9 for p in steady)
 
     # Per-path bytes (subflow tcpi_bytes_received) against the interfaces' rx counters.
     for iface in ("wlan0", "wwan0"):
-        assert final.paths[iface].bytes == pytest.approx(run.rx[iface], rel=0.03), iface
+        assert final.paths[iface].bytes == pytest.approx(run.payload(iface), rel=0.03), iface
+        assert final.paths[iface].bytes < run.rx[iface][0]
     assert run.summary.transfers[0].path_bytes == {i: p.bytes for i, p in final.paths.items()}
     assert run.summary.transfers[0].ok and run.summary.transfers[0].status == "mptcp"
     assert sum(final.paths[i].bytes for i in final.paths) >= SIZE
@@ -206,10 +233,10 @@ async def test_wifi_outage_gives_one_stall_and_one_recovery(make_lab: Callable[.
     assert stalled_samples and all(s.paths["wlan0"].stalled and s.paths["wlan0"].rate_bps == 0
                                    and s.paths["wlan0"].share == 0.0 for s in stalled_samples)
     carried = stalled_samples[-1].paths["wwan0"].bytes - stalled_samples[0].paths["wwan0"].bytes
-    assert carried > 0.5 * SHAPED["wwan0"] * 1e6 / 8 * (stalled_samples[-1].t - stalled_samples[0].t)
+    assert carried > 0.2 * SHAPED["wwan0"] * 1e6 / 8 * (stalled_samples[-1].t - stalled_samples[0].t)
     assert not samples[-1].paths["wlan0"].stalled
     for iface in ("wlan0", "wwan0"):
-        assert samples[-1].paths[iface].bytes == pytest.approx(run.rx[iface], rel=0.03), iface
+        assert samples[-1].paths[iface].bytes == pytest.approx(run.payload(iface), rel=0.03), iface
 
 
 @pytest.mark.lab
@@ -224,7 +251,7 @@ async def test_fallback_to_plain_tcp_server(make_lab: Callable[..., Lab]) -> Non
     assert len(fallback) == 1 and fallback[0].transfer == 1
     assert fallback[0].detail == "fell back to TCP: peer does not speak MPTCP"
     assert [(s.iface, s.join) for s in final.subflows] == [("wlan0", False)]
-    assert run.samples[-1].paths["wlan0"].bytes == pytest.approx(run.rx["wlan0"], rel=0.03)
+    assert run.samples[-1].paths["wlan0"].bytes == pytest.approx(run.payload("wlan0", TCP_HEADERS), rel=0.03)
     assert run.summary.transfers[0].status == "fallback"
     assert run.summary.transfers[0].reason == "peer does not speak MPTCP"
 
@@ -257,14 +284,12 @@ async def test_reset_subflow_goes_down_and_keeps_its_bytes(make_lab: Callable[..
     closed = [s for s in final.transfers[0].subflows if s.closed]
     assert [(s.iface, s.rate_bps) for s in closed] == [(reset, 0.0)]
     assert closed[0].bytes_received == final.paths[reset].bytes
-    # rx counts headers too: ~1-2 % on a shared download, up to ~4 % for a path left alone at
-    # 10 Mbit/s (smaller GSO batches); counting a subflow twice would be far more.
-    assert final.paths[other].bytes == pytest.approx(run.rx[other], rel=0.05)
+    assert final.paths[other].bytes == pytest.approx(run.payload(other), rel=0.03)
     # The interface also counts what the subflow received after the last poll that still listed
     # it, and what was queued in the lab's tbf (50 ms + a 64 KiB burst) when it was reset.
     rate = SHAPED[reset] * 1e6 / 8
     unseen = rate * 0.25 + rate * 0.05 + 64 * 1024
-    assert run.rx[reset] * 0.97 - unseen <= final.paths[reset].bytes <= run.rx[reset] * 1.03
+    assert run.payload(reset) * 0.97 - unseen <= final.paths[reset].bytes <= run.payload(reset) * 1.03
 
 
 def _sample(t: float, rates: dict[str, float], transfer_rate: float, state: str = "running") -> Sample:
