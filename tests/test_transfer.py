@@ -109,7 +109,7 @@ async def test_bad_inputs_each_fail_with_one_plain_line(lab: Lab, tmp_path: Path
     base = lab.base_url()
     host = lab.paths[0].server_addr
     cases: dict[str, str | re.Pattern[str]] = {
-        "http://[::1/x": "malformed URL: http://[::1/x",
+        "http://[::1/x": "malformed URL: http://[::1/x (invalid ipv6 url)",
         "ftp://example.org/f": "unsupported URL scheme 'ftp' in ftp://example.org/f (http and https only)",
         f"http://{host}:9/refused": f"connection refused ({host}:9)",
         "http://no-such-host.mptop-test/x": "unknown host no-such-host.mptop-test (no DNS server answered)",
@@ -138,6 +138,21 @@ async def test_bad_inputs_each_fail_with_one_plain_line(lab: Lab, tmp_path: Path
     for name, sent in (("100000", 50_000), ("1000000", 500_000)):
         assert 0 <= received[name] <= sent
         assert (tmp_path / f"{name}.part").stat().st_size == received[name]
+
+
+@pytest.mark.parametrize("url, error", [
+    ("http://", "malformed URL: http:// (no host)"),
+    ("http:///x", "malformed URL: http:///x (no host)"),
+    ("http://h:99999/", "malformed URL: http://h:99999/ (port out of range 0-65535)"),
+    ("example.com/x", "malformed URL: example.com/x (no http:// or https://)"),
+    ("", "malformed URL: (empty) (no http:// or https://)"),
+    ("file:///etc/passwd", "unsupported URL scheme 'file' in file:///etc/passwd (http and https only)"),
+])
+async def test_urls_refused_before_any_io(url: str, error: str, tmp_path: Path) -> None:
+    started: list[Transfer] = []
+    [t] = await run_transfers([url], TransferOptions(output=f"{tmp_path}/"), on_start=started.append)
+    assert (t.state, t.error, t.target, t.sockets, started) == ("failed", error, None, [], [])
+    assert os.listdir(tmp_path) == []
 
 
 async def test_redirects_and_several_urls_at_once(lab: Lab, tmp_path: Path) -> None:

@@ -331,17 +331,14 @@ async def run_transfers(urls: Sequence[str], options: TransferOptions,
 def _parse_url(url: str) -> URL:
     try:
         parsed = URL(url)
-    except (ValueError, TypeError):
-        raise TransferError(f"malformed URL: {url}") from None
+    except (ValueError, TypeError) as exc:
+        raise TransferError(f"malformed URL: {url} ({str(exc).lower()})") from None
+    if not parsed.scheme:
+        raise TransferError(f"malformed URL: {url or '(empty)'} (no http:// or https://)")
     if parsed.scheme not in ("http", "https"):
-        shown = f"'{parsed.scheme}'" if parsed.scheme else "none"
-        raise TransferError(f"unsupported URL scheme {shown} in {url} (http and https only)")
+        raise TransferError(f"unsupported URL scheme '{parsed.scheme}' in {url} (http and https only)")
     if not parsed.host:
         raise TransferError(f"malformed URL: {url} (no host)")
-    try:
-        parsed.port
-    except ValueError:
-        raise TransferError(f"malformed URL: {url} (bad port)") from None
     return parsed
 
 
