@@ -130,9 +130,9 @@ def _sample(t: float, transfers: list[_Transfer], link: dict[str, bool]) -> Samp
 
 
 SCRIPTED_EVENTS = [
-    Event(0.1, "subflow_up", "wlan0", 1, "initial subflow 192.0.2.2:40312 → 192.0.2.1:80"),
-    Event(0.4, "address_announced", None, 1, "198.51.100.1"),
-    Event(0.5, "subflow_up", "wwan0", 1, "MP_JOIN 198.51.100.2:51724 → 198.51.100.1:80"),
+    Event(0.1, "subflow_up", "wlan0", 1, "Wi-Fi subflow up: 192.0.2.2:40312 → 192.0.2.1:80"),
+    Event(0.4, "address_announced", None, 1, "server announced 198.51.100.1 port 80 (id 2)"),
+    Event(0.5, "subflow_up", "wwan0", 1, "Cellular subflow up: 198.51.100.2:51724 → 198.51.100.1:80"),
     Event(4.1, "fallback", "wlan0", 2, "server does not speak MPTCP"),
     Event(OUTAGE[0], "link_down", "wlan0"),
     Event(STALL_SEEN, "path_stalled", "wlan0"),

@@ -60,3 +60,19 @@ def test_finished_transfers_count_every_subflow_and_flags_stay_short() -> None:
     assert fmt.subflow_flags(sub) == "join backup"
     sub.join = False
     assert fmt.subflow_flags(sub) == "init backup"
+
+
+def test_progress_bar_is_split_by_the_bytes_each_path_carried() -> None:
+    from rich.style import Style
+
+    from mptop.tui.cards import CardStyles, split_bar
+
+    wifi, cell = Style(color="blue"), Style(color="red")
+    styles = CardStyles(badge=Style(), dim=Style(dim=True), track=Style(color="grey50"), error=Style(),
+                        path={"wlan0": wifi, "wwan0": cell})
+    bar = split_bar(20, 0.5, {"wlan0": 3_000, "wwan0": 1_000}, styles)
+    assert bar.plain == "━" * 10 + "╺" + "━" * 9
+    coloured = [(span.end - span.start, span.style) for span in bar.spans]
+    assert coloured[:2] == [(8, wifi), (2, cell)] and coloured[2][1] == styles.track
+    dashed = split_bar(8, 1.0, {"wwan0": 1, "wlan0": 1}, styles, glyph="┅")
+    assert dashed.plain == "┅" * 8 and sum(n for n, _ in [(s.end - s.start, 0) for s in dashed.spans]) == 8

@@ -1,9 +1,11 @@
 """Snapshots of the main screen at chosen points of a recording (pytest-textual-snapshot).
 
 The points are found by what happens in the recording (both paths busy, Wi-Fi stalled, a fallback
-transfer), not by hard-coded times, so a real ``mptop demo`` recording in assets/ can replace the
-synthetic one: update RECORDING, then ``pytest tests/test_tui_snapshots.py --snapshot-update``
-and review the SVGs.  No clock is shown, so the pictures are deterministic.
+transfer), not by hard-coded times, so real ``mptop demo`` recordings in assets/ can replace the
+synthetic one: ``mptop demo --headless --duration 30 --record assets/handover.ndjson`` and
+``mptop demo --scenario fallback --headless --duration 8 --record assets/fallback.ndjson``, point
+HANDOVER and FALLBACK at them, then ``pytest tests/test_tui_snapshots.py --snapshot-update`` and
+review the SVGs.  No clock is shown, so the pictures are deterministic.
 """
 
 from __future__ import annotations
@@ -13,21 +15,23 @@ from pathlib import Path
 
 from make_dev_recording import make_records
 
-from mptop.core.model import Event, Record, Sample
+from mptop.core.model import Event, HostInfo, Record, Sample
 from mptop.core.recording import read_recording
 from mptop.tui.app import MptopApp
 from mptop.tui.toplist import TopList
 
-ASSET = Path(__file__).resolve().parent.parent / "assets" / "demo.ndjson"
-RECORDING: list[Record] = make_records()      # synthetic, until the integrator records the real demo (ASSET)
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# Synthetic (tests/make_dev_recording.py) until the integrator records the real demo into ASSETS.
+HANDOVER: list[Record] = make_records()
+FALLBACK: list[Record] = HANDOVER
 
 
 def _first_event(kinds: tuple[str, ...]) -> Event:
-    return next(r for r in RECORDING if isinstance(r, Event) and r.kind in kinds)
+    return next(r for r in HANDOVER if isinstance(r, Event) and r.kind in kinds)
 
 
 def _samples() -> list[Sample]:
-    return [r for r in RECORDING if isinstance(r, Sample)]
+    return [r for r in HANDOVER if isinstance(r, Sample)]
 
 
 def sharing_point() -> float:
@@ -43,15 +47,15 @@ def stalled_point() -> float:
 
 
 def fallback_point() -> float:
-    return next(s.t for s in _samples()
-                if any(t.status == "fallback" and t.state == "running" and t.rate_bps > 0 for t in s.transfers))
+    return next(r.t for r in FALLBACK if isinstance(r, Sample)
+                and any(t.status == "fallback" and t.state == "running" and t.rate_bps > 0 for t in r.transfers))
 
 
-def at(t: float, select: Callable[[Sample], int] | None = None):  # type: ignore[no-untyped-def]
-    """A ``run_before`` that feeds the recording up to ``t`` and optionally highlights a transfer."""
+def at(t: float, select: Callable[[Sample], int] | None = None, recording: list[Record] = HANDOVER):  # type: ignore[no-untyped-def]
+    """A ``run_before`` that feeds ``recording`` up to ``t`` and optionally highlights a transfer."""
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
         last = None
-        for record in RECORDING:
+        for record in recording:
             if getattr(record, "t", 0.0) > t:
                 break
             if isinstance(record, Sample):
@@ -78,7 +82,7 @@ def test_wifi_stalled(snap_compare) -> None:  # type: ignore[no-untyped-def]
 
 def test_fallback_transfer_selected(snap_compare) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(MptopApp(clock=False), terminal_size=(100, 30),
-                        run_before=at(fallback_point() + 2.0, select=fallback_index))
+                        run_before=at(fallback_point() + 2.0, select=fallback_index, recording=FALLBACK))
 
 
 def test_80x24(snap_compare) -> None:  # type: ignore[no-untyped-def]
@@ -89,8 +93,8 @@ def test_narrow_terminal(snap_compare) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(MptopApp(clock=False), terminal_size=(60, 20), run_before=at(sharing_point()))
 
 
-def test_points_exist_in_the_recording() -> None:
+def test_points_exist_in_the_recordings() -> None:
     assert sharing_point() < stalled_point()
     assert fallback_point() > 0
-    if ASSET.exists():            # once the real recording lands, it must at least load
-        assert read_recording(ASSET)
+    for asset in sorted(ASSETS.glob("*.ndjson")):      # recordings shipped for replay must load
+        assert isinstance(read_recording(asset)[0], HostInfo)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mptop.core.model import Event, HostInfo, PathSample, Sample, SubflowSample, TransferSample
+from mptop.core.model import (
+    Event, HostInfo, PathSample, Sample, SubflowSample, Summary, TransferSample, TransferSummary,
+)
 from mptop.tui.state import ViewState
 
 
@@ -53,16 +55,22 @@ def test_other_events_read_as_sentences_and_done_tells_the_split() -> None:
     state = ViewState()
     state.ingest(HostInfo("6.18", True, "in-kernel", "default", 2, 2, labels={"wlan0": "Wi-Fi", "wwan0": "Cellular"}))
     state.ingest(Event(0.1, "subflow_up", "wwan0", 1, "MP_JOIN 198.51.100.2 → 198.51.100.1"))
-    state.ingest(Event(0.2, "address_announced", None, 1, "198.51.100.1"))
+    state.ingest(Event(0.2, "address_announced", None, 1))
     state.ingest(Event(0.3, "fallback", "wlan0", 2, "server does not speak MPTCP"))
     state.ingest(Event(0.4, "some_new_kind", None, None, "x"))
+    state.ingest(Event(0.5, "subflow_down", "wlan0", 1, "Wi-Fi subflow closed: 192.0.2.2:1 → 192.0.2.1:80 (reset)"))
+    state.ingest(Event(0.6, "address_removed", None, 1, "server removed 198.51.100.1 (id 2)"))
+    state.ingest(Event(0.7, "scenario", None, None, "Wi-Fi: link down"))
     state.ingest(Event(9.0, "transfer_done", None, 1, "ignored when bytes are known"))
     state.ingest(sample(9.0, 7_500_000, 2_500_000))
     assert texts(state) == [
         "#1 subflow up on Cellular — MP_JOIN 198.51.100.2 → 198.51.100.1",
-        "#1 peer announced 198.51.100.1",
+        "#1 peer announced an address",
         "#2 fell back to TCP (Wi-Fi) — server does not speak MPTCP",
         "some new kind — x",
+        "#1 subflow closed on Wi-Fi — 192.0.2.2:1 → 192.0.2.1:80 (reset)",
+        "#1 server removed 198.51.100.1 (id 2)",
+        "scenario · Wi-Fi: link down",
         "#1 done — 9.5 MiB · Wi-Fi 75 % · Cellular 25 %",
     ]
 
@@ -79,3 +87,18 @@ def test_state_keeps_history_window_and_stable_colour_slots() -> None:
     assert (state.slot("wlan0"), state.slot("wwan0"), state.slot("eth9")) == (0, 1, 2)
     assert state.label("wwan0") == "Cellular" and state.label("unknown0") == "unknown0"
     assert state.transfer(1) is state.sample.transfers[0] and state.transfer(2) is None  # type: ignore[union-attr]
+
+
+def test_the_summary_closes_the_log_with_the_split_per_path() -> None:
+    state = ViewState()
+    state.ingest(sample(1.0, 0, 0))
+    ok = TransferSummary(1, "u1", None, 3_000_000, None, "mptcp", None, True, None, {"wlan0": 2_250_000, "wwan0": 750_000})
+    cut = TransferSummary(2, "u2", None, 1_000_000, None, "fallback", "x", False, "stopped", {"wlan0": 1_000_000})
+    bad = TransferSummary(3, "u3", None, 0, None, "tcp", None, False, "HTTP 404", {})
+    state.ingest(Summary(30.0, [ok]))
+    state.ingest(Summary(42.0, [ok, cut, bad]))
+    assert texts(state) == [
+        "run ended after 30 s — 2.9 MiB · Wi-Fi 75 % · Cellular 25 %",
+        "run ended after 42 s — 3.8 MiB · Wi-Fi 81 % · Cellular 19 % · 1 stopped · 1 of 3 failed",
+    ]
+    assert [e.severity for e in state.story.entries] == ["good", "bad"]

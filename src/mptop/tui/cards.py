@@ -32,8 +32,11 @@ class CardStyles:
     path: dict[str, Style]            # iface -> colour
 
 
-def split_bar(width: int, fraction: float, per_path: dict[str, int], styles: CardStyles) -> Text:
-    """A progress bar whose filled part is split by path in proportion to the bytes each carried."""
+def split_bar(width: int, fraction: float, per_path: dict[str, int], styles: CardStyles, glyph: str = "━") -> Text:
+    """A progress bar whose filled part is split by path in proportion to the bytes each carried.
+
+    With an unknown size the whole bar is that split, drawn dashed (``glyph="┅"``).
+    """
     bar = Text()
     filled = max(0, min(width, round(fraction * width)))
     total = sum(per_path.values())
@@ -42,10 +45,10 @@ def split_bar(width: int, fraction: float, per_path: dict[str, int], styles: Car
     for index, (iface, count) in enumerate(paths):
         cells = filled - used if index == len(paths) - 1 else round(filled * count / total) if total else 0
         cells = max(0, min(cells, filled - used))
-        bar.append("━" * cells, styles.path.get(iface, styles.dim))
+        bar.append(glyph * cells, styles.path.get(iface, styles.dim))
         used += cells
     if used < filled:                      # bytes not yet attributed to a subflow
-        bar.append("━" * (filled - used), styles.dim)
+        bar.append(glyph * (filled - used), styles.dim)
     if filled < width:
         bar.append("╺" + "━" * (width - filled - 1), styles.track)
     return bar
@@ -81,7 +84,7 @@ class TransferCard:
     def _stats(self, width: int) -> list[tuple[str, Style]]:
         tr, dim = self.transfer, self.styles.dim
         fraction = tr.bytes / tr.total if tr.total else 0.0
-        pct = fmt.percent(fraction) if tr.total else "?"
+        pct = fmt.percent(fraction) if tr.total else "–"
         done = fmt.size(tr.bytes) + (f" / {fmt.size(tr.total)}" if tr.total else "")
         if tr.state == "failed":
             return [(f"✗ {tr.error or 'failed'}", self.styles.error)]
@@ -112,7 +115,8 @@ class TransferCard:
             fraction = 1.0 if tr.state == "done" else tr.bytes / tr.total
             bar = split_bar(bar_width, fraction, _bytes_per_path(tr.subflows), self.styles)
         else:
-            bar = Text("╌" * bar_width, self.styles.track)
+            per_path = _bytes_per_path(tr.subflows)
+            bar = split_bar(bar_width, 1.0 if any(per_path.values()) else 0.0, per_path, self.styles, glyph="┅")
         yield _bar_line(bar, stats, width)
 
 

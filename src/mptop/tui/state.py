@@ -61,6 +61,7 @@ class ViewState:
                 self._learn(iface, label)
         elif isinstance(record, Summary):
             self.summary = record
+            self.story.on_summary(record)
 
     def _ingest_sample(self, sample: Sample) -> None:
         self.sample = sample

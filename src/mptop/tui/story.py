@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
-from mptop.core.model import Event, Sample
+from mptop.core.model import Event, Sample, Summary
 from mptop.tui import format as fmt
 
 Severity = Literal["info", "good", "warn", "bad"]
@@ -102,18 +102,52 @@ class Narrator:
             if event.transfer is not None:
                 self._done[event.transfer] = (event, entry)
         else:
-            phrase, severity = _PHRASES.get(event.kind, (event.kind.replace("_", " "), "info"))
-            parts: list[Part] = [(f"#{event.transfer} ", None)] if event.transfer is not None else []
-            parts.append((phrase, None))
-            if event.kind.startswith("subflow_"):
-                parts += [(" ", None), self._path(event.iface)]
-            elif event.iface:
-                parts += [(" (", None), self._path(event.iface), (")", None)]
-            if event.kind.startswith("address_"):
-                parts.append((f" {event.detail or 'an address'}", None))
-            elif event.detail:
-                parts.append((f" — {event.detail}", None))
-            self._add(event.t, parts, severity)
+            self._add(event.t, self._sentence(event), _PHRASES.get(event.kind, ("", "info"))[1])
+
+    def _sentence(self, event: Event) -> list[Part]:
+        """One line for an ordinary event: who, what, where, then the core's detail.
+
+        The core's details are often whole sentences ("Wi-Fi subflow up: a → b"): where ours
+        already says the first half, only what follows the colon is kept.
+        """
+        detail = event.detail
+        if event.kind == "scenario":                  # a step of `mptop demo`'s script
+            return [("scenario · ", None), (detail, None)]
+        parts: list[Part] = [(f"#{event.transfer} ", None)] if event.transfer is not None else []
+        if event.kind.startswith("address_"):         # the detail, when there is one, is the sentence
+            phrase = _PHRASES[event.kind][0]
+            return parts + [(detail or f"{phrase} an address", None)]
+        phrase = _PHRASES.get(event.kind, (event.kind.replace("_", " "), "info"))[0]
+        parts.append((phrase, None))
+        if event.kind.startswith("subflow_"):
+            parts += [(" ", None), self._path(event.iface)]
+        elif event.iface:
+            parts += [(" (", None), self._path(event.iface), (")", None)]
+        if ": " in detail and event.kind in _PHRASES:
+            detail = detail.split(": ", 1)[1]
+        if detail:
+            parts.append((f" — {detail}", None))
+        return parts
+
+    def on_summary(self, summary: Summary) -> None:
+        """The run's last line: how long, how much, and which path carried it."""
+        per_path: dict[str, int] = {}
+        for transfer in summary.transfers:
+            for iface, count in transfer.path_bytes.items():
+                per_path[iface] = per_path.get(iface, 0) + count
+        total = sum(t.bytes for t in summary.transfers)
+        parts: list[Part] = [(f"run ended after {fmt.duration(summary.duration_s)} — {fmt.size(total)}", None)]
+        carried = sum(per_path.values())
+        for iface, count in sorted(per_path.items(), key=lambda kv: -kv[1]):
+            if carried:
+                parts += [(" · ", None), self._path(iface), (f" {fmt.percent(count / carried)}", None)]
+        stopped = [t for t in summary.transfers if not t.ok and t.error == "stopped"]   # quit, --duration
+        failed = [t for t in summary.transfers if not t.ok and t not in stopped]
+        if stopped:
+            parts.append((f" · {len(stopped)} stopped", None))
+        if failed:
+            parts.append((f" · {len(failed)} of {len(summary.transfers)} failed", None))
+        self._add(summary.duration_s, parts, "bad" if failed else "good")
 
     # -- outages -------------------------------------------------------------------------------
     def _outage_begins(self, event: Event) -> None:
