@@ -6,29 +6,25 @@ the downloads and the interface listing all live there.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import http.client
-import os
 import re
-import socket
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import pytest
 
 from mptop.core.history import History
-from mptop.core.model import (Event, HostInfo, PathSample, Sample, Summary, TransferSample, record_from_json,
-                              to_json)
+from mptop.core.model import (Event, HostInfo, PathSample, Record, Sample, Summary, TransferSample,
+                              record_from_json, to_json)
 from mptop.core.polling import rearming
 from mptop.core.sampler import Sampler
+from mptop.core.transfer import Transfer, TransferManager, TransferOptions
 from mptop.kernel import sockopt
 from mptop.lab import Lab
 
-IPPROTO_MPTCP = 262
 SIZE = 16_000_000
 SHAPED = {"wlan0": 40, "wwan0": 10}
 # What the client's interface counts per received skb besides payload: Ethernet 14 + IPv4 20 +
@@ -51,57 +47,6 @@ def rx_counters(lab: Lab) -> dict[str, tuple[int, int]]:
     return out
 
 
-class ThreadTransfer:
-    """A download over an MPTCP socket with http.client in a thread, with the attributes the
-    sampler reads from :class:`mptop.core.transfer.Transfer` (socket handles included)."""
-
-    def __init__(self, id_: int, url: str) -> None:
-        self.id, self.url = id_, url
-        self.total: int | None = None
-        self.bytes_done = 0
-        self.state = "connecting"
-        self.error: str | None = None
-        self.mptcp_unavailable: str | None = None
-        self.sockets: list[socket.socket] = []
-        self.started_at: float | None = None
-        self.ended_at: float | None = None
-        self.released = False
-        self._thread = threading.Thread(target=self._run, daemon=True)   # inherits this thread's netns
-
-    def start(self) -> ThreadTransfer:
-        self._thread.start()
-        return self
-
-    def release_sockets(self) -> None:
-        handles, self.sockets = self.sockets, []
-        for h in handles:
-            h.close()
-        self.released = True
-
-    def _run(self) -> None:
-        parts = urlsplit(self.url)
-        self.started_at = time.monotonic()
-        try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
-            self.sockets.append(socket.socket(sock.family, sock.type, 0, fileno=os.dup(sock.fileno())))
-            sock.settimeout(20)
-            sock.connect((parts.hostname, parts.port or 80))
-            conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80)
-            conn.sock = sock
-            conn.request("GET", parts.path)
-            resp = conn.getresponse()
-            self.total = int(resp.headers["Content-Length"])
-            self.state = "running"
-            while chunk := resp.read(1 << 16):
-                self.bytes_done += len(chunk)
-            conn.close()
-            self.state = "done" if self.bytes_done == self.total else "failed"
-        except OSError as e:
-            self.error, self.state = str(e), "failed"
-        finally:
-            self.ended_at = time.monotonic()
-
-
 Step = Callable[[Sample], None]
 
 
@@ -109,7 +54,7 @@ Step = Callable[[Sample], None]
 class Run:
     sampler: Sampler
     host: HostInfo
-    transfer: ThreadTransfer
+    transfer: Transfer
     samples: list[Sample]
     events: list[Event]
     summary: Summary
@@ -121,20 +66,29 @@ class Run:
         return nbytes - packets * headers
 
 
-async def sample_download(lab: Lab, url: str, step: Step | None = None, **kwargs: object) -> Run:
-    """Download ``url`` while sampling, through the sampler's flat record stream."""
+async def sample_download(lab: Lab, url: str, step: Step | None = None, require_mptcp: bool = False,
+                          **kwargs: object) -> Run:
+    """Download ``url`` with the transfer engine while sampling, through the sampler's record stream."""
     rx0 = rx_counters(lab)
-    transfer = ThreadTransfer(1, url)
-    sampler = Sampler([transfer], interval=0.25, **kwargs)  # type: ignore[arg-type]
-    records = []
-    async for record in sampler.records(until_done=True):
-        records.append(record)
-        if isinstance(record, HostInfo):
-            transfer.start()     # like `mptop get`: the header (and the PM subscription) first
-        elif isinstance(record, Sample):
-            assert record.t < 30, "the download did not finish"
-            if step is not None:
-                step(record)
+    records: list[Record] = []
+    options = TransferOptions(output="/dev/null", require_mptcp=require_mptcp)
+    async with TransferManager([url], options) as manager:
+        sampler = Sampler(manager.transfers, interval=0.25, require_mptcp=require_mptcp,
+                          **kwargs)  # type: ignore[arg-type]
+        downloads = None
+        async for record in sampler.records(until_done=True):
+            records.append(record)
+            if isinstance(record, HostInfo):
+                # Like `mptop get`: the header (and the PM subscription) before any connection.
+                downloads = asyncio.create_task(manager.run())
+            elif isinstance(record, Sample):
+                assert record.t < 30, "the download did not finish"
+                if step is not None:
+                    step(record)
+        assert downloads is not None
+        await downloads
+        transfer = manager.transfers[0]
+        assert transfer.sockets == []          # released by the sampler after its final read
     rx = {i: (b - rx0[i][0], p - rx0[i][1]) for i, (b, p) in rx_counters(lab).items()}
     host, summary = records[0], records[-1]
     assert isinstance(host, HostInfo) and isinstance(summary, Summary)
@@ -147,7 +101,7 @@ async def sample_download(lab: Lab, url: str, step: Step | None = None, **kwargs
         if isinstance(r, Event):
             pending.append(r)
         else:
-            assert all(e.t <= r.t for e in pending)
+            assert isinstance(r, Sample) and all(e.t <= r.t for e in pending)
             pending = []
     assert pending == []
     return Run(sampler, host, transfer, samples, events, summary, rx)
@@ -162,7 +116,7 @@ async def test_shaped_two_path_download_shares_bytes_and_subflows(make_lab: Call
     lab = make_lab(rate_mbit=SHAPED)
     with lab.client.entered():
         run = await sample_download(lab, lab.url(SIZE))
-    assert run.transfer.state == "done" and run.transfer.released and run.transfer.sockets == []
+    assert run.transfer.state == "done" and run.transfer.sha256 == lab.content_sha256(SIZE)
     assert run.host.events == "netlink" and run.host.labels == {"wlan0": "Wi-Fi", "wwan0": "Cellular"}
 
     samples, events, final = run.samples, run.events, run.samples[-1]
@@ -217,7 +171,7 @@ async def test_wifi_outage_gives_one_stall_and_one_recovery(make_lab: Callable[.
     with lab.client.entered():
         # Polls only: the stall must be measured, and subflow events inferred, without netlink.
         run = await sample_download(lab, lab.url(size), step, pm_events=False)
-    assert "up" in outage and run.transfer.state == "done" and run.transfer.bytes_done == size
+    assert "up" in outage and run.transfer.state == "done" and run.transfer.sha256 == lab.content_sha256(size)
     assert run.host.events == "inferred"
     samples, events = run.samples, run.events
 
@@ -244,7 +198,7 @@ async def test_fallback_to_plain_tcp_server(make_lab: Callable[..., Lab]) -> Non
     lab = make_lab(rate_mbit={"wlan0": 80})
     with lab.client.entered():
         run = await sample_download(lab, lab.url(4_000_000, tcp=True))
-    assert run.transfer.state == "done"
+    assert run.transfer.state == "done" and run.transfer.sha256 == lab.content_sha256(4_000_000)
     final = run.samples[-1].transfers[0]
     assert final.status == "fallback" and final.reason == "peer does not speak MPTCP"
     fallback = [e for e in run.events if e.kind == "fallback"]
@@ -254,6 +208,33 @@ async def test_fallback_to_plain_tcp_server(make_lab: Callable[..., Lab]) -> Non
     assert run.samples[-1].paths["wlan0"].bytes == pytest.approx(run.payload("wlan0", TCP_HEADERS), rel=0.03)
     assert run.summary.transfers[0].status == "fallback"
     assert run.summary.transfers[0].reason == "peer does not speak MPTCP"
+
+
+@pytest.mark.lab
+async def test_fallback_fails_and_is_reported_when_mptcp_is_required(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(rate_mbit={"wlan0": 20})
+    with lab.client.entered():
+        run = await sample_download(lab, lab.url(4_000_000, tcp=True), require_mptcp=True)
+    assert run.transfer.state == "failed" and "MPTCP" in (run.transfer.error or "")
+    assert kinds(run.events)[-2:] == ["fallback", "transfer_failed"]      # whoever saw the fallback first
+    assert run.samples[-1].transfers[0].status == "fallback"
+    assert not run.summary.transfers[0].ok and run.summary.transfers[0].error == run.transfer.error
+
+
+@pytest.mark.lab
+async def test_mptcp_disabled_on_the_host_gives_plain_tcp_with_the_reason(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(rate_mbit={"wlan0": 80})
+    lab.sysctl(lab.client, "net.mptcp.enabled", "0")
+    with lab.client.entered():
+        run = await sample_download(lab, lab.url(2_000_000))
+    assert run.transfer.state == "done" and run.host.enabled is False
+    final = run.samples[-1].transfers[0]
+    reason = run.transfer.mptcp_unavailable
+    assert reason and "disabled" in reason
+    assert (final.status, final.reason) == ("tcp", reason)
+    assert [e.detail for e in run.events if e.kind == "fallback"] == [f"plain TCP: {reason}"]
+    assert [(s.iface, s.join) for s in final.subflows] == [("wlan0", False)]
+    assert run.summary.transfers[0].path_bytes["wlan0"] == pytest.approx(run.payload("wlan0", TCP_HEADERS), rel=0.03)
 
 
 @pytest.mark.lab
