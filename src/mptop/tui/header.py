@@ -83,7 +83,9 @@ class HostBar(Widget):
         """Line 1: brand, as many host facts as fit, status on the right; the rest on line 2."""
         width, dim = self.size.width, muted(self.app)
         right = self._right()
-        brand = Text.assemble((" mptop ", Style(bold=True, reverse=True)))
+        variables = self.app.theme_variables
+        brand = Text.assemble((" mptop ", Style.parse(f"bold {variables.get('foreground', 'white')} "
+                                                      f"on {variables.get('primary', 'blue')}")))
         indent = brand.cell_len + 1
         lines = [brand + Text(" "), Text(" " * indent)]
         rooms = [width - indent - right.cell_len - 1, width - indent - 1]

@@ -6,7 +6,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -21,7 +21,7 @@ PANELS = (
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > Vertical {
+    HelpScreen > VerticalScroll {
         width: 84; max-width: 100%; height: auto; max-height: 100%;
         border: round $primary; border-title-color: $text-primary; border-title-style: bold;
         background: $surface; padding: 1 2;
@@ -47,7 +47,7 @@ class HelpScreen(ModalScreen[None]):
         panels.add_column()
         for name, description in PANELS:
             panels.add_row(name, description)
-        with Vertical() as box:
+        with VerticalScroll() as box:   # scrolls in small terminals
             box.border_title = "mptop — keys"
             yield Static(keys)
             yield Static(Text(""))
