@@ -183,6 +183,7 @@ async def test_no_color_is_respected(monkeypatch: pytest.MonkeyPatch) -> None:
         async with running(10.0) as (app, _):
             return app.export_screenshot()
 
+    monkeypatch.delenv("NO_COLOR", raising=False)
     assert any(len(set(c)) > 1 for c in colours(await shot()))           # colourful by default
     monkeypatch.setenv("NO_COLOR", "1")
     assert all(len(set(c)) == 1 for c in colours(await shot()))          # only greys with NO_COLOR

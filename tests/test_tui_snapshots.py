@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from make_dev_recording import make_records
 
 from mptop.core.model import Event, HostInfo, Record, Sample
@@ -24,6 +25,13 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # Synthetic (tests/make_dev_recording.py) until the integrator records the real demo into ASSETS.
 HANDOVER: list[Record] = make_records()
 FALLBACK: list[Record] = HANDOVER
+
+
+@pytest.fixture(autouse=True)
+def plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pictures must not depend on the caller's NO_COLOR or Textual filters."""
+    for name in ("NO_COLOR", "TEXTUAL_FILTERS", "TEXTUAL_COLOR_SYSTEM", "TEXTUAL_ANIMATIONS"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def _first_event(kinds: tuple[str, ...]) -> Event:
