@@ -194,6 +194,28 @@ async def test_wifi_outage_gives_one_stall_and_one_recovery(make_lab: Callable[.
 
 
 @pytest.mark.lab
+async def test_backup_path_is_flagged_and_its_silence_is_no_stall(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(rate_mbit=SHAPED)
+    marked: dict[str, float] = {}
+
+    def step(sample: Sample) -> None:
+        if not marked and sample.transfers[0].bytes > 2_000_000:
+            lab.set_backup("wwan0", True)       # the server's MP_PRIO: the client gets SUB_PRIORITY
+            marked["t"] = sample.t
+
+    with lab.client.entered():
+        run = await sample_download(lab, lab.url(SIZE), step)
+    assert run.transfer.state == "done" and marked
+    flags = [{s.iface: s.backup for s in x.transfers[0].subflows} for x in run.samples if x.t > marked["t"] + 1]
+    assert flags and all(f == {"wlan0": False, "wwan0": True} for f in flags)
+    after = [x for x in run.samples if x.t > marked["t"] and x.transfers[0].state == "running"]
+    quiet = after[next(i for i, x in enumerate(after) if x.paths["wwan0"].rate_bps == 0):]
+    assert all(x.paths["wwan0"].rate_bps == 0 and not x.paths["wwan0"].stalled for x in quiet)
+    assert quiet[-1].t - quiet[0].t >= 1.25                # silent for longer than a stall takes
+    assert "path_stalled" not in kinds(run.events)
+
+
+@pytest.mark.lab
 async def test_fallback_to_plain_tcp_server(make_lab: Callable[..., Lab]) -> None:
     lab = make_lab(rate_mbit={"wlan0": 80})
     with lab.client.entered():
