@@ -55,7 +55,7 @@ def scan_socket_owners(proc: str = "/proc") -> dict[int, int]:
 class SocketOwners:
     """A cache of :func:`scan_socket_owners`: rescans only when an inode shows up that it has not
     looked for yet, at most every ``min_interval`` seconds (a scan reads every fd link of the host,
-    milliseconds).  Names are looked up per pid on first use."""
+    milliseconds).  ``named`` holds every owner found so far (inode -> (pid, name))."""
 
     def __init__(self, min_interval: float = 2.0, proc: str = "/proc",
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -63,6 +63,7 @@ class SocketOwners:
         self.proc = proc
         self.clock = clock
         self.scans = 0
+        self.named: dict[int, Owner] = {}
         self._pids: dict[int, int] = {}           # inode -> pid, from the last scan
         self._names: dict[int, str | None] = {}   # pid -> name, since the last scan
         self._unowned: set[int] = set()           # wanted at the last scan, not found
@@ -85,12 +86,14 @@ class SocketOwners:
             name = names[pid]
             if name is not None:
                 out[inode] = (pid, name)
+        self.named.update(out)
         return out
 
     def rescan(self, wanted: Iterable[int] = ()) -> None:
         """Read every readable fd table again (forgets owners that went away)."""
         self._last_scan = self.clock()
         self.scans += 1
-        self._pids = scan_socket_owners(self.proc)
+        self._pids = pids = scan_socket_owners(self.proc)
         self._names = {}
-        self._unowned = {i for i in wanted if i not in self._pids}
+        self._unowned = {i for i in wanted if i not in pids}
+        self.named = {i: owner for i, owner in self.named.items() if pids.get(i) == owner[0]}
