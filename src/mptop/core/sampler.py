@@ -79,7 +79,6 @@ class Sampler:
         self._links = LinkWatch()
         self._ledger = SubflowLedger()
         self._tracks: dict[int, TransferTrack] = {}
-        self._last: dict[int, TransferSample] = {}
         self._synack_fallbacks = self._synack_counter()
 
     # -- inputs --------------------------------------------------------------------------------
@@ -134,8 +133,7 @@ class Sampler:
     def all_finished(self) -> bool:
         """Every transfer finished and had its final read (False while there is none)."""
         transfers = self.transfers()
-        return bool(transfers) and all(self._tracks.get(tr.id) and self._tracks[tr.id].finished
-                                       for tr in transfers)
+        return bool(transfers) and all(tr.id in self._tracks and self._tracks[tr.id].finished for tr in transfers)
 
     # -- one poll ------------------------------------------------------------------------------
     def poll(self) -> tuple[Sample, list[Event]]:
@@ -162,8 +160,8 @@ class Sampler:
         track = self._tracks.get(tr.id)
         if track is None:
             track = self._tracks[tr.id] = TransferTrack(tr.id)
-        if track.finished:
-            return self._last[tr.id]
+        if track.last is not None:
+            return track.last                   # finished, final read done
         finishing = tr.state in FINISHED       # this poll is the final read
         running = tr.state == "running"
         readings = [(i, sock, _read(sock)) for i, sock in enumerate(tr.sockets)]
@@ -177,12 +175,14 @@ class Sampler:
         # PM events before this transfer's subflows are accounted: an event's own time and its
         # backup flag win over what the poll would infer (the ledger keeps one event per subflow).
         self._router.dispatch(ctx, self._tracks)
-        kernel_goodput = False
+        goodputs: list[float] = []            # bytes/s of each socket read now that has a kernel counter
         subflows = []
         for index, sock, reading in readings:
             if reading is None:
                 continue
-            kernel_goodput |= account_goodput(ctx.t, track.socket_track(index), reading)
+            sock_track = track.socket_track(index)
+            if account_goodput(ctx.t, sock_track, reading):
+                goodputs.append(sock_track.goodput.rate)
             sfs = reading.subflows
             if not sfs and reading.tcp is not None:
                 plain = plain_subflow(sock, reading)
@@ -190,7 +190,7 @@ class Sampler:
             subflows += account_socket(ctx, track, index, sfs, running)
         self._update_status(ctx, tr, track, live)
         track.app_bytes.update(ctx.t, tr.bytes_done)   # the rate when the kernel has no byte counters
-        rate = (sum(s.goodput.rate for s in track.sockets.values()) if kernel_goodput else track.app_bytes.rate)
+        rate = sum(goodputs) if goodputs else track.app_bytes.rate
         smoothed = track.smoothed.update(ctx.t, rate)
         sample = TransferSample(
             id=tr.id, url=tr.url, bytes=tr.bytes_done, total=tr.total, rate_bps=rate * 8,
@@ -247,11 +247,9 @@ class Sampler:
         kind = "transfer_done" if tr.state == "done" else "transfer_failed"
         ctx.events.append(Event(ctx.t, kind, None, tr.id, describe_transfer(tr.state, tr.bytes_done, took, tr.error)))
         tr.release_sockets()
-        track.finished = True
         self._ledger.forget(tr.id)
         self._router.forget(tr.id)
-        self._last[tr.id] = replace(sample, rate_bps=0.0, eta_s=None,
-                                    subflows=[replace(s, rate_bps=0.0) for s in sample.subflows])
+        track.last = replace(sample, rate_bps=0.0, eta_s=None, subflows=[replace(s, rate_bps=0.0) for s in sample.subflows])
 
     # -- records for views ---------------------------------------------------------------------
     def host_info(self) -> HostInfo:

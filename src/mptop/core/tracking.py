@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from mptop.core.events import SubflowLedger, describe_subflow
-from mptop.core.model import Event, Status, SubflowSample
+from mptop.core.model import Event, Status, SubflowSample, TransferSample
 from mptop.core.paths import InterfaceMap, PathBook
 from mptop.core.rates import CounterRate, Ewma
 from mptop.kernel.types import Address, SocketReading, SocketStatus, SubflowReading
@@ -100,7 +100,11 @@ class TransferTrack:
     status: Status = "connecting"
     reason: str | None = None
     reported: Status | None = None       # the fallback/tcp status a `fallback` event was sent for
-    finished: bool = False
+    last: TransferSample | None = None   # set once finished: the frozen sample after the final read
+
+    @property
+    def finished(self) -> bool:
+        return self.last is not None
 
     def socket_track(self, index: int) -> SocketTrack:
         return self.sockets.setdefault(index, SocketTrack())
