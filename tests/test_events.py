@@ -142,6 +142,7 @@ def test_pm_router_waits_for_the_token_then_dedupes_with_polls() -> None:
     assert second.events == [Event(0.10, "subflow_up", "wwan0", 3,
                                    "Cellular subflow (backup) up: 198.51.100.2:4000 → 198.51.100.1:80")]
     assert track.backup == {("198.51.100.2:4000", "198.51.100.1:80"): True}
+    assert track.born == {("198.51.100.2:4000", "198.51.100.1:80"): 0.10}     # for the subflow's age
     assert ledger.up((3, "198.51.100.2:4000", "198.51.100.1:80")) is False   # a poll sees it later: no dup
     router.received(0.6, PmEvent(PmEventKind.SUB_CLOSED, error=104, **join))
     router.received(0.6, PmEvent(PmEventKind.REMOVED, token=0xAB, remote_id=2))

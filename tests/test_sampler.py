@@ -148,6 +148,8 @@ async def test_shaped_two_path_download_shares_bytes_and_subflows(make_lab: Call
 
     # Exactly one subflow_up per subflow, none down, the server's ADD_ADDR seen, and the end.
     assert sorted(e.iface for e in events if e.kind == "subflow_up") == ["wlan0", "wwan0"]
+    up_at = {e.iface: e.t for e in events if e.kind == "subflow_up"}
+    assert all(s.age_s == pytest.approx(final.t - up_at[s.iface]) for s in t.subflows)
     assert "subflow_down" not in kinds(events) and "path_stalled" not in kinds(events)
     assert "address_announced" in kinds(events)
     assert kinds(events)[-1] == "transfer_done"

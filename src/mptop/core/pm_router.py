@@ -68,6 +68,8 @@ def _apply(ctx: PollContext, t: float, ev: PmEvent, track: TransferTrack) -> Non
     key = (track.id, local, remote)
     iface = ctx.interfaces.iface_for(ev.saddr)
     label = label_for(iface, ctx.paths.labels)
+    if ev.kind in _UP:
+        track.born[(local, remote)] = t
     if ev.kind in _UP and ctx.ledger.up(key):
         backup = track.backup.get((local, remote), False)
         ctx.events.append(Event(t, "subflow_up", iface, track.id, describe_subflow(label, local, remote, True, backup)))

@@ -94,7 +94,8 @@ class TransferTrack:
     sockets: dict[int, SocketTrack] = field(default_factory=dict)
     closed: deque[SubflowSample] = field(default_factory=lambda: deque(maxlen=CLOSED_KEPT))
     path_bytes: dict[str, int] = field(default_factory=dict)
-    backup: dict[tuple[str, str], bool] = field(default_factory=dict)   # (local, remote) → flag
+    backup: dict[tuple[str, str], bool] = field(default_factory=dict)   # (local, remote) → flag, from PM
+    born: dict[tuple[str, str], float] = field(default_factory=dict)    # (local, remote) → PM "up" time
     app_bytes: CounterRate = field(default_factory=CounterRate)
     smoothed: Ewma = field(default_factory=lambda: Ewma(tau_s=2.0))
     status: Status = "connecting"
@@ -151,7 +152,8 @@ def _open(ctx: PollContext, track: TransferTrack, sock: SocketTrack, sf: Subflow
     local, remote = key
     iface = ctx.interfaces.iface_for(sf.local[0])
     label = ctx.paths.path(iface).label
-    st = sock.subflows[key] = SubflowTrack(local, remote, iface, label, join=key != sock.initial, first_seen=ctx.t)
+    born = min(track.born.get(key, ctx.t), ctx.t)
+    st = sock.subflows[key] = SubflowTrack(local, remote, iface, label, join=key != sock.initial, first_seen=born)
     if ctx.ledger.up((track.id, local, remote)):
         backup = track.backup.get(key, False)
         ctx.events.append(Event(ctx.t, "subflow_up", iface, track.id,
