@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from make_dev_recording import make_records
 
 from mptop.core.model import Event, HostInfo, Record, Sample
 from mptop.core.recording import read_recording
@@ -22,9 +21,9 @@ from mptop.tui.app import MptopApp
 from mptop.tui.toplist import TopList
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-# Synthetic (tests/make_dev_recording.py) until the integrator records the real demo into ASSETS.
-HANDOVER: list[Record] = make_records()
-FALLBACK: list[Record] = HANDOVER
+# Real `mptop demo` recordings (see the module docstring for how they were made).
+HANDOVER: list[Record] = read_recording(ASSETS / "handover.ndjson")
+FALLBACK: list[Record] = read_recording(ASSETS / "fallback.ndjson")
 
 
 @pytest.fixture(autouse=True)
