@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mptop.core.model import Event, HostInfo, Record, Sample
+from mptop.core import moments
+from mptop.core.model import HostInfo, Record, Sample
 from mptop.core.recording import read_recording
 from mptop.tui.app import MptopApp
 from mptop.tui.toplist import TopList
@@ -33,38 +34,23 @@ def plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def _first_event(kinds: tuple[str, ...]) -> Event:
-    return next(r for r in HANDOVER if isinstance(r, Event) and r.kind in kinds)
-
-
-def _samples() -> list[Sample]:
-    return [r for r in HANDOVER if isinstance(r, Sample)]
-
-
 def sharing_point() -> float:
-    """The last sample before the first outage in which every path carries at least 15 %."""
-    outage = _first_event(("link_down", "path_stalled")).t
-    return max(s.t for s in _samples()
-               if s.t < outage and len(s.paths) >= 2 and all(p.share >= 0.15 for p in s.paths.values()))
+    return moments.sharing(HANDOVER)
 
 
 def stalled_point() -> float:
-    stall = _first_event(("path_stalled",)).t
-    return next(s.t for s in _samples() if s.t >= stall + 1.5)
+    return moments.stalled(HANDOVER)
 
 
 def fallback_point() -> float:
-    return next(r.t for r in FALLBACK if isinstance(r, Sample)
-                and any(t.status == "fallback" and t.state == "running" and t.rate_bps > 0 for t in r.transfers))
+    return moments.fallback(FALLBACK)
 
 
 def at(t: float, select: Callable[[Sample], int] | None = None, recording: list[Record] = HANDOVER):  # type: ignore[no-untyped-def]
     """A ``run_before`` that feeds ``recording`` up to ``t`` and optionally highlights a transfer."""
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
         last = None
-        for record in recording:
-            if getattr(record, "t", 0.0) > t:
-                break
+        for record in moments.until(recording, t):
             if isinstance(record, Sample):
                 last = record
             pilot.app.feed(record)
