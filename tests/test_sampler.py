@@ -107,6 +107,17 @@ async def sample_download(lab: Lab, url: str, step: Step | None = None, require_
     return Run(sampler, host, transfer, samples, events, summary, rx)
 
 
+def assert_closed_path_bytes(run: Run, iface: str, nbytes: int) -> None:
+    """Bytes of a path whose subflow closed mid-transfer, against what its interface received.
+
+    The interface also counted what the subflow got after the last poll that still listed it,
+    and what sat in the lab's tbf (50 ms + a 64 KiB burst) when it closed: up to ``unseen``.
+    """
+    rate = SHAPED[iface] * 1e6 / 8
+    unseen = rate * 0.25 + rate * 0.05 + 64 * 1024
+    assert run.payload(iface) * 0.97 - unseen <= nbytes <= run.payload(iface) * 1.03
+
+
 def kinds(events: list[Event], iface: str | None = None) -> list[str]:
     return [e.kind for e in events if iface is None or e.iface == iface]
 
@@ -290,11 +301,36 @@ async def test_reset_subflow_goes_down_and_keeps_its_bytes(make_lab: Callable[..
     assert [(s.iface, s.rate_bps) for s in closed] == [(reset, 0.0)]
     assert closed[0].bytes_received == final.paths[reset].bytes
     assert final.paths[other].bytes == pytest.approx(run.payload(other), rel=0.03)
-    # The interface also counts what the subflow received after the last poll that still listed
-    # it, and what was queued in the lab's tbf (50 ms + a 64 KiB burst) when it was reset.
-    rate = SHAPED[reset] * 1e6 / 8
-    unseen = rate * 0.25 + rate * 0.05 + 64 * 1024
-    assert run.payload(reset) * 0.97 - unseen <= final.paths[reset].bytes <= run.payload(reset) * 1.03
+    assert_closed_path_bytes(run, reset, final.paths[reset].bytes)
+
+
+@pytest.mark.lab
+async def test_address_removed_then_announced_again_churns_the_subflow(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(rate_mbit=SHAPED)
+    steps: dict[str, float] = {}
+
+    def step(sample: Sample) -> None:
+        if "removed" not in steps and sample.transfers[0].bytes > 1_500_000:
+            lab.delete_endpoint("wwan0")        # the server's signal endpoint: RM_ADDR to the client
+            steps["removed"] = sample.t
+        elif "removed" in steps and "added" not in steps and sample.t > steps["removed"] + 1.0:
+            lab.add_endpoint("wwan0")           # ADD_ADDR again: a new join on the cellular path
+            steps["added"] = sample.t
+
+    with lab.client.entered():
+        run = await sample_download(lab, lab.url(SIZE), step)
+    assert run.transfer.state == "done" and "added" in steps
+    assert [k for k in kinds(run.events) if k.startswith("address")] == \
+        ["address_announced", "address_removed", "address_announced"]
+    assert kinds(run.events, "wwan0") == ["subflow_up", "subflow_down", "subflow_up"]
+    final = run.samples[-1]
+    cellular = [s for s in final.transfers[0].subflows if s.iface == "wwan0"]
+    assert [(s.closed, s.join) for s in cellular] == [(False, True), (True, True)]
+    assert cellular[0].local != cellular[1].local
+    # The path keeps both subflows' bytes; the second one carried data of its own.
+    assert final.paths["wwan0"].bytes == cellular[0].bytes_received + cellular[1].bytes_received
+    assert cellular[0].bytes_received > 0 and final.paths["wwan0"].subflows == 1
+    assert_closed_path_bytes(run, "wwan0", final.paths["wwan0"].bytes)
 
 
 def _sample(t: float, rates: dict[str, float], transfer_rate: float, state: str = "running") -> Sample:
