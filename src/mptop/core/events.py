@@ -102,9 +102,6 @@ class SubflowLedger:
         self._state[key] = False
         return True
 
-    def is_up(self, key: Hashable) -> bool:
-        return self._state.get(key) is True
-
     def forget(self, belongs: object) -> None:
         """Drop the keys whose first element is ``belongs`` (a finished transfer's id)."""
         for key in [k for k in self._state if isinstance(k, tuple) and k and k[0] == belongs]:

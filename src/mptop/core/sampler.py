@@ -45,7 +45,7 @@ from mptop.core.pm_router import PmRouter
 from mptop.core.polling import PmFeed, rearming
 from mptop.core.rates import eta_seconds
 from mptop.core.tracking import (
-    PollContext, TransferLike, TransferTrack, account_goodput, account_socket, plain_subflow, socket_status,
+    PollContext, TransferLike, TransferTrack, account_goodput, account_socket, plain_subflow, status_of,
 )
 from mptop.kernel import host
 from mptop.kernel.pm import get_limits
@@ -213,7 +213,7 @@ class Sampler:
             return                              # nothing readable yet: keep what we had
         else:
             index, reading = live
-            status = socket_status(reading)
+            status = status_of(reading)
             if reading.status is SocketStatus.FALLBACK:
                 reason = track.reason if track.status == "fallback" else self._fallback_reason(track, index)
             elif status == "mptcp" and not (reading.info and reading.info.remote_key_received):

@@ -219,5 +219,5 @@ def account_goodput(t: float, sock: SocketTrack, reading: SocketReading) -> bool
     return True
 
 
-def socket_status(reading: SocketReading) -> Status:
+def status_of(reading: SocketReading) -> Status:
     return {SocketStatus.MPTCP: "mptcp", SocketStatus.FALLBACK: "fallback", SocketStatus.TCP: "tcp"}[reading.status]
