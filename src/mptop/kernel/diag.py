@@ -25,6 +25,7 @@ import errno
 import os
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import replace
 
 from mptop.kernel.diag_decode import (
@@ -122,11 +123,7 @@ class DiagReader:
         """Every MPTCP connection of the namespace with its subflows (in dump order) and owner."""
         decoder = self._decoder
         decoder.begin(self.owners.named if self.owners is not None else None)
-        families = (socket.AF_INET, socket.AF_INET6) if self._ipv6.any() else (socket.AF_INET,)
-        # Subflows first: each connection is then built complete as its record arrives.
-        jobs = [self._job(family, socket.IPPROTO_TCP, TCP_DUMP_STATES) for family in families]
-        jobs += [self._job(family, IPPROTO_MPTCP, self._msk_states) for family in families]
-        self._run(jobs)
+        self._run(self._jobs(), decoder.feed)
         unnamed = decoder.unnamed
         conns = decoder.finish()
         if unnamed and self.owners is not None:     # new sockets: maybe a (rate-limited) /proc scan
@@ -137,6 +134,25 @@ class DiagReader:
                     conns[i] = replace(conns[i], pid=owner[0], process=owner[1])
         return conns
 
+    def capture(self) -> list[tuple[int, bytes]]:
+        """The raw datagrams of one poll as ``(protocol, bytes)``: for tests and bug reports
+        (``DiagDecoder().decode(...)`` turns them into connections)."""
+        out: list[tuple[int, bytes]] = []
+        scratch = DiagDecoder(fast=False)
+
+        def keep(buf: bytearray, n: int, seq: int, protocol: int) -> bool:
+            out.append((protocol, bytes(buf[:n])))
+            return scratch.feed(buf, n, seq, protocol)
+
+        self._run(self._jobs(), keep)
+        return out
+
+    def _jobs(self) -> list[Job]:
+        """This poll's dumps: subflows first, so each connection is complete when its record arrives."""
+        families = (socket.AF_INET, socket.AF_INET6) if self._ipv6.any() else (socket.AF_INET,)
+        jobs = [self._job(family, socket.IPPROTO_TCP, TCP_DUMP_STATES) for family in families]
+        return jobs + [self._job(family, IPPROTO_MPTCP, self._msk_states) for family in families]
+
     def _job(self, family: int, protocol: int, states: int) -> Job:
         self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
         attr = _REQ_PROTO.pack(_REQ_PROTO.size, INET_DIAG_REQ_PROTOCOL, protocol) if protocol > 0xFF else b""
@@ -146,9 +162,9 @@ class DiagReader:
                             family, protocol if protocol <= 0xFF else 0, 1 << (INET_DIAG_INFO - 1), states) + attr
         return request, seq, protocol
 
-    def _run(self, jobs: list[Job]) -> None:
-        """The dumps in this thread, one datagram at a time into the 1 MiB buffer."""
-        buf, feed = self._buf, self._decoder.feed
+    def _run(self, jobs: list[Job], feed: Callable[[bytearray, int, int, int], bool]) -> None:
+        """The dumps, one datagram at a time into the 1 MiB buffer, each handed to ``feed``."""
+        buf = self._buf
         for request, seq, protocol in jobs:
             try:
                 self._start(request)

@@ -224,7 +224,8 @@ class DiagDecoder:
     names the connections; ``unnamed`` lists the positions of those it could not name.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, fast: bool = True) -> None:
+        self.fast = fast           # False: walk every record, decode with mptop.kernel.structs
         self._msk_shapes: dict[int, list[_Shape]] = {}
         self._tcp_shapes: dict[int, list[_Shape]] = {}
         self._prev_msks: dict[int, tuple[tuple[Any, ...], Address, Address]] = {}
@@ -271,6 +272,14 @@ class DiagDecoder:
         if code > 0:
             raise OSError(code, f"sock_diag dump: {os.strerror(code)}")
         return kind == NLMSG_DONE
+
+    def decode(self, datagrams: Iterable[tuple[int, bytes]],
+               owners: Mapping[int, tuple[int, str]] | None = None) -> list[DiagConnection]:
+        """One poll from recorded ``(protocol, datagram)`` pairs (see ``DiagReader.capture``)."""
+        self.begin(owners)
+        for protocol, data in datagrams:
+            self.feed(data, len(data), None, protocol)
+        return self.finish()
 
     def finish(self) -> list[DiagConnection]:
         """This poll's connections; its objects become the previous ones."""
@@ -334,8 +343,8 @@ class DiagDecoder:
         """Walk a record of a new shape; compile it, or decode it the slow way (returns None)."""
         rec = _Record(buf, off, length, nested=True)
         if not rec.is_subflow:
-            return self._learn(self._tcp_shapes, _Shape(length, rec, off, []))
-        if rec.info is not None and rec.info[1] >= structs.TCP_INFO_SIZE and rec.sub_complete():
+            return self._learn(self._tcp_shapes, _Shape(length, rec, off, [])) if self.fast else None
+        if self.fast and rec.info is not None and rec.info[1] >= structs.TCP_INFO_SIZE and rec.sub_complete():
             wanted = [(rec.info[0], _TCP_INFO_FMT)] + [(rec.sub[k][0], f) for k, f in SUBFLOW_ATTRS.items()]
             shape = _Shape(length, rec, off, wanted)
             info, *sub = shape.starts
@@ -390,7 +399,7 @@ class DiagDecoder:
 
     def _msk_shape(self, buf: Any, off: int, length: int) -> _Shape | None:
         rec = _Record(buf, off, length, nested=False)
-        if rec.info is not None and rec.info[1] >= structs.MPTCP_INFO_SIZE:
+        if self.fast and rec.info is not None and rec.info[1] >= structs.MPTCP_INFO_SIZE:
             shape = _Shape(length, rec, off, [(rec.info[0], _MPTCP_INFO_FMT)])
             first = shape.starts[0]   # MptcpInfo's values, in field order: one slice
             shape.info = slice(first, first + len(fields(MptcpInfo)))
