@@ -199,13 +199,16 @@ class DiagReader:
 
 
 def _mapped(e: OSError, protocol: int) -> OSError:
-    """An MPTCP dump's errors in plain words (old kernel, no diag module); others unchanged."""
-    reasons = {
-        errno.EINVAL: "kernel too old to dump MPTCP sockets (no INET_DIAG_REQ_PROTOCOL)",
-        errno.ENOENT: "kernel built without MPTCP socket diagnostics (CONFIG_INET_MPTCP_DIAG)",
-        errno.EOPNOTSUPP: "kernel cannot dump MPTCP sockets",
-    }
-    reason = reasons.get(e.errno or 0) if protocol == IPPROTO_MPTCP else None
+    """A dump's errors in plain words (old kernel, diag module missing); others unchanged."""
+    if protocol == IPPROTO_MPTCP:
+        reasons = {
+            errno.EINVAL: "kernel too old to dump MPTCP sockets (no INET_DIAG_REQ_PROTOCOL)",
+            errno.ENOENT: "kernel built without MPTCP socket diagnostics (CONFIG_INET_MPTCP_DIAG)",
+            errno.EOPNOTSUPP: "kernel cannot dump MPTCP sockets",
+        }
+    else:
+        reasons = {errno.ENOENT: "kernel built without TCP socket diagnostics (CONFIG_INET_TCP_DIAG)"}
+    reason = reasons.get(e.errno or 0)
     return MptcpDiagUnavailable(e.errno or 0, reason) if reason else e
 
 
