@@ -193,7 +193,7 @@ class Sampler:
         rate = sum(goodputs) if goodputs else track.app_bytes.rate
         smoothed = track.smoothed.update(ctx.t, rate)
         sample = TransferSample(
-            id=tr.id, url=tr.url, bytes=tr.bytes_done, total=tr.total, rate_bps=rate * 8,
+            id=tr.id, url=tr.url, bytes=tr.bytes_done, total=tr.total, rate_bps=track.shown.update(ctx.t, rate) * 8,
             status=track.status, reason=track.reason, subflows=subflows + list(track.closed),
             eta_s=None if finishing else eta_seconds(tr.bytes_done, tr.total, smoothed),
             state=tr.state,  # type: ignore[arg-type]
