@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         cmd = importlib.import_module(f"mptop.commands.{module}")
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, prog=f"mptop {name}")
         cmd.add_arguments(p)
         p.set_defaults(_module=cmd)
     return parser
