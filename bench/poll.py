@@ -11,6 +11,7 @@ For each count it measures, interleaved round by round (medians):
 
 * ``mptop``: ``DiagReader.connections()`` on a long-lived reader (the way ``mptop watch`` polls):
   MPTCP + TCP/ULP dumps, decoded into typed connections with subflows joined, owners named;
+* ``dumps``: ``DiagReader.capture()``, the same dumps copied out undecoded: the kernel's share;
 * ``one-shot``: ``dump_connections()``, a fresh reader per poll (socket, shapes, /proc scan);
 * ``ss``: ``ss -tiMn`` as a subprocess inside the client namespace, output read, not parsed;
 * ``own``: ``kernel.sockopt.read_socket`` on every client socket (µs per connection).
@@ -65,6 +66,7 @@ class Row:
     conns: int
     mptop_ms: float
     mptop_cpu_ms: float
+    dumps_ms: float
     oneshot_ms: float
     ss_ms: float
     own_us_per_conn: float | None
@@ -115,12 +117,13 @@ def run_ss() -> int:
 
 
 def measure(reader: DiagReader, clients: list[socket.socket], rounds: int) -> Row:
-    wall, cpu, oneshot, ss, own = [], [], [], [], []
+    wall, cpu, dumps, oneshot, ss, own = [], [], [], [], [], []
     ss_bytes = 0
     for _ in range(rounds):             # interleaved, so load changes hit every column alike
         w, c = timed(reader.connections)
         wall.append(w)
         cpu.append(c)
+        dumps.append(timed(reader.capture)[0])
         oneshot.append(timed(dump_connections)[0])
         t0 = time.perf_counter()
         ss_bytes = run_ss()
@@ -128,7 +131,8 @@ def measure(reader: DiagReader, clients: list[socket.socket], rounds: int) -> Ro
         if read_socket is not None:
             own.append(timed(lambda: [read_socket(s) for s in clients])[0] * 1e3 / len(clients))
     med = statistics.median
-    return Row(len(clients), med(wall), med(cpu), med(oneshot), med(ss), med(own) if own else None, ss_bytes)
+    return Row(len(clients), med(wall), med(cpu), med(dumps), med(oneshot), med(ss), med(own) if own else None,
+               ss_bytes)
 
 
 def check_view(reader: DiagReader, count: int) -> str:
@@ -177,12 +181,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(rows: list[Row]) -> None:
-    print(f"\n{'conns':>6} {'mptop ms':>9} {'(cpu ms)':>9} {'one-shot':>9} {'ss -tiMn':>9} {'ss/mptop':>9} "
-          f"{'own µs/conn':>12}")
+    print(f"\n{'conns':>6} {'mptop ms':>9} {'(cpu ms)':>9} {'dumps ms':>9} {'one-shot':>9} {'ss -tiMn':>9} "
+          f"{'ss/mptop':>9} {'own µs/conn':>12}")
     for r in rows:
         own = "n/a" if r.own_us_per_conn is None else f"{r.own_us_per_conn:.2f}"
-        print(f"{r.conns:>6} {r.mptop_ms:>9.2f} {r.mptop_cpu_ms:>9.2f} {r.oneshot_ms:>9.2f} {r.ss_ms:>9.2f} "
-              f"{r.ss_ms / r.mptop_ms:>9.2f} {own:>12}")
+        print(f"{r.conns:>6} {r.mptop_ms:>9.2f} {r.mptop_cpu_ms:>9.2f} {r.dumps_ms:>9.2f} {r.oneshot_ms:>9.2f} "
+              f"{r.ss_ms:>9.2f} {r.ss_ms / r.mptop_ms:>9.2f} {own:>12}")
     last = rows[-1]
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"RESULT conns={last.conns} mptop_ms={last.mptop_ms:.2f} ss_ms={last.ss_ms:.2f} "
