@@ -87,6 +87,15 @@ def open_record(path: str | None, stack: ExitStack) -> Sink | None | int:
     return write
 
 
+def open_run(args: argparse.Namespace, stack: ExitStack) -> tuple[Sink | None, Session] | int:
+    """The recording sink (or None) and the session for these arguments, or an exit code after one line."""
+    record = open_record(args.record, stack)
+    if isinstance(record, int):
+        return record
+    session = make_session(args)
+    return session if isinstance(session, int) else (record, session)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.json and args.output == "-":
         return usage_error("--json writes NDJSON to stdout: choose another -o than -")
@@ -95,12 +104,10 @@ def run(args: argparse.Namespace) -> int:
 
         return run_downloads(args)
     with ExitStack() as stack:
-        record = open_record(args.record, stack)
-        if isinstance(record, int):
-            return record
-        session = make_session(args)
-        if isinstance(session, int):
-            return session
+        opened = open_run(args, stack)
+        if isinstance(opened, int):
+            return opened
+        record, session = opened
         view_sink: Sink | None = None
         close: Callable[[Summary | None], None] = lambda summary: None
         if args.json:

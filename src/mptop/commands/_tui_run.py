@@ -8,7 +8,7 @@ from contextlib import ExitStack
 
 from textual.binding import Binding
 
-from mptop.commands._get_run import fan_out, make_session, open_record, report_failures
+from mptop.commands._get_run import fan_out, open_run, report_failures
 from mptop.core.model import Summary, TransferSummary
 from mptop.core.session import Session, Sink
 from mptop.demo.player import CELLULAR, WIFI, ScenarioPlayer
@@ -17,12 +17,10 @@ from mptop.tui.app import MptopApp
 
 def run_downloads(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
-        record = open_record(args.record, stack)
-        if isinstance(record, int):
-            return record
-        session = make_session(args)
-        if isinstance(session, int):
-            return session
+        opened = open_run(args, stack)
+        if isinstance(opened, int):
+            return opened
+        record, session = opened
         done: list[Summary] = []
 
         async def runner(feed: Sink) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mptop.commands.get import positive_float
+from mptop.commands.options import positive_float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

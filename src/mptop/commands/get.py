@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mptop.commands.options import positive_float
+
 
 def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by `mptop get` and `mptop URL…` (the TUI)."""
@@ -32,16 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_transfer_arguments(parser)
     parser.add_argument("--json", action="store_true", help="NDJSON samples, events and a summary on stdout")
     parser.add_argument("--tui", action="store_true", help=argparse.SUPPRESS)
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

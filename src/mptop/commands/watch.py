@@ -9,7 +9,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from mptop.commands.get import positive_float   # the same option type as `mptop get --interval`
+from mptop.commands.options import port, positive_float, positive_int
 
 if TYPE_CHECKING:
     from mptop.core.watch import WatchSampler
@@ -18,31 +18,14 @@ if TYPE_CHECKING:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="NDJSON on stdout: a host record, then samples and events")
-    parser.add_argument("--count", type=_positive_int, metavar="N", help="stop after N samples")
+    parser.add_argument("--count", type=positive_int, metavar="N", help="stop after N samples")
     parser.add_argument("--interval", type=positive_float, default=1.0, metavar="S",
                         help="sampling interval in seconds (default 1)")
     parser.add_argument("--process", metavar="NAME",
                         help="only connections of this process (name, shell pattern such as 'fire*', or pid)")
-    parser.add_argument("--port", type=_port, metavar="N", help="only connections with this local or remote port")
+    parser.add_argument("--port", type=port, metavar="N", help="only connections with this local or remote port")
     parser.add_argument("--label", action="append", default=[], metavar="IFACE=NAME",
                         help="name a path, e.g. --label eth1=Starlink (repeatable)")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {text!r}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
