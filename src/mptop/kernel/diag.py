@@ -25,7 +25,7 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from mptop.kernel.diag_decode import (
@@ -89,10 +89,11 @@ Job = tuple[bytes, int, int]          # (request, seq, protocol) of one dump
 class _Framing(DiagDecoder):
     """Only the netlink framing (where a dump ends, its errors): records are not decoded."""
 
-    def _tcp_record(self, buf: object, off: int, length: int) -> None:
-        pass
+    def _tcp_records(self, buf: object, records: Iterable[tuple[int, int]]) -> None:
+        for _ in records:
+            pass
 
-    _msk_record = _tcp_record
+    _msk_records = _tcp_records
 
 
 class DiagReader:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import fields
 from operator import itemgetter
 from typing import Any
@@ -246,7 +246,16 @@ class DiagDecoder:
 
         Messages of another ``seq`` are skipped (``None``: take all).  A netlink error raises OSError.
         """
-        record = self._msk_record if protocol == IPPROTO_MPTCP else self._tcp_record
+        self._done = False
+        records = self._records(buf, n, seq)
+        if protocol == IPPROTO_MPTCP:
+            self._msk_records(buf, records)
+        else:
+            self._tcp_records(buf, records)
+        return self._done
+
+    def _records(self, buf: Any, n: int, seq: int | None) -> Iterator[tuple[int, int]]:
+        """(offset, length) of each sock_diag record in ``buf[:n]``; handles the control messages."""
         unpack, off = NLMSG_HEADER.unpack_from, 0
         while off < n:
             if n - off < 16:
@@ -256,12 +265,11 @@ class DiagDecoder:
                 raise KernelParseError(f"netlink message length {length} out of range ({n - off} bytes left)")
             if mseq == seq or seq is None:
                 if kind == SOCK_DIAG_BY_FAMILY:
-                    record(buf, off, length)
-                elif kind == NLMSG_DONE or kind == NLMSG_ERROR:
-                    if self._control(buf, off, length, kind):
-                        return True
+                    yield off, length
+                elif (kind == NLMSG_DONE or kind == NLMSG_ERROR) and self._control(buf, off, length, kind):
+                    self._done = True
+                    return
             off += (length + 3) & ~3
-        return False
 
     @staticmethod
     def _control(buf: Any, off: int, length: int, kind: int) -> bool:
@@ -304,21 +312,23 @@ class DiagDecoder:
         return shape
 
     # -- subflows (TCP dump) -------------------------------------------------------------------
-    def _tcp_record(self, buf: Any, off: int, length: int) -> None:
-        shapes = self._tcp_shapes.get(length)
-        if shapes is not None:
-            first = shapes[0]
-            if first.fingerprint is not None:     # the common case: an unchanged, idle subflow
-                fingerprint = first.fingerprint(buf, off)
-                cookie = fingerprint[2]
-                prev = self._prev_subflows.get(cookie)
+    def _tcp_records(self, buf: Any, records: Iterable[tuple[int, int]]) -> None:
+        shapes_of, prev_of, current, by_token = self._tcp_shapes.get, self._prev_subflows.get, self._subflows, \
+            self._by_token
+        for off, length in records:
+            shapes = shapes_of(length)
+            if shapes is not None and shapes[0].fingerprint is not None:
+                first = shapes[0]                # the common case: an unchanged, idle subflow
+                fingerprint = first.fingerprint(buf, off)  # type: ignore[misc]
+                prev = prev_of(fingerprint[2])
                 if prev is not None and prev[1] == fingerprint and prev[0] is first:
-                    self._subflows[cookie] = prev
-                    self._add_subflow(prev[2])
-                    return
-            shape, values = self._match(shapes, buf, off)
-        else:
-            shape, values = None, ()
+                    current[fingerprint[2]] = prev
+                    by_token.setdefault(prev[2].token_local, []).append(prev[2])
+                    continue
+            self._tcp_record(buf, off, length, shapes)
+
+    def _tcp_record(self, buf: Any, off: int, length: int, shapes: list[_Shape] | None) -> None:
+        shape, values = self._match(shapes or (), buf, off)
         if shape is None:
             shape = self._tcp_shape(buf, off, length)
             if shape is None:
@@ -330,14 +340,7 @@ class DiagDecoder:
         subflow = _new_subflow((_ip(family, src), socket.ntohs(sport)), (_ip(family, dst), socket.ntohs(dport)),
                                v[0], v[1], v[2], _new_tcp_info(*v[8:]), v[3], v[4], v[5], v[6], v[7])
         self._subflows[values[_COOKIE]] = (shape, shape.fingerprint(buf, off), subflow)
-        self._add_subflow(subflow)
-
-    def _add_subflow(self, subflow: DiagSubflow) -> None:
-        subflows = self._by_token.get(subflow.token_local)
-        if subflows is None:
-            self._by_token[subflow.token_local] = [subflow]
-        else:
-            subflows.append(subflow)
+        self._by_token.setdefault(subflow.token_local, []).append(subflow)
 
     def _tcp_shape(self, buf: Any, off: int, length: int) -> _Shape | None:
         """Walk a record of a new shape; compile it, or decode it the slow way (returns None)."""
@@ -357,34 +360,42 @@ class DiagDecoder:
         h = _HDR.unpack_from(buf, off)
         tcp = structs.parse_tcp_info_from(buf, *rec.info) if rec.info else None
         token, *rest = (rec.sub_value(buf, k) for k in SUBFLOW_ATTRS)
-        self._add_subflow(DiagSubflow(*_endpoints(h), h[_IFINDEX], h[_INODE], h[_UID], tcp, token, *rest))
+        self._by_token.setdefault(token, []).append(
+            DiagSubflow(*_endpoints(h), h[_IFINDEX], h[_INODE], h[_UID], tcp, token, *rest))
         return None
 
     # -- connections (MPTCP dump) --------------------------------------------------------------
-    def _msk_record(self, buf: Any, off: int, length: int) -> None:
-        shapes = self._msk_shapes.get(length)
-        shape, values = self._match(shapes, buf, off) if shapes is not None else (None, ())
-        if shape is None:
-            shape = self._msk_shape(buf, off, length)
+    def _msk_records(self, buf: Any, records: Iterable[tuple[int, int]]) -> None:
+        shapes_of, prev_of, msks, by_token = self._msk_shapes.get, self._prev_msks.get, self._msks, self._by_token
+        owners, out = self._owners, self.connections
+        for off, length in records:
+            shape, values = None, ()
+            shapes = shapes_of(length)
+            if shapes is not None:
+                shape = shapes[0]
+                values = shape.unpack_from(buf, off)
+                if shape.check(values) != shape.expected:
+                    shape, values = self._match(shapes[1:], buf, off)
             if shape is None:
-                return
-            values = shape.unpack_from(buf, off)
-        # An idle connection's last_* ("ms ago") fields change between polls: its MptcpInfo is new
-        # every time; only its addresses are reused.
-        head = values[:_HDR_VALUES]
-        cookie = values[_COOKIE]
-        prev = self._prev_msks.get(cookie)
-        if prev is None or prev[0] != head:
-            prev = (head, *_endpoints(values))
-        self._msks[cookie] = prev
-        info = _new_mptcp_info(*values[shape.info])
-        subflows = self._by_token.get(info.token) if info.token else None
-        owner = self._owners.get(values[_INODE])
-        if owner is None:
-            self._add_connection(prev[1], prev[2], values[_STATE], values[_INODE], values[_UID], info)
-        else:
-            self.connections.append(_new_connection(prev[1], prev[2], values[_STATE], values[_INODE], values[_UID],
-                                                    info, tuple(subflows) if subflows else (), owner[0], owner[1]))
+                shape = self._msk_shape(buf, off, length)
+                if shape is None:
+                    continue
+                values = shape.unpack_from(buf, off)
+            # An idle connection's last_* ("ms ago") fields change between polls: its MptcpInfo is
+            # new every time; only its addresses are reused.
+            head, cookie, inode = values[:_HDR_VALUES], values[_COOKIE], values[_INODE]
+            prev = prev_of(cookie)
+            if prev is None or prev[0] != head:
+                prev = (head, *_endpoints(values))
+            msks[cookie] = prev
+            info = _new_mptcp_info(*values[shape.info])
+            owner = owners.get(inode)
+            if owner is None:
+                self._add_connection(prev[1], prev[2], values[_STATE], inode, values[_UID], info)
+                continue
+            subflows = by_token.get(info.token) if info.token else None
+            out.append(_new_connection(prev[1], prev[2], values[_STATE], inode, values[_UID], info,
+                                       tuple(subflows) if subflows else (), owner[0], owner[1]))
 
     def _add_connection(self, local: Address, remote: Address, state: int, inode: int, uid: int,
                         info: MptcpInfo | None) -> None:
