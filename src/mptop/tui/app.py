@@ -27,6 +27,7 @@ from textual.screen import Screen
 
 from mptop.core.model import Record
 from mptop.tui import format as fmt
+from mptop.tui.endpoints import EndpointsScreen
 from mptop.tui.help import HelpScreen
 from mptop.tui.screen import MainScreen, Mode
 from mptop.tui.sources import Pausable
@@ -68,6 +69,7 @@ class MptopApp(App[int]):
         Binding("u", "units", "Bits/bytes", tooltip="rates in bits or in bytes per second"),
         Binding("up", "select(-1)", "Select", key_display="↑↓", show=False),
         Binding("down", "select(1)", "Select", show=False),
+        Binding("e", "endpoints", "Endpoints", tooltip="MPTCP endpoints and limits: add, delete, backup, new subflow"),
         Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),
     ]
 
@@ -190,6 +192,10 @@ class MptopApp(App[int]):
 
     def action_select(self, delta: int) -> None:
         self.main.top.move(delta)
+
+    def action_endpoints(self) -> None:
+        if not isinstance(self.screen, EndpointsScreen):
+            self.push_screen(EndpointsScreen())
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
