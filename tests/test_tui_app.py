@@ -1,39 +1,60 @@
-"""The app driven by Textual's Pilot, fed from the synthetic dev recording."""
+"""The app driven by Textual's Pilot, fed real recordings from assets/ (made by assets/record.py).
+
+Moments are found by what happens in a recording (the first sample in which both transfers move
+data, the first stall), and what the screen should say is computed from that moment's records with
+the same formatting functions the views use.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
-from make_dev_recording import make_records
-
 from textual.binding import Binding
+from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 
-from mptop.core.model import Record, Sample
+from mptop.core import moments
+from mptop.core.model import Record, Sample, TransferSample
+from mptop.core.recording import read_recording
 from mptop.tui import format as fmt
 from mptop.tui.app import MptopApp
+from mptop.tui.eventlog import EventLog
 from mptop.tui.help import HelpScreen
+from mptop.tui.paths import PathsView
 from mptop.tui.subflows import SubflowsTable
 from mptop.tui.toplist import TopList
 
-RECORDS = make_records()
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# `mptop get` of an MPTCP download beside one from the server's plain-TCP port, Wi-Fi down for ~3 s
+TWO: list[Record] = read_recording(ASSETS / "two-transfers.ndjson")
+HANDOVER: list[Record] = read_recording(ASSETS / "handover.ndjson")     # `mptop demo`, 30 s
+FALLBACK: list[Record] = read_recording(ASSETS / "fallback.ndjson")     # `mptop demo --scenario fallback`, 8 s
 
 
-def until(t: float) -> list[Record]:
-    """The recording up to (and including) time ``t``."""
-    out: list[Record] = []
-    for record in RECORDS:
-        if getattr(record, "t", 0.0) > t:
-            break
-        out.append(record)
-    return out
+def status_of(sample: Sample, status: str) -> TransferSample:
+    return next(t for t in sample.transfers if t.status == status)
 
 
-def sample_at(t: float) -> Sample:
-    return next(r for r in RECORDS if isinstance(r, Sample) and r.t == t)
+def both_running(records: Sequence[Record] = TWO) -> Sample:
+    """The first sample in which every transfer is running and every one of their subflows moves data."""
+    return next(s for s in moments.samples(records)
+                if len(s.transfers) >= 2
+                and all(t.state == "running" and t.subflows and all(f.rate_bps > 0 for f in t.subflows)
+                        for t in s.transfers))
+
+
+def first_sample_from(t: float, records: Sequence[Record] = TWO) -> Sample:
+    return next(s for s in moments.samples(records) if s.t >= t)
+
+
+def after(start: float, end: float, records: Sequence[Record] = TWO) -> list[Record]:
+    """The records after time ``start`` up to and including ``end``."""
+    return moments.until(records, end)[len(moments.until(records, start)):]
 
 
 def screen_text(app: MptopApp) -> str:
@@ -46,93 +67,137 @@ def widget_text(widget: object) -> str:
     return "\n".join(line[region.x: region.right] for line in lines)
 
 
-async def test_pause_freezes_the_panels_while_records_keep_coming() -> None:
-    app = MptopApp(clock=False)
-    async with app.run_test(size=(100, 30)) as pilot:
-        for record in until(3.0):
-            app.feed(record)
-        await pilot.pause()
-        top = app.query_one(TopList)
-        rate3 = fmt.rate(sample_at(3.0).transfers[0].rate_bps)
-        assert rate3 in widget_text(top)
-        await pilot.press("p")
-        for record in until(10.0)[len(until(3.0)):]:
-            app.feed(record)
-        await pilot.pause()
-        assert app.state.now == 10.0                         # collected…
-        assert rate3 in widget_text(top)                     # …but not shown:
-        assert "#2" not in widget_text(top)                  # transfer 2 starts at 4 s
-        assert "display paused" in screen_text(app)
-        await pilot.press("u")                               # units switch the frozen frame
-        assert fmt.rate(sample_at(3.0).transfers[0].rate_bps, "bytes") in widget_text(top)
-        await pilot.press("u")
-        await pilot.press("p")
-        await pilot.pause()
-        assert fmt.rate(sample_at(10.0).transfers[0].rate_bps) in widget_text(top)
-        assert "#2 192.0.2.1:8080" in widget_text(top)
-        assert "display paused" not in screen_text(app)
+def without_scheme(url: str) -> str:
+    return url.split("://", 1)[-1]
 
 
-async def fed_app(pilot_app: MptopApp, t: float) -> None:
-    for record in until(t):
-        pilot_app.feed(record)
+async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Let the app run until ``condition`` holds (bounded: the machine is shared and busy)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await pilot.pause(0.05)
+
+
+async def feed(pilot: Pilot, records: Sequence[Record]) -> None:
+    """Hand the app ``records`` and let it ingest them all and draw."""
+    app = pilot.app
+    assert isinstance(app, MptopApp)
+    target = app.state.records + len(records)
+    for record in records:
+        app.feed(record)
+    await wait_for(pilot, lambda: app.state.records >= target)
+    await pilot.pause()
 
 
 @asynccontextmanager
-async def running(t: float | None = None, size: tuple[int, int] = (100, 30)) -> AsyncIterator[tuple[MptopApp, Pilot]]:
-    """A clockless app of ``size``, fed the recording up to ``t`` and settled."""
+async def running(t: float | None = None, size: tuple[int, int] = (100, 30),
+                  records: Sequence[Record] = TWO) -> AsyncIterator[tuple[MptopApp, Pilot]]:
+    """A clockless app of ``size``, fed ``records`` up to ``t`` and settled."""
     app = MptopApp(clock=False)
     async with app.run_test(size=size) as pilot:
         if t is not None:
-            await fed_app(app, t)
-            await pilot.pause()
+            await feed(pilot, moments.until(records, t))
         yield app, pilot
 
 
+async def test_pause_freezes_the_panels_while_records_keep_coming() -> None:
+    start = both_running()
+    stall = moments.first_event(TWO, "path_stalled")
+    later = first_sample_from(stall.t)
+    async with running(start.t) as (app, pilot):
+        panels = [app.query_one(kind) for kind in (TopList, PathsView, SubflowsTable, EventLog)]
+        top, events = panels[0], panels[-1]
+        shown = [widget_text(panel) for panel in panels]
+        assert fmt.rate(status_of(start, "mptcp").rate_bps) in shown[0]
+        assert "link down" not in shown[-1]
+        await pilot.press("p")
+        await feed(pilot, after(start.t, later.t))
+        assert app.state.now == later.t                                  # collected…
+        assert [widget_text(panel) for panel in panels] == shown         # …but not shown
+        assert "display paused" in screen_text(app)
+        await pilot.press("u")                                           # units switch the frozen frame
+        assert fmt.rate(status_of(start, "mptcp").rate_bps, "bytes") in widget_text(top)
+        await pilot.press("u")
+        await pilot.press("p")
+        await pilot.pause()
+        moved = status_of(later, "mptcp")
+        assert fmt.size(moved.bytes) not in shown[0] and fmt.size(moved.bytes) in widget_text(top)
+        wifi = app.state.label(stall.iface or "")
+        assert f"{wifi} link down" in widget_text(events)
+        assert "display paused" not in screen_text(app)
+
+
 async def test_u_switches_units_in_the_rendered_cells() -> None:
-    async with running(10.0) as (app, pilot):
+    point = both_running()
+    transfer = status_of(point, "mptcp")
+    assert len(transfer.subflows) >= 2
+    async with running(point.t) as (app, pilot):
         table = app.query_one(SubflowsTable)
-        wifi = sample_at(10.0).transfers[0].subflows[0]
-        assert fmt.rate(wifi.rate_bps, "bits") in widget_text(table)
+        for sub in transfer.subflows:
+            assert fmt.rate(sub.rate_bps, "bits") in widget_text(table)
         await pilot.press("u")
         text = widget_text(table)
-        assert fmt.rate(wifi.rate_bps, "bytes") in text and "bit/s" not in text
-        assert "bit/s" not in widget_text(app.query_one(TopList))
-        assert table.get_cell("t1:1", "rate").plain == fmt.rate(wifi.rate_bps, "bytes")
+        assert "bit/s" not in text and "bit/s" not in widget_text(app.query_one(TopList))
+        for sub in transfer.subflows:
+            assert fmt.rate(sub.rate_bps, "bytes") in text
+            assert table.get_cell(f"t{transfer.id}:{sub.id}", "rate").plain == fmt.rate(sub.rate_bps, "bytes")
         await pilot.press("u")
-        assert fmt.rate(wifi.rate_bps, "bits") in widget_text(table)
+        assert fmt.rate(transfer.subflows[0].rate_bps, "bits") in widget_text(table)
 
 
 async def test_selecting_a_transfer_switches_the_subflows_table() -> None:
-    async with running(10.0) as (app, pilot):
+    point = both_running()
+    mptcp, fallback = status_of(point, "mptcp"), status_of(point, "fallback")
+    assert point.transfers.index(fallback) == point.transfers.index(mptcp) + 1   # the order `mptop get` was given
+    mptcp_rows = [f"t{mptcp.id}:{s.id}" for s in mptcp.subflows]
+    async with running(point.t) as (app, pilot):
         table = app.query_one(SubflowsTable)
         panel = app.query_one("#subflows-panel")
-        assert [row.key.value for row in table.ordered_rows] == ["t1:1", "t1:2"]
-        assert panel.border_title == "Subflows of #1"
+        assert [row.key.value for row in table.ordered_rows] == mptcp_rows
+        assert panel.border_title == f"Subflows of #{mptcp.id}"
         await pilot.press("down")
-        assert [row.key.value for row in table.ordered_rows] == ["t2:1"]
-        assert "TCP fallback — server does not speak MPTCP" in str(panel.border_title)
-        assert "192.0.2.1:8080" in widget_text(table) and "plain TCP" in widget_text(table)
+        assert [row.key.value for row in table.ordered_rows] == [f"t{fallback.id}:{s.id}" for s in fallback.subflows]
+        assert str(panel.border_title) == f"Subflows of #{fallback.id} · TCP fallback — {fallback.reason}"
+        text = widget_text(table)
+        assert fallback.subflows[0].remote in text and "plain TCP" in text
         await pilot.press("up")
-        assert [row.key.value for row in table.ordered_rows] == ["t1:1", "t1:2"]
+        assert [row.key.value for row in table.ordered_rows] == mptcp_rows
         # the mouse: a click on the second card's first line
         top = app.query_one(TopList)
         await pilot.click(TopList, offset=(10, 2))
-        assert top.selected_id == "t2"
-        assert [row.key.value for row in table.ordered_rows] == ["t2:1"]
+        assert top.selected_id == f"t{fallback.id}"
+        assert [row.key.value for row in table.ordered_rows] == [f"t{fallback.id}:{s.id}" for s in fallback.subflows]
+
+
+def next_with_new_rates() -> tuple[Sample, Sample]:
+    """Two consecutive samples with the same subflows of the MPTCP transfer, every rate reading differently."""
+    samples = moments.samples(TWO)
+    for first, second in zip(samples, samples[1:]):
+        if first.t < both_running().t:
+            continue
+        a, b = status_of(first, "mptcp"), status_of(second, "mptcp")
+        if [s.id for s in a.subflows] == [s.id for s in b.subflows] and all(
+                fmt.rate(x.rate_bps) != fmt.rate(y.rate_bps) for x, y in zip(a.subflows, b.subflows)):
+            return first, second
+    raise AssertionError("no two consecutive samples with new rates in the recording")
 
 
 async def test_keyed_updates_keep_rows_and_scroll() -> None:
-    async with running(10.0) as (app, pilot):
+    first, second = next_with_new_rates()
+    transfer = status_of(second, "mptcp")
+    async with running(first.t) as (app, pilot):
         table = app.query_one(SubflowsTable)
-        rows_before = dict(table.rows)
-        app.feed(sample_at(10.25))
-        await pilot.pause()
-        assert dict(table.rows) == rows_before                 # same row objects: updated, not rebuilt
-        assert table.get_cell("t1:1", "rate").plain == fmt.rate(sample_at(10.25).transfers[0].subflows[0].rate_bps)
+        rows_before, scroll_before = dict(table.rows), table.scroll_offset
+        await feed(pilot, after(first.t, second.t))
+        assert dict(table.rows) == rows_before                  # same row objects: updated, not rebuilt
+        assert table.scroll_offset == scroll_before
+        for sub in transfer.subflows:
+            assert table.get_cell(f"t{transfer.id}:{sub.id}", "rate").plain == fmt.rate(sub.rate_bps)
 
 
 async def test_help_screen_lists_the_keys() -> None:
+    point = both_running()
     async with running() as (app, pilot):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
@@ -141,11 +206,12 @@ async def test_help_screen_lists_the_keys() -> None:
                            ("↑↓", "select a transfer"), ("ctrl\\+p", "command palette"), ("\\?", "this help")):
             assert re.search(rf"{key}\s+{words}", text), (key, words)
         assert "replay" not in text                        # no replay source: no space key
-        await fed_app(app, 10.0)                           # data keeps flowing under the help screen
-        await pilot.pause()
+        await feed(pilot, moments.until(TWO, point.t))     # data keeps flowing under the help screen
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
-        assert "#2 192.0.2.1:8080" in widget_text(app.query_one(TopList))
+        top = widget_text(app.query_one(TopList))
+        for transfer in point.transfers:
+            assert f"#{transfer.id} {without_scheme(transfer.url)}" in top
 
 
 async def test_q_quits() -> None:
@@ -158,17 +224,22 @@ async def test_q_quits() -> None:
 
 
 async def test_a_burst_of_samples_renders_a_few_frames_showing_the_latest() -> None:
-    async with running(1.0) as (app, pilot):
+    start = both_running()
+    async with running(start.t) as (app, pilot):
         before = app.frames
-        burst = [r for r in RECORDS if isinstance(r, Sample) and 1.0 < r.t <= 26.0]
-        assert len(burst) == 100
-        for record in burst:                 # all queued before the app gets to run
+        burst = [r for r in after(start.t, float("inf")) if isinstance(r, Sample)]
+        assert len(burst) >= 50                 # the rest of the run: ~20 s of samples
+        for record in burst:                    # all queued before the app gets to run
             app.feed(record)
+        await wait_for(pilot, lambda: app.state.now == burst[-1].t)
         await pilot.pause()
-        assert app.state.now == 26.0 and len(app.state.history["wlan0"].points) == 4 + 100   # every sample ingested
+        ingested = [s for s in moments.samples(TWO) if "wlan0" in s.paths]
+        assert app.state.now == burst[-1].t and len(app.state.history["wlan0"].points) == len(ingested)
         assert app.frames - before <= 3
-        last = burst[-1].transfers[0]
-        assert fmt.rate(last.rate_bps) in widget_text(app.query_one(TopList))
+        top = widget_text(app.query_one(TopList))
+        latest, previous = status_of(burst[-1], "mptcp"), status_of(burst[-2], "mptcp")
+        assert fmt.rate(latest.rate_bps) != fmt.rate(previous.rate_bps)
+        assert fmt.rate(latest.rate_bps) in top and fmt.rate(previous.rate_bps) not in top
 
 
 async def test_no_color_is_respected(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,7 +251,7 @@ async def test_no_color_is_respected(monkeypatch: pytest.MonkeyPatch) -> None:
         return {tuple(int(h[i:i + 2], 16) for i in (0, 2, 4)) for h in found}
 
     async def shot() -> str:
-        async with running(10.0) as (app, _):
+        async with running(both_running().t) as (app, _):
             return app.export_screenshot()
 
     monkeypatch.delenv("NO_COLOR", raising=False)
@@ -190,19 +261,30 @@ async def test_no_color_is_respected(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_command_palette_has_mptop_commands() -> None:
-    async with running(10.0) as (app, pilot):
-        await pilot.press("ctrl+p")
-        await pilot.pause()
-        await pilot.press(*"rates in bytes")
-        await pilot.pause(0.3)
-        await pilot.press("enter")
-        await pilot.pause()
-        assert app.units == "bytes"
-        await pilot.press("ctrl+p", *"select #2")
-        await pilot.pause(0.3)
-        await pilot.press("enter")
-        await pilot.pause()
-        assert app.query_one(TopList).selected_id == "t2"
+    point = both_running()
+    fallback = status_of(point, "fallback")
+    async with running(point.t) as (app, pilot):
+        await run_command(pilot, "rates in bytes", "Show rates in bytes")
+        await wait_for(pilot, lambda: app.units == "bytes")
+        await run_command(pilot, f"select #{fallback.id}", f"Select #{fallback.id} {without_scheme(fallback.url)}")
+        await wait_for(pilot, lambda: app.query_one(TopList).selected_id == f"t{fallback.id}")
+
+
+async def run_command(pilot: Pilot, typed: str, expected: str) -> None:
+    """Type ``typed`` into the command palette and run its best hit once that is ``expected``."""
+    await pilot.press("ctrl+p")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, CommandPalette))
+    await pilot.press(*typed)
+    hits = pilot.app.screen.query_one(CommandList)
+
+    def best_is_expected() -> bool:
+        if not hits.option_count or hits.highlighted != 0:
+            return False
+        prompt = hits.get_option_at_index(0).prompt
+        return str(getattr(prompt, "plain", prompt)).startswith(expected)
+
+    await wait_for(pilot, best_is_expected)
+    await pilot.press("enter")
 
 
 async def test_a_subclass_adds_keys_to_footer_and_help() -> None:

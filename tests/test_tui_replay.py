@@ -1,45 +1,57 @@
-"""`mptop replay`: the replay source's pace, pause and end, in the app and from the command line."""
+"""`mptop replay`: the replay source's pace, pause and end, in the app and from the command line.
+
+Every replay plays a real recording from assets/ (see test_tui_app).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from make_dev_recording import make_records
-from test_tui_app import screen_text, until
+from test_tui_app import ASSETS, FALLBACK, HANDOVER, screen_text, wait_for, without_scheme
 
 from mptop.cli import main
-from mptop.core.model import HostInfo, PathSample, Record, Sample
-from mptop.core.recording import write_record
+from mptop.core import moments
+from mptop.core.model import HostInfo, Record, Summary
+from mptop.tui import format as fmt
 from mptop.tui.app import MptopApp
 from mptop.tui.sources import ReplaySource
 
-HOST = HostInfo("6.18", True, "in-kernel", "default", 2, 2)
+HOST = FALLBACK[0]
+LAST = moments.samples(FALLBACK)[-1]
+SUMMARY = FALLBACK[-1]
+assert isinstance(HOST, HostInfo) and isinstance(SUMMARY, Summary)
 
 
-def timeline(*times: float) -> list[Record]:
-    return [HOST, *(Sample(t, paths={"wlan0": PathSample("Wi-Fi", 1e6 * t, 0)}) for t in times)]
-
-
-async def collect(source: ReplaySource) -> list[Record]:
-    return [record async for record in source]
+def recorded_span(records: list[Record]) -> float:
+    times = [r.t for r in moments.samples(records)]
+    return times[-1] - times[0]
 
 
 async def test_replay_keeps_order_and_its_own_pace() -> None:
-    records = timeline(*(i * 0.25 for i in range(1, 9)))         # 1.75 s of recording
-    source = ReplaySource(records, speed=7.0)
+    span, speed = recorded_span(FALLBACK), 16.0                  # 8 s played in 0.5 s
+    source = ReplaySource(FALLBACK, speed=speed)
+    arrivals: list[tuple[Record, float]] = []
     started = time.monotonic()
-    assert await collect(source) == records
+    async for record in source:
+        arrivals.append((record, time.monotonic() - started))
     elapsed = time.monotonic() - started
-    assert 1.75 / 7.0 <= elapsed < 1.5                             # 7× faster; at 1× it would take 1.75 s
-    assert source.finished and source.position == pytest.approx(1.75)
+    assert [record for record, _ in arrivals] == FALLBACK
+    first = moments.samples(FALLBACK)[0].t
+    for record, at in arrivals:                                   # never early…
+        if (t := getattr(record, "t", None)) is not None:
+            assert at >= (t - first) / speed - 0.01, (record, at)
+    assert span / speed <= elapsed < span / 2                     # …and much faster than recorded
+    assert source.finished and source.position == pytest.approx(span)
 
 
 def test_position_follows_the_speed_and_stops_while_paused() -> None:
     now = [100.0]
-    source = ReplaySource(timeline(0.0, 10.0), speed=4.0, clock=lambda: now[0])
+    source = ReplaySource(HANDOVER, speed=4.0, clock=lambda: now[0])
+    assert recorded_span(HANDOVER) > 6.0
     now[0] += 0.5
     assert source.position == pytest.approx(2.0)
     source.pause()
@@ -48,51 +60,61 @@ def test_position_follows_the_speed_and_stops_while_paused() -> None:
     source.resume()
     now[0] += 1.0
     assert source.position == pytest.approx(6.0)
+    now[0] += 3600.0
+    assert source.position == pytest.approx(recorded_span(HANDOVER))   # never past the end
     with pytest.raises(ValueError):
-        ReplaySource([], speed=0)
+        ReplaySource(HANDOVER, speed=0)
+
+
+async def turns(n: int = 20) -> None:
+    """Let the event loop run ``n`` times: enough for a due record to come out."""
+    for _ in range(n):
+        await asyncio.sleep(0)
 
 
 async def test_a_paused_replay_holds_its_next_record() -> None:
-    source = ReplaySource(timeline(0.0, 0.2), speed=1.0)
+    now = [0.0]
+    source = ReplaySource(FALLBACK, speed=1.0, clock=lambda: now[0])
     records = source.__aiter__()
-    assert isinstance(await anext(records), HostInfo)
-    assert (await anext(records)).t == 0.0          # type: ignore[union-attr]
+    assert await anext(records) is FALLBACK[0]        # the host record, then the first sample: both due at once
+    assert await anext(records) is FALLBACK[1]
     assert source.toggle_pause() is True
+    now[0] += 3600.0                                  # everything is long due, but paused
     pending = asyncio.ensure_future(anext(records))
-    await asyncio.sleep(0.5)
-    assert not pending.done()                         # 0.2 s due long ago, but paused
+    await turns()
+    assert not pending.done()
     assert source.toggle_pause() is False
-    assert (await asyncio.wait_for(pending, 2.0)).t == 0.2   # type: ignore[union-attr]
-
-
-async def wait_for(pilot, condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await pilot.pause(0.05)
+    now[0] += 3600.0
+    assert await asyncio.wait_for(pending, 10.0) is FALLBACK[2]
+    following = asyncio.ensure_future(anext(records))  # the control: a due record comes out in those turns
+    await turns()
+    assert following.done() and following.result() is FALLBACK[3]
 
 
 async def test_the_app_plays_a_replay_to_the_end_and_holds_the_last_frame() -> None:
-    records = until(3.0)
-    app = MptopApp(ReplaySource(records, speed=20.0), clock=False, finished_text="replay finished")
+    app = MptopApp(ReplaySource(FALLBACK, speed=40.0), clock=False, finished_text="replay finished")
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert "space Play/pause" in screen_text(app)               # the footer offers space
         await wait_for(pilot, lambda: app.finished)
         await pilot.pause()
-        assert app.state.now == 3.0 and "replay finished" in screen_text(app)
-        assert "#1 192.0.2.1/bytes/200000000" in screen_text(app)    # last frame still shown
+        text = screen_text(app)
+        assert app.state.now == LAST.t and app.state.summary == SUMMARY and "replay finished" in text
+        for transfer in LAST.transfers:                              # last frame still shown
+            assert f"#{transfer.id} {without_scheme(transfer.url)}" in text
+        assert f"run ended after {fmt.duration(SUMMARY.duration_s)}" in text
 
 
 async def test_space_pauses_and_resumes_the_replay() -> None:
-    source = ReplaySource(make_records(), speed=1.0)
+    source = ReplaySource(HANDOVER, speed=1.0)
     app = MptopApp(source, clock=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("space")
+        await pilot.pause()                                          # a record already on its way lands
         assert source.paused and "replay paused" in screen_text(app)
-        seen = app.state.records
-        await pilot.pause(0.6)
-        assert app.state.records == seen                           # nothing arrives while paused
+        seen, position = app.state.records, source.position
+        await pilot.pause(0.6)                                       # 2 or more samples would be due by now
+        assert app.state.records == seen and source.position == position   # nothing arrives while paused
         await pilot.press("space")
         assert not source.paused and "replay 1×" in screen_text(app)
         await wait_for(pilot, lambda: app.state.records > seen)
@@ -106,10 +128,9 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 def test_replay_of_a_bad_file_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run_cli(["replay", str(tmp_path / "nope.ndjson")], capsys)
     assert code == 2 and err == f"mptop replay: {tmp_path / 'nope.ndjson'}: no such file\n"
-    bad = tmp_path / "bad.ndjson"
-    with open(bad, "w", encoding="utf-8") as fp:
-        write_record(fp, HOST)
-        fp.write("{truncated\n")
+    bad = tmp_path / "bad.ndjson"                     # a real recording cut in the middle of its second line
+    lines = (ASSETS / "two-transfers.ndjson").read_text(encoding="utf-8").splitlines()
+    bad.write_text(f"{lines[0]}\n{lines[1][: len(lines[1]) // 2]}\n", encoding="utf-8")
     code, err = run_cli(["replay", str(bad)], capsys)
     assert code == 2 and err.count("\n") == 1 and "line 2: not JSON" in err and "Traceback" not in err
 
@@ -122,7 +143,7 @@ def test_replay_speed_must_be_positive(capsys: pytest.CaptureFixture[str]) -> No
 
 async def test_a_runner_feeds_the_app_like_a_session_sink() -> None:
     async def session_run(sink) -> None:  # type: ignore[no-untyped-def]
-        for record in until(2.0):
+        for record in FALLBACK:
             sink(record)
             await asyncio.sleep(0)
 
@@ -130,12 +151,16 @@ async def test_a_runner_feeds_the_app_like_a_session_sink() -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.finished)
         await pilot.pause()
-        assert app.state.now == 2.0 and app.error is None and "finished" in screen_text(app)
+        assert app.state.records == len(FALLBACK) and app.state.now == LAST.t and app.state.summary == SUMMARY
+        assert app.error is None and "finished" in screen_text(app)
 
 
 async def test_a_failing_source_is_said_in_one_line_and_the_app_stays_up() -> None:
-    async def broken():  # type: ignore[no-untyped-def]
-        yield HOST
+    cut = moments.fallback(FALLBACK)                  # the fallen-back transfer is moving data
+
+    async def broken() -> AsyncIterator[Record]:
+        for record in moments.until(FALLBACK, cut):
+            yield record
         raise OSError("netlink socket closed")
 
     app = MptopApp(broken(), clock=False)
@@ -143,5 +168,8 @@ async def test_a_failing_source_is_said_in_one_line_and_the_app_stays_up() -> No
         await wait_for(pilot, lambda: app.finished)
         await pilot.pause()
         assert app.error == "OSError: netlink socket closed"
-        assert "stopped: OSError: netlink socket closed" in screen_text(app)
-        assert app.state.host == HOST
+        text = screen_text(app)
+        assert "stopped: OSError: netlink socket closed" in text
+        assert app.state.host == HOST and app.state.now == cut
+        for transfer in moments.samples(moments.until(FALLBACK, cut))[-1].transfers:   # its last frame stays
+            assert f"#{transfer.id} {without_scheme(transfer.url)}" in text
