@@ -10,7 +10,6 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-import pytest
 
 from mptop.core import moments
 from mptop.core.model import (
@@ -175,10 +174,6 @@ def test_the_real_outage_is_one_line_that_grows_until_recovery() -> None:
                         rf"\(link up after {up.t - down.t:.1f} s\)", line.text)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Narrator takes an outage's byte baseline from the sample before the link_down event, but the sampler "
-    "stamps the event with the poll that saw it and writes it just before that poll's sample: the bytes the "
-    "failed path received before it went down are counted as carried during the outage"))
 def test_the_real_outage_credits_only_what_the_counters_show_after_the_drop() -> None:
     down, _, _ = outage_events()
     seen_down = next(s for s in moments.samples(TWO) if s.t >= down.t)     # the poll that saw the link go down

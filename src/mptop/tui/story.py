@@ -49,7 +49,11 @@ class _Outage:
     entry: LogEntry
     iface: str
     start: float
-    path_bytes: dict[str, int]           # every path's byte counter when the outage began
+    # Every path's byte counter when the outage began: the sample before the event, unless the next
+    # sample belongs to the same poll as the event (the sampler writes a poll's events just before its
+    # sample) — then that one, or the bytes the failing path carried before it failed would count.
+    path_bytes: dict[str, int]
+    settled: bool = False
     link_down: bool = False
     stalled: bool = False
     link_up_after: float | None = None
@@ -86,6 +90,10 @@ class Narrator:
         self._done.clear()
         for outage in self._outages.values():
             outage.now = sample.t
+            if not outage.settled:
+                outage.settled = True
+                if abs(sample.t - outage.start) < 1e-6:
+                    outage.path_bytes = dict(self._path_bytes)
             outage.carried = {
                 iface: count - outage.path_bytes.get(iface, count)
                 for iface, count in self._path_bytes.items()
