@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
         labels = parse_labels(args.label)
     except ValueError as e:
         return _fail(str(e))
-    sampler = WatchSampler(args.interval, labels, only=ConnectionFilter(process=args.process, port=args.port))
+    # The TUI filters in view (shown, and cleared with Esc); --json filters in the sampler.
+    only = ConnectionFilter(process=args.process, port=args.port) if args.json else None
+    sampler = WatchSampler(args.interval, labels, only=only)
     try:
         sampler.open()
     except MptcpUnavailable as e:
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.json:
             return asyncio.run(_json_stream(sampler, args.count, sys.stdout))
-        return _tui(sampler, args.count)
+        return _tui(sampler, args.count, _filter_text(args.process, args.port))
     finally:
         sampler.close()
 
@@ -67,12 +69,21 @@ async def _json_stream(sampler: WatchSampler, count: int | None, out: TextIO) ->
     return 0
 
 
-def _tui(sampler: WatchSampler, count: int | None) -> int:
+def _filter_text(process: str | None, port: int | None) -> str:
+    """--process/--port as the TUI's filter box says them (``process:curl port:443``)."""
+    terms = ([f"process:{process}"] if process else []) + ([f"port:{port}"] if port else [])
+    return " ".join(terms)
+
+
+def _tui(sampler: WatchSampler, count: int | None, query: str = "") -> int:
     try:
         from mptop.tui.app import MptopApp
+        from mptop.tui.watch_screen import WatchScreen
     except ImportError as e:  # the TUI is optional at this layer: say what to use instead
         return _fail(f"the TUI is unavailable ({e}); use `mptop watch --json`")
     app = MptopApp(sampler.records(count), mode="watch", finished_text="stopped")
+    if isinstance(app.main, WatchScreen):
+        app.main.set_filter(query)
     return int(app.run() or 0)
 
 

@@ -33,6 +33,8 @@ from mptop.tui.screen import MainScreen, Mode
 from mptop.tui.sources import Pausable
 from mptop.tui.state import ViewState
 from mptop.tui.toplist import TopList
+from mptop.tui.watch_screen import WatchScreen
+from mptop.tui.watch_state import WatchState
 
 Sink = Callable[[Record], None]
 Runner = Callable[[Sink], Awaitable[object]]
@@ -88,13 +90,13 @@ class MptopApp(App[int]):
         self.mode: Mode = mode
         self.clock = clock
         self.finished_text = finished_text
-        self.state = ViewState()
+        self.state = WatchState() if mode == "watch" else ViewState()
         self.frozen: ViewState | None = None       # what the display shows while paused
         self.units: fmt.Units = "bits"
         self.finished = False
         self.error: str | None = None               # why the source stopped, if it failed
         self.frames = 0                             # redraws applied (tests count them)
-        self.main = MainScreen(mode, clock)
+        self.main = WatchScreen(clock) if mode == "watch" else MainScreen(mode, clock)
 
     # -- feeding -------------------------------------------------------------------------------
     def feed(self, record: Record) -> None:

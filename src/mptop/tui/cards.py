@@ -16,6 +16,7 @@ from rich.text import Text
 
 from mptop.core.model import ConnectionSample, SubflowSample, TransferSample
 from mptop.tui import format as fmt
+from mptop.tui.chart import RateChart
 from mptop.tui.format import Units
 
 INDENT = 3
@@ -30,6 +31,7 @@ class CardStyles:
     track: Style
     error: Style
     path: dict[str, Style]            # iface -> colour
+    spark: Style = Style()            # watch cards' rate history
 
 
 def split_bar(width: int, fraction: float, per_path: dict[str, int], styles: CardStyles, glyph: str = "━") -> Text:
@@ -120,36 +122,111 @@ class TransferCard:
         yield _bar_line(bar, stats, width)
 
 
-def _bar_line(bar: Text, stats: list[tuple[str, Style]], width: int) -> Text:
+def _bar_line(bar: Text, stats: list[tuple[str | Text, Style]], width: int) -> Text:
     line = Text(" " * INDENT)
     line.append_text(bar)
     for text, style in stats:
         line.append("  ")
-        line.append(text, style)
+        line.append_text(text) if isinstance(text, Text) else line.append(text, style)
     line.truncate(width)
     return line
 
 
+def who(conn: ConnectionSample) -> str:
+    """``curl [4242]`` (``?`` when the kernel does not say which process owns the socket)."""
+    return (conn.process or "?") + (f" [{conn.pid}]" if conn.pid else "")
+
+
+BAR_MIN, BAR_MAX = 6, 24            # a connection card's rate bar
+SPARK_MIN, SPARK_MAX = 8, 30        # and its sparkline: one cell per second at most
+SPARK_S = 30.0                      # seconds the sparkline spans
+
+
 @dataclass(slots=True)
 class ConnectionCard:
-    """A connection seen by ``mptop watch``: its bar is its rate against the busiest connection's,
-    split by path."""
+    """A connection seen by ``mptop watch``::
+
+        curl [4242]  192.0.2.2:43034 → 192.0.2.1:80                              MPTCP · 2 subflows
+           ━━━━━━━━━━╺━━━━━━  ▂▃▅▆▅▇█▆▅  15.4 Mbit/s  ● 11.2 Mbit/s ● 4.2 Mbit/s   17.2 MiB  age 5.0 s
+
+    The bar is its rate against the busiest connection's, split by path; the sparkline its rate over
+    the last ``spark_window`` seconds (``history``), on ``spark_scale`` shared by every card; then the
+    rate per path.  A ``closed`` connection keeps its card (the caller fades ``styles``) for a while.
+    """
 
     connection: ConnectionSample
     units: Units
     styles: CardStyles
     peak_bps: float = 0.0
+    history: tuple[tuple[float, float], ...] = ()
+    now: float = 0.0
+    spark_window: float = SPARK_S
+    spark_scale: float = 0.0
+    closed: bool = False
+
+    def _path_rates(self) -> Text:
+        """``● 11.2 Mbit/s ● 4.2 Mbit/s`` in path colours; ``● Wi-Fi`` for a connection on one path."""
+        rates: dict[str, tuple[str, float]] = {}
+        for sub in self.connection.subflows:
+            if not sub.closed:
+                label, rate = rates.get(sub.iface, (sub.path, 0.0))
+                rates[sub.iface] = (label, rate + sub.rate_bps)
+        text = Text()
+        for iface, (label, rate) in rates.items():
+            style = self.styles.path.get(iface, self.styles.dim)
+            text.append(" " if text else "")
+            text.append("● ", style)
+            text.append(label if len(rates) == 1 or self.closed else fmt.rate(rate, self.units), style)
+        return text
+
+    def _sparkline(self, console: Console, options: ConsoleOptions, width: int) -> Text:
+        chart = RateChart(self.history, now=self.now, window=self.spark_window, scale=self.spark_scale or 1.0,
+                          style=self.styles.spark, baseline=self.styles.track, height=1)
+        line = Text()
+        for segment in console.render(chart, options.update(width=width, height=1)):
+            if segment.text != "\n":
+                line.append(segment.text, segment.style)
+        return line
+
+    def _layout(self, width: int) -> tuple[int, int, list[tuple[str | Text, Style]]]:
+        """(bar width, sparkline width, stats) for ``width`` cells: narrow cards drop the per-path
+        rates, then the sparkline, the age and the bytes, in that order."""
+        conn = self.connection
+        rate = "closed" if self.closed else fmt.rate(conn.rate_bps, self.units)
+        stats: dict[str, tuple[str | Text, Style]] = {
+            "rate": (f"{rate:>11}", Style(bold=True)), "paths": (self._path_rates(), Style()),
+            "bytes": (f"{fmt.size(conn.bytes):>9}", Style()),
+            "age": (f"age {fmt.duration(conn.age_s):>7}", self.styles.dim),
+        }
+        spark = SPARK_MIN if self.history else 0
+
+        def free() -> int:
+            return width - INDENT - BAR_MIN - (spark + 2 if spark else 0) - sum(len(t) + 2 for t, _ in stats.values())
+
+        for drop in ("paths", "spark", "age", "bytes"):
+            if free() >= 0:
+                break
+            if drop == "spark":
+                spark = 0
+            else:
+                stats.pop(drop)
+        extra = max(0, free())
+        bar = BAR_MIN + min(BAR_MAX - BAR_MIN, extra // 2 if spark else extra)
+        if spark:
+            spark += min(SPARK_MAX - SPARK_MIN, extra - (bar - BAR_MIN))
+        return bar, spark, list(stats.values())
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         width, conn = options.max_width, self.connection
-        who = f"{conn.process or '?'}" + (f" [{conn.pid}]" if conn.pid else "")
         # short form: watch sees other programs' sockets and cannot tell why one is not MPTCP
         label, _ = fmt.badge(TransferSample(0, "", 0, None, 0.0, conn.status, subflows=conn.subflows), short=True)
-        yield _title_line(f"{who}  ", f"{conn.local} → {conn.remote}", label, width, self.styles)
-        stats = [(f"{fmt.rate(conn.rate_bps, self.units):>11}", Style(bold=True)),
-                 (f"{fmt.size(conn.bytes):>9}", Style()), (f"age {fmt.duration(conn.age_s):>7}", self.styles.dim)]
-        bar_width = max(0, min(40, width - INDENT - sum(len(s) + 2 for s, _ in stats)))
+        yield _title_line(f"{who(conn)}  ", f"{conn.local} → {conn.remote}", "closed" if self.closed else label,
+                          width, self.styles)
+        bar_width, spark, stats = self._layout(width)
+        fraction = 0.0 if self.closed or self.peak_bps <= 0 else conn.rate_bps / self.peak_bps
         rates = {s.iface: int(s.rate_bps) for s in conn.subflows if not s.closed}
-        fraction = conn.rate_bps / self.peak_bps if self.peak_bps > 0 else 0.0
         bar = split_bar(bar_width, fraction, rates, self.styles)
+        if spark:
+            bar.append("  ")
+            bar.append_text(self._sparkline(console, options, spark))
         yield _bar_line(bar, stats, width)

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from mptop.tui import format as fmt
-from mptop.tui.cards import CardStyles, ConnectionCard, TransferCard
+from mptop.tui.cards import CardStyles, TransferCard
 from mptop.tui.eventlog import EventLog
 from mptop.tui.header import HostBar
 from mptop.tui.paths import PathsView
@@ -28,19 +28,22 @@ TALL = 30          # from this many rows the path charts are two lines high
 
 
 class MainScreen(Screen[None]):
+    HEADER: type[HostBar] = HostBar          # subclasses (watch) word some things their way
+    EVENT_LOG: type[EventLog] = EventLog
+
     def __init__(self, mode: Mode = "transfers", clock: bool = True) -> None:
         super().__init__()
         self.mode: Mode = mode
         self.clock = clock
 
     def compose(self) -> ComposeResult:
-        yield HostBar(clock=self.clock, id="host")
+        yield self.HEADER(clock=self.clock, id="host")
         with Vertical(id="top-panel", classes="panel"):
             yield TopList(id="top")
         yield PathsView(id="paths")
         with Vertical(id="subflows-panel", classes="panel"):
             yield SubflowsTable(id="subflows")
-        yield EventLog(id="events")
+        yield self.EVENT_LOG(id="events")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -78,15 +81,12 @@ class MainScreen(Screen[None]):
         """The header always shows the live run (time, host), even while the panels are frozen."""
         self.query_one(HostBar).show(live.host, live.now if live.sample else None, status)
 
-    def draw(self, state: ViewState, units: fmt.Units) -> None:
+    def draw_top(self, state: ViewState, units: fmt.Units) -> None:
         styles = self._card_styles(state)
-        if self.mode == "watch":
-            peak = max((c.rate_bps for c in state.connections), default=0.0)
-            self.top.sync([
-                (f"c{c.token}", ConnectionCard(c, units, styles[c.status], peak)) for c in state.connections
-            ])
-        else:
-            self.top.sync([(f"t{t.id}", TransferCard(t, units, styles[t.status])) for t in state.transfers])
+        self.top.sync([(f"t{t.id}", TransferCard(t, units, styles[t.status])) for t in state.transfers])
+
+    def draw(self, state: ViewState, units: fmt.Units) -> None:
+        self.draw_top(state, units)
         paths = self.query_one(PathsView)
         paths.show(state, units, chart_height=2 if self.size.height >= TALL else 1)
         paths.border_subtitle = (
@@ -103,8 +103,5 @@ class MainScreen(Screen[None]):
             title = f"Subflows of #{transfer.id}"
             if transfer.status != "mptcp":
                 title += f" · {fmt.badge(transfer)[0]}"
-        elif key and key.startswith("c") and (conn := state.connection(int(key[1:]))):
-            subflows, plain = conn.subflows, conn.status in ("fallback", "tcp")
-            title = f"Subflows of {conn.process or conn.local}"
         self.query_one("#subflows-panel").border_title = title
         self.query_one(SubflowsTable).show(subflows, key or "", state.slots, units, plain)

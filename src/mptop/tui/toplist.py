@@ -3,7 +3,8 @@
 ↑/↓, page keys and the mouse highlight a card; the subflows table below follows it.  A line-API
 scroll view: only the visible cards are rendered, and a card is rendered again only when its
 data, the width or the highlight changed, so `mptop watch` with hundreds of connections stays
-cheap (an OptionList measures every option again whenever one prompt changes).
+cheap (an OptionList measures every option again whenever one prompt changes).  With no card,
+the list shows the ``empty`` text it was given (why it is empty, what to do).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 CARD_HEIGHT = 2
+EMPTY_HEIGHT = 2          # lines for the empty text (it wraps in narrow terminals)
 
 
 class TopList(ScrollView, can_focus=True):
@@ -32,7 +34,7 @@ class TopList(ScrollView, can_focus=True):
     """
     COMPONENT_CLASSES = {"toplist--highlight"}
     BINDINGS = [
-        Binding("up", "cursor(-1)", "Select", key_display="↑↓", tooltip="select a transfer: its subflows show below"),
+        Binding("up", "cursor(-1)", "Select", key_display="↑↓", tooltip="select a transfer (or connection): its subflows show below"),
         Binding("down", "cursor(1)", "Select", show=False),
         Binding("pageup", "page(-1)", "Page up", show=False),
         Binding("pagedown", "page(1)", "Page down", show=False),
@@ -52,18 +54,21 @@ class TopList(ScrollView, can_focus=True):
         self.keys: list[str] = []
         self._cards: dict[str, RenderableType] = {}
         self._rendered: dict[str, tuple[int, bool, list[Strip]]] = {}   # key -> (width, highlighted, strips)
+        self.empty: RenderableType | None = None
+        self._empty_strips: tuple[int, list[Strip]] | None = None      # (width, strips)
 
     # -- data ----------------------------------------------------------------------------------
-    def sync(self, cards: Sequence[tuple[str, RenderableType]]) -> None:
+    def sync(self, cards: Sequence[tuple[str, RenderableType]], empty: RenderableType | None = None) -> None:
         """Make the list match ``cards`` (key, card), in that order; the highlight follows its key.
+        ``empty``: what to show when there is no card.
 
         Cards are compared by value (they are dataclasses), so an unchanged card is not redrawn.
         """
         selected = self.selected_id
         keys = [key for key, _ in cards]
-        if keys != self.keys:
-            self.keys = keys
-            self.virtual_size = Size(self.size.width, CARD_HEIGHT * len(keys))
+        if keys != self.keys or empty != self.empty:
+            self.keys, self.empty, self._empty_strips = keys, empty, None
+            self.virtual_size = Size(self.size.width, self._height())
             self._rendered = {k: v for k, v in self._rendered.items() if k in set(keys)}
             self.refresh(layout=True)
         changed = False
@@ -87,8 +92,11 @@ class TopList(ScrollView, can_focus=True):
         index = self.highlighted
         return self.keys[index] if index is not None and index < len(self.keys) else None
 
+    def _height(self) -> int:
+        return CARD_HEIGHT * len(self.keys) or (EMPTY_HEIGHT if self.empty is not None else 0)
+
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
-        return CARD_HEIGHT * len(self.keys)
+        return self._height()
 
     # -- selection -----------------------------------------------------------------------------
     def validate_highlighted(self, index: int | None) -> int | None:
@@ -142,22 +150,36 @@ class TopList(ScrollView, can_focus=True):
         self._rendered[key] = (width, lit, strips)
         return strips
 
+    def _empty_line(self, y: int, width: int) -> Strip:
+        if self._empty_strips is None or self._empty_strips[0] != width:
+            console = self.app.console
+            lines = console.render_lines(self.empty or "", console.options.update(width=width, height=EMPTY_HEIGHT),
+                                         style=self.rich_style, pad=True)
+            self._empty_strips = (width, [Strip(Segment.adjust_line_length(line, width, style=self.rich_style), width)
+                                          for line in lines[:EMPTY_HEIGHT]])
+        strips = self._empty_strips[1]
+        return strips[y] if y < len(strips) else Strip.blank(width, self.rich_style)
+
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         line = y + int(self.scroll_y)
         index, offset = divmod(line, CARD_HEIGHT)
+        if not self.keys and self.empty is not None and width > 0:
+            return self._empty_line(y, width)
         if index >= len(self.keys) or width <= 0:
             return Strip.blank(width, self.rich_style)
         return self._strips(index, width)[offset]
 
     def on_resize(self) -> None:
-        self.virtual_size = Size(self.size.width, CARD_HEIGHT * len(self.keys))
+        self.virtual_size = Size(self.size.width, self._height())
         self._rendered.clear()
+        self._empty_strips = None
 
     def notify_style_update(self) -> None:
         # theme or focus changed: the highlight colour (and the cards' colours) change with it
         super().notify_style_update()
         self._rendered.clear()
+        self._empty_strips = None
         self.refresh()
 
     def on_focus(self) -> None:

@@ -1,0 +1,183 @@
+"""The main screen for ``mptop watch``: every MPTCP connection of the network namespace.
+
+Keys: ``s`` sorts by rate (smoothed over a few seconds), bytes or age; ``/`` opens the filter
+(:mod:`mptop.tui.watch_query`), which applies as one types; Enter keeps it, Escape clears it.
+The selected connection's subflows fill the subflows table and its events stay lit in the event
+log (other connections' are dimmed).  A closed connection's card fades out where it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from rich.style import Style
+from rich.text import Text
+from textual.binding import Binding
+from textual.color import Color
+from textual.widgets import Input
+
+from mptop.tui import format as fmt
+from mptop.tui.cards import SPARK_S, CardStyles, ConnectionCard, who
+from mptop.tui.screen import MainScreen
+from mptop.tui.state import ViewState
+from mptop.tui.subflows import SubflowsTable
+from mptop.tui.toplist import CARD_HEIGHT
+from mptop.tui.watch_query import EXAMPLE, WatchQuery
+from mptop.tui.watch_state import FADE_S, SORT_CYCLE, Row, SortKey, WatchState
+from mptop.tui.watch_widgets import WatchEventLog, WatchHostBar
+
+TOP_SHARE = 0.36         # of the screen's height, for the connection cards
+FADE_STEPS = 3           # a closing card dims in this many steps (each one redraws it)
+EMPTY = "No MPTCP connections in this network namespace yet — start one, e.g. `mptcpize run curl …`"
+SORT_WORDS = {"rate": "rate", "bytes": "bytes", "age": "age (oldest first)"}
+
+
+class WatchScreen(MainScreen):
+    HEADER = WatchHostBar
+    EVENT_LOG = WatchEventLog
+    DEFAULT_CSS = """
+    WatchScreen #filter { border: none; height: 1; padding: 0 1; margin: 0 1; background: $boost; }
+    WatchScreen #filter.-bad { color: $text-warning; }
+    """
+    BINDINGS = [
+        Binding("s", "sort", "Sort", tooltip="sort the connections by rate, bytes or age"),
+        Binding("slash", "filter", "Filter", key_display="/",
+                tooltip=f"filter the connections: {EXAMPLE}; Enter keeps it, Esc clears it"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(self, clock: bool = True) -> None:
+        super().__init__("watch", clock)
+        self.sort_key: SortKey = "rate"
+        self.watch_query = WatchQuery()
+
+    def on_mount(self) -> None:        # after MainScreen.on_mount (Textual calls both)
+        box = Input(self.watch_query.text, placeholder=EXAMPLE, id="filter", select_on_focus=False)
+        box.display = bool(self.watch_query.text)
+        self.query_one("#top-panel").mount(box, before=self.top)
+        self._fit_top()
+
+    def on_resize(self) -> None:       # after MainScreen.on_resize
+        self._fit_top()
+
+    def _fit_top(self) -> None:
+        """The list takes ~a third of the screen (the watch's main panel), the filter a line more."""
+        rows = max(2 * CARD_HEIGHT, int(self.size.height * TOP_SHARE) // CARD_HEIGHT * CARD_HEIGHT)
+        self.top.styles.max_height = rows
+        shown = self.query("#filter").first(Input).display if self.query("#filter") else False
+        self.query_one("#top-panel").styles.max_height = rows + 2 + int(shown)
+
+    # -- keys ----------------------------------------------------------------------------------
+    def action_sort(self) -> None:
+        self.sort_key = SORT_CYCLE[(SORT_CYCLE.index(self.sort_key) + 1) % len(SORT_CYCLE)]
+        self._redraw()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        self._fit_top()
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""                    # Input.Changed applies it
+        box.display = False
+        self._fit_top()
+        self.top.focus()
+        self.set_filter("")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.set_filter(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.input.display = bool(event.value.strip())
+        self._fit_top()
+        self.top.focus()
+
+    def set_filter(self, text: str) -> None:
+        """Show only the connections ``text`` matches (see :mod:`mptop.tui.watch_query`)."""
+        query = WatchQuery.parse(text)
+        if query != self.watch_query:
+            self.watch_query = query
+            if self.is_mounted:           # else on_mount fills the filter box from the query
+                self.query_one("#filter", Input).set_class(query.error is not None, "-bad")
+                self._redraw()
+
+    def _redraw(self) -> None:
+        redraw = getattr(self.app, "redraw", None)
+        if redraw is not None:
+            redraw()
+
+    # -- drawing -------------------------------------------------------------------------------
+    def _faded(self, styles: CardStyles, closed_for: float) -> CardStyles:
+        """``styles`` of a closed connection's card: every colour muted, more with each step."""
+        variables = self.app.theme_variables
+        step = min(FADE_STEPS, 1 + int(closed_for / FADE_S * FADE_STEPS))
+        colour = Color.parse(variables.get("foreground-darken-3", "grey50"))
+        faded = colour.blend(Color.parse(variables.get("background", "black")), 0.2 * step).rich_color
+        style = Style(color=faded)
+        return replace(styles, badge=style, dim=style, track=style, error=style,
+                       spark=style, path={iface: style for iface in styles.path})
+
+    def draw_top(self, state: ViewState, units: fmt.Units) -> None:
+        assert isinstance(state, WatchState)
+        listing = state.rows(self.watch_query, self.sort_key)
+        styles = {kind: replace(s, spark=Style.parse(self.app.theme_variables.get("text-primary", "blue")))
+                  for kind, s in self._card_styles(state).items()}
+        rows = listing.rows
+        peak = max((r.conn.rate_bps for r in rows if r.closed_for is None), default=0.0)
+        window = min(SPARK_S, state.chart_window)     # a young run fills the sparklines, as the path charts
+        start = state.now - window
+        histories = {r.conn.token: tuple(p for p in state.rates[r.conn.token].points if p[0] >= start)
+                     for r in rows if r.conn.token in state.rates}
+        spark_scale = max((v for points in histories.values() for _, v in points), default=0.0)
+        cards = []
+        for row in rows:
+            style = styles[row.conn.status]
+            if row.closed_for is not None:
+                style = self._faded(style, row.closed_for)
+            cards.append((row.key, ConnectionCard(row.conn, units, style, peak, histories.get(row.conn.token, ()),
+                                                  state.now, window, spark_scale, row.closed_for is not None)))
+        self.top.sync(cards, empty=self._empty_text(state, listing.total))
+        panel = self.query_one("#top-panel")
+        count = f"{listing.shown} of {listing.total}" if not self.watch_query.empty else f"{listing.total}"
+        panel.border_title = f"Connections · {count} · by {SORT_WORDS[self.sort_key]}"
+        panel.border_subtitle = self._filter_words()
+
+    def _filter_words(self) -> str:
+        if self.watch_query.error:
+            return f"filter: {self.watch_query.error}"
+        if not self.watch_query.empty:
+            return f"filter {self.watch_query.text} · Esc clears"
+        return "s sort · / filter"
+
+    def _empty_text(self, state: ViewState, total: int) -> Text:
+        dim = Style.parse(self.app.theme_variables.get("foreground-darken-3", "grey50"))
+        if state.sample is None:
+            return Text("waiting for the first poll…", dim)
+        if total and not self.watch_query.empty:
+            return Text(f"No connection matches {self.watch_query.text} ({total} hidden) — Esc clears the filter", dim)
+        return Text(EMPTY, dim)
+
+    def draw_subflows(self, state: ViewState, units: fmt.Units) -> None:
+        key = self.top.selected_id
+        conn = state.find(int(key[1:])) if isinstance(state, WatchState) and key else None
+        table = self.query_one(SubflowsTable)
+        log = self.query_one(WatchEventLog)
+        if conn is None:
+            self.query_one("#subflows-panel").border_title = "Subflows"
+            table.show([], "", state.slots, units)
+            log.border_subtitle = ""
+            log.focus_on(None, state)
+            return
+        closed = conn.token in state.closed and state.connection(conn.token) is None
+        title = f"Subflows of {who(conn)} · {conn.local} → {conn.remote}"
+        if closed:
+            title += " · closed"
+        elif conn.status == "fallback":
+            title += " · TCP fallback"
+        subflows = [replace(s, rate_bps=0.0, closed=True) for s in conn.subflows] if closed else conn.subflows
+        self.query_one("#subflows-panel").border_title = title
+        table.show(subflows, key or "", state.slots, units, conn.status in ("fallback", "tcp"))
+        log.border_subtitle = f"{who(conn)} lit · other connections dimmed"
+        log.focus_on(conn.token, state)

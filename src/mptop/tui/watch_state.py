@@ -1,0 +1,123 @@
+"""What the watch view keeps besides :class:`ViewState` (pure Python: no Textual).
+
+* each connection's rate over the last :data:`SPARK_S` seconds (the cards' sparklines);
+* closed connections for :data:`FADE_S` seconds after they left the dump, so their card fades out
+  where it was instead of the list jumping;
+* which connection an event-log entry is about: the core's event details name a subflow or a
+  connection by its ``local → remote`` addresses, which are unique while the connection lives.
+
+:meth:`WatchState.rows` is the list the top panel shows: filtered, sorted, the closing ones included.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from mptop.core.model import ConnectionSample, Record, Sample
+from mptop.tui.state import WINDOW_S, History, ViewState
+from mptop.tui.story import LogEntry
+from mptop.tui.watch_query import WatchQuery
+
+SortKey = Literal["rate", "bytes", "age"]
+SORT_CYCLE: tuple[SortKey, ...] = ("rate", "bytes", "age")     # the `s` key steps through these
+SPARK_S = 30.0          # the cards' rate history
+FADE_S = 3.0            # a closed connection's card stays this long (run time), fading
+SMOOTH_S = 3.0          # sorting by rate uses the mean over this long, so cards do not swap every poll
+PAIRS_MAX = 20_000      # addresses remembered for the event log (oldest connections forgotten first)
+
+_ADDR = r"(?:\[[0-9A-Fa-f:.]+\]|[0-9.]+):\d+"
+_PAIR = re.compile(rf"({_ADDR}) → ({_ADDR})")
+
+
+@dataclass(slots=True)
+class Row:
+    """One card of the list: a live connection, or a closed one fading out (``closed_for`` seconds)."""
+
+    conn: ConnectionSample
+    closed_for: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"c{self.conn.token}"
+
+
+@dataclass(slots=True)
+class Listing:
+    rows: list[Row]
+    shown: int           # live connections that match the filter
+    total: int           # live connections
+
+
+class WatchState(ViewState):
+    def __init__(self, window_s: float = WINDOW_S) -> None:
+        super().__init__(window_s)
+        self.rates: dict[int, History] = {}             # token -> (t, bit/s)
+        self.closed: dict[int, tuple[float, ConnectionSample]] = {}   # token -> (closed at, last sample)
+        self.pairs: dict[str, int] = {}                 # "local → remote" -> token
+        self._owners: dict[int, tuple[str, int | None]] = {}   # log entry key -> (its text, token)
+
+    def ingest(self, record: Record) -> None:
+        before = self.connections
+        super().ingest(record)
+        if isinstance(record, Sample):
+            self._track(record, before)
+
+    def _track(self, sample: Sample, before: list[ConnectionSample]) -> None:
+        live = {c.token: c for c in sample.connections or []}
+        for conn in before:
+            if conn.token not in live:
+                self.closed[conn.token] = (sample.t, conn)
+        for token in [k for k, (t, _) in self.closed.items() if sample.t - t > FADE_S or k in live]:
+            del self.closed[token]
+        for token, conn in live.items():
+            self.rates.setdefault(token, History()).add(sample.t, conn.rate_bps, SPARK_S)
+            for local, remote in [(conn.local, conn.remote)] + [(s.local, s.remote) for s in conn.subflows]:
+                self.pairs[f"{local} → {remote}"] = token
+        for token in [k for k in self.rates if k not in live and k not in self.closed]:
+            del self.rates[token]
+        while len(self.pairs) > PAIRS_MAX:
+            del self.pairs[next(iter(self.pairs))]
+
+    # -- queries -------------------------------------------------------------------------------
+    def find(self, token: int) -> ConnectionSample | None:
+        """A live connection, or a closed one still fading out."""
+        return self.connection(token) or (self.closed[token][1] if token in self.closed else None)
+
+    def smoothed_rate(self, token: int) -> float:
+        history = self.rates.get(token)
+        if history is None or not history.points:
+            return 0.0
+        last = history.points[-1][0]
+        recent = [v for t, v in history.points if t >= last - SMOOTH_S]
+        return sum(recent) / len(recent)
+
+    def rows(self, query: WatchQuery, sort: SortKey) -> Listing:
+        live = self.connections
+        rows = [Row(c) for c in live if query.matches(c)]
+        shown = len(rows)
+        rows += [Row(c, self.now - t) for t, c in self.closed.values() if query.matches(c)]
+        value = {
+            "rate": lambda r: self.smoothed_rate(r.conn.token),
+            "bytes": lambda r: float(r.conn.bytes),
+            "age": lambda r: r.conn.age_s,
+        }[sort]
+        rows.sort(key=lambda r: r.conn.token)            # ties keep a stable order
+        rows.sort(key=value, reverse=True)
+        return Listing(rows, shown, len(live))
+
+    def owner(self, entry: LogEntry) -> int | None:
+        """The connection a log entry is about (None: about the host, a path or an address)."""
+        text = entry.text
+        cached = self._owners.get(entry.key)
+        if cached is not None and cached[0] == text:
+            return cached[1]
+        token = next((self.pairs[p] for p in (f"{a} → {b}" for a, b in _PAIR.findall(text)) if p in self.pairs),
+                     None)
+        if token is not None:             # unknown ones are asked again: their connection may show up later
+            if len(self._owners) > 2 * len(self.story.entries):
+                oldest = self.story.entries[0].key
+                self._owners = {k: v for k, v in self._owners.items() if k >= oldest}
+            self._owners[entry.key] = (text, token)
+        return token
