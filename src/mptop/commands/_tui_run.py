@@ -45,8 +45,8 @@ class DemoApp(MptopApp):
     """The main screen plus the demo's keys, which act on the lab for real."""
 
     BINDINGS = [
-        Binding("w", "toggle_link('wlan0')", "Wi-Fi on/off", tooltip="take the Wi-Fi link down or up"),
-        Binding("c", "toggle_link('wwan0')", "Cellular on/off", tooltip="take the cellular link down or up"),
+        Binding("w", "toggle_link('wlan0')", "Wi-Fi", tooltip="take the Wi-Fi link down or up"),
+        Binding("c", "toggle_link('wwan0')", "Cellular", tooltip="take the cellular link down or up"),
         Binding("b", "toggle_backup", "Backup", tooltip="mark cellular as a backup path, or not"),
         Binding("r", "restore", "Restore", tooltip="both links up, scenario rates, the script resumes"),
     ]
