@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.style import Style
 from test_tui_app import feed, screen_text, wait_for, widget_text
 from textual.pilot import Pilot
 from textual.widgets import Input
@@ -34,6 +33,7 @@ from mptop.tui.toplist import TopList
 from mptop.tui.watch_query import WatchQuery
 from mptop.tui.watch_screen import EMPTY
 from mptop.tui.watch_state import FADE_S, SMOOTH_S
+from mptop.tui.watch_widgets import DIMMED, faded
 
 WATCH: list[Record] = read_recording(Path(__file__).parent / "data" / "watch.ndjson")
 SAMPLES = moments.samples(WATCH)
@@ -208,7 +208,7 @@ async def test_selecting_a_connection_shows_its_subflows_and_dims_other_connecti
         log = app.query_one(EventLog)
         assert log.border_subtitle == f"wget [{wget.pid}] lit · other connections dimmed"
 
-        muted = Style.parse(app.theme_variables["foreground-darken-3"]).color
+        muted = faded(app, DIMMED).color
         assert muted is not None
         own = [f"{s.local} → {s.remote}" for s in wget.subflows]
         other = f"{fallback.local} → {fallback.remote}"

@@ -137,9 +137,20 @@ def who(conn: ConnectionSample) -> str:
     return (conn.process or "?") + (f" [{conn.pid}]" if conn.pid else "")
 
 
+def _ends(conn: ConnectionSample, room: int) -> str:
+    """``local → remote``; when narrow the local address goes first (its port last), as the remote
+    end tells more about a connection."""
+    port = conn.local.rsplit(":", 1)[-1]
+    for ends in (f"{conn.local} → {conn.remote}", f":{port} → {conn.remote}", f"→ {conn.remote}"):
+        if len(ends) <= room:
+            return ends
+    return f"→ {conn.remote}"
+
+
 BAR_MIN, BAR_MAX = 6, 24            # a connection card's rate bar
 SPARK_MIN, SPARK_MAX = 8, 30        # and its sparkline: one cell per second at most
 SPARK_S = 30.0                      # seconds the sparkline spans
+PATHS_WIDTH = 26                    # the per-path rates of two paths: cards keep their columns aligned
 
 
 @dataclass(slots=True)
@@ -177,6 +188,7 @@ class ConnectionCard:
             text.append(" " if text else "")
             text.append("● ", style)
             text.append(label if len(rates) == 1 or self.closed else fmt.rate(rate, self.units), style)
+        text.pad_right(PATHS_WIDTH - text.cell_len)
         return text
 
     def _sparkline(self, console: Console, options: ConsoleOptions, width: int) -> Text:
@@ -220,8 +232,9 @@ class ConnectionCard:
         width, conn = options.max_width, self.connection
         # short form: watch sees other programs' sockets and cannot tell why one is not MPTCP
         label, _ = fmt.badge(TransferSample(0, "", 0, None, 0.0, conn.status, subflows=conn.subflows), short=True)
-        yield _title_line(f"{who(conn)}  ", f"{conn.local} → {conn.remote}", "closed" if self.closed else label,
-                          width, self.styles)
+        label = "closed" if self.closed else label
+        prefix = f"{who(conn)}  "
+        yield _title_line(prefix, _ends(conn, width - len(prefix) - len(label) - 3), label, width, self.styles)
         bar_width, spark, stats = self._layout(width)
         fraction = 0.0 if self.closed or self.peak_bps <= 0 else conn.rate_bps / self.peak_bps
         rates = {s.iface: int(s.rate_bps) for s in conn.subflows if not s.closed}

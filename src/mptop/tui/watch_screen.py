@@ -13,7 +13,6 @@ from dataclasses import replace
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
-from textual.color import Color
 from textual.widgets import Input
 
 from mptop.tui import format as fmt
@@ -24,7 +23,7 @@ from mptop.tui.subflows import SubflowsTable
 from mptop.tui.toplist import CARD_HEIGHT
 from mptop.tui.watch_query import EXAMPLE, WatchQuery
 from mptop.tui.watch_state import FADE_S, SORT_CYCLE, Row, SortKey, WatchState
-from mptop.tui.watch_widgets import WatchEventLog, WatchHostBar
+from mptop.tui.watch_widgets import WatchEventLog, WatchHostBar, faded
 
 TOP_SHARE = 0.36         # of the screen's height, for the connection cards
 FADE_STEPS = 3           # a closing card dims in this many steps (each one redraws it)
@@ -109,21 +108,18 @@ class WatchScreen(MainScreen):
             redraw()
 
     # -- drawing -------------------------------------------------------------------------------
-    def _faded(self, styles: CardStyles, closed_for: float) -> CardStyles:
-        """``styles`` of a closed connection's card: every colour muted, more with each step."""
-        variables = self.app.theme_variables
+    def _fading_styles(self, styles: CardStyles, closed_for: float) -> CardStyles:
+        """``styles`` of a closed connection's card: every colour muted, fading more with each step."""
         step = min(FADE_STEPS, 1 + int(closed_for / FADE_S * FADE_STEPS))
-        colour = Color.parse(variables.get("foreground-darken-3", "grey50"))
-        faded = colour.blend(Color.parse(variables.get("background", "black")), 0.2 * step).rich_color
-        style = Style(color=faded)
+        style = faded(self.app, 0.2 * step)
         return replace(styles, badge=style, dim=style, track=style, error=style,
                        spark=style, path={iface: style for iface in styles.path})
 
     def draw_top(self, state: ViewState, units: fmt.Units) -> None:
         assert isinstance(state, WatchState)
         listing = state.rows(self.watch_query, self.sort_key)
-        styles = {kind: replace(s, spark=Style.parse(self.app.theme_variables.get("text-primary", "blue")))
-                  for kind, s in self._card_styles(state).items()}
+        spark = Style.parse(self.app.theme_variables.get("foreground-darken-1", "grey70"))   # not a path colour
+        styles = {kind: replace(s, spark=spark) for kind, s in self._card_styles(state).items()}
         rows = listing.rows
         peak = max((r.conn.rate_bps for r in rows if r.closed_for is None), default=0.0)
         window = min(SPARK_S, state.chart_window)     # a young run fills the sparklines, as the path charts
@@ -135,7 +131,7 @@ class WatchScreen(MainScreen):
         for row in rows:
             style = styles[row.conn.status]
             if row.closed_for is not None:
-                style = self._faded(style, row.closed_for)
+                style = self._fading_styles(style, row.closed_for)
             cards.append((row.key, ConnectionCard(row.conn, units, style, peak, histories.get(row.conn.token, ()),
                                                   state.now, window, spark_scale, row.closed_for is not None)))
         self.top.sync(cards, empty=self._empty_text(state, listing.total))

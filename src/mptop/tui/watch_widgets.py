@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from rich.style import Style
 from rich.text import Span, Text
+from textual.app import App
+from textual.color import Color
 
 from mptop.tui.eventlog import EventLog
 from mptop.tui.header import Fact, HostBar
 from mptop.tui.state import ViewState
 from mptop.tui.story import LogEntry
-from mptop.tui.style import muted
-
 INFERRED = "events inferred (no CAP_NET_ADMIN)"
+DIMMED = 0.4              # how far other connections' events fade towards the background
+
+
+def faded(app: App, amount: float) -> Style:
+    """The theme's muted text colour taken ``amount`` (0..1) of the way to the background."""
+    variables = app.theme_variables
+    colour = Color.parse(variables.get("foreground-darken-3", "grey50"))
+    return Style(color=colour.blend(Color.parse(variables.get("background", "black")), amount).rich_color)
 
 
 class WatchHostBar(HostBar):
@@ -44,4 +53,4 @@ class WatchEventLog(EventLog):
         token = owner(entry) if owner is not None and self.focus_token is not None else None
         if token is None or token == self.focus_token:
             return line
-        return Text(line.plain, spans=[Span(0, len(line.plain), muted(self.app))])
+        return Text(line.plain, spans=[Span(0, len(line.plain), faded(self.app, DIMMED))])
