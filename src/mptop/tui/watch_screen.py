@@ -123,17 +123,15 @@ class WatchScreen(MainScreen):
         rows = listing.rows
         peak = max((r.conn.rate_bps for r in rows if r.closed_for is None), default=0.0)
         window = min(SPARK_S, state.chart_window)     # a young run fills the sparklines, as the path charts
-        start = state.now - window
-        histories = {r.conn.token: tuple(p for p in state.rates[r.conn.token].points if p[0] >= start)
-                     for r in rows if r.conn.token in state.rates}
-        spark_scale = max((v for points in histories.values() for _, v in points), default=0.0)
+        trends = [state.trend(r.conn.token) for r in rows]
+        spark_scale = max((trend.peak for trend in trends), default=0.0)
         cards = []
-        for row in rows:
+        for row, trend in zip(rows, trends):
             style = styles[row.conn.status]
             if row.closed_for is not None:
                 style = self._fading_styles(style, row.closed_for)
-            cards.append((row.key, ConnectionCard(row.conn, units, style, peak, histories.get(row.conn.token, ()),
-                                                  state.now, window, spark_scale, row.closed_for is not None)))
+            cards.append((row.key, ConnectionCard(row.conn, units, style, peak, trend.points, state.now, window,
+                                                  spark_scale, row.closed_for is not None)))
         self.top.sync(cards, empty=self._empty_text(state, listing.total))
         panel = self.query_one("#top-panel")
         count = f"{listing.shown} of {listing.total}" if not self.watch_query.empty else f"{listing.total}"

@@ -44,6 +44,23 @@ class Row:
 
 
 @dataclass(slots=True)
+class Trend:
+    """A connection's rate over the last :data:`SPARK_S` seconds, worked out once per sample (not
+    per frame: `mptop watch` may list thousands of connections)."""
+
+    points: tuple[tuple[float, float], ...] = ()      # (t, bit/s)
+    smoothed: float = 0.0                             # mean over the last SMOOTH_S seconds
+    peak: float = 0.0
+
+    @classmethod
+    def of(cls, history: History) -> Trend:
+        points = tuple(history.points)
+        last = points[-1][0] if points else 0.0
+        recent = [v for t, v in points if t >= last - SMOOTH_S]
+        return cls(points, sum(recent) / len(recent) if recent else 0.0, max((v for _, v in points), default=0.0))
+
+
+@dataclass(slots=True)
 class Listing:
     rows: list[Row]
     shown: int           # live connections that match the filter
@@ -54,8 +71,10 @@ class WatchState(ViewState):
     def __init__(self, window_s: float = WINDOW_S) -> None:
         super().__init__(window_s)
         self.rates: dict[int, History] = {}             # token -> (t, bit/s)
+        self.trends: dict[int, Trend] = {}
         self.closed: dict[int, tuple[float, ConnectionSample]] = {}   # token -> (closed at, last sample)
         self.pairs: dict[str, int] = {}                 # "local → remote" -> token
+        self._paired: dict[int, tuple[int, int]] = {}   # token -> (subflows, newest id) when last paired
         self._owners: dict[int, tuple[str, int | None]] = {}   # log entry key -> (its text, token)
 
     def ingest(self, record: Record) -> None:
@@ -72,26 +91,31 @@ class WatchState(ViewState):
         for token in [k for k, (t, _) in self.closed.items() if sample.t - t > FADE_S or k in live]:
             del self.closed[token]
         for token, conn in live.items():
-            self.rates.setdefault(token, History()).add(sample.t, conn.rate_bps, SPARK_S)
-            for local, remote in [(conn.local, conn.remote)] + [(s.local, s.remote) for s in conn.subflows]:
-                self.pairs[f"{local} → {remote}"] = token
+            history = self.rates.setdefault(token, History())
+            history.add(sample.t, conn.rate_bps, SPARK_S)
+            self.trends[token] = Trend.of(history)
+            self._pair(conn)
         for token in [k for k in self.rates if k not in live and k not in self.closed]:
-            del self.rates[token]
+            del self.rates[token], self.trends[token], self._paired[token]
         while len(self.pairs) > PAIRS_MAX:
             del self.pairs[next(iter(self.pairs))]
+
+    def _pair(self, conn: ConnectionSample) -> None:
+        """Remember the connection's address pairs (again only when it has a new subflow: subflow
+        ids only grow, so the count and the newest id tell)."""
+        signature = (len(conn.subflows), max((s.id for s in conn.subflows), default=0))
+        if self._paired.get(conn.token) != signature:
+            self._paired[conn.token] = signature
+            for local, remote in [(conn.local, conn.remote)] + [(s.local, s.remote) for s in conn.subflows]:
+                self.pairs[f"{local} → {remote}"] = conn.token
 
     # -- queries -------------------------------------------------------------------------------
     def find(self, token: int) -> ConnectionSample | None:
         """A live connection, or a closed one still fading out."""
         return self.connection(token) or (self.closed[token][1] if token in self.closed else None)
 
-    def smoothed_rate(self, token: int) -> float:
-        history = self.rates.get(token)
-        if history is None or not history.points:
-            return 0.0
-        last = history.points[-1][0]
-        recent = [v for t, v in history.points if t >= last - SMOOTH_S]
-        return sum(recent) / len(recent)
+    def trend(self, token: int) -> Trend:
+        return self.trends.get(token) or Trend()
 
     def rows(self, query: WatchQuery, sort: SortKey) -> Listing:
         live = self.connections
@@ -99,7 +123,7 @@ class WatchState(ViewState):
         shown = len(rows)
         rows += [Row(c, self.now - t) for t, c in self.closed.values() if query.matches(c)]
         value = {
-            "rate": lambda r: self.smoothed_rate(r.conn.token),
+            "rate": lambda r: self.trend(r.conn.token).smoothed,
             "bytes": lambda r: float(r.conn.bytes),
             "age": lambda r: r.conn.age_s,
         }[sort]
