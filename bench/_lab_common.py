@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mptop.lab import Lab
@@ -135,13 +135,15 @@ def _child_cpu() -> tuple[float, float]:
 
 
 def measured_run(lab: Lab, tool: str, argv: Sequence[str], interval: float = 0.05,
-                 timeout: float = 300.0) -> Run:
+                 timeout: float = 300.0, env: Mapping[str, str] | None = None) -> Run:
     """Run ``argv`` in the client namespace; wall time, CPU seconds (user and system of the
     process and its waited-for descendants), stdout/stderr, and the rx counters meanwhile.
-    Nothing else may reap children in this process while it runs (the CPU is a delta)."""
+    ``env`` adds to this process's environment.  Nothing else may reap children in this process
+    while it runs (the CPU is a delta)."""
     with RxMeter(lab, interval) as meter:
         cpu0, t0 = _child_cpu(), time.monotonic()
-        proc = lab.popen(lab.client, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = lab.popen(lab.client, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, **env} if env else None)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

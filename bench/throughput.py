@@ -105,8 +105,9 @@ def check_curl(run: Run, size: int) -> str:
     return "size ok"
 
 
-def fetch(lab: Lab, tool: str, size: int, interval: float) -> Outcome:
-    run = measured_run(lab, tool, argv_for(tool, lab.url(size)), interval)
+def fetch(lab: Lab, tool: str, size: int, interval: float, mptop_env: dict[str, str]) -> Outcome:
+    env = mptop_env if tool == "mptop" else None
+    run = measured_run(lab, tool, argv_for(tool, lab.url(size)), interval, env=env)
     if tool == "mptop":
         check = check_mptop(run, lab.content_sha256(size))
     elif tool == HASH_PEER:
@@ -130,27 +131,27 @@ def print_row(label: str, o: Outcome) -> None:
           f"{o.cpu_per_gb:9.3f} {share:>6}  {o.check}", flush=True)
 
 
-def warm_up(lab: Lab, tools: Sequence[str], interval: float) -> None:
+def warm_up(lab: Lab, tools: Sequence[str], interval: float, mptop_env: dict[str, str]) -> None:
     """One small fetch each, not counted: caches warm; shows each tool's fixed cost."""
     for tool in tools:
-        o = fetch(lab, tool, WARMUP_SIZE, interval)
+        o = fetch(lab, tool, WARMUP_SIZE, interval, mptop_env)
         print(f"  warm-up {tool:<11} 1 MB: wall {o.wall_s:.2f} s, CPU {o.user_s + o.sys_s:.2f} s ({o.check})",
               flush=True)
 
 
-def bench_setting(setting: Setting, tools: Sequence[str], rounds: int,
-                  interval: float) -> dict[str, list[Outcome]]:
+def bench_setting(setting: Setting, tools: Sequence[str], rounds: int, interval: float,
+                  mptop_env: dict[str, str]) -> dict[str, list[Outcome]]:
     print(f"\n== {setting.name}: {setting.size / 1e6:,.0f} MB, {rounds} round(s) each, "
           f"load {load_average()}", flush=True)
     results: dict[str, list[Outcome]] = {tool: [] for tool in tools}
     with Lab(setting.config) as lab:
-        warm_up(lab, tools, interval)
+        warm_up(lab, tools, interval, mptop_env)
         print(f"  {'run':<16} {'Mbit/s':>9} {'wall s':>7} {'user s':>6} {'sys s':>6} {'CPU s/GB':>9} {'wwan0':>6}  check")
         for r in range(rounds):
             # Rotate who goes first, so drift in the machine's load does not favour one tool.
             k = r % len(tools)
             for tool in [*tools[k:], *tools[:k]]:
-                o = fetch(lab, tool, setting.size, interval)
+                o = fetch(lab, tool, setting.size, interval, mptop_env)
                 results[tool].append(o)
                 print_row(f"{tool} #{r + 1}", o)
     return results
@@ -192,12 +193,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--only", choices=("unshaped", "shaped"), help="run one setting only")
     p.add_argument("--no-hash-peer", action="store_true",
                    help=f"skip the informational '{HASH_PEER}' peer (curl | openssl dgst -sha256)")
+    p.add_argument("--mptop-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra environment for the mptop runs only, e.g. MALLOC_MMAP_THRESHOLD_=4194304 (repeatable)")
     p.add_argument("--quick", action="store_true", help="1 round, 1 GiB unshaped, 30 MB shaped")
     args = p.parse_args(argv)
     quick = args.quick
     args.rounds = args.rounds or (1 if quick else 3)
     args.size_gib = args.size_gib or (1.0 if quick else 2.0)
     args.shaped_mb = args.shaped_mb or (30.0 if quick else 120.0)
+    pairs = [item.partition("=") for item in args.mptop_env]
+    if any(not name or not sep for name, sep, _ in pairs):
+        p.error("--mptop-env takes NAME=VALUE")
+    args.mptop_env = {name: value for name, _, value in pairs}
     if args.rounds < 1 or args.size_gib <= 0 or args.shaped_mb <= 0 or args.interval <= 0:
         p.error("--rounds, --size-gib, --shaped-mb and --interval must be positive")
     return args
@@ -217,11 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     settings = [s for s in settings if args.only in (None, s.name)]
     print(f"throughput bench: mptop get vs mptcpize run curl; {os.cpu_count()} CPUs, load {load_average()}")
+    if args.mptop_env:
+        print("mptop runs with " + " ".join(f"{k}={v}" for k, v in args.mptop_env.items()))
     verdicts: list[tuple[str, float | None, float | None]] = []
     try:
         with exit_on_signals():
             for setting in settings:
-                results = bench_setting(setting, tools, args.rounds, args.interval)
+                results = bench_setting(setting, tools, args.rounds, args.interval, args.mptop_env)
                 verdicts.append((setting.name, *summarize(setting, results)))
     except LabError as exc:
         print(f"bench: {exc}", file=sys.stderr)
