@@ -108,7 +108,7 @@ async def test_a_card_per_connection_with_process_ends_status_rates_bytes_and_ag
         for sub in wget.subflows:
             assert f"● {fmt.rate(sub.rate_bps)}" in text
         assert "● Wi-Fi" in text                 # the fallback: one path, named
-        assert top_panel(app).border_title == f"Connections · {len(conns(LAST))} · by rate"
+        assert top_panel(app).border_title == f"Connections · {len(conns(LAST))} · by rate (3 s mean)"
 
 
 # -- sort ----------------------------------------------------------------------------------------
@@ -121,13 +121,13 @@ def mean_rate(token: int, sample: Sample) -> float:
 async def test_s_sorts_by_smoothed_rate_then_bytes_then_age() -> None:
     live = conns(BUSY)
     expected = {
-        "rate": sorted(live, key=lambda c: (-mean_rate(c.token, BUSY), c.token)),
+        "rate (3 s mean)": sorted(live, key=lambda c: (-mean_rate(c.token, BUSY), c.token)),
         "bytes": sorted(live, key=lambda c: (-c.bytes, c.token)),
         "age (oldest first)": sorted(live, key=lambda c: (-c.age_s, c.token)),
     }
     assert len({tuple(c.token for c in order) for order in expected.values()}) == 3   # three different orders
     async with watching(BUSY.t) as (app, pilot):
-        for index, (words, order) in enumerate([*expected.items(), ("rate", expected["rate"])]):
+        for index, (words, order) in enumerate([*expected.items(), ("rate (3 s mean)", expected["rate (3 s mean)"])]):
             if index:
                 await pilot.press("s")
             assert top_panel(app).border_title == f"Connections · {len(live)} · by {words}"
@@ -148,7 +148,7 @@ async def test_filter_by_process_port_status_or_text_and_escape_clears_it() -> N
         assert not box.display
         await type_filter(pilot, "process:wget")
         assert box.has_focus and top_tokens(app) == [wget.token]
-        assert top_panel(app).border_title == f"Connections · 1 of {total} · by rate"
+        assert top_panel(app).border_title == f"Connections · 1 of {total} · by rate (3 s mean)"
         assert top_panel(app).border_subtitle == "filter process:wget · Esc clears"
         await pilot.press("enter")                       # kept, and the keys go to the list again
         assert app.query_one(TopList).has_focus and box.display and top_tokens(app) == [wget.token]
@@ -252,7 +252,7 @@ async def test_empty_states_say_what_to_do() -> None:
         assert "waiting for the first poll…" in widget_text(app.query_one(TopList))
         await feed(pilot, moments.until(WATCH, SAMPLES[0].t))
         assert EMPTY in widget_text(app.query_one(TopList)).replace("│", "").replace("\n", " ").replace("  ", " ")
-        assert top_panel(app).border_title == "Connections · 0 · by rate"
+        assert top_panel(app).border_title == "Connections · 0 · by rate (3 s mean)"
         assert str(app.query_one("#subflows-panel").border_title) == "Subflows"
 
 

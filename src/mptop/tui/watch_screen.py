@@ -22,13 +22,13 @@ from mptop.tui.state import ViewState
 from mptop.tui.subflows import SubflowsTable
 from mptop.tui.toplist import CARD_HEIGHT
 from mptop.tui.watch_query import EXAMPLE, WatchQuery
-from mptop.tui.watch_state import FADE_S, SORT_CYCLE, Row, SortKey, WatchState
+from mptop.tui.watch_state import FADE_S, SMOOTH_S, SORT_CYCLE, SortKey, WatchState
 from mptop.tui.watch_widgets import WatchEventLog, WatchHostBar, faded
 
 TOP_SHARE = 0.36         # of the screen's height, for the connection cards
 FADE_STEPS = 3           # a closing card dims in this many steps (each one redraws it)
 EMPTY = "No MPTCP connections in this network namespace yet — start one, e.g. `mptcpize run curl …`"
-SORT_WORDS = {"rate": "rate", "bytes": "bytes", "age": "age (oldest first)"}
+SORT_WORDS = {"rate": f"rate ({SMOOTH_S:g} s mean)", "bytes": "bytes", "age": "age (oldest first)"}
 
 
 class WatchScreen(MainScreen):
