@@ -275,7 +275,10 @@ class WatchTracker:
             for iface, since in track.stalled_since.items():
                 stalled_now[iface] = min(since, stalled_now.get(iface, since))
         for iface, path in self.paths.paths.items():
-            was, now = iface in self._path_stalled, iface in stalled_now
+            # One connection pausing on a path while the path as a whole still moves bytes (other
+            # connections, or this one a moment later) is scheduling, not an outage of the path.
+            was = iface in self._path_stalled
+            now = iface in stalled_now and (path.rate_bps == 0 or path.link_up is False)
             path.stalled = now
             if now and not was:
                 self._path_stalled[iface] = stalled_now[iface]
@@ -283,7 +286,7 @@ class WatchTracker:
                 poll.events.append(Event(poll.t, "path_stalled", iface, None, describe_stall(path.label, change)))
             elif was and not now:
                 start = self._path_stalled.pop(iface)
-                if iface in self._recovered:
+                if iface in self._recovered or path.rate_bps > 0:
                     change = StallChange("path_recovered", poll.t - start)
                     poll.events.append(Event(poll.t, "path_recovered", iface, None,
                                              describe_stall(path.label, change)))
