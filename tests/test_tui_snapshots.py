@@ -1,11 +1,9 @@
-"""Snapshots of the main screen at chosen points of a recording (pytest-textual-snapshot).
+"""Snapshots of the main screen at chosen moments of real recordings (pytest-textual-snapshot).
 
-The points are found by what happens in the recording (both paths busy, Wi-Fi stalled, a fallback
-transfer), not by hard-coded times, so real ``mptop demo`` recordings in assets/ can replace the
-synthetic one: ``mptop demo --headless --duration 30 --record assets/handover.ndjson`` and
-``mptop demo --scenario fallback --headless --duration 8 --record assets/fallback.ndjson``, point
-HANDOVER and FALLBACK at them, then ``pytest tests/test_tui_snapshots.py --snapshot-update`` and
-review the SVGs.  No clock is shown, so the pictures are deterministic.
+The recordings in assets/ are real `mptop demo` runs (made by assets/record.py); the moments are found by
+what happens in them (mptop.core.moments: both paths busy, Wi-Fi stalled, a fallback transfer), not by
+hard-coded times.  No clock is shown, so the pictures are deterministic.  After a deliberate change of the
+look: ``pytest tests/test_tui_snapshots.py --snapshot-update`` and review the SVGs.
 """
 
 from __future__ import annotations
