@@ -160,9 +160,11 @@ def bench_setting(setting: Setting, tools: Sequence[str], rounds: int, interval:
 def summarize(setting: Setting, results: dict[str, list[Outcome]]) -> tuple[float | None, float | None]:
     med = {tool: (median([o.goodput for o in runs]), median([o.wall_s for o in runs]),
                   median([o.cpu_per_gb for o in runs])) for tool, runs in results.items()}
-    print(f"  {'median':<16} {'Mbit/s':>9} {'wall s':>7} {'CPU s/GB':>9}")
+    print(f"  {'median':<16} {'Mbit/s':>9} {'wall s':>7} {'CPU s/GB':>9}  Mbit/s range (noise)")
     for tool, (goodput, wall, cpu) in med.items():
-        print(f"  {tool:<16} {fmt(mbit(goodput), '9.1f')} {fmt(wall, '7.2f')} {fmt(cpu, '9.3f')}")
+        rates = [mbit(o.goodput) for o in results[tool] if o.goodput is not None]
+        spread = f"{min(rates):.1f}-{max(rates):.1f}" if rates else "n/a"
+        print(f"  {tool:<16} {fmt(mbit(goodput), '9.1f')} {fmt(wall, '7.2f')} {fmt(cpu, '9.3f')}  {spread}")
     goodput_r = ratio(med["mptop"][0], med[PEER][0])
     wall_r = ratio(med["mptop"][1], med[PEER][1])
     cpu_r = ratio(med["mptop"][2], med[PEER][2])
