@@ -43,8 +43,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tune_malloc() -> None:
+    """Keep glibc from returning each 256 KiB-1 MiB read buffer to the kernel and faulting it back in.
+
+    Measured (bench/throughput.py, 1 GiB unshaped): minor faults 74-165k -> 11.5k per GiB, system time
+    0.92 -> 0.45 s/GiB, CPU per GB -14 to -20 %.  Both thresholds are needed; either alone does nothing.
+    """
+    if sys.platform != "linux":
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 4 << 20)    # M_MMAP_THRESHOLD: serve read buffers from the heap
+        libc.mallopt(-1, 64 << 20)   # M_TRIM_THRESHOLD: and keep the heap's free top
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _tune_malloc()
     if not argv:
         argv = ["watch"]
     elif argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):

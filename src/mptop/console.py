@@ -69,20 +69,21 @@ class _Screen:
     def __rich__(self) -> Group | Text:
         if self.sample is None:
             return Text("connecting…", style="dim")
-        return Group(self._transfers(), self._paths(self.sample.paths))
+        return Group(*(self._transfer(t) for t in self.sample.transfers), self._paths(self.sample.paths))
 
-    def _transfers(self) -> Table:
-        table = Table.grid(padding=(0, 1))
-        for t in self.sample.transfers if self.sample else []:
-            bar = ProgressBar(total=t.total or None, completed=t.bytes, width=24, pulse=not t.total)
-            badge_style = {"mptcp": "bold green", "fallback": "bold yellow", "tcp": "bold red"}.get(t.status, "dim")
-            table.add_row(
-                Text(_short_url(t.url), style="bold"), bar, Text(_progress(t)),
-                Text(format_rate(t.rate_bps, self.unit), style="bold"),
-                Text(f"ETA {format_duration(t.eta_s)}", style="dim"),
-                Text(t.error or status_text(t), style="red" if t.error else badge_style),
-            )
-        return table
+    def _transfer(self, t: TransferSample) -> Group:
+        """Two lines: the URL with its status badge, then progress, rate and ETA."""
+        head = Table.grid(expand=True)
+        head.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        head.add_column(no_wrap=True, overflow="ellipsis", justify="right", max_width=60)
+        badge_style = {"mptcp": "bold green", "fallback": "bold yellow", "tcp": "bold red"}.get(t.status, "dim")
+        head.add_row(Text(f"#{t.id} {_short_url(t.url, 60)}", style="bold"),
+                     Text(t.error or status_text(t), style="red" if t.error else badge_style))
+        body = Table.grid(padding=(0, 1))
+        body.add_row(Text("  "), ProgressBar(total=t.total or None, completed=t.bytes, width=24, pulse=not t.total),
+                     Text(_progress(t)), Text(format_rate(t.rate_bps, self.unit), style="bold"),
+                     Text(f"ETA {format_duration(t.eta_s)}", style="dim"))
+        return Group(head, body)
 
     def _paths(self, paths: dict[str, PathSample]) -> Table:
         table = Table.grid(padding=(0, 1))
@@ -130,8 +131,9 @@ class ConsoleView:
             self._live = None
         for t in summary.transfers if summary else []:
             if t.ok:
-                where = t.file or "(stdout)" if t.file != "/dev/null" else "/dev/null"
+                where = t.file or "(stdout)"
                 paths = ", ".join(f"{k} {format_bytes(v)}" for k, v in t.path_bytes.items())
+                took = t.duration_s if t.duration_s is not None else summary.duration_s
                 self.console.print(f"[green]✓[/green] {t.url} → {where}: {format_bytes(t.bytes)} in "
-                                   f"{format_duration(summary.duration_s)} ({paths}) sha256 {t.sha256}",
+                                   f"{format_duration(took)} ({paths}) sha256 {t.sha256}",
                                    soft_wrap=True)

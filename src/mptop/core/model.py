@@ -113,6 +113,7 @@ class TransferSummary:
     ok: bool
     error: str | None
     path_bytes: dict[str, int] = field(default_factory=dict)
+    duration_s: float | None = None      # this transfer's start to end
 
 
 @dataclass(slots=True)

@@ -272,6 +272,7 @@ class Sampler:
         )
 
     def summary(self) -> Summary:
+        """Per-transfer results; ``duration_s`` runs from the first transfer's start to the last one's end."""
         out = []
         for tr in self.transfers():
             track = self._tracks.get(tr.id)
@@ -279,9 +280,15 @@ class Sampler:
                 id=tr.id, url=tr.url, file=getattr(tr, "file", None), bytes=tr.bytes_done,
                 sha256=getattr(tr, "sha256", None), status=track.status if track else "connecting",
                 reason=track.reason if track else None, ok=tr.state == "done", error=tr.error,
-                path_bytes=dict(track.path_bytes) if track else {},
+                path_bytes=dict(track.path_bytes) if track else {}, duration_s=_span([tr]),
             ))
-        return Summary(duration_s=self.now(), transfers=out)
+        return Summary(duration_s=_span(self.transfers()) or self.now(), transfers=out)
+
+
+def _span(transfers: Iterable[TransferLike]) -> float | None:
+    starts = [t.started_at for t in transfers if getattr(t, "started_at", None) is not None]
+    ends = [t.ended_at for t in transfers if getattr(t, "ended_at", None) is not None]
+    return round(max(ends) - min(starts), 3) if starts and ends else None
 
 
 def _read(sock: object) -> SocketReading | None:
