@@ -64,6 +64,7 @@ class LabBase:
         if self._started:
             return self
         self._started = True
+        _sbin_on_path()
         try:
             self.client = self._namespace("client")
             self.server = self._namespace("server")
@@ -332,3 +333,12 @@ class ForkedServer:
     def kill(self) -> None:
         if self.poll() is None:
             os.kill(self.pid, 9)
+
+
+def _sbin_on_path() -> None:
+    """iproute2 (ip, tc, ss) lives in /usr/sbin, which an ordinary user's PATH often lacks (Debian):
+    the lab runs them inside namespaces it owns, so it may, and must, find them there too."""
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    missing = [d for d in ("/usr/sbin", "/sbin") if d not in path]
+    if missing:
+        os.environ["PATH"] = os.pathsep.join([*filter(None, path), *missing])
