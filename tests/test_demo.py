@@ -84,7 +84,8 @@ def test_demo_headless_as_an_ordinary_user(user_install):
     home.chmod(0o777)
     user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(user_install / "bin" / "mptop")]
     try:
-        result = run_demo(user, cwd=home, env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home)}  # an ordinary user PATH: no sbin)
+        # an ordinary user's PATH has no sbin directories
+        result = run_demo(user, cwd=home, env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home)})
     finally:
         shutil.rmtree(home, ignore_errors=True)
     if result.returncode != 0 and "user namespace" in result.stderr:
