@@ -7,12 +7,16 @@ into :class:`~mptop.kernel.types.DiagConnection` objects with their subflows joi
 Speed: Python decoding dominates a poll (5-12 us a record when each attribute is walked).
 Records of one kind nearly always share one *shape* (the same attributes with the same lengths,
 hence the same record length), so the first record of a shape is walked and compiled into one
-``struct.Struct`` that reads every wanted field *and* every attribute header in a single call;
-later records of that length are checked against the compiled headers instead of walked (any
-mismatch: walk it).  A subflow whose bytes, the volatile ones aside, equal the previous poll's
-(matched by socket cookie) gets its previous, immutable objects back.  Records of an older
-kernel (a shorter tcp_info or mptcp_info) are decoded by :mod:`mptop.kernel.structs`.
-Malformed input raises :class:`KernelParseError` (a netlink error message: OSError).
+``struct.Struct`` that reads every wanted field *and* every attribute header in a single call,
+and into a *fingerprint*: every byte of the record but the volatile ones (nlmsg_seq, timers,
+queues, the "ms ago" ``last_*`` words).  Most sockets of a poll are idle: each record is first
+fingerprinted with the shape of the record before it, which also frames it (its length and type
+are fingerprinted), and a socket whose fingerprint equals the previous poll's (by cookie) takes
+its previous decoding back: a subflow its immutable objects, a connection its addresses and
+MptcpInfo values, only its ``last_*`` words read anew (~0.4 and ~1 us a record).  Anything else
+is framed and decoded in full.  Records of an older kernel (a shorter tcp_info or mptcp_info)
+are decoded by :mod:`mptop.kernel.structs`.  Malformed input raises :class:`KernelParseError`
+(a netlink error message: OSError).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
 from operator import itemgetter
 from typing import Any
@@ -40,6 +44,7 @@ NLMSG_HEADER = struct.Struct("=IHHII")        # nlmsghdr: len, type, flags, seq,
 _NLA = struct.Struct("=HH")                   # rtattr: len, type
 _NLA_TYPE_MASK = 0x3FFF
 _ERRNO = struct.Struct("=i")
+_SEQ = struct.Struct("=I")                    # nlmsg_seq, at 8
 # nlmsghdr + inet_diag_msg, skipping what changes without meaning anything to us (seq, pid, timers,
 # queues), so that equal values mean an unchanged socket.  Ports are big-endian: swapped later.
 _HDR_FMT = "IH10xBB2xHH16s16sIQ12xII"
@@ -49,25 +54,26 @@ _FAMILY, _STATE, _SPORT, _DPORT, _SRC, _DST, _IFINDEX, _COOKIE, _UID, _INODE = 2
 _SF_FIELDS = (_FAMILY, _SPORT, _DPORT, _SRC, _DST, _IFINDEX, _INODE, _UID)
 _MAX_SHAPES = 8                                # per record length; past that, records are walked
 
-# Local fast-path copies of the layouts in mptop.kernel.structs (which decodes every other case):
-# read in place inside a record-wide Struct, csum_enabled as a bool ("?").  tests/test_diag.py
-# checks both against structs.parse_tcp_info / parse_mptcp_info on real kernel records.
-_TCP_INFO_FMT = "BxB65xII4xI8xI4xIQ8xQQ12xI8xQ32xQQ"     # structs.TCP_INFO_SIZE bytes
-_TCP_ORDER = (0, 1, 2, 3, 4, 6, 5, *range(7, 14))       # layout order -> TcpInfo field order
-_TCP_VOLATILE = (44, 60)          # tcpi_last_data_sent .. tcpi_last_ack_recv: "ms ago", not in TcpInfo
-_MPTCP_INFO_FMT = "6B2x2I3Q2B?xI4QB3x3I"                # structs.MPTCP_INFO_SIZE bytes, MptcpInfo order
-# Bytes of nlmsghdr + inet_diag_msg that change without the socket changing: the header (seq, pid),
-# idiag_timer/retrans, idiag_expires/rqueue/wqueue.  The cookie (60..68) identifies the socket.
-_HEADER_VOLATILE = ((0, 16), (18, 20), (68, 80))
+# The layouts of mptop.kernel.structs (which decodes every other case), read in place inside a
+# record-wide Struct.  tests/test_diag.py checks the two decodings agree on real kernel records.
+_LAST = struct.Struct("=3I")              # mptcpi_last_data_sent, _recv, last_ack_recv
+_STABLE_INFO = len(MptcpInfo._fields) - 3  # MptcpInfo's values before those three
+_TOKEN = MptcpInfo._fields.index("token")
+# Bytes of nlmsghdr + inet_diag_msg that change without the socket changing: nlmsg_seq/pid and
+# idiag_expires/rqueue/wqueue.  The cookie (60..68) identifies the socket.  nlmsg_len/type/flags
+# stay in a fingerprint (equal to a record's, it frames a record too), and so do idiag_timer and
+# idiag_retrans, constant on an idle socket: fewer, longer spans are read faster.
+_HEADER_VOLATILE = ((8, 16), (68, 80))
 _COOKIE_SPAN = (60, 68)
+_FP_COOKIE = 2           # the cookie's index in a fingerprint: after [0:8], [16:60]
 
 
 def _fast_constructor(cls: type) -> Callable[..., Any]:
     """A positional constructor for a frozen, slotted dataclass that sets each slot directly.
 
     A frozen dataclass's ``__init__`` looks up and calls ``object.__setattr__`` per field; calling
-    the slot descriptors is about twice as fast, and a poll of 1,000 connections sets ~80,000
-    fields.  Same object as ``cls(*values)`` (the types define no ``__post_init__``).
+    the slot descriptors is about twice as fast (TcpInfo and DiagSubflow of subflows that moved are
+    built every poll).  Same object as ``cls(*values)`` (the types define no ``__post_init__``).
     """
     names = [f.name for f in fields(cls)]
     env: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
@@ -78,9 +84,8 @@ def _fast_constructor(cls: type) -> Callable[..., Any]:
 
 
 _new_tcp_info = _fast_constructor(TcpInfo)
-_new_mptcp_info = _fast_constructor(MptcpInfo)
 _new_subflow = _fast_constructor(DiagSubflow)
-_new_connection = _fast_constructor(DiagConnection)
+_tuple_new = tuple.__new__     # MptcpInfo and DiagConnection are named tuples: one C call each
 
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 _ip_cache: dict[tuple[int, bytes], str] = {}
@@ -190,22 +195,27 @@ class _Shape:
             starts[i] = count
             pos, count = off + size, count + len(struct.unpack("=" + part, bytes(size)))
         self.length = length
+        self.step = (length + 3) & ~3         # to the next message
         self.unpack_from = struct.Struct(fmt).unpack_from
         self.check = itemgetter(*check_idx)
         self.expected = tuple(expected)
         self.starts = starts[len(parts) - len(wanted):]   # first value index of each wanted part
         self.relevant: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None
         self.fingerprint: Callable[[Any, int], tuple[Any, ...]] | None = None
-        self.info = slice(0)
+        self.info = slice(0)          # connections: MptcpInfo's values but the last_* three,
+        self.last_at = 0              # which are read apart, from here
 
-    def set_fingerprint(self, volatile: Iterable[tuple[int, int]]) -> None:
-        """Fingerprint every byte but the ``volatile`` spans (record-relative, inside payloads).
+    def set_fingerprint(self, info_at: int, last: tuple[int, int]) -> None:
+        """Fingerprint every byte but the header's volatile ones and the ``last`` span (the "ms
+        ago" words) of the info struct at ``info_at`` (record-relative).  The rest of that struct,
+        even what mptop does not decode, changes only with traffic.
 
-        Values: ``[16:18]`` (family, state), ``[20:60]`` (ports, addresses, ifindex), the cookie
-        (index 2), then the rest, attribute headers included, so equal fingerprints also mean
-        an equal layout."""
+        Values: ``[0:8]`` (nlmsg_len, type, flags), ``[16:60]`` (family, state, timer, ports,
+        addresses, ifindex), the cookie (index ``_FP_COOKIE``), then the rest, attribute headers
+        included, so equal fingerprints also mean an equal layout."""
         fmt, pos = "=", 0
-        for start, end in sorted([*_HEADER_VOLATILE, *volatile, (self.length, self.length)]):
+        volatile = [*_HEADER_VOLATILE, (info_at + last[0], info_at + last[1]), (self.length, self.length)]
+        for start, end in sorted(volatile):
             if start > pos:
                 if pos < _COOKIE_SPAN[1] <= start:
                     fmt += f"{_COOKIE_SPAN[0] - pos}sQ" + (f"{start - _COOKIE_SPAN[1]}s" if start > _COOKIE_SPAN[1] else "")
@@ -215,6 +225,13 @@ class _Shape:
                 fmt += f"{end - max(start, pos)}x"
             pos = max(pos, end)
         self.fingerprint = struct.Struct(fmt).unpack_from
+
+
+# A connection's decoded record, by cookie: (shape, fingerprint, MptcpInfo values but last_*,
+# local, remote, state, inode, uid).
+_MskEntry = tuple[_Shape, tuple[Any, ...], tuple[Any, ...], Address, Address, int, int, int]
+# A subflow's, by cookie: (shape, fingerprint, subflow, its token, (subflow,)).
+_SubflowEntry = tuple[_Shape, tuple[Any, ...], DiagSubflow, int, tuple[DiagSubflow]]
 
 
 class DiagDecoder:
@@ -228,16 +245,21 @@ class DiagDecoder:
         self.fast = fast           # False: walk every record, decode with mptop.kernel.structs
         self._msk_shapes: dict[int, list[_Shape]] = {}
         self._tcp_shapes: dict[int, list[_Shape]] = {}
-        self._prev_msks: dict[int, tuple[tuple[Any, ...], Address, Address]] = {}
-        self._prev_subflows: dict[int, tuple[_Shape, tuple[Any, ...], DiagSubflow]] = {}
+        self._prev_msks: dict[int, _MskEntry] = {}
+        self._prev_subflows: dict[int, _SubflowEntry] = {}
+        self._tcp_guess: _Shape | None = None     # the shape of the last record: the next one's, likely
+        self._msk_guess: _Shape | None = None
         self.begin()
 
     def begin(self, owners: Mapping[int, tuple[int, str]] | None = None) -> None:
         """Start a poll."""
         self._owners = owners if owners is not None else {}
-        self._msks: dict[int, tuple[tuple[Any, ...], Address, Address]] = {}
-        self._subflows: dict[int, tuple[_Shape, tuple[Any, ...], DiagSubflow]] = {}
-        self._by_token: dict[int, list[DiagSubflow]] = {}
+        self._msks: dict[int, _MskEntry] = {}
+        self._subflows: dict[int, _SubflowEntry] = {}
+        # token -> the subflows so far, as the tuple a DiagConnection takes (most connections have
+        # one or two subflows: growing a tuple is cheaper than a list and its copy, and leaves the
+        # cyclic GC fewer new objects to trace per poll)
+        self._by_token: dict[int, tuple[DiagSubflow, ...]] = {}
         self.connections: list[DiagConnection] = []
         self.unnamed: list[int] = []
 
@@ -247,29 +269,29 @@ class DiagDecoder:
         Messages of another ``seq`` are skipped (``None``: take all).  A netlink error raises OSError.
         """
         self._done = False
-        records = self._records(buf, n, seq)
+        # One datagram holds the messages of one dump, hence one seq: checked on its first message,
+        # the fast paths below skip the per-message header.
+        fast = seq is None or (n >= NLMSG_HEADER.size and _SEQ.unpack_from(buf, 8)[0] == seq)
         if protocol == IPPROTO_MPTCP:
-            self._msk_records(buf, records)
+            self._msk_datagram(buf, n, seq, fast)
         else:
-            self._tcp_records(buf, records)
+            self._tcp_datagram(buf, n, seq, fast)
         return self._done
 
-    def _records(self, buf: Any, n: int, seq: int | None) -> Iterator[tuple[int, int]]:
-        """(offset, length) of each sock_diag record in ``buf[:n]``; handles the control messages."""
-        unpack, off = NLMSG_HEADER.unpack_from, 0
-        while off < n:
-            if n - off < 16:
-                raise KernelParseError(f"netlink header truncated: {n - off} bytes left")
-            length, kind, _flags, mseq, _pid = unpack(buf, off)
-            if length < 16 or length > n - off:
-                raise KernelParseError(f"netlink message length {length} out of range ({n - off} bytes left)")
-            if mseq == seq or seq is None:
-                if kind == SOCK_DIAG_BY_FAMILY:
-                    yield off, length
-                elif (kind == NLMSG_DONE or kind == NLMSG_ERROR) and self._control(buf, off, length, kind):
-                    self._done = True
-                    return
-            off += (length + 3) & ~3
+    def _message(self, buf: Any, off: int, n: int, seq: int | None) -> tuple[int, bool]:
+        """(length, is a record of this dump) of the message at ``off``; length 0: the dump is done."""
+        if n - off < NLMSG_HEADER.size:
+            raise KernelParseError(f"netlink header truncated: {n - off} bytes left")
+        length, kind, _flags, mseq, _pid = NLMSG_HEADER.unpack_from(buf, off)
+        if length < NLMSG_HEADER.size or length > n - off:
+            raise KernelParseError(f"netlink message length {length} out of range ({n - off} bytes left)")
+        if mseq == seq or seq is None:
+            if kind == SOCK_DIAG_BY_FAMILY:
+                return length, True
+            if (kind == NLMSG_DONE or kind == NLMSG_ERROR) and self._control(buf, off, length, kind):
+                self._done = True
+                return 0, False
+        return length, False
 
     @staticmethod
     def _control(buf: Any, off: int, length: int, kind: int) -> bool:
@@ -297,12 +319,16 @@ class DiagDecoder:
         return out
 
     @staticmethod
-    def _match(shapes: list[_Shape], buf: Any, off: int) -> tuple[_Shape | None, tuple[Any, ...]]:
-        for shape in shapes:
+    def _unpack(shapes: dict[int, list[_Shape]], compile_: Callable[[Any, int, int], _Shape | None], buf: Any,
+                off: int, length: int) -> tuple[_Shape | None, tuple[Any, ...]]:
+        """A record's values by the known shape it matches, else by a shape compiled for it (None:
+        ``compile_`` decoded it the slow way)."""
+        for shape in shapes.get(length, ()):
             values = shape.unpack_from(buf, off)
             if shape.check(values) == shape.expected:
                 return shape, values
-        return None, ()
+        shape = compile_(buf, off, length)
+        return (shape, shape.unpack_from(buf, off)) if shape is not None else (None, ())
 
     @staticmethod
     def _learn(shapes: dict[int, list[_Shape]], shape: _Shape) -> _Shape:
@@ -311,36 +337,57 @@ class DiagDecoder:
             known.append(shape)
         return shape
 
-    # -- subflows (TCP dump) -------------------------------------------------------------------
-    def _tcp_records(self, buf: Any, records: Iterable[tuple[int, int]]) -> None:
-        shapes_of, prev_of, current, by_token = self._tcp_shapes.get, self._prev_subflows.get, self._subflows, \
-            self._by_token
-        for off, length in records:
-            shapes = shapes_of(length)
-            if shapes is not None and shapes[0].fingerprint is not None:
-                first = shapes[0]                # the common case: an unchanged, idle subflow
-                fingerprint = first.fingerprint(buf, off)  # type: ignore[misc]
-                prev = prev_of(fingerprint[2])
-                if prev is not None and prev[1] == fingerprint and prev[0] is first:
-                    current[fingerprint[2]] = prev
-                    by_token.setdefault(prev[2].token_local, []).append(prev[2])
-                    continue
-            self._tcp_record(buf, off, length, shapes)
+    @staticmethod
+    def _known(shapes: dict[int, list[_Shape]], prev: Mapping[int, Any], buf: Any, off: int, length: int) -> Any:
+        """The previous poll's entry of an unchanged socket (same shape, same fingerprint), else None."""
+        first = shapes.get(length, (None,))[0]
+        if first is None or first.fingerprint is None:
+            return None
+        fingerprint = first.fingerprint(buf, off)
+        entry = prev.get(fingerprint[_FP_COOKIE])
+        return entry if entry is not None and entry[1] == fingerprint and entry[0] is first else None
 
-    def _tcp_record(self, buf: Any, off: int, length: int, shapes: list[_Shape] | None) -> None:
-        shape, values = self._match(shapes or (), buf, off)
-        if shape is None:
-            shape = self._tcp_shape(buf, off, length)
-            if shape is None:
+    # -- subflows (TCP dump) -------------------------------------------------------------------
+    def _tcp_datagram(self, buf: Any, n: int, seq: int | None, fast: bool) -> None:
+        """Each record: first taken for an unchanged subflow of the shape of the record before it
+        (nearly all are, in an idle poll: one Struct call, no header parsing), else framed, decoded."""
+        prev_of, current, by_token, group_of = self._prev_subflows.get, self._subflows, self._by_token, \
+            self._by_token.get
+        shape, off, cookie_at = self._tcp_guess if fast else None, 0, _FP_COOKIE
+        fingerprint_of, size, step = (shape.fingerprint, shape.length, shape.step) if shape is not None else \
+            (None, 0, 0)
+        while off < n:
+            if fingerprint_of is not None and off + size <= n:
+                fingerprint = fingerprint_of(buf, off)
+                entry = prev_of(fingerprint[cookie_at])
+                if entry is not None and entry[1] == fingerprint and entry[0] is shape:
+                    current[fingerprint[cookie_at]] = entry
+                    by_token[entry[3]] = group_of(entry[3], ()) + entry[4]
+                    off += step
+                    continue
+            length, is_record = self._message(buf, off, n, seq)
+            if not length:
                 return
-            values = shape.unpack_from(buf, off)
-        if shape.relevant is None or shape.fingerprint is None:    # plain TCP, or another ULP
-            return
+            if is_record:
+                entry = self._known(self._tcp_shapes, self._prev_subflows, buf, off, length) \
+                    or self._tcp_record(buf, off, length)
+                if entry is not None:
+                    current[entry[1][cookie_at]] = entry
+                    by_token[entry[3]] = group_of(entry[3], ()) + entry[4]
+                    if fast:
+                        shape = self._tcp_guess = entry[0]
+                        fingerprint_of, size, step = shape.fingerprint, shape.length, shape.step
+            off += (length + 3) & ~3
+
+    def _tcp_record(self, buf: Any, off: int, length: int) -> _SubflowEntry | None:
+        """A subflow that is new or changed (None: another TCP socket, or decoded the slow way)."""
+        shape, values = self._unpack(self._tcp_shapes, self._tcp_shape, buf, off, length)
+        if shape is None or shape.relevant is None or shape.fingerprint is None:  # plain TCP, another ULP
+            return None
         family, sport, dport, src, dst, *v = shape.relevant(values)
         subflow = _new_subflow((_ip(family, src), socket.ntohs(sport)), (_ip(family, dst), socket.ntohs(dport)),
                                v[0], v[1], v[2], _new_tcp_info(*v[8:]), v[3], v[4], v[5], v[6], v[7])
-        self._subflows[values[_COOKIE]] = (shape, shape.fingerprint(buf, off), subflow)
-        self._by_token.setdefault(subflow.token_local, []).append(subflow)
+        return shape, shape.fingerprint(buf, off), subflow, subflow.token_local, (subflow,)
 
     def _tcp_shape(self, buf: Any, off: int, length: int) -> _Shape | None:
         """Walk a record of a new shape; compile it, or decode it the slow way (returns None)."""
@@ -348,72 +395,91 @@ class DiagDecoder:
         if not rec.is_subflow:
             return self._learn(self._tcp_shapes, _Shape(length, rec, off, [])) if self.fast else None
         if self.fast and rec.info is not None and rec.info[1] >= structs.TCP_INFO_SIZE and rec.sub_complete():
-            wanted = [(rec.info[0], _TCP_INFO_FMT)] + [(rec.sub[k][0], f) for k, f in SUBFLOW_ATTRS.items()]
+            wanted = [(rec.info[0], structs.TCP_INFO_FORMAT)] + [(rec.sub[k][0], f) for k, f in SUBFLOW_ATTRS.items()]
             shape = _Shape(length, rec, off, wanted)
             info, *sub = shape.starts
-            shape.relevant = itemgetter(*_SF_FIELDS, *sub, *(info + i for i in _TCP_ORDER))
-            at, size = rec.info[0] - off, rec.info[1]
-            shape.set_fingerprint([(at + _TCP_VOLATILE[0], at + _TCP_VOLATILE[1]),
-                                   (at + structs.TCP_INFO_SIZE, at + size)])
+            shape.relevant = itemgetter(*_SF_FIELDS, *sub, *(info + i for i in structs.TCP_INFO_ORDER))
+            shape.set_fingerprint(rec.info[0] - off, structs.TCP_INFO_LAST_SPAN)
             return self._learn(self._tcp_shapes, shape)
         # An older kernel's short tcp_info, or missing subflow attributes.
         h = _HDR.unpack_from(buf, off)
         tcp = structs.parse_tcp_info_from(buf, *rec.info) if rec.info else None
         token, *rest = (rec.sub_value(buf, k) for k in SUBFLOW_ATTRS)
-        self._by_token.setdefault(token, []).append(
-            DiagSubflow(*_endpoints(h), h[_IFINDEX], h[_INODE], h[_UID], tcp, token, *rest))
+        subflow = DiagSubflow(*_endpoints(h), h[_IFINDEX], h[_INODE], h[_UID], tcp, token, *rest)
+        self._by_token[token] = self._by_token.get(token, ()) + (subflow,)
         return None
 
     # -- connections (MPTCP dump) --------------------------------------------------------------
-    def _msk_records(self, buf: Any, records: Iterable[tuple[int, int]]) -> None:
-        shapes_of, prev_of, msks, by_token = self._msk_shapes.get, self._prev_msks.get, self._msks, self._by_token
-        owners, out = self._owners, self.connections
-        for off, length in records:
-            shape, values = None, ()
-            shapes = shapes_of(length)
-            if shapes is not None:
-                shape = shapes[0]
-                values = shape.unpack_from(buf, off)
-                if shape.check(values) != shape.expected:
-                    shape, values = self._match(shapes[1:], buf, off)
-            if shape is None:
-                shape = self._msk_shape(buf, off, length)
-                if shape is None:
+    def _msk_datagram(self, buf: Any, n: int, seq: int | None, fast: bool) -> None:
+        """As :meth:`_tcp_datagram`.  An unchanged connection (its ``last_*`` "ms ago" words aside,
+        read anew) reuses its addresses and MptcpInfo values: only two tuples are built for it."""
+        prev_of, msks, by_token, owners, out = self._prev_msks.get, self._msks, self._by_token, self._owners, \
+            self.connections
+        new, last_of, cookie_at, token_at = _tuple_new, _LAST.unpack_from, _FP_COOKIE, _TOKEN
+        shape, off = self._msk_guess if fast else None, 0
+        fingerprint_of, size = (shape.fingerprint, shape.length) if shape is not None else (None, 0)
+        while off < n:
+            entry: _MskEntry | None = None
+            if fingerprint_of is not None and off + size <= n:
+                fingerprint = fingerprint_of(buf, off)
+                entry = prev_of(fingerprint[cookie_at])
+                if entry is not None and (entry[1] != fingerprint or entry[0] is not shape):
+                    entry = None
+                step = shape.step  # type: ignore[union-attr]
+            if entry is None:
+                length, is_record = self._message(buf, off, n, seq)
+                if not length:
+                    return
+                step = (length + 3) & ~3
+                if is_record:
+                    entry = self._known(self._msk_shapes, self._prev_msks, buf, off, length) \
+                        or self._msk_record(buf, off, length)
+                    if entry is not None and fast:
+                        shape = self._msk_guess = entry[0]
+                        fingerprint_of, size = shape.fingerprint, shape.length
+                if entry is None:
+                    off += step
                     continue
-                values = shape.unpack_from(buf, off)
-            # An idle connection's last_* ("ms ago") fields change between polls: its MptcpInfo is
-            # new every time; only its addresses are reused.
-            head, cookie, inode = values[:_HDR_VALUES], values[_COOKIE], values[_INODE]
-            prev = prev_of(cookie)
-            if prev is None or prev[0] != head:
-                prev = (head, *_endpoints(values))
-            msks[cookie] = prev
-            info = _new_mptcp_info(*values[shape.info])
+            rec_shape, fingerprint, stable, local, remote, state, inode, uid = entry
+            msks[fingerprint[cookie_at]] = entry
+            info = new(MptcpInfo, stable + last_of(buf, off + rec_shape.last_at))
+            token = info[token_at]
             owner = owners.get(inode)
             if owner is None:
-                self._add_connection(prev[1], prev[2], values[_STATE], inode, values[_UID], info)
-                continue
-            subflows = by_token.get(info.token) if info.token else None
-            out.append(_new_connection(prev[1], prev[2], values[_STATE], inode, values[_UID], info,
-                                       tuple(subflows) if subflows else (), owner[0], owner[1]))
+                self._add_connection(local, remote, state, inode, uid, info)
+            else:
+                out.append(new(DiagConnection, (local, remote, state, inode, uid, info,
+                                                by_token.get(token, ()) if token else (), owner[0], owner[1])))
+            off += step
+
+    def _msk_record(self, buf: Any, off: int, length: int) -> _MskEntry | None:
+        """A connection that is new or changed (None: decoded the slow way)."""
+        shape, values = self._unpack(self._msk_shapes, self._msk_shape, buf, off, length)
+        if shape is None:
+            return None
+        local, remote = _endpoints(values)
+        return (shape, shape.fingerprint(buf, off), values[shape.info], local, remote,  # type: ignore[misc]
+                values[_STATE], values[_INODE], values[_UID])
 
     def _add_connection(self, local: Address, remote: Address, state: int, inode: int, uid: int,
                         info: MptcpInfo | None) -> None:
-        subflows = self._by_token.get(info.token) if info is not None and info.token else None
+        subflows = self._by_token.get(info.token, ()) if info is not None and info.token else ()
         owner = self._owners.get(inode)
         if owner is None:
             if inode:
                 self.unnamed.append(len(self.connections))
             owner = (None, None)  # type: ignore[assignment]
-        self.connections.append(_new_connection(local, remote, state, inode, uid, info,
-                                                tuple(subflows) if subflows else (), owner[0], owner[1]))
+        self.connections.append(DiagConnection(local, remote, state, inode, uid, info, subflows, owner[0], owner[1]))
 
     def _msk_shape(self, buf: Any, off: int, length: int) -> _Shape | None:
         rec = _Record(buf, off, length, nested=False)
         if self.fast and rec.info is not None and rec.info[1] >= structs.MPTCP_INFO_SIZE:
-            shape = _Shape(length, rec, off, [(rec.info[0], _MPTCP_INFO_FMT)])
-            first = shape.starts[0]   # MptcpInfo's values, in field order: one slice
-            shape.info = slice(first, first + len(fields(MptcpInfo)))
+            shape = _Shape(length, rec, off, [(rec.info[0], structs.MPTCP_INFO_FORMAT)])
+            first = shape.starts[0]   # MptcpInfo's values, in field order: the stable ones in one slice
+            shape.info = slice(first, first + _STABLE_INFO)
+            at = rec.info[0] - off
+            shape.last_at = at + structs.MPTCP_INFO_LAST_SPAN[0]
+            shape.set_fingerprint(at, structs.MPTCP_INFO_LAST_SPAN)
             return self._learn(self._msk_shapes, shape)
         h = _HDR.unpack_from(buf, off)   # an older kernel's short mptcp_info, or none at all
         info = structs.parse_mptcp_info_from(buf, *rec.info) if rec.info else None

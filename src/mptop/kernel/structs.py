@@ -15,6 +15,7 @@ import socket
 import struct
 from bisect import bisect_right
 from collections.abc import Sequence
+from operator import itemgetter
 
 from mptop.kernel.types import Address, KernelParseError, MptcpInfo, TcpInfo
 
@@ -26,6 +27,11 @@ __all__ = [
     "TCP_INFO_MIN",
     "TCP_INFO_SIZE",
     "SOCKADDR_SIZE",
+    "MPTCP_INFO_FORMAT",
+    "MPTCP_INFO_LAST_SPAN",
+    "TCP_INFO_FORMAT",
+    "TCP_INFO_LAST_SPAN",
+    "TCP_INFO_ORDER",
     "parse_mptcp_info",
     "parse_mptcp_info_from",
     "parse_tcp_info",
@@ -56,6 +62,7 @@ class _GrowingStruct:
             self.ends.append(end)
             self.prefixes.append(prefix)
         self.full = self.prefixes[-1]
+        self.format = fmt[1:]      # the whole layout without the byte-order prefix
         self.size = self.full.size
         self.minimum = self.ends[0]
         total = len(self.full.unpack(bytes(self.size)))
@@ -73,17 +80,19 @@ class _GrowingStruct:
 
 
 # struct mptcp_info (include/uapi/linux/mptcp.h), grouped by the kernel release that added
-# the fields.  Values come out in MptcpInfo's field order.
+# the fields.  Values come out in MptcpInfo's field order, csum_enabled as a bool ("?").
 _MPTCP_INFO = _GrowingStruct([
     ("6B2x2I3Q", 40),   # 5.9: counters, flags, token, sequence numbers
-    ("3B", 43),         # 5.12/5.14: local_addr_used, local_addr_max, csum_enabled
+    ("2B?", 43),        # 5.12/5.14: local_addr_used, local_addr_max, csum_enabled
     ("xI4Q", 80),       # 6.5: retransmits, bytes_retrans/sent/received/acked
     ("B", 81),          # 6.8: subflows_total
     ("3x3I", 96),       # 6.10: last_data_sent/recv, last_ack_recv (81-83: 6.18+ maxima, reserved)
 ])
 MPTCP_INFO_MIN = _MPTCP_INFO.minimum
 MPTCP_INFO_SIZE = _MPTCP_INFO.size
-_CSUM = 13  # index of csum_enabled, a bool
+MPTCP_INFO_FORMAT = _MPTCP_INFO.format   # MPTCP_INFO_SIZE bytes, values in MptcpInfo order
+# mptcpi_last_data_sent .. mptcpi_last_ack_recv: "ms ago", they move on an idle connection.
+MPTCP_INFO_LAST_SPAN = (84, 96)
 
 # struct tcp_info (include/uapi/linux/tcp.h), only the fields TcpInfo carries; offsets were
 # checked with offsetof() against linux/tcp.h.  Unpack order is layout order.
@@ -99,6 +108,11 @@ _TCP_INFO = _GrowingStruct([
 ])
 TCP_INFO_MIN = _TCP_INFO.minimum
 TCP_INFO_SIZE = _TCP_INFO.size  # how much of tcp_info mptop needs (the kernel's is larger)
+TCP_INFO_FORMAT = _TCP_INFO.format      # TCP_INFO_SIZE bytes, values in layout order:
+TCP_INFO_ORDER = (0, 1, 2, 3, 4, 6, 5, *range(7, 14))   # ...TcpInfo's i-th field is value TCP_INFO_ORDER[i]
+# tcpi_last_data_sent .. tcpi_last_ack_recv: "ms ago" (not in TcpInfo), they move on an idle socket.
+TCP_INFO_LAST_SPAN = (44, 60)
+_tcp_info_fields = itemgetter(*TCP_INFO_ORDER)
 
 SOCKADDR_SIZE = 128  # struct __kernel_sockaddr_storage
 _FAMILY = struct.Struct("=H")
@@ -117,9 +131,7 @@ def _room(buf: Buffer, offset: int, length: int | None) -> int:
 
 def parse_mptcp_info_from(buf: Buffer, offset: int = 0, length: int | None = None) -> MptcpInfo:
     """Decode ``struct mptcp_info`` at ``offset``; ``length`` = bytes the kernel filled."""
-    v = _MPTCP_INFO.unpack(buf, offset, length, "mptcp_info")
-    csum = v[_CSUM]
-    return MptcpInfo(*v[:_CSUM], None if csum is None else bool(csum), *v[_CSUM + 1:])  # type: ignore[arg-type]
+    return MptcpInfo._make(_MPTCP_INFO.unpack(buf, offset, length, "mptcp_info"))
 
 
 def parse_mptcp_info(buf: Buffer) -> MptcpInfo:
@@ -129,10 +141,7 @@ def parse_mptcp_info(buf: Buffer) -> MptcpInfo:
 
 def parse_tcp_info_from(buf: Buffer, offset: int = 0, length: int | None = None) -> TcpInfo:
     """Decode the fields of ``struct tcp_info`` that :class:`TcpInfo` holds, at ``offset``."""
-    (state, retransmits, rtt, rttvar, cwnd, rcv_rtt, total_retrans, pacing, acked, received,
-     min_rtt, delivery, sent, retrans) = _TCP_INFO.unpack(buf, offset, length, "tcp_info")
-    return TcpInfo(state, retransmits, rtt, rttvar, cwnd, total_retrans, rcv_rtt,  # type: ignore[arg-type]
-                   pacing, acked, received, min_rtt, delivery, sent, retrans)
+    return TcpInfo(*_tcp_info_fields(_TCP_INFO.unpack(buf, offset, length, "tcp_info")))
 
 
 def parse_tcp_info(buf: Buffer) -> TcpInfo:

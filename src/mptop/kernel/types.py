@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 Address = tuple[str, int]
 """An (ip, port) pair; IPv6 addresses without brackets."""
@@ -40,9 +41,8 @@ class SocketStatus(enum.Enum):
     TCP = "tcp"              # a plain TCP socket (MPTCP could not be used at all)
 
 
-@dataclass(frozen=True, slots=True)
-class MptcpInfo:
-    """``struct mptcp_info`` (connection level).  ``None`` = not filled by this kernel."""
+class _MptcpInfoFields(NamedTuple):
+    """The fields of :class:`MptcpInfo`, in ``struct mptcp_info`` order."""
 
     subflows: int                      # additional subflows only
     add_addr_signal: int
@@ -68,6 +68,16 @@ class MptcpInfo:
     last_data_recv_ms: int | None = None
     last_ack_recv_ms: int | None = None
 
+
+class MptcpInfo(_MptcpInfoFields):
+    """``struct mptcp_info`` (connection level).  ``None`` = not filled by this kernel.
+
+    An immutable named tuple, not a dataclass: the system-wide reader builds one per connection
+    and poll (its ``last_*_ms`` fields move even on idle connections), and a tuple is built in
+    one C call, about ten times faster than setting 23 slots.  ``._replace(...)`` copies one.
+    """
+
+    __slots__ = ()
     FLAG_FALLBACK = 1 << 0
     FLAG_REMOTE_KEY_RECEIVED = 1 << 1
 
@@ -157,9 +167,10 @@ class DiagSubflow:
         return bool(self.flags & (SUBFLOW_FLAG_JOIN_LOC | SUBFLOW_FLAG_JOIN_REM))
 
 
-@dataclass(frozen=True, slots=True)
-class DiagConnection:
-    """An MPTCP connection (msk) from a sock_diag dump, with its subflows joined by token."""
+class DiagConnection(NamedTuple):
+    """An MPTCP connection (msk) from a sock_diag dump, with its subflows joined by token.
+
+    An immutable named tuple like :class:`MptcpInfo` (new every poll, so built in one C call)."""
 
     local: Address
     remote: Address
