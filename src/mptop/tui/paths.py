@@ -73,8 +73,10 @@ class PathsView(Widget):
 
     def render(self) -> Table | Text:
         state = self.state
-        if state is None or state.sample is None or not state.sample.paths:
+        if state is None or state.sample is None:
             return Text(" waiting for the first sample…", muted(self.app))
+        if not state.sample.paths:
+            return Text(" no MPTCP traffic yet", muted(self.app))
         width = self.size.width
         chart, iface_col = width >= CHART_MIN_WIDTH, width >= IFACE_MIN_WIDTH
         dim, track = muted(self.app), Style.parse(self.app.theme_variables.get("panel-lighten-2", "grey30"))

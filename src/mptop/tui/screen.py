@@ -90,7 +90,8 @@ class MainScreen(Screen[None]):
         paths = self.query_one(PathsView)
         paths.show(state, units, chart_height=2 if self.size.height >= TALL else 1)
         paths.border_subtitle = (
-            f"last {state.chart_window:.0f} s · top {fmt.rate(paths.scale(), units)}" if state.sample else ""
+            f"last {state.chart_window:.0f} s · top {fmt.rate(paths.scale(), units)}"
+            if state.sample and state.sample.paths else ""
         )
         self.draw_subflows(state, units)
         self.query_one(EventLog).show(state)
