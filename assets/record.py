@@ -20,7 +20,8 @@ MPTOP = [sys.executable, "-m", "mptop"]
 
 def demo(name: str, scenario: str, seconds: int) -> None:
     subprocess.run([*MPTOP, "demo", "--scenario", scenario, "--headless", "--duration", str(seconds),
-                    "--record", str(ASSETS / name)], check=True, stdout=subprocess.DEVNULL)
+                    "--record", str(ASSETS / name)], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
 
 
 def two_transfers() -> None:
