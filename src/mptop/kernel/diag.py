@@ -28,12 +28,8 @@ import socket
 import struct
 from collections.abc import Callable
 
-from mptop.kernel.diag_decode import (
-    INET_DIAG_INFO,
-    IPPROTO_MPTCP,
-    SOCK_DIAG_BY_FAMILY,
-    DiagDecoder,
-)
+from mptop.kernel.diag_decode import DiagDecoder
+from mptop.kernel.diag_shapes import INET_DIAG_INFO, IPPROTO_MPTCP, SOCK_DIAG_BY_FAMILY
 from mptop.kernel.procs import SocketOwners
 from mptop.kernel.types import DiagConnection, KernelParseError, MptcpUnavailable
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mptop.lab.config import LabError
 from mptop.lab.netns import Namespace
-from mptop.lab.topology import LabBase, Side, endpoint_add_cmd
+from mptop.lab.topology import Endpoint, LabBase, Side, endpoint_add_cmd
 
 
 class Lab(LabBase):
