@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Literal
-
-import psutil
 
 from mptop.kernel import host, pm
 from mptop.kernel.types import EndpointFlag, NeedsNetAdmin
@@ -29,13 +26,6 @@ class Check:
 
     def to_json(self) -> dict[str, str | None]:
         return asdict(self)
-
-
-def _sysctl(path: str) -> str | None:
-    try:
-        return Path("/proc/sys", path.replace(".", "/")).read_text().strip()
-    except OSError:
-        return None
 
 
 def check_kernel() -> Check:
@@ -71,7 +61,7 @@ def check_socket() -> Check:
 def check_path_manager(sysctls: dict[str, str]) -> Check:
     manager = sysctls.get("path_manager") or {"0": "kernel", "1": "userspace"}.get(sysctls.get("pm_type", ""), "?")
     scheduler = sysctls.get("scheduler", "default")
-    if manager == "userspace" and not _running("mptcpd"):
+    if manager == "userspace" and not host.process_running("mptcpd"):
         return Check("path manager", "fail", "userspace path manager selected but no mptcpd is running: "
                      "no extra subflow will ever be created", "systemctl start mptcpd  (or: sysctl -w "
                      "net.mptcp.path_manager=kernel)")
@@ -139,9 +129,9 @@ def check_endpoints() -> tuple[list[Check], int]:
 
 def check_rp_filter() -> Check:
     strict = []
-    default_all = _sysctl("net.ipv4.conf.all.rp_filter") or "0"
+    default_all = host.sysctl("net.ipv4.conf.all.rp_filter") or "0"
     for iface in host.interfaces():
-        value = max(int(default_all), int(_sysctl(f"net.ipv4.conf.{iface.name}.rp_filter") or 0))
+        value = max(int(default_all), int(host.sysctl(f"net.ipv4.conf.{iface.name}.rp_filter") or 0))
         if value == 1 and iface.name != "lo":
             strict.append(iface.name)
     if strict:
@@ -151,12 +141,8 @@ def check_rp_filter() -> Check:
     return Check("rp_filter", "ok", "no strict rp_filter")
 
 
-def _running(name: str) -> bool:
-    return any(p.info["name"] == name for p in psutil.process_iter(["name"]))
-
-
 def check_endpoint_managers() -> Check:
-    managers = [name for name in ("mptcpd", "NetworkManager") if _running(name)]
+    managers = [name for name in ("mptcpd", "NetworkManager") if host.process_running(name)]
     if len(managers) > 1:
         return Check("endpoint managers", "fail", "mptcpd and NetworkManager both manage MPTCP endpoints and "
                      "fight over them", "disable one: nmcli connection modify ID connection.mptcp-flags disabled, "

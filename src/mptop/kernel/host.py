@@ -182,3 +182,16 @@ def default_route_interface(path: Path = ROUTES) -> str | None:
             if best is None or metric < best[0]:
                 best = (metric, fields[0])
     return best[1] if best else None
+
+
+def sysctl(name: str) -> str | None:
+    """Any sysctl of this thread's netns by dotted name (``net.ipv4.conf.all.rp_filter``); None if absent."""
+    try:
+        return Path("/proc/sys", name.replace(".", "/")).read_text().strip()
+    except OSError:
+        return None
+
+
+def process_running(name: str) -> bool:
+    """Whether a process of this name runs on the host (e.g. an endpoint manager: mptcpd, NetworkManager)."""
+    return any(p.info["name"] == name for p in psutil.process_iter(["name"]))
