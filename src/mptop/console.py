@@ -109,7 +109,7 @@ class ConsoleView:
         self.unit = unit
         self._screen = _Screen(unit)
         self._live: Live | None = None
-        self._last_line = 0.0
+        self._last_line = time.monotonic()   # the first line after a second: a quick failure is one line
         if self.interactive:
             self._live = Live(self._screen, console=self.console, refresh_per_second=4, transient=False)
             self._live.start()
@@ -121,7 +121,8 @@ class ConsoleView:
             self.console.print(plain_line(sample, self.unit), soft_wrap=True)
 
     def event(self, event: Event) -> None:
-        if event.kind in ("transfer_done",) and not self.interactive:
+        # A failure gets its one line from the command ("mptop: URL: cause"); a success its ✓ line at the end.
+        if event.kind == "transfer_failed" or (event.kind == "transfer_done" and not self.interactive):
             return
         self.console.print(f"[dim]{event.t:6.1f}s[/dim] {event.detail or event.kind}", soft_wrap=True)
 
