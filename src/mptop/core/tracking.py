@@ -68,13 +68,19 @@ def rtt_ms(sf: SubflowReading) -> float | None:
 
 
 @dataclass(slots=True)
-class SubflowTrack:
+class SubflowIdentity:
+    """What a tracked subflow is (shared by our transfers' and watch's trackers): its addresses and path."""
+
     local: str
     remote: str
     iface: str
     label: str
     join: bool
     first_seen: float
+
+
+@dataclass(slots=True)
+class SubflowTrack(SubflowIdentity):
     counter: CounterRate = field(default_factory=CounterRate)
     last: SubflowSample | None = None
 

@@ -33,7 +33,7 @@ from mptop.core.events import (
 from mptop.core.model import ConnectionSample, Event, Status, SubflowSample
 from mptop.core.paths import InterfaceMap, PathBook, label_for
 from mptop.core.rates import CounterRate
-from mptop.core.tracking import CLOSED_KEPT, format_address, rtt_ms
+from mptop.core.tracking import CLOSED_KEPT, SubflowIdentity, format_address, rtt_ms
 from mptop.kernel.types import DiagConnection, DiagSubflow, MptcpInfo, PmEvent, PmEventKind
 
 SubflowKey = tuple[str, str]            # (local "ip:port", remote "ip:port")
@@ -61,14 +61,8 @@ def who(process: str | None, local: str, remote: str) -> str:
 
 
 @dataclass(slots=True)
-class SubflowTrack:
-    id: int
-    local: str
-    remote: str
-    iface: str
-    label: str
-    join: bool
-    first_seen: float
+class SubflowTrack(SubflowIdentity):
+    id: int = 0
     rx: CounterRate = field(default_factory=CounterRate)
     tx: CounterRate = field(default_factory=CounterRate)
     last: SubflowSample | None = None
@@ -180,7 +174,7 @@ class WatchTracker:
     def _open(self, poll: _Poll, track: ConnectionTrack, key: SubflowKey, sf: DiagSubflow) -> SubflowTrack:
         iface = poll.interfaces.iface_for(sf.local[0])
         label = self.paths.path(iface).label
-        st = SubflowTrack(track.next_id, key[0], key[1], iface, label, sf.is_join, poll.t)
+        st = SubflowTrack(key[0], key[1], iface, label, sf.is_join, poll.t, id=track.next_id)
         track.next_id += 1
         track.subflows[key] = st
         if self._ledger.up((track.token, *key)) and not poll.baseline:
