@@ -15,7 +15,7 @@ def _positive(kind: Callable[[str], N], what: str) -> Callable[[str], N]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
-        if value <= 0:
+        if not 0 < value < float("inf"):     # also refuses nan and inf
             raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
         return value
     return parse

@@ -5,20 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-def _speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
+from mptop.commands.options import positive_float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="a recording: NDJSON written by --record")
-    parser.add_argument("--speed", type=_speed, default=1.0, metavar="X",
+    parser.add_argument("--speed", type=positive_float, default=1.0, metavar="X",
                         help="play X times faster than recorded (default 1; 0.5 = half speed)")
 
 
