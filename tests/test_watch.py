@@ -16,7 +16,7 @@ from mptop import cli
 from mptop.core import watch as watch_mod
 from mptop.core.model import ConnectionSample, Event, Sample, SubflowSample
 from mptop.core.paths import InterfaceMap
-from mptop.core.watch import ConnectionFilter, WatchHistory, filter_connections, sort_connections
+from mptop.core.watch import ConnectionFilter, WatchHistory
 from mptop.core.watch_track import PM_WAIT_S, WatchTracker
 from mptop.kernel.diag import MptcpDiagUnavailable
 from mptop.kernel.types import (
@@ -26,6 +26,10 @@ from mptop.kernel.types import (
 from mptop.lab import Lab
 
 WLAN, WWAN = ("192.0.2.2", "192.0.2.1"), ("198.51.100.2", "198.51.100.1")
+
+
+def matching(conns: list[ConnectionSample], only: ConnectionFilter) -> list[ConnectionSample]:
+    return [c for c in conns if only.matches(c)]
 
 
 # -- synthetic diag values ---------------------------------------------------------------------------
@@ -208,21 +212,16 @@ def sample_conn(token: int, process: str | None, rate: float, age: float, nbytes
                             [sub], nbytes, age, pid=100 + token)
 
 
-def test_filters_and_sorting() -> None:
+def test_filters() -> None:
     conns = [sample_conn(1, "curl", 5.0, 3.0, 10), sample_conn(2, "firefox-bin", 9.0, 1.0, 30, port=8080),
              sample_conn(3, None, 1.0, 9.0, 20, status="fallback")]
-    assert [c.token for c in filter_connections(conns, ConnectionFilter(process="fire*"))] == [2]
-    assert [c.token for c in filter_connections(conns, ConnectionFilter(process="103"))] == [3]
-    assert [c.token for c in filter_connections(conns, ConnectionFilter(port=8080))] == [2]   # a subflow's port
-    assert [c.token for c in filter_connections(conns, ConnectionFilter(port=443))] == [1, 2, 3]
-    assert [c.token for c in filter_connections(conns, ConnectionFilter(status="fallback"))] == [3]
+    assert [c.token for c in matching(conns, ConnectionFilter(process="fire*"))] == [2]
+    assert [c.token for c in matching(conns, ConnectionFilter(process="103"))] == [3]
+    assert [c.token for c in matching(conns, ConnectionFilter(port=8080))] == [2]   # a subflow's port
+    assert [c.token for c in matching(conns, ConnectionFilter(port=443))] == [1, 2, 3]
+    assert [c.token for c in matching(conns, ConnectionFilter(status="fallback"))] == [3]
     assert ConnectionFilter(process="curl").matches_diag(two_paths(1, 1))
     assert not ConnectionFilter(port=8080).matches_diag(two_paths(1, 1))
-    assert [c.token for c in sort_connections(conns)] == [2, 1, 3]
-    assert [c.token for c in sort_connections(conns, "age")] == [3, 1, 2]
-    assert [c.token for c in sort_connections(conns, "bytes", descending=False)] == [1, 3, 2]
-    with pytest.raises(ValueError, match="sort by one of rate, age, bytes"):
-        sort_connections(conns, "name")  # type: ignore[arg-type]
 
 
 def test_history_is_bounded_and_forgets_closed_connections() -> None:

@@ -26,7 +26,6 @@ import fnmatch
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 from mptop.core.history import History, Series
 from mptop.core.model import ConnectionSample, Event, HostInfo, Record, Sample, Status
@@ -39,11 +38,9 @@ from mptop.kernel.diag import DiagReader
 from mptop.kernel.types import DiagConnection
 
 WATCH_INTERVAL_S = 1.0
-SortKey = Literal["rate", "age", "bytes"]
-SORT_KEYS: tuple[SortKey, ...] = ("rate", "age", "bytes")
 
 
-# -- filtering and sorting (for --process/--port and the TUI) --------------------------------------
+# -- filtering (for --process/--port and the TUI's / filter) ---------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ConnectionFilter:
     """Which connections to show.  ``process``: a name or shell pattern (``fire*``) or a pid;
@@ -79,20 +76,6 @@ def _port(address: str) -> int:
     """The port of an ``ip:port`` / ``[v6]:port`` string (-1 if there is none)."""
     _, _, port = address.rpartition(":")
     return int(port) if port.isdigit() else -1
-
-
-def filter_connections(conns: Iterable[ConnectionSample], only: ConnectionFilter) -> list[ConnectionSample]:
-    return [c for c in conns if only.matches(c)]
-
-
-def sort_connections(conns: Iterable[ConnectionSample], key: SortKey = "rate",
-                     descending: bool = True) -> list[ConnectionSample]:
-    """By rate, age or bytes (largest first by default); ties by token, so the order is stable."""
-    if key not in SORT_KEYS:
-        raise ValueError(f"sort by one of {', '.join(SORT_KEYS)}, not {key!r}")
-    field_name = {"rate": "rate_bps", "age": "age_s", "bytes": "bytes"}[key]
-    ordered = sorted(conns, key=lambda c: c.token)
-    return sorted(ordered, key=lambda c: getattr(c, field_name), reverse=descending)
 
 
 # -- history -------------------------------------------------------------------------------------
