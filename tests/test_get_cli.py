@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from mptop.core.model import EVENT_KINDS
+
 pytestmark = pytest.mark.lab
 
 
@@ -43,6 +45,7 @@ def test_json_stream_has_the_documented_names(make_lab):
     events = [r for r in records if r["type"] == "event"]
     assert all({"t", "kind", "iface", "transfer", "detail"} <= set(e) for e in events)
     assert "transfer_done" in {e["kind"] for e in events}
+    assert {e["kind"] for e in events} <= set(EVENT_KINDS)          # only the documented kinds
     summary = records[-1]
     assert summary["type"] == "summary" and summary["duration_s"] > 0
     done = summary["transfers"][0]
