@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from mptop.core.failures import TransferError
 from mptop.core.model import Event, Record, Sample, Summary, to_json
@@ -16,6 +16,9 @@ from mptop.core.paths import parse_labels
 from mptop.core.recording import write_record
 from mptop.core.session import Session, Sink
 from mptop.core.transfer import TransferOptions
+
+if TYPE_CHECKING:                       # Rich's Live display is imported only when it is used
+    from mptop.console import ConsoleView
 
 
 def options_from(args: argparse.Namespace) -> TransferOptions:
@@ -45,7 +48,7 @@ def fan_out(*sinks: Sink | None) -> Sink:
     return write
 
 
-def console_sink(view: "ConsoleView") -> Sink:  # noqa: F821 - imported lazily below
+def console_sink(view: ConsoleView) -> Sink:
     def write(record: Record) -> None:
         if isinstance(record, Sample):
             view.sample(record)
