@@ -227,7 +227,7 @@ class DiagDecoder:
             return None
         family, sport, dport, src, dst, *v = shape.relevant(values)
         subflow = _new_subflow((_ip(family, src), socket.ntohs(sport)), (_ip(family, dst), socket.ntohs(dport)),
-                               v[0], v[1], v[2], _new_tcp_info(*v[8:]), v[3], v[4], v[5], v[6], v[7])
+                               v[0], v[1], v[2], _new_tcp_info(v[8:]), v[3], v[4], v[5], v[6], v[7])
         return shape, shape.fingerprint(buf, off), subflow, subflow.token_local, (subflow,)
 
     def _tcp_shape(self, buf: Any, off: int, length: int) -> _Shape | None:

@@ -61,8 +61,8 @@ def _fast_constructor(cls: type) -> Callable[..., Any]:
     """A positional constructor for a frozen, slotted dataclass that sets each slot directly.
 
     A frozen dataclass's ``__init__`` looks up and calls ``object.__setattr__`` per field; calling
-    the slot descriptors is about twice as fast (TcpInfo and DiagSubflow of subflows that moved are
-    built every poll).  Same object as ``cls(*values)`` (the types define no ``__post_init__``).
+    the slot descriptors is about twice as fast (a DiagSubflow of every subflow that moved is built
+    every poll).  Same object as ``cls(*values)`` (the types define no ``__post_init__``).
     """
     names = [f.name for f in fields(cls)]
     env: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
@@ -72,9 +72,9 @@ def _fast_constructor(cls: type) -> Callable[..., Any]:
     return env["build"]  # type: ignore[no-any-return]
 
 
-_new_tcp_info = _fast_constructor(TcpInfo)
+_new_tcp_info = TcpInfo._make  # TcpInfo, MptcpInfo and DiagConnection are named tuples: one C call each
 _new_subflow = _fast_constructor(DiagSubflow)
-_tuple_new = tuple.__new__     # MptcpInfo and DiagConnection are named tuples: one C call each
+_tuple_new = tuple.__new__
 
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 _ip_cache: dict[tuple[int, bytes], str] = {}

@@ -141,7 +141,7 @@ def parse_mptcp_info(buf: Buffer) -> MptcpInfo:
 
 def parse_tcp_info_from(buf: Buffer, offset: int = 0, length: int | None = None) -> TcpInfo:
     """Decode the fields of ``struct tcp_info`` that :class:`TcpInfo` holds, at ``offset``."""
-    return TcpInfo(*_tcp_info_fields(_TCP_INFO.unpack(buf, offset, length, "tcp_info")))
+    return TcpInfo._make(_tcp_info_fields(_TCP_INFO.unpack(buf, offset, length, "tcp_info")))
 
 
 def parse_tcp_info(buf: Buffer) -> TcpInfo:

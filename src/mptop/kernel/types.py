@@ -1,7 +1,8 @@
 """What the kernel tells about MPTCP connections, as typed values.
 
-Every reader in :mod:`mptop.kernel` returns these dataclasses; nothing above this layer
-touches raw structs or netlink.  Fields that an older kernel does not fill are ``None``
+Every reader in :mod:`mptop.kernel` returns these: frozen dataclasses, and named tuples where
+one is built per connection or subflow on every poll.  Nothing above this layer touches raw
+structs or netlink.  Fields that an older kernel does not fill are ``None``
 (the structs grow between versions and we only trust the length the kernel returned).
 """
 
@@ -90,9 +91,12 @@ class MptcpInfo(_MptcpInfoFields):
         return bool(self.flags & self.FLAG_REMOTE_KEY_RECEIVED)
 
 
-@dataclass(frozen=True, slots=True)
-class TcpInfo:
-    """The ``struct tcp_info`` fields mptop uses.  Times in microseconds as the kernel gives them."""
+class TcpInfo(NamedTuple):
+    """The ``struct tcp_info`` fields mptop uses.  Times in microseconds as the kernel gives them.
+
+    A named tuple like :class:`MptcpInfo`: every read of every subflow builds one, and a tuple
+    costs 0.35 µs where a frozen 14-slot dataclass costs 2.5 µs (measured).
+    """
 
     state: int
     retransmits: int
@@ -110,9 +114,9 @@ class TcpInfo:
     bytes_retrans: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SubflowReading:
-    """One subflow of a socket we own (``MPTCP_FULL_INFO`` or the pre-6.5 trio)."""
+class SubflowReading(NamedTuple):
+    """One subflow of a socket we own (``MPTCP_FULL_INFO`` or the pre-6.5 trio); a named tuple
+    for the same reason as :class:`TcpInfo`."""
 
     id: int                  # the kernel's per-connection subflow id (not the PM endpoint id)
     local: Address
