@@ -337,7 +337,8 @@ def test_watch_json_infers_a_stall_when_wifi_goes_down_mid_download(make_lab: An
     lab.link_up("wlan0")
     # Wi-Fi's subflow resumes at its next backed-off retransmission, up to a few seconds after
     # the link is back: read until the recovery shows, then close the pipe (watch exits 0).
-    records = read_until(proc, lambda r: (r["type"], r.get("kind"), r.get("iface")) == ("event", "path_recovered", "wlan0"))
+    wifi_recovered = ("event", "path_recovered", "wlan0")
+    records = read_until(proc, lambda r: (r["type"], r.get("kind"), r.get("iface")) == wifi_recovered)
     assert download.poll() is None                            # still downloading: the stall was mid-transfer
     events = [(r["kind"], r["iface"]) for r in records if r["type"] == "event" and r["iface"] == "wlan0"
               and r["kind"] in ("link_down", "link_up", "path_stalled", "path_recovered")]
