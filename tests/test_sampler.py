@@ -21,6 +21,7 @@ from mptop.core.model import (Event, HostInfo, PathSample, Record, Sample, Summa
                               record_from_json, to_json)
 from mptop.core.polling import rearming
 from mptop.core.sampler import Sampler
+from mptop.core.session import Session
 from mptop.core.transfer import Transfer, TransferManager, TransferOptions
 from mptop.kernel import sockopt
 from mptop.lab import Lab
@@ -379,3 +380,39 @@ async def test_rearming_poll_never_overlaps_nor_catches_up() -> None:
                 break
     assert sleeps == pytest.approx([0.15, 0.0, 0.15])
     assert starts == pytest.approx([0.0, 0.25, 0.85, 1.1])   # late after the slow one, then on pace
+
+
+@pytest.mark.lab
+async def test_session_ends_right_after_its_transfers_not_at_the_next_tick(lab: Lab) -> None:
+    """The final read follows the last transfer's end at once: a small `get` does not wait out
+    the interval (here 30 s, so the run would otherwise last 30 s)."""
+    size = 100_000
+    session = Session([lab.url(size)], TransferOptions(output="/dev/null"), interval=30.0)
+    records: list[Record] = []
+    started = time.monotonic()
+    with lab.client.entered():
+        summary = await asyncio.wait_for(session.run(records.append), 20)
+    took = time.monotonic() - started
+    [transfer] = summary.transfers
+    assert (transfer.bytes, transfer.sha256) == (size, lab.content_sha256(size))
+    samples = [r for r in records if isinstance(r, Sample)]
+    assert len(samples) == 2 and samples[-1].transfers[0].state == "done"   # the first poll, the final read
+    assert took < 10, took
+    assert session.transfers[0].sockets == []                              # released after the final read
+
+
+@pytest.mark.lab
+async def test_session_stop_ends_the_run_without_waiting_out_the_interval(lab: Lab) -> None:
+    session = Session([f"{lab.base_url()}/forever"], TransferOptions(output="/dev/null"), interval=30.0)
+    records: list[Record] = []
+
+    def sink(record: Record) -> None:
+        records.append(record)
+        if isinstance(record, Sample):
+            session.stop()                  # after the first poll; the next tick is 30 s away
+
+    with lab.client.entered():
+        summary = await asyncio.wait_for(session.run(sink), 10)
+    [transfer] = summary.transfers
+    assert transfer.error == "stopped" and transfer.bytes > 0
+    assert len([r for r in records if isinstance(r, Sample)]) == 2

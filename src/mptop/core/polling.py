@@ -31,6 +31,14 @@ async def rearming(poll: Callable[[], T], interval: float, clock: Callable[[], f
         await sleep(max(0.0, started + interval - clock()))
 
 
+async def sleep_unless(woken: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``woken`` is set meanwhile (then cleared for the next sleep):
+    a ``sleep`` for :func:`rearming` that can be cut short."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(woken.wait(), seconds)
+    woken.clear()
+
+
 class PmFeed:
     """Path-manager events for a poller: one subscription attempt, consumed by a task."""
 

@@ -28,6 +28,7 @@ and only then :meth:`Transfer.release_sockets`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -42,7 +43,7 @@ from mptop.core.history import History
 from mptop.core.model import Event, HostInfo, Record, Sample, Status, Summary, TransferSample, TransferSummary
 from mptop.core.paths import InterfaceMap, PathBook, label_for
 from mptop.core.pm_router import PmRouter
-from mptop.core.polling import PmFeed, rearming
+from mptop.core.polling import PmFeed, rearming, sleep_unless
 from mptop.core.rates import eta_seconds
 from mptop.core.tracking import (
     PollContext, TransferLike, TransferTrack, account_goodput, account_socket, plain_subflow, status_of,
@@ -80,6 +81,7 @@ class Sampler:
         self._ledger = SubflowLedger()
         self._tracks: dict[int, TransferTrack] = {}
         self._synack_fallbacks = self._synack_counter()
+        self._woken: asyncio.Event | None = None     # made in run(): an Event belongs to one loop
 
     # -- inputs --------------------------------------------------------------------------------
     def watch(self, transfers: TransfersSource) -> None:
@@ -101,12 +103,19 @@ class Sampler:
         """Poll forever (or, with ``until_done``, until every transfer finished and had its final
         read); yields ``(sample, events)``.  Use ``contextlib.aclosing`` when breaking out early."""
         self.start_events()
-        polls = rearming(self.poll, self.interval, self._clock)
+        self._woken = woken = asyncio.Event()
+        polls = rearming(self.poll, self.interval, self._clock, lambda seconds: sleep_unless(woken, seconds))
         async with self._pm.consuming(), contextlib.aclosing(polls):
             async for sample, events in polls:
                 yield sample, events
                 if until_done and self.all_finished():
                     return
+
+    def wake(self) -> None:
+        """Poll now rather than at the next tick (e.g. every transfer just ended: the final read,
+        and with it the end of ``run(until_done=True)``, then does not wait out the interval)."""
+        if self._woken is not None:
+            self._woken.set()
 
     async def records(self, until_done: bool = False) -> AsyncIterator[Record]:
         """The same as one flat record stream (what the TUI, ``--json`` and ``--record`` take):

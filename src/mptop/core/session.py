@@ -46,6 +46,8 @@ class Session:
             self.sampler = Sampler(manager.transfers, self.interval, self.labels, pm_events=self.pm_events,
                                    require_mptcp=self.options.require_mptcp)
             downloads = asyncio.create_task(manager.run(), name="mptop-transfers")
+            # The final read right after the last transfer ends: a small `get` does not wait out the interval.
+            downloads.add_done_callback(lambda _: self._wake_sampler())
             stopper = asyncio.create_task(self._stop.wait(), name="mptop-stop")
             try:
                 await self._feed(sink, stopper)
@@ -74,6 +76,11 @@ class Session:
     def stop(self) -> None:
         if self._stop is not None:
             self._stop.set()
+            self._wake_sampler()
+
+    def _wake_sampler(self) -> None:
+        if self.sampler is not None:
+            self.sampler.wake()
 
     def note(self, sink: Sink, kind: str, detail: str) -> None:
         """An event from outside the kernel (e.g. the demo's scenario steps), on the run's clock."""
