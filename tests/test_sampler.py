@@ -405,14 +405,15 @@ async def test_session_ends_right_after_its_transfers_not_at_the_next_tick(lab: 
 async def test_session_stop_ends_the_run_without_waiting_out_the_interval(lab: Lab) -> None:
     session = Session([f"{lab.base_url()}/forever"], TransferOptions(output="/dev/null"), interval=30.0)
     records: list[Record] = []
-
-    def sink(record: Record) -> None:
-        records.append(record)
-        if isinstance(record, Sample):
-            session.stop()                  # after the first poll; the next tick is 30 s away
-
     with lab.client.entered():
-        summary = await asyncio.wait_for(session.run(sink), 10)
+        run = asyncio.create_task(session.run(records.append))
+        deadline = time.monotonic() + 10
+        while not (session.transfers and session.transfers[0].bytes_done > 100_000):
+            assert time.monotonic() < deadline and not run.done(), "no bytes came"
+            await asyncio.sleep(0.02)
+        session.stop()                      # the next tick is 30 s away
+        summary = await asyncio.wait_for(run, 10)
     [transfer] = summary.transfers
-    assert transfer.error == "stopped" and transfer.bytes > 0
+    assert transfer.error == "stopped" and transfer.bytes > 100_000
+    assert sum(transfer.path_bytes.values()) >= transfer.bytes      # the final read counted them
     assert len([r for r in records if isinstance(r, Sample)]) == 2
