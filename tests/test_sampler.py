@@ -134,6 +134,9 @@ async def test_shaped_two_path_download_shares_bytes_and_subflows(make_lab: Call
     samples, events, final = run.samples, run.events, run.samples[-1]
     t = final.transfers[0]
     assert t.status == "mptcp" and t.state == "done" and t.bytes == SIZE
+    took = run.transfer.ended_at - run.transfer.started_at   # type: ignore[operator]
+    assert t.avg_bps == pytest.approx(SIZE * 8 / took) and t.avg_bps < 50e6          # 40 + 10 Mbit
+    assert all(s.transfers[0].avg_bps is None for s in samples[:-1])                 # only once done
     by_iface = {s.iface: s for s in t.subflows}
     assert set(by_iface) == {"wlan0", "wwan0"}
     assert by_iface["wlan0"].join is False and by_iface["wwan0"].join is True

@@ -76,3 +76,30 @@ def test_progress_bar_is_split_by_the_bytes_each_path_carried() -> None:
     assert coloured[:2] == [(8, wifi), (2, cell)] and coloured[2][1] == styles.track
     dashed = split_bar(8, 1.0, {"wwan0": 1, "wlan0": 1}, styles, glyph="┅")
     assert dashed.plain == "┅" * 8 and sum(n for n, _ in [(s.end - s.start, 0) for s in dashed.spans]) == 8
+
+
+def test_a_done_transfer_shows_what_it_averaged_not_its_last_rate() -> None:
+    from rich.console import Console
+    from rich.style import Style
+
+    from mptop.console import plain_line
+    from mptop.core.model import Sample
+    from mptop.tui.cards import CardStyles, TransferCard
+
+    styles = CardStyles(Style(), Style(), Style(), Style(), {"wlan0": Style()})
+    done = transfer("mptcp")
+    done.bytes, done.total, done.state, done.rate_bps, done.avg_bps = 1000, 1000, "done", 48.7e6, 37.5e6
+
+    def card(t: TransferSample) -> str:
+        console = Console(width=100, record=True, color_system=None)
+        console.print(TransferCard(t, "bits", styles))
+        return console.export_text()
+
+    assert "avg 37.5 Mbit/s" in card(done) and "48.7" not in card(done) and "✓ done" in card(done)
+    line = plain_line(Sample(t=1.0, transfers=[done], paths={}))
+    assert "avg 37.5 Mbit/s" in line and "48.7" not in line
+    done.avg_bps = None                             # a recording from before the field: the last rate
+    assert "48.7 Mbit/s" in card(done) and "avg" not in card(done)
+    running = transfer("mptcp")
+    running.rate_bps, running.avg_bps = 20e6, 37.5e6  # avg only counts once done
+    assert "20.0 Mbit/s" in card(running) and "avg" not in plain_line(Sample(t=1.0, transfers=[running], paths={}))

@@ -44,11 +44,18 @@ def _progress(t: TransferSample) -> str:
     return format_bytes(t.bytes)
 
 
+def _rate(t: TransferSample, unit: str) -> str:
+    """The live rate; once done, what the transfer averaged (its last moments say little)."""
+    if t.state == "done" and t.avg_bps is not None:
+        return f"avg {format_rate(t.avg_bps, unit)}"
+    return format_rate(t.rate_bps, unit)
+
+
 def plain_line(sample: Sample, unit: str = "bits") -> str:
     """One line per sample for logs and pipes, like wget/aria2c print when not on a terminal."""
     parts = [f"[{sample.t:6.1f}s]"]
     for t in sample.transfers:
-        parts.append(f"#{t.id} {_short_url(t.url, 30)} {_progress(t)} {format_rate(t.rate_bps, unit)}"
+        parts.append(f"#{t.id} {_short_url(t.url, 30)} {_progress(t)} {_rate(t, unit)}"
                      f" ({status_text(t)}; ETA {format_duration(t.eta_s)})")
     if sample.paths:
         parts.append("| " + "  ".join(f"{iface} {format_rate(p.rate_bps, unit)}" for iface, p in sample.paths.items()))
@@ -81,7 +88,7 @@ class _Screen:
                      Text(t.error or status_text(t), style="red" if t.error else badge_style))
         body = Table.grid(padding=(0, 1))
         body.add_row(Text("  "), ProgressBar(total=t.total or None, completed=t.bytes, width=24, pulse=not t.total),
-                     Text(_progress(t)), Text(format_rate(t.rate_bps, self.unit), style="bold"),
+                     Text(_progress(t)), Text(_rate(t, self.unit), style="bold"),
                      Text(f"ETA {format_duration(t.eta_s)}", style="dim"))
         return Group(head, body)
 

@@ -53,6 +53,7 @@ class TransferSample:
     eta_s: float | None = None
     state: Literal["connecting", "running", "done", "failed"] = "running"
     error: str | None = None
+    avg_bps: float | None = None     # once finished: bits/s fetched over the whole transfer (start to end)
 
 
 @dataclass(slots=True)

@@ -207,6 +207,7 @@ class Sampler:
             eta_s=None if finishing else eta_seconds(tr.bytes_done, tr.total, smoothed),
             state=tr.state,  # type: ignore[arg-type]
             error=tr.error,
+            avg_bps=_mean_bps(tr) if finishing else None,
         )
         if finishing:
             self._finish(ctx, tr, track, sample)
@@ -321,3 +322,11 @@ def _live_reading(tr: TransferLike, readings: list[tuple[int, object, SocketRead
 
 def _kernel_release() -> str:
     return os.uname().release
+
+
+def _mean_bps(tr: TransferLike) -> float | None:
+    """Bits/s this run fetched, from the transfer's start (connecting included, as curl and wget
+    count it) to its end; a resumed .part's bytes were not fetched, so they do not count."""
+    if tr.started_at is None or tr.ended_at is None or tr.ended_at <= tr.started_at:
+        return None
+    return (tr.bytes_done - tr.resumed) * 8 / (tr.ended_at - tr.started_at)

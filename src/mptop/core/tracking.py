@@ -32,6 +32,7 @@ class TransferLike(Protocol):
     url: str
     total: int | None
     bytes_done: int
+    resumed: int                     # of bytes_done, a resumed .part's (not fetched by this run)
     state: str                       # connecting / running / done / failed
     error: str | None
     mptcp_unavailable: str | None

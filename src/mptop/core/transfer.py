@@ -89,6 +89,7 @@ class Transfer:
         self.sha256: str | None = None
         self.file: str | None = None              # final path; None for stdout or a failure
         self.received = 0                         # bytes of the file received (incl. resumed prefix)
+        self.resumed = 0                          # of those, a kept .part's: not fetched by this run
         self._writer: SinkThread | None = None
         self._fd_handles: dict[int, socket.socket] = {}
         self._task: asyncio.Task[None] | None = None
@@ -292,7 +293,7 @@ class TransferManager:
     async def _receive(self, t: Transfer, resp: aiohttp.ClientResponse, start: int) -> None:
         assert t.target is not None
         t._writer = writer = SinkThread(Sink(t.target, self.options.force), f"mptop-writer-{t.id}")
-        t.received = start
+        t.received = t.resumed = start
         await writer.open(start)
         t.state = "running"
         if resp.status != 416:

@@ -90,14 +90,17 @@ class TransferCard:
         done = fmt.size(tr.bytes) + (f" / {fmt.size(tr.total)}" if tr.total else "")
         if tr.state == "failed":
             return [(f"✗ {tr.error or 'failed'}", self.styles.error)]
+        rate = fmt.rate(tr.rate_bps, self.units)
         if tr.state == "done":
             end = ("✓ done", self.styles.badge)
+            if tr.avg_bps is not None:      # what it averaged, not the rate of its last moments
+                rate = f"avg {fmt.rate(tr.avg_bps, self.units)}"
         elif tr.state == "connecting":
             end = ("connecting…", dim)
         else:
             end = (f"ETA {fmt.duration(tr.eta_s)}", Style())
         stats = [(f"{pct:>5}", Style(bold=True)), (f"{done:>21}", Style()),
-                 (f"{fmt.rate(tr.rate_bps, self.units):>11}", Style(bold=True)), (f"{end[0]:>10}", end[1])]
+                 (f"{rate:>11}", Style(bold=True)), (f"{end[0]:>10}", end[1])]
         # narrow cards drop the byte counts first, then the ETA, to keep the bar readable
         for drop in (1, 2):
             if width - INDENT - sum(len(s) + 2 for s, _ in stats) >= 12:
