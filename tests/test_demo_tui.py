@@ -55,3 +55,25 @@ async def test_keys_toggle_wifi_cellular_backup_and_restore(make_lab):
             await wait_until(lambda: server_backup_flags(lab) == [False])
             assert player.scripted
             await pilot.press("q")
+
+
+async def test_an_80_column_footer_shows_the_demo_keys_and_help_lists_the_rest(make_lab):
+    from textual.widgets._footer import FooterKey
+
+    scenario = load("aggregate")
+    lab = make_lab(rate_mbit=dict(scenario.rate_mbit))
+    player = ScenarioPlayer(lab, scenario)
+    with lab.client.entered():
+        session = Session([demo_url(lab, scenario)], TransferOptions(output="/dev/null"), labels=LABELS)
+        app = DemoApp(player, runner=lambda feed: play(session, player, feed, None), clock=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            shown = {k.key: k.region for k in app.screen.query(FooterKey)}
+            width = app.screen.size.width
+            assert {"w", "c", "b", "r"} <= {key for key, region in shown.items() if 0 < region.right <= width}
+            assert "p" not in shown and "u" not in shown          # bound all the same:
+            help_keys = [key for key, _ in app.key_help()]
+            assert {"w", "c", "b", "r", "p", "u", "q", "?"} <= set(help_keys)
+            await pilot.press("p")
+            assert app.frozen is not None
+            await pilot.press("q")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import ExitStack
+from dataclasses import replace
 
+from textual.app import App
 from textual.binding import Binding
 
 from mptop.commands._get_run import fan_out, open_run, report_failures
@@ -41,15 +43,21 @@ def interrupted(session: Session) -> Summary:
     return Summary(duration_s=0.0, transfers=transfers)
 
 
-class DemoApp(MptopApp):
+class DemoApp(MptopApp, inherit_bindings=False):
     """The main screen plus the demo's keys, which act on the lab for real."""
 
+    # The demo's keys first, so that they are the ones an 80-column footer shows; pause and units
+    # stay bound but leave the footer to them (`?` lists every key).
     BINDINGS = [
+        *App.BINDINGS,
         Binding("w", "toggle_link('wlan0')", "Wi-Fi", tooltip="take the Wi-Fi link down or up"),
         Binding("c", "toggle_link('wwan0')", "Cellular", tooltip="take the cellular link down or up"),
         Binding("b", "toggle_backup", "Backup", tooltip="mark cellular as a backup path, or not"),
         Binding("r", "restore", "Restore", tooltip="both links up, scenario rates, the script resumes"),
+        *(replace(b, show=False) if b.key in ("p", "u") else b for b in MptopApp.BINDINGS),
     ]
+    HELP_ONLY_KEYS = frozenset({"p", "u"})
+    FOOTER_FULL_WIDTH = 100         # below this the footer is compacted
 
     def __init__(self, player: ScenarioPlayer, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]

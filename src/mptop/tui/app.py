@@ -75,6 +75,8 @@ class MptopApp(App[int]):
         Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),
     ]
 
+    HELP_ONLY_KEYS: frozenset[str] = frozenset()     # bound, left out of the footer, listed by `?`
+
     def __init__(
         self,
         source: AsyncIterable[Record] | None = None,
@@ -213,7 +215,8 @@ class MptopApp(App[int]):
         rows: list[tuple[str, str]] = []
         for active in self.active_bindings.values():
             binding = active.binding
-            if binding.show and binding.description and active.enabled:
+            shown = binding.show or binding.key in self.HELP_ONLY_KEYS
+            if shown and binding.description and active.enabled:
                 row = (binding.key_display or self.get_key_display(binding), binding.tooltip or binding.description)
                 if row not in rows:
                     rows.append(row)

@@ -61,7 +61,8 @@ class MainScreen(Screen[None]):
             redraw()
 
     def on_resize(self) -> None:
-        self.query_one(Footer).compact = self.size.width < 80
+        # Compact (less padding) where the footer would not show every key otherwise.
+        self.query_one(Footer).compact = self.size.width < getattr(self.app, "FOOTER_FULL_WIDTH", 80)
 
     @property
     def top(self) -> TopList:
