@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -34,13 +35,19 @@ async def wait_until(predicate, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.1)
 
 
-async def test_keys_toggle_wifi_cellular_backup_and_restore(make_lab):
-    scenario = load("aggregate")     # its script changes nothing before 10 s
+@contextlib.contextmanager
+def demo_app(make_lab, name: str = "aggregate"):   # aggregate's script changes nothing before 10 s
+    """(lab, player, DemoApp) of scenario ``name``, this thread in the lab's client netns."""
+    scenario = load(name)
     lab = make_lab(rate_mbit=dict(scenario.rate_mbit))
     player = ScenarioPlayer(lab, scenario)
     with lab.client.entered():
         session = Session([demo_url(lab, scenario)], TransferOptions(output="/dev/null"), labels=LABELS)
-        app = DemoApp(player, runner=lambda feed: play(session, player, feed, None), clock=False)
+        yield lab, player, DemoApp(player, runner=lambda feed: play(session, player, feed, None), clock=False)
+
+
+async def test_keys_toggle_wifi_cellular_backup_and_restore(make_lab):
+    with demo_app(make_lab) as (lab, player, app):
         async with app.run_test(size=(100, 32)) as pilot:
             await wait_until(lambda: app.state.sample is not None and app.state.sample.transfers[0].status == "mptcp", 10)
             await pilot.press("w")
@@ -60,12 +67,7 @@ async def test_keys_toggle_wifi_cellular_backup_and_restore(make_lab):
 async def test_an_80_column_footer_shows_the_demo_keys_and_help_lists_the_rest(make_lab):
     from textual.widgets._footer import FooterKey
 
-    scenario = load("aggregate")
-    lab = make_lab(rate_mbit=dict(scenario.rate_mbit))
-    player = ScenarioPlayer(lab, scenario)
-    with lab.client.entered():
-        session = Session([demo_url(lab, scenario)], TransferOptions(output="/dev/null"), labels=LABELS)
-        app = DemoApp(player, runner=lambda feed: play(session, player, feed, None), clock=False)
+    with demo_app(make_lab) as (_lab, _player, app):
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
             shown = {k.key: k.region for k in app.screen.query(FooterKey)}
