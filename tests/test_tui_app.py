@@ -304,3 +304,21 @@ async def test_a_subclass_adds_keys_to_footer_and_help() -> None:
         assert app.pressed == 1
         await pilot.press("question_mark")
         assert re.search(r"w\s+take the Wi-Fi link down for 5 s", screen_text(app))
+
+
+async def test_once_every_transfer_ended_paths_show_what_they_carried() -> None:
+    last = moments.samples(TWO)[-1]
+    assert last.transfers_ended()
+    running_point = both_running()
+    async with running(running_point.t) as (app, pilot):
+        paths = app.query_one(PathsView)
+        for iface, path in running_point.paths.items():                   # while running: rates
+            assert fmt.rate(path.rate_bps) in widget_text(paths), iface
+        await feed(pilot, after(running_point.t, last.t))
+        text = widget_text(paths)
+        shares = last.byte_shares()
+        for iface, path in last.paths.items():                            # then: bytes, byte shares
+            row = next(line for line in text.splitlines() if iface in line)
+            assert fmt.size(path.bytes) in row and fmt.percent(shares[iface]) in row, row
+            assert "bit/s" not in row
+        assert fmt.size(sum(p.bytes for p in last.paths.values())) in text

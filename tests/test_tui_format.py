@@ -103,3 +103,29 @@ def test_a_done_transfer_shows_what_it_averaged_not_its_last_rate() -> None:
     running = transfer("mptcp")
     running.rate_bps, running.avg_bps = 20e6, 37.5e6  # avg only counts once done
     assert "20.0 Mbit/s" in card(running) and "avg" not in plain_line(Sample(t=1.0, transfers=[running], paths={}))
+
+
+def test_the_console_shows_rate_shares_while_running_and_byte_shares_once_done() -> None:
+    from rich.console import Console
+
+    from mptop.console import _Screen
+    from mptop.core.model import PathSample, Sample
+
+    t = transfer("mptcp")
+    t.bytes, t.total, t.rate_bps, t.eta_s = 600, 1000, 8e6, 2.0
+    paths = {"wlan0": PathSample("Wi-Fi", 0.0, 750, share=0.0), "wwan0": PathSample("Cellular", 2e6, 250, share=1.0)}
+    screen = _Screen("bits")
+    screen.sample = Sample(t=1.0, transfers=[t], paths=paths)
+
+    def shown() -> list[str]:
+        console = Console(width=100, record=True, color_system=None)
+        console.print(screen)
+        return console.export_text().splitlines()
+
+    wifi = next(line for line in shown() if "wlan0" in line)
+    assert "  0%" in wifi and "0 bit/s" in wifi and any("ETA 2.0 s" in line for line in shown())
+    t.state, t.bytes, t.avg_bps = "done", 1000, 4e6
+    lines = shown()
+    wifi, cell = (next(line for line in lines if iface in line) for iface in ("wlan0", "wwan0"))
+    assert " 75%" in wifi and " 25%" in cell and "bit/s" not in wifi + cell      # the bytes each carried
+    assert any("avg 4.0 Mbit/s" in line and "✓ done" in line for line in lines)

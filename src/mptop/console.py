@@ -15,7 +15,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from mptop.core.model import Event, PathSample, Sample, Summary, TransferSample
+from mptop.core.model import Event, Sample, Summary, TransferSample
 from mptop.core.units import format_bytes, format_duration, format_rate
 
 PATH_STYLES = ("cyan", "magenta", "green", "yellow", "blue", "red")
@@ -76,7 +76,7 @@ class _Screen:
     def __rich__(self) -> Group | Text:
         if self.sample is None:
             return Text("connecting…", style="dim")
-        return Group(*(self._transfer(t) for t in self.sample.transfers), self._paths(self.sample.paths))
+        return Group(*(self._transfer(t) for t in self.sample.transfers), self._paths(self.sample))
 
     def _transfer(self, t: TransferSample) -> Group:
         """Two lines: the URL with its status badge, then progress, rate and ETA."""
@@ -89,19 +89,24 @@ class _Screen:
         body = Table.grid(padding=(0, 1))
         body.add_row(Text("  "), ProgressBar(total=t.total or None, completed=t.bytes, width=24, pulse=not t.total),
                      Text(_progress(t)), Text(_rate(t, self.unit), style="bold"),
+                     Text("✓ done", style="green") if t.state == "done" else
                      Text(f"ETA {format_duration(t.eta_s)}", style="dim"))
         return Group(head, body)
 
-    def _paths(self, paths: dict[str, PathSample]) -> Table:
+    def _paths(self, sample: Sample) -> Table:
+        """One row per path: its share of the rate now; once every transfer ended, its share of
+        the bytes (the rates of the last moments would tell little)."""
         table = Table.grid(padding=(0, 1))
-        for iface, p in paths.items():
+        ended, byte_shares = sample.transfers_ended(), sample.byte_shares()
+        for iface, p in sample.paths.items():
             style = self.style_for(iface)
             state = "" if p.link_up in (None, True) else " link down"
             state += " stalled" if p.stalled else ""
+            share = byte_shares[iface] if ended else p.share
             table.add_row(
                 Text(f"  {p.label}", style=f"bold {style}"), Text(iface, style="dim"),
-                ProgressBar(total=1.0, completed=p.share, width=20, complete_style=style),
-                Text(f"{100 * p.share:3.0f}%"), Text(format_rate(p.rate_bps, self.unit)),
+                ProgressBar(total=1.0, completed=share, width=20, complete_style=style),
+                Text(f"{100 * share:3.0f}%"), Text("" if ended else format_rate(p.rate_bps, self.unit)),
                 Text(format_bytes(p.bytes), style="dim"), Text(state.strip(), style="red"),
             )
         return table

@@ -91,6 +91,15 @@ class Sample:
     connections: list[ConnectionSample] | None = None               # watch mode only
     type: Literal["sample"] = "sample"
 
+    def transfers_ended(self) -> bool:
+        """Every transfer of this run is done or failed (views then show totals, not rates)."""
+        return bool(self.transfers) and all(t.state in ("done", "failed") for t in self.transfers)
+
+    def byte_shares(self) -> dict[str, float]:
+        """Each path's share of the bytes carried so far (the rate shares are in ``paths``)."""
+        total = sum(p.bytes for p in self.paths.values())
+        return {iface: p.bytes / total if total else 0.0 for iface, p in self.paths.items()}
+
 
 @dataclass(slots=True)
 class Event:

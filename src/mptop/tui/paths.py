@@ -90,15 +90,16 @@ class PathsView(Widget):
         if chart:
             table.add_column(ratio=1, no_wrap=True)
         scale, height = self.scale(), self.chart_height if chart else 1
-        total = 0.0
+        # Once every transfer ended: what each path carried in all, not the rates of the last moments.
+        ended, byte_shares = state.sample.transfers_ended(), state.sample.byte_shares()
         for iface, path in state.sample.paths.items():
             colour = path_style(state.slot(iface))
-            total += path.rate_bps
+            share = byte_shares[iface] if ended else path.share
             row: list[Text | RateChart] = [Text.assemble(("● ", colour), (path.label, colour + Style(bold=True)))]
             if iface_col:
                 row.append(Text(iface, dim))
-            row += [Text(fmt.rate(path.rate_bps, self.units), Style(bold=True)),
-                    share_bar(path.share, 6, colour, track).append(f" {fmt.percent(path.share):>5}", colour),
+            row += [Text(fmt.size(path.bytes) if ended else fmt.rate(path.rate_bps, self.units), Style(bold=True)),
+                    share_bar(share, 6, colour, track).append(f" {fmt.percent(share):>5}", colour),
                     self._state_cell(path)]
             if chart:
                 points = state.history[iface].points if iface in state.history else []
@@ -106,7 +107,9 @@ class PathsView(Widget):
                                      style=colour, baseline=track, height=height))
             table.add_row(*row)
         row = [Text("  Total", Style(bold=True))] + ([Text("")] if iface_col else [])
-        row += [Text(fmt.rate(total, self.units), Style(bold=True)), Text(""), Text("")]
+        paths = state.sample.paths.values()
+        total = fmt.size(sum(p.bytes for p in paths)) if ended else fmt.rate(sum(p.rate_bps for p in paths), self.units)
+        row += [Text(total, Style(bold=True)), Text(""), Text("")]
         if chart:
             row.append(RateChart(state.total.points, now=state.now, window=state.chart_window, scale=scale,
                                  style=dim, baseline=track, height=1))
