@@ -248,23 +248,26 @@ def test_unavailable_diag_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch
 
 
 # -- the real command in the lab -------------------------------------------------------------------
-def start_watch(lab: Lab, *args: str) -> subprocess.Popen[str]:
-    """`mptop watch --json ARGS` in the client netns, once it has written its host record."""
+def start_watch(lab: Lab, *args: str) -> subprocess.Popen[bytes]:
+    """`mptop watch --json ARGS` in the client netns, once it has written its host record.
+
+    Unbuffered on purpose: a buffered readline() may swallow the records after the host's,
+    which communicate() (reading the pipe itself) would then never see."""
     proc = lab.popen(lab.client, [sys.executable, "-m", "mptop", "watch", "--json", "--interval", "0.5", *args],
-                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     assert proc.stdout is not None
-    host = json.loads(proc.stdout.readline())
+    host = json.loads(proc.stdout.readline())      # a raw pipe's readline reads up to the newline only
     assert host["type"] == "host" and host["labels"]["wlan0"] == "Wi-Fi" and host["labels"]["wwan0"] == "Cellular"
     return proc
 
 
-def finish(proc: subprocess.Popen[str]) -> list[dict[str, Any]]:
+def finish(proc: subprocess.Popen[bytes]) -> list[dict[str, Any]]:
     out, err = proc.communicate(timeout=30)
-    assert (proc.returncode, err) == (0, "")
+    assert (proc.returncode, err) == (0, b"")
     return [json.loads(line) for line in out.splitlines()]
 
 
-def read_until(proc: subprocess.Popen[str], last: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+def read_until(proc: subprocess.Popen[bytes], last: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
     """Records up to the first one ``last`` accepts (or to the end); then the pipe is closed,
     which a --json watch takes as its reader going away: it stops quietly with status 0."""
     assert proc.stdout is not None
@@ -275,7 +278,7 @@ def read_until(proc: subprocess.Popen[str], last: Callable[[dict[str, Any]], boo
             break
     proc.stdout.close()
     assert proc.stderr is not None
-    assert (proc.wait(timeout=10), proc.stderr.read()) == (0, "")
+    assert (proc.wait(timeout=10), proc.stderr.read()) == (0, b"")
     return records
 
 
