@@ -219,8 +219,10 @@ async def test_backup_path_is_flagged_and_its_silence_is_no_stall(make_lab: Call
             lab.set_backup("wwan0", True)       # the server's MP_PRIO: the client gets SUB_PRIORITY
             marked["t"] = sample.t
 
+    # Bigger than SIZE: what the server had queued on cellular before MP_PRIO drains for up to
+    # ~2 s on a loaded machine, and Wi-Fi alone must then carry the rest for longer than a stall.
     with lab.client.entered():
-        run = await sample_download(lab, lab.url(SIZE), step)
+        run = await sample_download(lab, lab.url(SIZE * 2), step)
     assert run.transfer.state == "done" and marked
     flags = [{s.iface: s.backup for s in x.transfers[0].subflows} for x in run.samples if x.t > marked["t"] + 1]
     assert flags and all(f == {"wlan0": False, "wwan0": True} for f in flags)
