@@ -91,6 +91,8 @@ def test_mptcp_disabled_falls_back_to_tcp_with_a_reason(lab):
     (["get", "--interval", "0", "http://x/"], "must be > 0"),
     (["get", "--json", "-o", "-", "http://x/"], "--json"),
     (["get", "-o", "one-file", "http://a/1", "http://a/2"], ""),
+    (["wacth"], "did you mean `mptop watch`?"),              # a mistyped command opens no TUI
+    (["example.org/file"], "neither a command nor a URL"),
 ])
 def test_usage_errors_exit_2(lab, args, message):
     result = mptop(lab, *args)

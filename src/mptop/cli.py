@@ -61,12 +61,24 @@ def _tune_malloc() -> None:
         pass
 
 
+def _unknown_command(word: str) -> int:
+    import difflib
+
+    close = difflib.get_close_matches(word, COMMANDS, n=1)
+    hint = f"did you mean `mptop {close[0]}`? " if close else ""
+    print(f"mptop: {word!r} is neither a command nor a URL; {hint}commands: {', '.join(COMMANDS)}; "
+          "URLs start with http:// or https://", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _tune_malloc()
     if not argv:
         argv = ["watch"]
     elif argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
+        if not argv[0].startswith("-") and "://" not in argv[0]:
+            return _unknown_command(argv[0])   # not a URL either: a mistyped command, say so
         # `mptop URL… [get options]` opens the TUI on those downloads.
         argv = ["get", "--tui", *argv]
     parser = build_parser()
