@@ -99,3 +99,15 @@ def test_usage_errors_exit_2(lab, args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_json_reader_going_away_stops_quietly_with_one_line(lab):
+    """`mptop get --json URL | head -1`: the first record reaches the reader, then one line and exit 1."""
+    get = lab.popen(lab.client, [sys.executable, "-m", "mptop", "get", "--json", "-o", "/dev/null",
+                                 f"{lab.base_url()}/forever"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert json.loads(get.stdout.readline())["type"] == "host"
+    get.stdout.close()                                       # what `head -1` does after its line
+    _, err = get.communicate(timeout=20)
+    assert get.returncode == 1
+    assert err.decode().splitlines() == [
+        "mptop: the reader of the NDJSON output went away (broken pipe); downloads stopped"]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
+from mptop.commands.ndjson import NdjsonOut
 from mptop.core.failures import TransferError
-from mptop.core.model import Event, Record, Sample, Summary, to_json
+from mptop.core.model import Event, Record, Sample, Summary
 from mptop.core.paths import parse_labels
 from mptop.core.recording import write_record
 from mptop.core.session import Session, Sink
@@ -30,13 +30,6 @@ def options_from(args: argparse.Namespace) -> TransferOptions:
 def usage_error(message: str) -> int:
     print(f"mptop: {message}", file=sys.stderr)
     return 2
-
-
-def ndjson_sink(stream: IO[str]) -> Sink:
-    def write(record: Record) -> None:
-        stream.write(json.dumps(to_json(record), separators=(",", ":")) + "\n")
-        stream.flush()
-    return write
 
 
 def fan_out(*sinks: Sink | None) -> Sink:
@@ -114,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         view_sink: Sink | None = None
         close: Callable[[Summary | None], None] = lambda summary: None
         if args.json:
-            view_sink = ndjson_sink(sys.stdout)
+            view_sink = out = NdjsonOut(sys.stdout, on_reader_gone=session.stop)
         else:
             from mptop.console import ConsoleView
 
@@ -125,4 +118,8 @@ def run(args: argparse.Namespace) -> int:
             summary = asyncio.run(session.run(fan_out(view_sink, record)))
         finally:
             close(summary)
+        if args.json and out.reader_gone:
+            print("mptop: the reader of the NDJSON output went away (broken pipe); downloads stopped",
+                  file=sys.stderr)
+            return 1
         return report_failures(summary)

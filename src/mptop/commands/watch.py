@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -55,15 +53,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _json_stream(sampler: WatchSampler, count: int | None, out: TextIO) -> int:
-    from mptop.core.model import to_json
+    from mptop.commands.ndjson import NdjsonOut
 
+    write = NdjsonOut(out)
     try:
         async for record in sampler.records(count):
-            out.write(json.dumps(to_json(record), separators=(",", ":")) + "\n")
-            out.flush()
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, and keep Python from complaining at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+            write(record)
+            if write.reader_gone:       # `| head`: stop quietly
+                break
     except OSError as e:
         return _fail(f"reading MPTCP connections failed: {e.strerror or e}")
     return 0

@@ -9,7 +9,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 
-from mptop.commands._get_run import console_sink, fan_out, ndjson_sink, open_record
+from mptop.commands._get_run import console_sink, fan_out, open_record
+from mptop.commands.ndjson import NdjsonOut
 from mptop.core.model import Summary
 from mptop.core.session import Session, Sink
 from mptop.core.transfer import TransferOptions
@@ -54,7 +55,7 @@ def run_demo(args: argparse.Namespace, scenario: Scenario) -> int:
 def _headless(args: argparse.Namespace, session: Session, player: ScenarioPlayer, record: Sink | None) -> int:
     close: Callable[[Summary | None], None] = lambda summary: None
     if args.json:
-        view: Sink = ndjson_sink(sys.stdout)
+        view: Sink = NdjsonOut(sys.stdout, on_reader_gone=session.stop)
     else:
         from mptop.console import ConsoleView
 
