@@ -420,3 +420,17 @@ async def test_close_ends_iteration_and_releases_the_socket(lab: Lab) -> None:
     assert event.kind is PmEventKind.LISTENER_CREATED
     await stream.aclose()
     assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+def test_a_path_manager_without_an_events_group_is_one_oserror(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linux 5.6-5.11 has the mptcp_pm family but no events group: an OSError naming it (callers
+    then infer events from polls), the socket closed, never a KeyError."""
+    import mptop.kernel.pm_events as pm_events_mod
+    from mptop.kernel.genl import GenlChannel, GenlFamily
+
+    channel = GenlChannel(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM))
+    old_kernel = GenlFamily("mptcp_pm", channel.sock.fileno() + 1000, groups={})
+    monkeypatch.setattr(pm_events_mod, "open_pm", lambda rcvbuf=None: (channel, old_kernel))
+    with pytest.raises(OSError, match="sends no events"):
+        pm_events_mod.PmEvents()
+    assert channel.sock.fileno() == -1

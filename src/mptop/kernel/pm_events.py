@@ -126,8 +126,12 @@ class PmEvents:
         self._queue: asyncio.Queue[PmEvent | None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        group = family.groups.get(EVENTS_GROUP)
+        if group is None:            # 5.6-5.11: the family is there, its events group is not
+            self._sock.close()
+            raise OSError(errno.ENOENT, "this kernel's path manager sends no events (Linux < 5.12)")
         try:
-            self._sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, family.groups[EVENTS_GROUP])
+            self._sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
         except PermissionError:
             self._sock.close()
             raise NeedsNetAdmin("subscribing to MPTCP path-manager events") from None

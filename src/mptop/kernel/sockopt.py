@@ -233,15 +233,15 @@ def _read_legacy(s: _Scratch, fd: int) -> SocketReading | None:
     if _call(s, fd, SOL_MPTCP, MPTCP_INFO, s.info_p, _INFO_ROOM):
         return None
     info = parse_mptcp_info_from(s.info, 0, s.optlen.value)
-    for _attempt in range(3):
+    for attempt in range(3):
         tcp = _subflow_array(s, fd, MPTCP_TCPINFO, s.tcpinfo, s.tcpinfo_p, TCP_INFO_SIZE)
         addrs = _subflow_array(s, fd, MPTCP_SUBFLOW_ADDRS, s.sfinfo, s.sfinfo_p, _ADDRS_SIZE)
         if tcp is None or addrs is None:
             return None                     # fell back between the calls
         if tcp[0] == addrs[0] <= s.capacity:
             break                           # both calls saw the same subflows, all of them
-        if max(tcp[0], addrs[0]) > s.capacity:
-            s.grow(max(tcp[0], addrs[0]) + _FIRST_CAPACITY)
+        if max(tcp[0], addrs[0]) > s.capacity and attempt < 2:
+            s.grow(max(tcp[0], addrs[0]) + _FIRST_CAPACITY)   # new, empty buffers: only before a retry
     # after repeated changes, pair what both calls returned (the kernel lists in join order)
     count = min(tcp[0], addrs[0], s.capacity)
     tcp_size, addr_size, base = tcp[1], addrs[1], _SUBFLOW_DATA.size
