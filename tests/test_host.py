@@ -164,3 +164,12 @@ def test_interfaces_of_the_thread_netns(lab: Lab) -> None:
     assert {i.name: i for i in in_worker_thread(lab.client, host.interfaces)} == found
     assert {i.name for i in in_worker_thread(lab.server, host.interfaces)} == {"lo", wlan.server_iface,
                                                                                wwan.server_iface}
+
+
+def test_path_manager_by_name_or_by_the_older_number(lab: Lab) -> None:
+    assert host.path_manager({"pm_type": "0"}) == "kernel"                     # before path_manager existed
+    assert host.path_manager({"pm_type": "1"}) == "userspace"
+    assert host.path_manager({"path_manager": "userspace", "pm_type": "1"}) == "userspace"
+    assert host.path_manager({}) is None and host.path_manager({"pm_type": "7"}) is None
+    here = in_worker_thread(lab.client, host.mptcp_sysctls)
+    assert host.path_manager(here) == "kernel"                                 # the lab's default

@@ -59,7 +59,7 @@ def check_socket() -> Check:
 
 
 def check_path_manager(sysctls: dict[str, str]) -> Check:
-    manager = sysctls.get("path_manager") or {"0": "kernel", "1": "userspace"}.get(sysctls.get("pm_type", ""), "?")
+    manager = host.path_manager(sysctls) or "?"
     scheduler = sysctls.get("scheduler", "default")
     if manager == "userspace" and not host.process_running("mptcpd"):
         return Check("path manager", "fail", "userspace path manager selected but no mptcpd is running: "

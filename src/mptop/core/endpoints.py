@@ -163,7 +163,7 @@ class EndpointManager:
     def snapshot(self) -> PathManagerView:
         """Endpoints, limits, path manager and scheduler, write access, usable local addresses."""
         sysctls = host.mptcp_sysctls()
-        path_manager = sysctls.get("path_manager") or {"0": "kernel", "1": "userspace"}.get(sysctls.get("pm_type", ""))
+        path_manager = host.path_manager(sysctls)
         warnings = []
         if sysctls.get("enabled") == "0":
             warnings.append("MPTCP is disabled here (net.mptcp.enabled=0)")

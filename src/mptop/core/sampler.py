@@ -276,7 +276,7 @@ class Sampler:
         labels = {itf.name: label_for(itf.name, self.labels) for itf in host.interfaces() if itf.name != "lo"}
         return HostInfo(
             kernel=_kernel_release(), enabled=None if enabled is None else enabled == "1",
-            path_manager=sysctls.get("path_manager") or sysctls.get("pm_type"),
+            path_manager=host.path_manager(sysctls),
             scheduler=sysctls.get("scheduler"), subflows_limit=subflows, add_addr_accepted_limit=accepted,
             events=self._pm.mode, labels=labels,
         )

@@ -76,6 +76,12 @@ def kernel_features() -> KernelFeatures:
     return KernelFeatures.from_version(kernel_version())
 
 
+def path_manager(sysctls: dict[str, str]) -> str | None:
+    """"kernel" or "userspace", from ``net.mptcp.path_manager`` (newer kernels) or the older numeric
+    ``pm_type`` (0 kernel, 1 userspace); None when neither says."""
+    return sysctls.get("path_manager") or {"0": "kernel", "1": "userspace"}.get(sysctls.get("pm_type", ""))
+
+
 def mptcp_sysctls(directory: Path = SYSCTL_DIR) -> dict[str, str]:
     """``net.mptcp.*`` of this netns by short name (``{"enabled": "1", ...}``); {} without MPTCP."""
     values: dict[str, str] = {}
