@@ -29,7 +29,7 @@ import struct
 from collections.abc import Callable
 
 from mptop.kernel.diag_decode import DiagDecoder
-from mptop.kernel.diag_shapes import INET_DIAG_INFO, IPPROTO_MPTCP, SOCK_DIAG_BY_FAMILY
+from mptop.kernel.diag_shapes import INET_DIAG_INFO, SOCK_DIAG_BY_FAMILY
 from mptop.kernel.procs import SocketOwners
 from mptop.kernel.types import DiagConnection, KernelParseError, MptcpUnavailable
 
@@ -168,7 +168,7 @@ class DiagReader:
         """This poll's dumps: subflows first, so each connection is complete when its record arrives."""
         families = (socket.AF_INET, socket.AF_INET6) if self._ipv6.any() else (socket.AF_INET,)
         jobs = [self._job(family, socket.IPPROTO_TCP, TCP_DUMP_STATES) for family in families]
-        return jobs + [self._job(family, IPPROTO_MPTCP, self._msk_states) for family in families]
+        return jobs + [self._job(family, socket.IPPROTO_MPTCP, self._msk_states) for family in families]
 
     def _job(self, family: int, protocol: int, states: int) -> Job:
         self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
@@ -241,7 +241,7 @@ class DiagReader:
 
 def _mapped(e: OSError, protocol: int) -> OSError:
     """A dump's errors in plain words (old kernel, diag module missing); others unchanged."""
-    if protocol == IPPROTO_MPTCP:
+    if protocol == socket.IPPROTO_MPTCP:
         reasons = {
             errno.EINVAL: "kernel too old to dump MPTCP sockets (no INET_DIAG_REQ_PROTOCOL)",
             errno.ENOENT: "kernel built without MPTCP socket diagnostics (CONFIG_INET_MPTCP_DIAG)",

@@ -47,7 +47,6 @@ from mptop.kernel.diag_shapes import (
     _STATE,
     _TOKEN,
     _UID,
-    IPPROTO_MPTCP,
     NLMSG_DONE,
     NLMSG_ERROR,
     NLMSG_HEADER,
@@ -113,7 +112,7 @@ class DiagDecoder:
         # One datagram holds the messages of one dump, hence one seq: checked on its first message,
         # the fast paths below skip the per-message header.
         fast = seq is None or (n >= NLMSG_HEADER.size and _SEQ.unpack_from(buf, 8)[0] == seq)
-        if protocol == IPPROTO_MPTCP:
+        if protocol == socket.IPPROTO_MPTCP:
             self._msk_datagram(buf, n, seq, fast)
         else:
             self._tcp_datagram(buf, n, seq, fast)

@@ -11,7 +11,6 @@ import errno
 import os
 import socket
 
-from mptop.kernel.sockopt import IPPROTO_MPTCP
 from mptop.kernel.types import MptcpUnavailable
 
 # What socket(..., IPPROTO_MPTCP) failing with each errno means (mptcp.dev implementation notes).
@@ -30,7 +29,7 @@ def create_mptcp_socket(
     Raises :class:`MptcpUnavailable` (an ``OSError``) when this host cannot make one.
     """
     try:
-        mptcp = socket.socket(family, type_, IPPROTO_MPTCP)
+        mptcp = socket.socket(family, type_, socket.IPPROTO_MPTCP)
     except OSError as exc:
         reason = _UNAVAILABLE_REASONS.get(exc.errno or 0)
         if reason is None:

@@ -22,6 +22,7 @@ import errno
 import socket
 import struct
 import threading
+from socket import IPPROTO_MPTCP, IPPROTO_TCP, SOL_TCP, TCP_INFO
 
 from mptop.kernel.structs import (
     MPTCP_INFO_SIZE,
@@ -35,11 +36,7 @@ from mptop.kernel.types import SocketReading, SocketStatus, SubflowReading
 
 __all__ = ["UnreadableSocket", "read_socket", "socket_status", "capabilities"]
 
-SOL_TCP = 6
 SOL_MPTCP = 284
-IPPROTO_TCP = 6
-IPPROTO_MPTCP = 262
-TCP_INFO = 11
 TCP_IS_MPTCP = 43
 MPTCP_INFO = 1
 MPTCP_TCPINFO = 2

@@ -32,13 +32,12 @@ from aiohttp.helpers import content_disposition_header
 from mptop.lab import content
 from mptop.lab.netns import set_pdeathsig, setns
 
-IPPROTO_MPTCP = 262
 CHUNK = 1 << 20  # large writes: the server must not be the bottleneck of an unshaped lab
 SLOW_TICK = 0.05
 
 
 def listener(port: int, mptcp: bool, host: str = "0.0.0.0") -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP if mptcp else 0)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_MPTCP if mptcp else 0)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(1024)
