@@ -73,11 +73,9 @@ def _filter_text(process: str | None, port: int | None) -> str:
 
 
 def _tui(sampler: WatchSampler, count: int | None, query: str = "") -> int:
-    try:
-        from mptop.tui.app import MptopApp
-        from mptop.tui.watch_screen import WatchScreen
-    except ImportError as e:  # the TUI is optional at this layer: say what to use instead
-        return _fail(f"the TUI is unavailable ({e}); use `mptop watch --json`")
+    from mptop.tui.app import MptopApp
+    from mptop.tui.watch_screen import WatchScreen
+
     app = MptopApp(sampler.records(count), mode="watch", finished_text="stopped")
     if isinstance(app.main, WatchScreen):
         app.main.set_filter(query)

@@ -84,10 +84,6 @@ class Namespace:
                 raise TimeoutError("network namespace holder did not start in time")
             time.sleep(0.002)
 
-    @property
-    def alive(self) -> bool:
-        return self._holder.poll() is None
-
     def open_fd(self) -> int:
         return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
 

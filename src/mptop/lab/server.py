@@ -129,8 +129,6 @@ async def handle_status(request: web.Request) -> web.Response:
 
 async def handle_redirect(request: web.Request) -> web.StreamResponse:
     hops = _size(request, "k")
-    if hops == 0:
-        raise web.HTTPFound("/bytes/1000")
     raise web.HTTPFound(f"/redirect/{hops - 1}" if hops > 1 else "/bytes/1000")
 
 
@@ -177,10 +175,6 @@ async def handle_reset(request: web.Request) -> web.StreamResponse:
     raise asyncio.CancelledError
 
 
-async def handle_disposition(request: web.Request) -> web.StreamResponse:
-    return await handle_bytes(request)
-
-
 async def handle_slow(request: web.Request) -> web.StreamResponse:
     size = _size(request)
     bps = float(request.query.get("bps", "100000"))
@@ -220,7 +214,7 @@ def make_app() -> web.Application:
     app.router.add_get("/redirect/{k}", handle_redirect)
     app.router.add_get("/truncated/{n}", handle_truncated)
     app.router.add_get("/reset/{n}", handle_reset)
-    app.router.add_get("/disposition/{n}", handle_disposition)
+    app.router.add_get("/disposition/{n}", handle_bytes)      # ?name=F: handle_bytes names it
     app.router.add_get("/slow/{n}", handle_slow)
     app.router.add_get("/forever", handle_forever)
     return app

@@ -234,18 +234,18 @@ class LabBase:
     def _start_server(self) -> None:
         argv = ["--netns", self.server.path, "--parent-pid", str(os.getpid()),
                 "--mptcp-port", str(self.config.mptcp_port), "--tcp-port", str(self.config.tcp_port)]
-        errors = tempfile.TemporaryFile()
-        if _can_exec_python():
-            pkg_root = str(Path(__file__).resolve().parents[2])
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [pkg_root, os.environ.get("PYTHONPATH")]))}
-            self.server_process = subprocess.Popen(
-                [sys.executable, "-m", "mptop.lab.server", *argv], stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=errors, env=env)
-        else:
-            self.server_process = ForkedServer(argv, errors.fileno())
-        weakref.finalize(self, kill_quietly, self.server_process)
-        self._wait_server_accepts(errors)
-        errors.close()
+        with tempfile.TemporaryFile() as errors:     # closed on failure too
+            if _can_exec_python():
+                pkg_root = str(Path(__file__).resolve().parents[2])
+                env = {**os.environ,
+                       "PYTHONPATH": os.pathsep.join(filter(None, [pkg_root, os.environ.get("PYTHONPATH")]))}
+                self.server_process = subprocess.Popen(
+                    [sys.executable, "-m", "mptop.lab.server", *argv], stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=errors, env=env)
+            else:
+                self.server_process = ForkedServer(argv, errors.fileno())
+            weakref.finalize(self, kill_quietly, self.server_process)
+            self._wait_server_accepts(errors)
 
     def _wait_server_accepts(self, errors: Any) -> None:
         deadline = time.monotonic() + self.config.start_timeout
