@@ -6,6 +6,7 @@ Every test runs its asyncio code with this thread inside the lab's client namesp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -355,3 +356,17 @@ def test_unwritable_directory_is_one_line(lab: Lab, tmp_path: Path) -> None:
     result = _child_transfer(lab, prefix, lab.url(1000), out)
     assert result == {"state": "failed", "error": f"permission denied: {out}/1000.part",
                       "file": None, "listing": []}
+
+
+async def test_fail_before_the_task_ran_still_fails_the_transfer(tmp_path: Path) -> None:
+    """A stop right after start (quitting at once): the cancelled task never ran its own bookkeeping."""
+    async with TransferManager(["http://192.0.2.1/bytes/10"], TransferOptions(output=f"{tmp_path}/")) as m:
+        run = asyncio.create_task(m.run())
+        await asyncio.sleep(0)              # run() made the transfer's task; it has not started
+        [t] = m.transfers
+        assert t._task is not None and t.started_at is None
+        t.fail("stopped")
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+    assert (t.state, t.error) == ("failed", "stopped")
+    assert os.listdir(tmp_path) == []

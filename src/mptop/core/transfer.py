@@ -111,7 +111,7 @@ class Transfer:
         self._abort = reason
         if self._task is not None:
             self._task.cancel()
-        else:                       # not started yet: it never will
+        if self.started_at is None:     # its task never ran (or never will): nothing else says so
             self.state, self.error = "failed", reason
 
     def release_sockets(self) -> None:
