@@ -129,3 +129,5 @@ def test_the_console_shows_rate_shares_while_running_and_byte_shares_once_done()
     wifi, cell = (next(line for line in lines if iface in line) for iface in ("wlan0", "wwan0"))
     assert " 75%" in wifi and " 25%" in cell and "bit/s" not in wifi + cell      # the bytes each carried
     assert any("avg 4.0 Mbit/s" in line and "✓ done" in line for line in lines)
+    t.subflows[1].closed = True                 # done: its subflows close, the badge still counts them
+    assert any("MPTCP · 2 subflows" in line for line in shown())

@@ -15,22 +15,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from mptop.core.badge import badge
 from mptop.core.model import Event, Sample, Summary, TransferSample
 from mptop.core.units import format_bytes, format_duration, format_rate
 
 PATH_STYLES = ("cyan", "magenta", "green", "yellow", "blue", "red")
-
-
-def status_text(t: TransferSample) -> str:
-    """The badge a transfer carries: 'MPTCP · 2 subflows', 'TCP fallback — …', 'TCP — …'."""
-    live = sum(1 for s in t.subflows if not s.closed)
-    if t.status == "mptcp":
-        return f"MPTCP · {live} subflow{'s' if live != 1 else ''}"
-    if t.status == "fallback":
-        return "TCP fallback" + (f" — {t.reason}" if t.reason else "")
-    if t.status == "tcp":
-        return "TCP" + (f" — {t.reason}" if t.reason else "")
-    return "connecting…"
 
 
 def _short_url(url: str, width: int = 40) -> str:
@@ -56,7 +45,7 @@ def plain_line(sample: Sample, unit: str = "bits") -> str:
     parts = [f"[{sample.t:6.1f}s]"]
     for t in sample.transfers:
         parts.append(f"#{t.id} {_short_url(t.url, 30)} {_progress(t)} {_rate(t, unit)}"
-                     f" ({status_text(t)}; ETA {format_duration(t.eta_s)})")
+                     f" ({badge(t)[0]}; ETA {format_duration(t.eta_s)})")
     if sample.paths:
         parts.append("| " + "  ".join(f"{iface} {format_rate(p.rate_bps, unit)}" for iface, p in sample.paths.items()))
     return " ".join(parts)
@@ -85,7 +74,7 @@ class _Screen:
         head.add_column(no_wrap=True, overflow="ellipsis", justify="right", max_width=60)
         badge_style = {"mptcp": "bold green", "fallback": "bold yellow", "tcp": "bold red"}.get(t.status, "dim")
         head.add_row(Text(f"#{t.id} {_short_url(t.url, 60)}", style="bold"),
-                     Text(t.error or status_text(t), style="red" if t.error else badge_style))
+                     Text(t.error or badge(t)[0], style="red" if t.error else badge_style))
         body = Table.grid(padding=(0, 1))
         body.add_row(Text("  "), ProgressBar(total=t.total or None, completed=t.bytes, width=24, pulse=not t.total),
                      Text(_progress(t)), Text(_rate(t, self.unit), style="bold"),

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from mptop.core.model import SubflowSample, TransferSample
+from mptop.core.badge import badge as badge   # re-exported: the TUI's cards and titles
+from mptop.core.model import SubflowSample
 from mptop.core.units import format_bytes, format_duration, format_rate
 
 Units = Literal["bits", "bytes"]
@@ -65,28 +66,6 @@ def short_url(url: str, width: int) -> str:
     head = max(1, (width - 1) * 2 // 5)
     tail_len = width - 1 - head
     return f"{text[:head]}…{text[-tail_len:]}"
-
-
-def active_subflows(subflows: list[SubflowSample]) -> int:
-    return sum(not s.closed for s in subflows)
-
-
-def badge(transfer: TransferSample, short: bool = False) -> tuple[str, str]:
-    """The status badge of a transfer and its kind (``mptcp``/``fallback``/``tcp``/``connecting``).
-
-    ``short`` leaves out why a transfer is not MPTCP (for narrow cards; the subflows title has it).
-    """
-    if transfer.status == "mptcp":
-        finished = transfer.state in ("done", "failed")       # its subflows are closed by now
-        n = len(transfer.subflows) if finished else active_subflows(transfer.subflows)
-        return f"MPTCP · {n} subflow{'s' if n != 1 else ''}", "mptcp"
-    if transfer.status == "fallback":
-        reason = transfer.reason or "server does not speak MPTCP"
-        return ("TCP fallback" if short else f"TCP fallback — {reason}"), "fallback"
-    if transfer.status == "tcp":
-        reason = transfer.reason or "MPTCP disabled on this host"
-        return ("TCP only" if short else f"TCP — {reason}"), "tcp"
-    return "connecting…", "connecting"
 
 
 def subflow_flags(subflow: SubflowSample) -> str:
