@@ -44,6 +44,7 @@ def test_one_shot_scenario_plays_once():
     {"title": "no name"},
     {"name": "x", "steps": [{"at_s": 1, "action": "explode", "iface": "wlan0"}]},
     {"name": "x", "steps": [{"action": "link_down", "iface": "wlan0"}]},
+    {"name": "x", "steps": [{"at_s": 1, "action": "link_down", "iface": "eth0"}]},    # not a lab path
 ])
 def test_malformed_scenarios_raise_one_error(bad):
     with pytest.raises(scenario.ScenarioError):

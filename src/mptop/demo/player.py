@@ -10,10 +10,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from mptop.demo.scenario import Scenario, Step
+from mptop.demo.scenario import IFACES, Scenario, Step
 from mptop.lab import Lab
 
-WIFI, CELLULAR = "wlan0", "wwan0"
+WIFI, CELLULAR = IFACES
 
 
 class ScenarioPlayer:

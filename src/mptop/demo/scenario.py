@@ -11,6 +11,7 @@ from typing import Any
 ACTIONS = {"link_down", "link_up", "set_rate", "set_backup", "clear_backup", "delete_endpoint", "add_endpoint",
            "reset_subflows"}
 DEFAULT = "handover"
+IFACES = ("wlan0", "wwan0")        # the lab's client paths: what a step can act on
 
 
 class ScenarioError(ValueError):
@@ -104,6 +105,8 @@ def _step(raw: dict[str, Any]) -> Step:
     action = raw["action"]
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r} (known: {', '.join(sorted(ACTIONS))})")
+    if raw["iface"] not in IFACES:       # checked now: a step failing mid-demo would stop the script
+        raise ValueError(f"unknown interface {raw['iface']!r} (the lab has {', '.join(IFACES)})")
     mbit = raw.get("mbit")
     return Step(at_s=float(raw["at_s"]), action=action, iface=str(raw["iface"]),
                 mbit=None if mbit is None else float(mbit))
