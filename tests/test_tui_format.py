@@ -131,3 +131,16 @@ def test_the_console_shows_rate_shares_while_running_and_byte_shares_once_done()
     assert any("avg 4.0 Mbit/s" in line and "✓ done" in line for line in lines)
     t.subflows[1].closed = True                 # done: its subflows close, the badge still counts them
     assert any("MPTCP · 2 subflows" in line for line in shown())
+
+
+def test_a_transfer_the_quit_stopped_says_how_to_resume() -> None:
+    from mptop.commands._tui_run import with_resume_hint
+    from mptop.core.model import Summary, TransferSummary
+
+    def summary_of(error: str | None, ok: bool = False) -> Summary:
+        return Summary(1.0, [TransferSummary(1, "http://x/f", None, 10, None, "mptcp", None, ok, error)])
+
+    assert with_resume_hint(summary_of("stopped")).transfers[0].error == \
+        "stopped before the end (run the same command to resume)"
+    assert with_resume_hint(summary_of("HTTP 404 Not Found")).transfers[0].error == "HTTP 404 Not Found"
+    assert with_resume_hint(summary_of(None, ok=True)).transfers[0].error is None

@@ -31,16 +31,22 @@ def run_downloads(args: argparse.Namespace) -> int:
         app = MptopApp(runner=runner, finished_text="all transfers finished — q to quit")
         app.units = args.unit
         app.run()
-        return report_failures(done[0] if done else interrupted(session))
+        return report_failures(with_resume_hint(done[0] if done else interrupted(session)))
 
 
 def interrupted(session: Session) -> Summary:
-    """What to report when the user quit before every transfer ended (their .part files stay for resume)."""
+    """What to report when the app ended before the run could: each transfer as it stands."""
     transfers = [TransferSummary(id=t.id, url=t.url, file=t.file, bytes=t.bytes_done, sha256=t.sha256,
-                                 status="tcp", reason=None, ok=t.state == "done",
-                                 error=t.error or "stopped before the end (run the same command to resume)")
+                                 status="connecting", reason=None, ok=t.state == "done", error=t.error or "stopped")
                  for t in session.transfers]
     return Summary(duration_s=0.0, transfers=transfers)
+
+
+def with_resume_hint(summary: Summary) -> Summary:
+    """A transfer the user's quit stopped says how to finish it (its .part stays for resume)."""
+    summary.transfers = [replace(t, error="stopped before the end (run the same command to resume)")
+                         if t.error == "stopped" else t for t in summary.transfers]
+    return summary
 
 
 class DemoApp(MptopApp, inherit_bindings=False):
