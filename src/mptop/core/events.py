@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mptop.core.units import format_bytes, format_duration
-from mptop.kernel.types import PmEvent
+from mptop.kernel import host
+from mptop.kernel.types import KernelParseError, PmEvent
 
 STALL_AFTER_S = 1.0
 
@@ -164,3 +165,24 @@ def describe_transfer(state: str, nbytes: int, seconds: float | None, error: str
     if state == "done":
         return f"done: {format_bytes(nbytes)}{took}"
     return f"failed after {format_bytes(nbytes)}{took}: {error or 'unknown error'}"
+
+
+class SynackFallbacks:
+    """This netns's MPTcpExt ``MPCapableFallbackSYNACK``: it grows when a SYN-ACK came back without
+    MP_CAPABLE (the peer, or something on the way, does not do MPTCP).  Read at creation, then
+    :meth:`grew` tells whether it grew since the last read (None when it cannot be read)."""
+
+    def __init__(self) -> None:
+        self._count = self._read()
+
+    @staticmethod
+    def _read() -> int | None:
+        try:
+            return host.mptcp_counters().get("MPCapableFallbackSYNACK")
+        except (OSError, KernelParseError):
+            return None
+
+    def grew(self) -> bool | None:
+        count, before = self._read(), self._count
+        self._count = count
+        return None if count is None or before is None else count > before

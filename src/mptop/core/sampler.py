@@ -37,7 +37,7 @@ from dataclasses import replace
 
 from mptop.core.events import (
     LinkWatch, StallWatch, SubflowLedger, describe_fallback, describe_link, describe_stall, describe_transfer,
-    fallback_reason,
+    SynackFallbacks, fallback_reason,
 )
 from mptop.core.history import History
 from mptop.core.model import Event, HostInfo, Record, Sample, Status, Summary, TransferSample, TransferSummary
@@ -80,7 +80,7 @@ class Sampler:
         self._links = LinkWatch()
         self._ledger = SubflowLedger()
         self._tracks: dict[int, TransferTrack] = {}
-        self._synack_fallbacks = self._synack_counter()
+        self._synack_fallbacks = SynackFallbacks()
         self._woken: asyncio.Event | None = None     # made in run(): an Event belongs to one loop
 
     # -- inputs --------------------------------------------------------------------------------
@@ -237,19 +237,8 @@ class Sampler:
                 fail(f"MPTCP required, but the connection fell back to TCP ({reason})")
 
     def _fallback_reason(self, track: TransferTrack, index: int) -> str:
-        count = self._synack_counter()
-        grew = None if count is None or self._synack_fallbacks is None else count > self._synack_fallbacks
-        self._synack_fallbacks = count
         seen = track.sockets[index].seen_mptcp if index in track.sockets else False
-        return fallback_reason(mptcp_unavailable=None, seen_mptcp=seen, synack_fallback=grew)
-
-    @staticmethod
-    def _synack_counter() -> int | None:
-        """MPTcpExt MPCapableFallbackSYNACK of this netns: grows when a SYN-ACK had no MP_CAPABLE."""
-        try:
-            return host.mptcp_counters().get("MPCapableFallbackSYNACK")
-        except (OSError, KernelParseError):
-            return None
+        return fallback_reason(mptcp_unavailable=None, seen_mptcp=seen, synack_fallback=self._synack_fallbacks.grew())
 
     def _finish(self, ctx: PollContext, tr: TransferLike, track: TransferTrack, sample: TransferSample) -> None:
         """After the final read: the transfer's event, its sockets released, a frozen last sample."""

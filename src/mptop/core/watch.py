@@ -27,6 +27,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from mptop.core.events import SynackFallbacks
 from mptop.core.history import History, Series
 from mptop.core.model import ConnectionSample, Event, HostInfo, Record, Sample, Status
 from mptop.core.paths import InterfaceMap
@@ -114,7 +115,7 @@ class WatchSampler:
         self._t0 = clock()
         self._pm = PmFeed(lambda event: self.tracker.pm_event(self.now(), event), enabled=pm_events)
         self._reader: DiagReader | None = None
-        self._synack = _synack_counter()
+        self._synack = SynackFallbacks()
 
     def now(self) -> float:
         return self._clock() - self._t0
@@ -147,10 +148,7 @@ class WatchSampler:
         if self.only is not None:
             conns = [c for c in conns if self.only.matches_diag(c)]
         itfs = InterfaceMap.from_interfaces(host.interfaces())
-        count = _synack_counter()
-        grew = None if count is None or self._synack is None else count > self._synack
-        self._synack = count
-        connections, events = self.tracker.observe(t, conns, itfs, grew)
+        connections, events = self.tracker.observe(t, conns, itfs, self._synack.grew())
         sample = Sample(t=t, paths=self.tracker.paths.samples(), connections=connections)
         self.history.add(sample)
         return sample, events
@@ -189,8 +187,3 @@ class WatchSampler:
         subscribed ("netlink") or inferred from polls."""
         base = Sampler(pm_events=False, labels=self.labels).host_info()
         return replace(base, events=self._pm.mode)
-
-
-def _synack_counter() -> int | None:
-    # Sampler's reader of MPTcpExt MPCapableFallbackSYNACK (a staticmethod; asked to be made public).
-    return Sampler._synack_counter()
