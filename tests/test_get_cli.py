@@ -111,3 +111,13 @@ def test_json_reader_going_away_stops_quietly_with_one_line(lab):
     assert get.returncode == 1
     assert err.decode().splitlines() == [
         "mptop: the reader of the NDJSON output went away (broken pipe); downloads stopped"]
+
+
+def test_url_form_with_json_is_the_headless_get(lab):
+    """`mptop --json URL` is `mptop get --json URL` (the TUI cannot write NDJSON)."""
+    size = 100_000
+    result = mptop(lab, "--json", "-o", "/dev/null", lab.url(size))
+    assert result.returncode == 0, result.stderr
+    records = ndjson(result.stdout)
+    assert (records[0]["type"], records[-1]["type"]) == ("host", "summary")
+    assert records[-1]["transfers"][0]["bytes"] == size
