@@ -43,7 +43,7 @@ _SF_FIELDS = (_FAMILY, _SPORT, _DPORT, _SRC, _DST, _IFINDEX, _INODE, _UID)
 _MAX_SHAPES = 8                                # per record length; past that, records are walked
 
 # The layouts of mptop.kernel.structs (which decodes every other case), read in place inside a
-# record-wide Struct.  tests/test_diag.py checks the two decodings agree on real kernel records.
+# record-wide Struct.  tests/kernel/test_diag.py checks the two decodings agree on real kernel records.
 _LAST = struct.Struct("=3I")              # mptcpi_last_data_sent, _recv, last_ack_recv
 _STABLE_INFO = len(MptcpInfo._fields) - 3  # MptcpInfo's values before those three
 _TOKEN = MptcpInfo._fields.index("token")

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import unavailable as lab_unavailable
+from tests.conftest import unavailable as lab_unavailable
 
 pytestmark = pytest.mark.lab
-REPO = Path(__file__).resolve().parents[1]
+from tests import REPO
+
 DURATION = "14"   # the handover scenario drops Wi-Fi at 8 s and brings it back at 13 s
 
 

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from test_lab import wait_for
-from test_pm import run_as_nobody
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select
 
@@ -25,6 +23,8 @@ from mptop.lab import Lab
 from mptop.tui.app import MptopApp
 from mptop.tui.endpoints import EndpointsScreen
 from mptop.tui.endpoints_forms import AddEndpointForm, ConfirmChange, LimitsForm
+from tests.kernel.test_pm import run_as_nobody
+from tests.lab.test_lab import wait_for
 
 pytestmark = pytest.mark.lab
 WWAN_ADDR, WWAN = "198.51.100.2", "wwan0"

@@ -27,7 +27,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mptop.kernel import diag
-from mptop.kernel.diag import DiagDecoder, DiagReader, MptcpDiagUnavailable, dump_connections
+from mptop.kernel.diag import (
+    DiagDecoder,
+    DiagReader,
+    MptcpDiagUnavailable,
+    dump_connections,
+)
 from mptop.kernel.procs import SocketOwners
 from mptop.kernel.types import (
     SUBFLOW_FLAG_JOIN_LOC,

@@ -1,11 +1,11 @@
 """Re-make ``watch.ndjson``: a real ``mptop watch --json`` run beside other programs' downloads in the lab.
 
-    python tests/data/make_watch_recording.py        # as root (or a user with user namespaces); needs wget
+    python tests/tui/data/make_watch_recording.py        # as root (or a user with user namespaces); needs wget
 
 What it records (interval 0.5 s, 24 samples), all measured on a real two-path lab (Wi-Fi 40, Cellular 10 Mbit/s):
 an empty first poll, then three MPTCP downloads (two curl, one wget; each a Wi-Fi + Cellular subflow), one curl
 that falls back to TCP (the server's plain-TCP port), and a short curl download that ends (connection closed).
-``tests/test_tui_watch.py`` feeds it to the app.
+``tests/tui/test_watch.py`` feeds it to the app.
 """
 
 from __future__ import annotations

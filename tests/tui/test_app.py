@@ -11,7 +11,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 from textual.binding import Binding
@@ -28,8 +27,8 @@ from mptop.tui.help import HelpScreen
 from mptop.tui.paths import PathsView
 from mptop.tui.subflows import SubflowsTable
 from mptop.tui.toplist import TopList
+from tests import ASSETS
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # `mptop get` of an MPTCP download beside one from the server's plain-TCP port, Wi-Fi down for ~3 s
 TWO: list[Record] = read_recording(ASSETS / "two-transfers.ndjson")
 HANDOVER: list[Record] = read_recording(ASSETS / "handover.ndjson")     # `mptop demo`, 30 s

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_tui_app import ASSETS, FALLBACK, HANDOVER, screen_text, wait_for, without_scheme
 
 from mptop.cli import main
 from mptop.core import moments
@@ -19,6 +18,14 @@ from mptop.core.model import HostInfo, Record, Summary
 from mptop.tui import format as fmt
 from mptop.tui.app import MptopApp
 from mptop.tui.sources import ReplaySource
+from tests.tui.test_app import (
+    ASSETS,
+    FALLBACK,
+    HANDOVER,
+    screen_text,
+    wait_for,
+    without_scheme,
+)
 
 HOST = FALLBACK[0]
 LAST = moments.samples(FALLBACK)[-1]

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from mptop.core.events import (
-    LinkWatch, StallChange, StallWatch, SubflowLedger, describe_stall, describe_transfer, fallback_reason,
+    LinkWatch,
+    StallChange,
+    StallWatch,
+    SubflowLedger,
+    describe_stall,
+    describe_transfer,
+    fallback_reason,
 )
 
 

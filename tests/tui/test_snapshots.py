@@ -3,13 +3,12 @@
 The recordings in assets/ are real `mptop demo` runs (made by assets/record.py); the moments are found by
 what happens in them (mptop.core.moments: both paths busy, Wi-Fi stalled, a fallback transfer), not by
 hard-coded times.  No clock is shown, so the pictures are deterministic.  After a deliberate change of the
-look: ``pytest tests/test_tui_snapshots.py --snapshot-update`` and review the SVGs.
+look: ``pytest tests/tui/test_snapshots.py --snapshot-update`` and review the SVGs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +17,8 @@ from mptop.core.model import HostInfo, Record, Sample
 from mptop.core.recording import read_recording
 from mptop.tui.app import MptopApp
 from mptop.tui.toplist import TopList
+from tests import ASSETS
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # Real `mptop demo` recordings (see the module docstring for how they were made).
 HANDOVER: list[Record] = read_recording(ASSETS / "handover.ndjson")
 FALLBACK: list[Record] = read_recording(ASSETS / "fallback.ndjson")

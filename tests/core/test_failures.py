@@ -1,5 +1,5 @@
 """describe(): one plain line per failure.  Network failures are covered for real in the lab
-(tests/test_transfer.py); here the file-system ones (real errors from real files) and the wording
+(tests/core/test_transfer.py); here the file-system ones (real errors from real files) and the wording
 rules that need no network."""
 
 from __future__ import annotations

@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 
 from mptop.core.model import (
-    ConnectionSample, Event, HostInfo, PathSample, Sample, SubflowSample, Summary, TransferSample,
-    TransferSummary, to_json,
+    ConnectionSample,
+    Event,
+    HostInfo,
+    PathSample,
+    Sample,
+    SubflowSample,
+    Summary,
+    TransferSample,
+    TransferSummary,
+    to_json,
 )
 from mptop.core.recording import RecordingError, read_recording, write_record
 

@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
-
 
 from mptop.core import moments
 from mptop.core.model import (
-    Event, HostInfo, PathSample, Record, Sample, SubflowSample, Summary, TransferSample, TransferSummary,
+    Event,
+    HostInfo,
+    PathSample,
+    Record,
+    Sample,
+    SubflowSample,
+    Summary,
+    TransferSample,
+    TransferSummary,
 )
 from mptop.core.recording import read_recording
 from mptop.tui import format as fmt
 from mptop.tui.state import ViewState
 from mptop.tui.story import LogEntry
+from tests import ASSETS
 
 # `mptop get` of an MPTCP download beside a fallen-back one, Wi-Fi down for ~3 s (assets/record.py)
-TWO: list[Record] = read_recording(Path(__file__).resolve().parent.parent / "assets" / "two-transfers.ndjson")
+TWO: list[Record] = read_recording(ASSETS / "two-transfers.ndjson")
 
 
 def sample(t: float, wifi_bytes: int, cell_bytes: int, wifi_rate: float = 0.0) -> Sample:

@@ -17,8 +17,17 @@ from dataclasses import dataclass
 import pytest
 
 from mptop.core.history import History
-from mptop.core.model import (Event, HostInfo, PathSample, Record, Sample, Summary, TransferSample,
-                              record_from_json, to_json)
+from mptop.core.model import (
+    Event,
+    HostInfo,
+    PathSample,
+    Record,
+    Sample,
+    Summary,
+    TransferSample,
+    record_from_json,
+    to_json,
+)
 from mptop.core.polling import rearming
 from mptop.core.sampler import Sampler
 from mptop.core.transfer import Transfer, TransferManager, TransferOptions

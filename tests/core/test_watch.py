@@ -21,7 +21,13 @@ from mptop.core.watch import ConnectionFilter, WatchHistory
 from mptop.core.watch_track import PM_WAIT_S, WatchTracker
 from mptop.kernel.diag import MptcpDiagUnavailable
 from mptop.kernel.types import (
-    SUBFLOW_FLAG_BKUP_LOC, SUBFLOW_FLAG_JOIN_LOC, DiagConnection, DiagSubflow, MptcpInfo, PmEvent, PmEventKind,
+    SUBFLOW_FLAG_BKUP_LOC,
+    SUBFLOW_FLAG_JOIN_LOC,
+    DiagConnection,
+    DiagSubflow,
+    MptcpInfo,
+    PmEvent,
+    PmEventKind,
     TcpInfo,
 )
 from mptop.lab import Lab

@@ -9,9 +9,20 @@ import pytest
 from yarl import URL
 
 from mptop.core.failures import TransferError
-from mptop.core.output import (FALLBACK_NAME, INDEX_NAME, OutputTarget, Sink, check_final, disposition_name,
-                               name_from_url, part_size, plan_output, rename_from_server, sanitize_name,
-                               target_for)
+from mptop.core.output import (
+    FALLBACK_NAME,
+    INDEX_NAME,
+    OutputTarget,
+    Sink,
+    check_final,
+    disposition_name,
+    name_from_url,
+    part_size,
+    plan_output,
+    rename_from_server,
+    sanitize_name,
+    target_for,
+)
 
 
 @pytest.mark.parametrize("raw, expected", [

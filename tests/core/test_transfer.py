@@ -19,7 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from mptop.core.transfer import Transfer, TransferManager, TransferOptions, run_transfers
+from mptop.core.transfer import (
+    Transfer,
+    TransferManager,
+    TransferOptions,
+    run_transfers,
+)
 from mptop.kernel.sockopt import read_socket, socket_status
 from mptop.kernel.types import SocketStatus
 from mptop.lab import Lab, LabError

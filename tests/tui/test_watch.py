@@ -1,9 +1,9 @@
 """`mptop watch` in the TUI: connection cards, sort, filter, selection → subflows and events, closing
 connections, empty state, the header's event source; then the real WatchSampler in the app in a lab.
 
-The Pilot tests replay ``tests/data/watch.ndjson``: a real ``mptop watch --json`` run in the lab beside
+The Pilot tests replay ``tests/tui/data/watch.ndjson``: a real ``mptop watch --json`` run in the lab beside
 three MPTCP downloads (curl, curl, wget), a curl that fell back to TCP and a short curl that ends
-(``tests/data/make_watch_recording.py`` makes it).
+(``tests/tui/data/make_watch_recording.py`` makes it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_tui_app import feed, screen_text, wait_for, widget_text
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -34,6 +33,7 @@ from mptop.tui.watch_query import WatchQuery
 from mptop.tui.watch_screen import EMPTY
 from mptop.tui.watch_state import FADE_S, SMOOTH_S
 from mptop.tui.watch_widgets import DIMMED, faded
+from tests.tui.test_app import feed, screen_text, wait_for, widget_text
 
 WATCH: list[Record] = read_recording(Path(__file__).parent / "data" / "watch.ndjson")
 SAMPLES = moments.samples(WATCH)

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from mptop.core.paths import InterfaceMap, PathBook, default_label, label_for, parse_label, parse_labels
+from mptop.core.paths import (
+    InterfaceMap,
+    PathBook,
+    default_label,
+    label_for,
+    parse_label,
+    parse_labels,
+)
 
 
 @dataclass
