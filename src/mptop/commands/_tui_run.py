@@ -6,6 +6,7 @@ import argparse
 import sys
 from contextlib import ExitStack
 from dataclasses import replace
+from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
@@ -30,8 +31,8 @@ def run_downloads(args: argparse.Namespace) -> int:
 
         app = MptopApp(runner=runner, finished_text="all transfers finished — q to quit")
         app.units = args.unit
-        app.run()
-        return report_failures(with_resume_hint(done[0] if done else interrupted(session)))
+        crashed = run_app(app)
+        return report_failures(with_resume_hint(done[0] if done else interrupted(session))) or crashed
 
 
 def interrupted(session: Session) -> Summary:
@@ -99,7 +100,15 @@ def run_demo_tui(args: argparse.Namespace, session: Session, player: ScenarioPla
 
     app = DemoApp(player, runner=runner, finished_text="demo finished — q to quit")
     app.units = args.unit
-    app.run()
-    if app.return_code not in (None, 0):
-        print(f"mptop demo: the display stopped ({app.return_code})", file=sys.stderr)
-    return exit_code(done[0] if done else None)
+    crashed = run_app(app)
+    return exit_code(done[0] if done else None) or crashed
+
+
+def run_app(app: App[Any], *, headless: bool = False) -> int:
+    """Run a TUI app to its end; its exit status (non-zero when the display crashed: Textual has
+    printed the traceback by then, and sets return_code 1)."""
+    app.run(headless=headless)
+    code = app.return_code or 0
+    if code:
+        print(f"mptop: the display stopped on an error (exit status {code})", file=sys.stderr)
+    return code
