@@ -16,6 +16,7 @@ from mptop.core.model import Summary, TransferSummary
 from mptop.core.session import Session, Sink
 from mptop.demo.player import CELLULAR, WIFI, ScenarioPlayer
 from mptop.tui.app import MptopApp
+from mptop.tui.terminal import TerminalGuard
 
 
 def run_downloads(args: argparse.Namespace) -> int:
@@ -105,10 +106,11 @@ def run_demo_tui(args: argparse.Namespace, session: Session, player: ScenarioPla
 
 
 def run_app(app: App[Any], *, headless: bool = False) -> int:
-    """Run a TUI app to its end; its exit status (non-zero when the display crashed: Textual has
-    printed the traceback by then, and sets return_code 1)."""
-    app.run(headless=headless)
+    """Run a TUI app to its end; its exit status: non-zero when the display crashed (Textual has
+    printed the traceback by then, and sets return_code 1), 128 + N when signal N (a hangup) ended it."""
+    with TerminalGuard(app) as guard:
+        app.run(headless=headless)
     code = app.return_code or 0
-    if code:
+    if code and guard.ended_by is None:
         print(f"mptop: the display stopped on an error (exit status {code})", file=sys.stderr)
     return code
