@@ -66,6 +66,7 @@ class MptopApp(App[int]):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (24, "-normal"), (30, "-tall")]
     BINDINGS = [
         Binding("q", "quit", "Quit", tooltip="quit mptop"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),     # not Textual's "press ctrl+q"
         Binding("p", "pause", "Pause", tooltip="pause or resume the display; data keeps being collected"),
         Binding("space", "replay_pause", "Play/pause", tooltip="pause or resume the replay"),
         Binding("u", "units", "Bits/bytes", tooltip="rates in bits or in bytes per second"),
