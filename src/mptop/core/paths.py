@@ -53,10 +53,14 @@ def parse_labels(options: Iterable[str]) -> dict[str, str]:
 class InterfaceLike(Protocol):
     """What :class:`mptop.kernel.host.Interface` tells (only these attributes are used)."""
 
-    name: str
-    addresses: Iterable[str]
-    up: bool         # administratively up
-    running: bool    # carrier: a link can be up and still have no carrier
+    @property
+    def name(self) -> str: ...
+    @property
+    def addresses(self) -> Iterable[str]: ...
+    @property
+    def up(self) -> bool: ...          # administratively up
+    @property
+    def running(self) -> bool: ...     # carrier: a link can be up and still have no carrier
 
 
 def _normal(ip: str) -> str:

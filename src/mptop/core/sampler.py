@@ -31,8 +31,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from mptop.core.events import (
@@ -99,7 +100,7 @@ class Sampler:
         return self._clock() - self._t0
 
     # -- running -------------------------------------------------------------------------------
-    async def run(self, until_done: bool = False) -> AsyncIterator[tuple[Sample, list[Event]]]:
+    async def run(self, until_done: bool = False) -> AsyncGenerator[tuple[Sample, list[Event]], None]:
         """Poll forever (or, with ``until_done``, until every transfer finished and had its final
         read); yields ``(sample, events)``.  Use ``contextlib.aclosing`` when breaking out early."""
         self.start_events()
@@ -117,7 +118,7 @@ class Sampler:
         if self._woken is not None:
             self._woken.set()
 
-    async def records(self, until_done: bool = False) -> AsyncIterator[Record]:
+    async def records(self, until_done: bool = False) -> AsyncGenerator[Record, None]:
         """The same as one flat record stream (what the TUI, ``--json`` and ``--record`` take):
         the HostInfo first, then each poll's events followed by its sample, and with
         ``until_done`` the Summary last."""
@@ -232,9 +233,8 @@ class Sampler:
         if status in ("fallback", "tcp") and track.reported != status:
             track.reported = status
             ctx.events.append(Event(ctx.t, "fallback", None, tr.id, describe_fallback(status, reason or "")))
-            fail = getattr(tr, "fail", None)
-            if self.require_mptcp and status == "fallback" and callable(fail):
-                fail(f"MPTCP required, but the connection fell back to TCP ({reason})")
+            if self.require_mptcp and status == "fallback":
+                tr.fail(f"MPTCP required, but the connection fell back to TCP ({reason})")
 
     def _fallback_reason(self, track: TransferTrack, index: int) -> str:
         seen = track.sockets[index].seen_mptcp if index in track.sockets else False
@@ -256,6 +256,8 @@ class Sampler:
         path-manager events (as :meth:`run` would) to tell whether ``events`` is "netlink"."""
         self.start_events()
         sysctls = host.mptcp_sysctls()
+        subflows: int | None
+        accepted: int | None
         try:
             limits = get_limits()
             subflows, accepted = limits.subflows, limits.add_addr_accepted
@@ -276,8 +278,8 @@ class Sampler:
         for tr in self.transfers():
             track = self._tracks.get(tr.id)
             out.append(TransferSummary(
-                id=tr.id, url=tr.url, file=getattr(tr, "file", None), bytes=tr.bytes_done,
-                sha256=getattr(tr, "sha256", None), status=track.status if track else "connecting",
+                id=tr.id, url=tr.url, file=tr.file, bytes=tr.bytes_done, sha256=tr.sha256,
+                status=track.status if track else "connecting",
                 reason=track.reason if track else None, ok=tr.state == "done", error=tr.error,
                 path_bytes=dict(track.path_bytes) if track else {}, duration_s=_span([tr]),
             ))
@@ -285,23 +287,23 @@ class Sampler:
 
 
 def _span(transfers: Iterable[TransferLike]) -> float | None:
-    starts = [t.started_at for t in transfers if getattr(t, "started_at", None) is not None]
-    ends = [t.ended_at for t in transfers if getattr(t, "ended_at", None) is not None]
+    starts = [t.started_at for t in transfers if t.started_at is not None]
+    ends = [t.ended_at for t in transfers if t.ended_at is not None]
     return round(max(ends) - min(starts), 3) if starts and ends else None
 
 
-def _read(sock: object) -> SocketReading | None:
+def _read(sock: socket.socket) -> SocketReading | None:
     """A socket's reading; None when it cannot be read (closed handle, not connected yet)."""
     try:
-        return read_socket(sock)  # type: ignore[arg-type]
+        return read_socket(sock)
     except (OSError, KernelParseError):
         return None
 
 
-def _live_reading(tr: TransferLike, readings: list[tuple[int, object, SocketReading | None]]
+def _live_reading(tr: TransferLike, readings: Sequence[tuple[int, socket.socket, SocketReading | None]]
                   ) -> tuple[int, SocketReading] | None:
     """The reading of the socket carrying the response (else the newest socket that reads)."""
-    active = getattr(tr, "active_socket", None)
+    active = tr.active_socket
     ordered = sorted(readings, key=lambda r: (r[1] is active, r[0]), reverse=True)
     for index, _sock, reading in ordered:
         if reading is not None:
