@@ -67,6 +67,15 @@ def test_http_status_and_redirect_wording() -> None:
     assert describe(loop, FailureContext(max_redirects=5)) == "too many redirects (more than 5)"
 
 
+def test_redirect_to_a_non_http_url_names_it() -> None:
+    # aiohttp raises these with the URL as their only argument (client.py: NonHttpUrlRedirectClientError(r_url));
+    # unlike InvalidURL they have no .url attribute, so reading one raised AttributeError.
+    redirect = aiohttp.NonHttpUrlRedirectClientError(URL("ftp://h/f"))
+    assert describe(redirect) == "redirected to an unsupported URL: ftp://h/f (http and https only)"
+    scheme = aiohttp.NonHttpUrlClientError(URL("gopher://h/f"))
+    assert describe(scheme) == "unsupported URL scheme: gopher://h/f (http and https only)"
+
+
 def test_progress_is_part_of_cut_body_lines() -> None:
     ctx = FailureContext(received=1234, total=5000, idle_timeout=7)
     cut = aiohttp.ClientPayloadError("Response payload is not completed: <ContentLengthError: 400>")

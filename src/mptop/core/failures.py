@@ -77,16 +77,21 @@ def _describe(exc: BaseException, ctx: FailureContext) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _first_arg(exc: BaseException) -> object:
+    return exc.args[0] if exc.args else "?"
+
+
 def _client_error(exc: aiohttp.ClientError, ctx: FailureContext) -> str:
     # Order matters: aiohttp's classes inherit from each other and from OSError/ssl errors.
     if isinstance(exc, aiohttp.TooManyRedirects):
         return f"too many redirects (more than {ctx.max_redirects})" if ctx.max_redirects else "too many redirects"
     if isinstance(exc, aiohttp.ClientResponseError):
         return f"HTTP {exc.status} {exc.message}".rstrip()
+    # These two carry the URL as their only argument: unlike InvalidURL they have no .url.
     if isinstance(exc, aiohttp.NonHttpUrlRedirectClientError):
-        return f"redirected to an unsupported URL: {exc.url} (http and https only)"
+        return f"redirected to an unsupported URL: {_first_arg(exc)} (http and https only)"
     if isinstance(exc, aiohttp.NonHttpUrlClientError):
-        return f"unsupported URL scheme: {exc.url} (http and https only)"
+        return f"unsupported URL scheme: {_first_arg(exc)} (http and https only)"
     if isinstance(exc, aiohttp.InvalidURL):
         return f"malformed URL: {exc.url}"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
