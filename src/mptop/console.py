@@ -131,7 +131,9 @@ class ConsoleView:
         if self._live is not None:
             self._live.stop()
             self._live = None
-        for t in summary.transfers if summary else []:
+        if summary is None:
+            return
+        for t in summary.transfers:
             if t.ok:
                 where = t.file or "(stdout)"
                 paths = ", ".join(f"{k} {format_bytes(v)}" for k, v in t.path_bytes.items())

@@ -60,7 +60,7 @@ class DemoApp(MptopApp, inherit_bindings=False):
         Binding("c", "toggle_link('wwan0')", "Cellular", tooltip="take the cellular link down or up"),
         Binding("b", "toggle_backup", "Backup", tooltip="mark cellular as a backup path, or not"),
         Binding("r", "restore", "Restore", tooltip="both links up, scenario rates, the script resumes"),
-        *(replace(b, show=False) if b.key in ("p", "u") else b for b in MptopApp.BINDINGS),
+        *(replace(b, show=False) if isinstance(b, Binding) and b.key in ("p", "u") else b for b in MptopApp.BINDINGS),
     ]
     HELP_ONLY_KEYS = frozenset({"p", "u"})
     FOOTER_FULL_WIDTH = 100         # below this the footer is compacted

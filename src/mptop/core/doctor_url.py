@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mptop.core.doctor import Check
+from mptop.core.doctor import Check, Verdict
 from mptop.core.model import Record, Sample
 from mptop.core.session import Session
 from mptop.core.transfer import TransferOptions
@@ -38,7 +38,7 @@ def check_url(url: str, insecure: bool = False) -> Check:
     if status is None:
         return Check(name, "fail", f"{url}: {why or 'no answer'}")
     if status == "mptcp":
-        verdict = "ok" if subflows > 1 else "info"
+        verdict: Verdict = "ok" if subflows > 1 else "info"
         more = "" if subflows > 1 else " — only the initial subflow: check the endpoints and limits above"
         return Check(name, verdict, f"{url}: the server speaks MPTCP, {subflows} subflow"
                      f"{'s' if subflows != 1 else ''} came up{more}")

@@ -371,11 +371,15 @@ class NetnsResolver(AbstractResolver):
                                    0, socket.AI_ADDRCONFIG)
         infos = await asyncio.get_running_loop().run_in_executor(self._pool, lookup)
         numeric = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
-        return [
-            ResolveResult(hostname=host, host=f"{addr[0]}%{addr[3]}" if fam == socket.AF_INET6 and addr[3]
-                          else addr[0], port=addr[1], family=fam, proto=proto, flags=numeric)
-            for fam, _, proto, _, addr in infos if fam in (socket.AF_INET, socket.AF_INET6)
-        ]
+        results = []
+        for fam, _, proto, _, addr in infos:
+            if fam not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            ip, port_ = str(addr[0]), int(addr[1])
+            scope = addr[3] if fam == socket.AF_INET6 and len(addr) == 4 else 0   # (ip, port, flowinfo, scope_id)
+            results.append(ResolveResult(hostname=host, host=f"{ip}%{scope}" if scope else ip, port=port_,
+                                         family=fam, proto=proto, flags=numeric))
+        return results
 
     async def close(self) -> None:
         pass        # shared by the run's sessions: the manager shuts it down

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from mptop.core.events import SynackFallbacks
@@ -153,7 +153,7 @@ class WatchSampler:
         self.history.add(sample)
         return sample, events
 
-    async def run(self) -> AsyncIterator[tuple[Sample, list[Event]]]:
+    async def run(self) -> AsyncGenerator[tuple[Sample, list[Event]], None]:
         """Poll until the consumer stops; yields ``(sample, events)``.  Use
         ``contextlib.aclosing`` when breaking out early."""
         self.open()
@@ -166,7 +166,7 @@ class WatchSampler:
         finally:
             self.close()
 
-    async def records(self, count: int | None = None) -> AsyncIterator[Record]:
+    async def records(self, count: int | None = None) -> AsyncGenerator[Record, None]:
         """The host record, then each poll's events and sample (``count`` samples, or forever)."""
         self.open()
         self.start_events()

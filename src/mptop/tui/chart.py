@@ -72,8 +72,8 @@ class RateChart:
             if value is None:
                 levels.append(None)
                 continue
-            level = round(value / self.scale * eighths) if self.scale > 0 else 0
-            levels.append(max(1 if value > 0 else 0, min(eighths, level)))
+            filled = round(value / self.scale * eighths) if self.scale > 0 else 0
+            levels.append(max(1 if value > 0 else 0, min(eighths, filled)))
         for row in reversed(range(self.height)):
             line: list[Segment] = []
             for level in levels:

@@ -158,7 +158,7 @@ class WatchScreen(MainScreen):
         conn = state.find(int(key[1:])) if isinstance(state, WatchState) and key else None
         table = self.query_one(SubflowsTable)
         log = self.query_one(WatchEventLog)
-        if conn is None:
+        if conn is None or not isinstance(state, WatchState):
             self.query_one("#subflows-panel").border_title = "Subflows"
             table.show([], "", state.slots, units)
             log.border_subtitle = ""
