@@ -288,7 +288,8 @@ async def test_mptcp_disabled_on_the_host_gives_plain_tcp_with_the_reason(make_l
 
 @pytest.mark.lab
 @pytest.mark.parametrize(("legacy", "reset"), [(False, "wwan0"), (True, "wlan0")], ids=["full_info", "legacy"])
-async def test_reset_subflow_goes_down_and_keeps_its_bytes(make_lab: Callable[..., Lab], monkeypatch: pytest.MonkeyPatch,
+async def test_reset_subflow_goes_down_and_keeps_its_bytes(make_lab: Callable[..., Lab],
+                                                           monkeypatch: pytest.MonkeyPatch,
                                                            legacy: bool, reset: str) -> None:
     # On the legacy (pre-6.5) reads a subflow's id is its position in the kernel's list: closing
     # the initial subflow renumbers the join, which must not read as a new subflow (bytes twice).

@@ -122,7 +122,8 @@ async def test_bad_inputs_each_fail_with_one_plain_line(lab: Lab, tmp_path: Path
         f"{base}/status/404": "HTTP 404 Not Found",
         f"{base}/status/500": "HTTP 500 Internal Server Error",
         f"{base}/status/304": "HTTP 304 Not Modified",
-        f"https://{host}:80/tls": f"TLS handshake with {host}:80 failed (wrong version number) — is this an https port?",
+        f"https://{host}:80/tls":
+            f"TLS handshake with {host}:80 failed (wrong version number) — is this an https port?",
         f"{base}/truncated/100000": re.compile(r"connection closed after (\d+) of 100000 bytes"),
         f"{base}/reset/1000000": re.compile(r"connection reset by the server after (\d+) of 1000000 bytes"),
         f"{base}/redirect/12": "too many redirects (more than 10)",
@@ -132,7 +133,7 @@ async def test_bad_inputs_each_fail_with_one_plain_line(lab: Lab, tmp_path: Path
     assert time.monotonic() - began < 5          # nothing hangs, the unknown host included
     assert len(os.listdir("/proc/self/fd")) == fds_before       # failures leak no handle either
     received = {}
-    for t, expected in zip(transfers, cases.values()):
+    for t, expected in zip(transfers, cases.values(), strict=True):
         assert t.state == "failed" and t.file is None and t.sha256 is None, t.url
         match = re.fullmatch(expected if isinstance(expected, re.Pattern) else re.escape(expected), t.error or "")
         assert match, (t.url, t.error)
@@ -171,7 +172,7 @@ async def test_redirects_and_several_urls_at_once(lab: Lab, tmp_path: Path) -> N
                                         on_start=lambda t: started.append(t.id))
     assert sorted(started) == [1, 2, 3]
     assert len(os.listdir("/proc/self/fd")) == fds_before        # no socket handle or file left open
-    for t, size in zip(transfers, (1000, 700_000, 500_000)):
+    for t, size in zip(transfers, (1000, 700_000, 500_000), strict=True):
         assert_done(t, lab, size)
     assert transfers[0].file == f"{tmp_path}/3"     # named from the URL asked for, like wget
     spans = [(t.started_at or 0, t.ended_at or 0) for t in transfers]
@@ -235,7 +236,7 @@ async def test_stdout_and_dev_null_are_written_directly(
     assert capfdbinary.readouterr().out == lab_content.content(150_000)
     sizes = [100_000, 200_000, 300_000]
     transfers = await fetch(lab, [lab.url(n) for n in sizes], output=os.devnull)
-    for t, n in zip(transfers, sizes):
+    for t, n in zip(transfers, sizes, strict=True):
         assert_done(t, lab, n)
         assert t.file == os.devnull
     assert os.listdir(tmp_path) == []

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests import REPO
 from tests.conftest import unavailable as lab_unavailable
 
 pytestmark = pytest.mark.lab
-from tests import REPO
 
 DURATION = "14"   # the handover scenario drops Wi-Fi at 8 s and brings it back at 13 s
 

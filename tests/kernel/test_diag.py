@@ -151,7 +151,7 @@ def test_idle_subflows_keep_their_objects_and_changes_show() -> None:
     decoder = DiagDecoder()
     before = poll(decoder, *two_connections(last_recv=5))
     idle = poll(decoder, *two_connections(last_recv=900))        # only "ms ago" fields moved
-    assert all(a is b for c, d in zip(before, idle) for a, b in zip(c.subflows, d.subflows))
+    assert all(a is b for c, d in zip(before, idle, strict=True) for a, b in zip(c.subflows, d.subflows, strict=True))
     assert idle[0].info is not None and idle[0].info.last_data_recv_ms == 900   # ...and they are fresh
     moved = poll(decoder, *two_connections(rx=5000, last_recv=900))
     assert moved[0].subflows[0] is not idle[0].subflows[0]
@@ -445,7 +445,7 @@ def test_idle_connections_over_many_datagrams_and_batches(lab: Lab) -> None:
     assert {t: without_ms_ago(c) for t, c in second.items()} == {t: without_ms_ago(c) for t, c in walked.items()}
     assert all(c.pid == os.getpid() for c in second.values())
     # Idle: the subflows keep their objects, and the "ms ago" words are read anew all the same.
-    kept = sum(a is b for t in first for a, b in zip(first[t].subflows, second[t].subflows))
+    kept = sum(a is b for t in first for a, b in zip(first[t].subflows, second[t].subflows, strict=True))
     assert kept >= 0.9 * 2 * count          # a late ACK may still move a few
     assert all(second[t].info.last_data_sent_ms > first[t].info.last_data_sent_ms  # type: ignore[union-attr,operator]
                for t in first)

@@ -137,7 +137,7 @@ def test_counters_follow_the_thread_netns(lab: Lab) -> None:
 def client_table(lab: Lab) -> dict[str, int]:
     table = Path(f"/proc/{lab.client.pid}/net/netstat").read_text().splitlines()
     names, values = [line.split()[1:] for line in table if line.startswith("MPTcpExt:")]
-    return dict(zip(names, map(int, values)))
+    return dict(zip(names, map(int, values), strict=True))
 
 
 def test_netstat_parser_is_strict() -> None:

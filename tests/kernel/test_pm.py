@@ -38,7 +38,7 @@ def as_ip_shows(endpoints: list[Endpoint]) -> dict[int, dict[str, Any]]:
 
 def ip_limits(lab: Lab, ns: Namespace) -> Limits:
     words = lab.run(ns, ["ip", "mptcp", "limits", "show"]).stdout.split()   # "add_addr_accepted 8 subflows 8"
-    values = dict(zip(words[::2], map(int, words[1::2])))
+    values = dict(zip(words[::2], map(int, words[1::2]), strict=True))
     return Limits(subflows=values["subflows"], add_addr_accepted=values["add_addr_accepted"])
 
 

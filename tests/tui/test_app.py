@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from itertools import pairwise
 
 import pytest
 from textual.binding import Binding
@@ -172,12 +173,12 @@ async def test_selecting_a_transfer_switches_the_subflows_table() -> None:
 def next_with_new_rates() -> tuple[Sample, Sample]:
     """Two consecutive samples with the same subflows of the MPTCP transfer, every rate reading differently."""
     samples = moments.samples(TWO)
-    for first, second in zip(samples, samples[1:]):
+    for first, second in pairwise(samples):
         if first.t < both_running().t:
             continue
         a, b = status_of(first, "mptcp"), status_of(second, "mptcp")
         if [s.id for s in a.subflows] == [s.id for s in b.subflows] and all(
-                fmt.rate(x.rate_bps) != fmt.rate(y.rate_bps) for x, y in zip(a.subflows, b.subflows)):
+                fmt.rate(x.rate_bps) != fmt.rate(y.rate_bps) for x, y in zip(a.subflows, b.subflows, strict=True)):
             return first, second
     raise AssertionError("no two consecutive samples with new rates in the recording")
 

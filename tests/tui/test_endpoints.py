@@ -38,7 +38,7 @@ def ip_endpoints(lab: Lab) -> dict[str, dict[str, Any]]:
 
 def ip_limits(lab: Lab) -> dict[str, int]:
     words = lab.run(lab.client, ["ip", "mptcp", "limits", "show"]).stdout.split()
-    return dict(zip(words[::2], map(int, words[1::2])))
+    return dict(zip(words[::2], map(int, words[1::2]), strict=True))
 
 
 def screen_text(app: MptopApp) -> str:

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             return opened
         record, session = opened
         view_sink: Sink | None = None
-        close: Callable[[Summary | None], None] = lambda summary: None
+        close: Callable[[Summary | None], None] | None = None     # the console view's
         if args.json:
             view_sink = out = NdjsonOut(sys.stdout, on_reader_gone=session.stop)
         else:
@@ -117,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             summary = asyncio.run(session.run(fan_out(view_sink, record)))
         finally:
-            close(summary)
+            if close is not None:
+                close(summary)
         if args.json and out.reader_gone:
             print("mptop: the reader of the NDJSON output went away (broken pipe); downloads stopped",
                   file=sys.stderr)

@@ -82,7 +82,8 @@ def check_limits(endpoint_count: int) -> Check:
                      "a client needs add_addr_accepted ≥ 1 to use them", fix)
     if limits.subflows < endpoint_count:
         return Check("limits", "fail", f"{text}: fewer subflows allowed than subflow endpoints ({endpoint_count})",
-                     f"ip mptcp limits set subflows {endpoint_count} add_addr_accepted {max(2, limits.add_addr_accepted)}")
+                     f"ip mptcp limits set subflows {endpoint_count} "
+                     f"add_addr_accepted {max(2, limits.add_addr_accepted)}")
     return Check("limits", "ok", text)
 
 

@@ -37,8 +37,15 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequenc
 from dataclasses import replace
 
 from mptop.core.events import (
-    LinkWatch, StallWatch, SubflowLedger, describe_fallback, describe_link, describe_stall, describe_transfer,
-    SynackFallbacks, fallback_reason,
+    LinkWatch,
+    StallWatch,
+    SubflowLedger,
+    SynackFallbacks,
+    describe_fallback,
+    describe_link,
+    describe_stall,
+    describe_transfer,
+    fallback_reason,
 )
 from mptop.core.history import History
 from mptop.core.model import Event, HostInfo, Record, Sample, Status, Summary, TransferSample, TransferSummary
@@ -47,7 +54,13 @@ from mptop.core.pm_router import PmRouter
 from mptop.core.polling import PmFeed, rearming, sleep_unless
 from mptop.core.rates import eta_seconds
 from mptop.core.tracking import (
-    PollContext, TransferLike, TransferTrack, account_goodput, account_socket, plain_subflow, status_of,
+    PollContext,
+    TransferLike,
+    TransferTrack,
+    account_goodput,
+    account_socket,
+    plain_subflow,
+    status_of,
 )
 from mptop.kernel import host
 from mptop.kernel.pm import get_limits
@@ -248,7 +261,8 @@ class Sampler:
         tr.release_sockets()
         self._ledger.forget(tr.id)
         self._router.forget(tr.id)
-        track.last = replace(sample, rate_bps=0.0, eta_s=None, subflows=[replace(s, rate_bps=0.0) for s in sample.subflows])
+        track.last = replace(sample, rate_bps=0.0, eta_s=None,
+                             subflows=[replace(s, rate_bps=0.0) for s in sample.subflows])
 
     # -- records for views ---------------------------------------------------------------------
     def host_info(self) -> HostInfo:

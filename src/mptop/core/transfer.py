@@ -47,8 +47,18 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from mptop.core.failures import FailureContext, TransferError, describe
-from mptop.core.output import (OutputPlan, OutputTarget, Sink, SinkThread, check_final, disposition_name,
-                               part_size, plan_output, rename_from_server, target_for)
+from mptop.core.output import (
+    OutputPlan,
+    OutputTarget,
+    Sink,
+    SinkThread,
+    check_final,
+    disposition_name,
+    part_size,
+    plan_output,
+    rename_from_server,
+    target_for,
+)
 from mptop.kernel.sockets import create_mptcp_socket, dup_handle
 from mptop.kernel.sockopt import socket_status
 from mptop.kernel.types import MptcpUnavailable, SocketStatus

@@ -54,7 +54,7 @@ def run_demo(args: argparse.Namespace, scenario: Scenario) -> int:
 
 
 def _headless(args: argparse.Namespace, session: Session, player: ScenarioPlayer, record: Sink | None) -> int:
-    close: Callable[[Summary | None], None] = lambda summary: None
+    close: Callable[[Summary | None], None] | None = None     # the console view's
     if args.json:
         view: Sink = NdjsonOut(sys.stdout, on_reader_gone=session.stop)
     else:
@@ -69,7 +69,8 @@ def _headless(args: argparse.Namespace, session: Session, player: ScenarioPlayer
     except KeyboardInterrupt:
         pass
     finally:
-        close(summary)
+        if close is not None:
+            close(summary)
     return exit_code(summary)
 
 

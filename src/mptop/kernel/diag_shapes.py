@@ -206,7 +206,8 @@ class _Shape:
         for start, end in sorted(volatile):
             if start > pos:
                 if pos < _COOKIE_SPAN[1] <= start:
-                    fmt += f"{_COOKIE_SPAN[0] - pos}sQ" + (f"{start - _COOKIE_SPAN[1]}s" if start > _COOKIE_SPAN[1] else "")
+                    fmt += f"{_COOKIE_SPAN[0] - pos}sQ"
+                    fmt += f"{start - _COOKIE_SPAN[1]}s" if start > _COOKIE_SPAN[1] else ""
                 else:
                     fmt += f"{start - pos}s"
             if end > max(start, pos):

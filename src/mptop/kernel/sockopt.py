@@ -133,7 +133,8 @@ def _call(s: _Scratch, fd: int, level: int, name: int, buf: int | None, size: in
     err = ctypes.get_errno()
     if err in _NOT_SUPPORTED:
         return err
-    raise UnreadableSocket(err, fd, _NOT_A_SOCKET.get(err) or f"getsockopt({level}, {name}): {errno.errorcode.get(err, err)}")
+    why = _NOT_A_SOCKET.get(err) or f"getsockopt({level}, {name}): {errno.errorcode.get(err, err)}"
+    raise UnreadableSocket(err, fd, why)
 
 
 def socket_status(sock: socket.socket | int) -> SocketStatus:

@@ -22,9 +22,9 @@ import socket
 import struct
 import sys
 import termios
+import time
 from email.utils import encode_rfc2231
 from typing import Any
-import time
 
 from aiohttp import web
 from aiohttp.helpers import content_disposition_header

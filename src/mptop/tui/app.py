@@ -15,8 +15,8 @@ arrived meanwhile, the view renders once, the latest state.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from pathlib import Path
 
 from textual import work
 from textual.app import App, SystemCommand

@@ -34,7 +34,7 @@ def buckets(points: Sequence[tuple[float, float]], now: float, window: float, wi
         counts[index] += 1
     out: list[float | None] = []
     last: float | None = None
-    for total, count in zip(sums, counts):
+    for total, count in zip(sums, counts, strict=True):
         if count:
             last = total / count
         out.append(last)

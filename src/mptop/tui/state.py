@@ -10,7 +10,14 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from mptop.core.model import (
-    ConnectionSample, Event, HostInfo, Record, Sample, SubflowSample, Summary, TransferSample,
+    ConnectionSample,
+    Event,
+    HostInfo,
+    Record,
+    Sample,
+    SubflowSample,
+    Summary,
+    TransferSample,
 )
 from mptop.tui.story import Narrator
 

@@ -11,6 +11,7 @@ from mptop.tui.eventlog import EventLog
 from mptop.tui.header import Fact, HostBar
 from mptop.tui.state import ViewState
 from mptop.tui.story import LogEntry
+
 INFERRED = "events inferred (no CAP_NET_ADMIN)"
 DIMMED = 0.4              # how far other connections' events fade towards the background
 
