@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _json_stream(sampler: WatchSampler, count: int | None, out: TextIO) -> int:
-    from mptop.commands.ndjson import NdjsonOut
+    from mptop.sinks import NdjsonOut
 
     write = NdjsonOut(out)
     try:
