@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 from mptop.kernel import host, pm
 from mptop.kernel.pm import PathManagerError, PathManagerUnavailable
-from mptop.kernel.types import Endpoint, EndpointFlag, Limits, NeedsNetAdmin
+from mptop.kernel.types import Endpoint, EndpointFlag, NeedsNetAdmin
+from mptop.kernel.types import Limits as Limits  # views name limits through core
 
 FLAG_WORDS: tuple[tuple[str, EndpointFlag], ...] = (
     ("signal", EndpointFlag.SIGNAL), ("subflow", EndpointFlag.SUBFLOW), ("backup", EndpointFlag.BACKUP),

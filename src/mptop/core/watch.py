@@ -37,6 +37,7 @@ from mptop.core.watch_track import WatchTracker, connection_status
 from mptop.kernel import host
 from mptop.kernel.diag import DiagReader
 from mptop.kernel.types import DiagConnection
+from mptop.kernel.types import MptcpUnavailable as MptcpUnavailable  # what open() raises, for views
 
 WATCH_INTERVAL_S = 1.0
 

@@ -18,8 +18,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
-from mptop.core.endpoints import Change, EndpointError, EndpointManager, EndpointRow, PathManagerView
-from mptop.kernel.types import Limits
+from mptop.core.endpoints import Change, EndpointError, EndpointManager, EndpointRow, Limits, PathManagerView
 from mptop.tui.endpoints_forms import AddEndpointForm, AddRequest, ConfirmChange, LimitsForm
 from mptop.tui.style import kind_style
 

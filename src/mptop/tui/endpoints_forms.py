@@ -16,8 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from mptop.core.endpoints import LIMIT_MAX, SETTABLE_FLAGS, Change, LocalAddress
-from mptop.kernel.types import Limits
+from mptop.core.endpoints import LIMIT_MAX, SETTABLE_FLAGS, Change, Limits, LocalAddress
 
 DIALOG_CSS = """
 {name} {{ align: center middle; }}
