@@ -91,7 +91,7 @@ def _short_url(url: str, width: int = 40) -> str:
     return url if len(url) <= width else "…" + url[-(width - 1):]
 
 
-def _progress(t: TransferSample) -> str:
+def _progress_text(t: TransferSample) -> str:
     if t.total:
         return f"{100.0 * t.bytes / t.total:5.1f}% {format_bytes(t.bytes)}/{format_bytes(t.total)}"
     return format_bytes(t.bytes)
@@ -108,7 +108,7 @@ def plain_line(sample: Sample, unit: str = "bits") -> str:
     """One line per sample for logs and pipes, like wget/aria2c print when not on a terminal."""
     parts = [f"[{sample.t:6.1f}s]"]
     for t in sample.transfers:
-        parts.append(f"#{t.id} {_short_url(t.url, 30)} {_progress(t)} {_rate(t, unit)}"
+        parts.append(f"#{t.id} {_short_url(t.url, 30)} {_progress_text(t)} {_rate(t, unit)}"
                      f" ({badge(t)[0]}; ETA {format_duration(t.eta_s)})")
     if sample.paths:
         parts.append("| " + "  ".join(f"{iface} {format_rate(p.rate_bps, unit)}" for iface, p in sample.paths.items()))
@@ -141,7 +141,7 @@ class _Screen:
                      Text(t.error or badge(t)[0], style="red" if t.error else badge_style))
         body = Table.grid(padding=(0, 1))
         body.add_row(Text("  "), ProgressBar(total=t.total or None, completed=t.bytes, width=24, pulse=not t.total),
-                     Text(_progress(t)), Text(_rate(t, self.unit), style="bold"),
+                     Text(_progress_text(t)), Text(_rate(t, self.unit), style="bold"),
                      Text("✓ done", style="green") if t.state == "done" else
                      Text(f"ETA {format_duration(t.eta_s)}", style="dim"))
         return Group(head, body)

@@ -56,7 +56,7 @@ def open_run(args: argparse.Namespace, stack: ExitStack) -> tuple[Sink | None, S
     return session if isinstance(session, int) else (record, session)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_headless(args: argparse.Namespace) -> int:
     """The headless get: NDJSON on stdout with --json, else the console view on stderr."""
     with ExitStack() as stack:
         opened = open_run(args, stack)

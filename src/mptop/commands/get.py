@@ -45,6 +45,6 @@ def run(args: argparse.Namespace) -> int:
         from mptop.commands._tui_run import run_downloads
 
         return run_downloads(args)
-    from mptop.commands._get_run import run as run_headless
+    from mptop.commands._get_run import run_headless
 
     return run_headless(args)

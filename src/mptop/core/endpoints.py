@@ -1,4 +1,4 @@
-"""The in-kernel path manager's endpoints and limits, as the Paths screen shows and changes them.
+"""The in-kernel path manager's endpoints and limits, as the Endpoints screen shows and changes them.
 
 Every change is first *planned* (:class:`Change`: a sentence, the equivalent ``ip mptcp …``
 command, the kernel calls), so a view can show the exact command and ask before applying it.

@@ -45,7 +45,7 @@ def run_demo(args: argparse.Namespace, scenario: Scenario) -> int:
                               interval=args.interval, labels=LABELS)
             if args.headless:
                 return _headless(args, session, player, record)
-            return _tui(args, session, player, record)
+            return _run_tui(args, session, player, record)
     except LabError as exc:
         print(f"mptop demo: {exc}", file=sys.stderr)
         return 1
@@ -63,7 +63,7 @@ def _headless(args: argparse.Namespace, session: Session, player: ScenarioPlayer
     return exit_code(summary)
 
 
-def _tui(args: argparse.Namespace, session: Session, player: ScenarioPlayer, record: Sink | None) -> int:
+def _run_tui(args: argparse.Namespace, session: Session, player: ScenarioPlayer, record: Sink | None) -> int:
     from mptop.demo.app import DemoApp  # Textual only for the TUI run
 
     done: list[Summary] = []

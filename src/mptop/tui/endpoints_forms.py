@@ -1,6 +1,6 @@
-"""The Paths screen's dialogs: add an endpoint, set the limits, confirm a change.
+"""The Endpoints screen's dialogs: add an endpoint, set the limits, confirm a change.
 
-Each is a small modal returning what was asked (or None when cancelled); the Paths screen plans
+Each is a small modal returning what was asked (or None when cancelled); the Endpoints screen plans
 the change through :mod:`mptop.core.endpoints` and confirms it with :class:`ConfirmChange`.
 """
 
