@@ -47,6 +47,7 @@ from mptop.core.tracking import (
     PollContext, TransferLike, TransferTrack, account_goodput, account_socket, plain_subflow, status_of,
 )
 from mptop.kernel import host
+from mptop.kernel.linktype import link_kind
 from mptop.kernel.pm import get_limits
 from mptop.kernel.sockopt import read_socket
 from mptop.kernel.types import KernelParseError, SocketReading, SocketStatus
@@ -144,12 +145,12 @@ class Sampler:
     # -- one poll ------------------------------------------------------------------------------
     def poll(self) -> tuple[Sample, list[Event]]:
         t = self.now()
-        itfs = InterfaceMap.from_interfaces(host.interfaces())
+        itfs = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
         ctx = PollContext(t, itfs, self._paths, self._ledger, [])
+        self._paths.begin_poll(itfs.link_up, itfs.kinds)
         for iface, up in self._links.observe(itfs.link_up):
-            label = label_for(iface, self.labels)
+            label = self._paths.label(iface)
             ctx.events.append(Event(t, "link_up" if up else "link_down", iface, None, describe_link(label, iface, up)))
-        self._paths.begin_poll(itfs.link_up)
         samples = [self._sample_transfer(ctx, tr) for tr in self.transfers()]
         for iface, path in self._paths.paths.items():
             watch = self._stalls.setdefault(iface, StallWatch())
@@ -258,12 +259,13 @@ class Sampler:
         except OSError:
             subflows = accepted = None
         enabled = sysctls.get("enabled")
-        labels = {itf.name: label_for(itf.name, self.labels) for itf in host.interfaces() if itf.name != "lo"}
+        kinds = {itf.name: link_kind(itf.name, itf.ifindex) for itf in host.interfaces() if itf.name != "lo"}
+        labels = {name: label_for(name, self.labels, kind) for name, kind in kinds.items()}
         return HostInfo(
             kernel=_kernel_release(), enabled=None if enabled is None else enabled == "1",
             path_manager=host.path_manager(sysctls),
             scheduler=sysctls.get("scheduler"), subflows_limit=subflows, add_addr_accepted_limit=accepted,
-            events=self._pm.mode, labels=labels,
+            events=self._pm.mode, labels=labels, link_types={name: kind.type for name, kind in kinds.items()},
         )
 
     def summary(self) -> Summary:

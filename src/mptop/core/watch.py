@@ -34,6 +34,7 @@ from mptop.core.sampler import Sampler
 from mptop.core.watch_track import WatchTracker, connection_status
 from mptop.kernel import host
 from mptop.kernel.diag import DiagReader
+from mptop.kernel.linktype import link_kind
 from mptop.kernel.types import DiagConnection
 from mptop.kernel.types import MptcpUnavailable as MptcpUnavailable  # what open() raises, for views
 
@@ -128,7 +129,7 @@ class WatchSampler:
         t = self.now()
         if self.only is not None:
             conns = [c for c in conns if self.only.matches_diag(c)]
-        itfs = InterfaceMap.from_interfaces(host.interfaces())
+        itfs = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
         connections, events = self.tracker.observe(t, conns, itfs, self._synack.grew())
         sample = Sample(t=t, paths=self.tracker.paths.samples(), connections=connections)
         return sample, events

@@ -31,7 +31,7 @@ from mptop.core.events import (
     describe_stall, describe_subflow, fallback_reason,
 )
 from mptop.core.model import ConnectionSample, Event, Status, SubflowSample
-from mptop.core.paths import InterfaceMap, PathBook, label_for
+from mptop.core.paths import InterfaceMap, PathBook
 from mptop.core.rates import CounterRate
 from mptop.core.tracking import CLOSED_KEPT, SubflowIdentity, format_address, rtt_ms
 from mptop.kernel.types import DiagConnection, DiagSubflow, MptcpInfo, PmEvent, PmEventKind
@@ -120,10 +120,10 @@ class WatchTracker:
         previous poll (None: unknown); it explains fallbacks of connections new in this poll."""
         poll = _Poll(t, interfaces, [], self._polls == 0, synack_fallback)
         self._polls += 1
+        self.paths.begin_poll(interfaces.link_up, interfaces.kinds)
         for iface, up in self._links.observe(interfaces.link_up):
-            label = label_for(iface, self.paths.labels)
+            label = self.paths.label(iface)
             poll.events.append(Event(t, "link_up" if up else "link_down", iface, None, describe_link(label, iface, up)))
-        self.paths.begin_poll(interfaces.link_up)
         current = {c.token: c for c in connections if c.token}
         self._apply_pm(poll, current)     # first: an event's own time wins over what the poll infers
         samples = [self._connection(poll, conn) for conn in current.values()]
@@ -306,7 +306,7 @@ class WatchTracker:
             return
         local, remote = format_address((ev.saddr, ev.sport or 0)), format_address((ev.daddr, ev.dport or 0))
         iface = poll.interfaces.iface_for(ev.saddr)
-        label = label_for(iface, self.paths.labels)
+        label = self.paths.label(iface)
         key = (ev.token, local, remote)
         if ev.kind in _PM_UP and self._ledger.up(key):
             detail = describe_subflow(label, local, remote, True, bool(ev.backup))
