@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from mptop.core.events import SynackFallbacks
+from mptop.core.events import FallbackCounters
 from mptop.core.history import History, Series
 from mptop.core.model import ConnectionSample, Event, HostInfo, Record, Sample, Status
 from mptop.core.paths import InterfaceMap
@@ -115,7 +115,7 @@ class WatchSampler:
         self._t0 = clock()
         self._pm = PmFeed(lambda event: self.tracker.pm_event(self.now(), event), enabled=pm_events)
         self._reader: DiagReader | None = None
-        self._synack = SynackFallbacks()
+        self._fallback_counters = FallbackCounters()
 
     def now(self) -> float:
         return self._clock() - self._t0
@@ -148,7 +148,7 @@ class WatchSampler:
         if self.only is not None:
             conns = [c for c in conns if self.only.matches_diag(c)]
         itfs = InterfaceMap.from_interfaces(host.interfaces())
-        connections, events = self.tracker.observe(t, conns, itfs, self._synack.grew())
+        connections, events = self.tracker.observe(t, conns, itfs, self._fallback_counters.grew())
         sample = Sample(t=t, paths=self.tracker.paths.samples(), connections=connections)
         self.history.add(sample)
         return sample, events
