@@ -35,8 +35,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import replace
 
 from mptop.core.events import (
-    LinkWatch, StallWatch, SubflowLedger, describe_fallback, describe_link, describe_stall, describe_transfer,
-    SynackFallbacks, fallback_reason,
+    FallbackCounters, LinkWatch, StallWatch, SubflowLedger, describe_fallback, describe_link, describe_stall,
+    describe_transfer, fallback_reason,
 )
 from mptop.core.model import Event, HostInfo, Record, Sample, Status, Summary, TransferSample, TransferSummary
 from mptop.core.paths import InterfaceMap, PathBook, label_for
@@ -78,7 +78,7 @@ class Sampler:
         self._links = LinkWatch()
         self._ledger = SubflowLedger()
         self._tracks: dict[int, TransferTrack] = {}
-        self._synack_fallbacks = SynackFallbacks()
+        self._fallback_counters = FallbackCounters()
         self._woken: asyncio.Event | None = None     # made in run(): an Event belongs to one loop
 
     # -- inputs --------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ class Sampler:
 
     def _fallback_reason(self, track: TransferTrack, index: int) -> str:
         seen = track.sockets[index].seen_mptcp if index in track.sockets else False
-        return fallback_reason(mptcp_unavailable=None, seen_mptcp=seen, synack_fallback=self._synack_fallbacks.grew())
+        return fallback_reason(mptcp_unavailable=None, seen_mptcp=seen, grown=self._fallback_counters.grew())
 
     def _finish(self, ctx: PollContext, tr: TransferLike, track: TransferTrack, sample: TransferSample) -> None:
         """After the final read: the transfer's event, its sockets released, a frozen last sample."""

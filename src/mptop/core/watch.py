@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from mptop.core.events import SynackFallbacks
+from mptop.core.events import FallbackCounters
 from mptop.core.model import ConnectionSample, Event, HostInfo, Record, Sample, Status
 from mptop.core.paths import InterfaceMap
 from mptop.core.polling import PmFeed, rearming
@@ -97,7 +97,7 @@ class WatchSampler:
         self._t0 = clock()
         self._pm = PmFeed(lambda event: self.tracker.pm_event(self.now(), event), enabled=pm_events)
         self._reader: DiagReader | None = None
-        self._synack = SynackFallbacks()
+        self._fallback_counters = FallbackCounters()
 
     def now(self) -> float:
         return self._clock() - self._t0
@@ -130,7 +130,7 @@ class WatchSampler:
         if self.only is not None:
             conns = [c for c in conns if self.only.matches_diag(c)]
         itfs = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
-        connections, events = self.tracker.observe(t, conns, itfs, self._synack.grew())
+        connections, events = self.tracker.observe(t, conns, itfs, self._fallback_counters.grew())
         sample = Sample(t=t, paths=self.tracker.paths.samples(), connections=connections)
         return sample, events
 

@@ -92,7 +92,7 @@ class _Poll:
     interfaces: InterfaceMap
     events: list[Event]
     baseline: bool                      # the first poll: what is already there did not just happen
-    synack_fallback: bool | None
+    fallback_counters: frozenset[str] | None
 
 
 class WatchTracker:
@@ -115,10 +115,10 @@ class WatchTracker:
         self._inbox.append((t, event))
 
     def observe(self, t: float, connections: Iterable[DiagConnection], interfaces: InterfaceMap,
-                synack_fallback: bool | None = None) -> tuple[list[ConnectionSample], list[Event]]:
-        """One poll.  ``synack_fallback``: the host's MPCapableFallbackSYNACK counter grew since the
-        previous poll (None: unknown); it explains fallbacks of connections new in this poll."""
-        poll = _Poll(t, interfaces, [], self._polls == 0, synack_fallback)
+                fallback_counters: frozenset[str] | None = None) -> tuple[list[ConnectionSample], list[Event]]:
+        """One poll.  ``fallback_counters``: the host's MPTcpExt counters that grew since the previous
+        poll (:class:`FallbackCounters`; None: unknown); they explain fallbacks seen in this poll."""
+        poll = _Poll(t, interfaces, [], self._polls == 0, fallback_counters)
         self._polls += 1
         self.paths.begin_poll(interfaces.link_up, interfaces.kinds)
         for iface, up in self._links.observe(interfaces.link_up):
@@ -230,10 +230,9 @@ class WatchTracker:
         track.fallback_reported = True
         if poll.baseline:
             return
-        new = track.first_seen == poll.t
         reason = fallback_reason(
             mptcp_unavailable=None, seen_mptcp=track.seen_mptcp or bool(info and info.remote_key_received),
-            synack_fallback=poll.synack_fallback if new else None,
+            grown=poll.fallback_counters,
         )
         detail = f"{describe_fallback('fallback', reason)} — {track.name}"
         poll.events.append(Event(poll.t, "fallback", None, None, detail))
