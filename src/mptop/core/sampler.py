@@ -10,7 +10,6 @@
             ...
     async for record in sampler.records(until_done=True):   # or one flat stream: HostInfo,
         ...                                        # per poll its Events then its Sample, Summary
-    sampler.history.total / .paths[iface] / .transfers[id]   # last 60 s of (t, bit/s) for charts
     summary = sampler.summary()                    # Summary with per-transfer path_bytes
 
 ``poll()`` does one poll synchronously (what ``run()`` calls; also handy in tests).  Times are
@@ -37,17 +36,16 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequenc
 from dataclasses import replace
 
 from mptop.core.events import (
+    FallbackCounters,
     LinkWatch,
     StallWatch,
     SubflowLedger,
-    SynackFallbacks,
     describe_fallback,
     describe_link,
     describe_stall,
     describe_transfer,
     fallback_reason,
 )
-from mptop.core.history import History
 from mptop.core.model import Event, HostInfo, Record, Sample, Status, Summary, TransferSample, TransferSummary
 from mptop.core.paths import InterfaceMap, PathBook, label_for
 from mptop.core.pm_router import PmRouter
@@ -63,6 +61,7 @@ from mptop.core.tracking import (
     status_of,
 )
 from mptop.kernel import host
+from mptop.kernel.linktype import link_kind
 from mptop.kernel.pm import get_limits
 from mptop.kernel.sockopt import read_socket
 from mptop.kernel.types import KernelParseError, SocketReading, SocketStatus
@@ -75,7 +74,7 @@ class Sampler:
     """See the module docstring.  ``labels``: ``{iface: name}`` from ``--label``."""
 
     def __init__(self, transfers: TransfersSource | None = None, interval: float = 0.25,
-                 labels: Mapping[str, str] | None = None, *, history_s: float = 60.0,
+                 labels: Mapping[str, str] | None = None, *,
                  pm_events: bool = True, require_mptcp: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if interval <= 0:
@@ -83,7 +82,6 @@ class Sampler:
         self.interval = interval
         self.labels = dict(labels or {})
         self.require_mptcp = require_mptcp
-        self.history = History(window_s=history_s, interval=interval)
         self._sources: list[TransfersSource] = [] if transfers is None else [transfers]
         self._clock = clock
         self._t0 = clock()
@@ -94,7 +92,7 @@ class Sampler:
         self._links = LinkWatch()
         self._ledger = SubflowLedger()
         self._tracks: dict[int, TransferTrack] = {}
-        self._synack_fallbacks = SynackFallbacks()
+        self._fallback_counters = FallbackCounters()
         self._woken: asyncio.Event | None = None     # made in run(): an Event belongs to one loop
 
     # -- inputs --------------------------------------------------------------------------------
@@ -161,12 +159,12 @@ class Sampler:
     # -- one poll ------------------------------------------------------------------------------
     def poll(self) -> tuple[Sample, list[Event]]:
         t = self.now()
-        itfs = InterfaceMap.from_interfaces(host.interfaces())
+        itfs = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
         ctx = PollContext(t, itfs, self._paths, self._ledger, [])
+        self._paths.begin_poll(itfs.link_up, itfs.kinds)
         for iface, up in self._links.observe(itfs.link_up):
-            label = label_for(iface, self.labels)
+            label = self._paths.label(iface)
             ctx.events.append(Event(t, "link_up" if up else "link_down", iface, None, describe_link(label, iface, up)))
-        self._paths.begin_poll(itfs.link_up)
         samples = [self._sample_transfer(ctx, tr) for tr in self.transfers()]
         for iface, path in self._paths.paths.items():
             watch = self._stalls.setdefault(iface, StallWatch())
@@ -175,7 +173,6 @@ class Sampler:
             if change is not None:
                 ctx.events.append(Event(t, change.kind, iface, None, describe_stall(path.label, change)))
         sample = Sample(t=t, transfers=samples, paths=self._paths.samples())
-        self.history.add(sample)
         ctx.events.sort(key=lambda e: e.t)
         return sample, ctx.events
 
@@ -187,7 +184,7 @@ class Sampler:
             return track.last                   # finished, final read done
         finishing = tr.state in FINISHED       # this poll is the final read
         running = tr.state == "running"
-        readings = [(i, sock, _read(sock)) for i, sock in enumerate(tr.sockets)]
+        readings = [(i, sock, _reading_of(sock)) for i, sock in enumerate(tr.sockets)]
         live = _live_reading(tr, readings)
         for index, _sock, reading in readings:
             if reading is not None and reading.info is not None:
@@ -251,7 +248,7 @@ class Sampler:
 
     def _fallback_reason(self, track: TransferTrack, index: int) -> str:
         seen = track.sockets[index].seen_mptcp if index in track.sockets else False
-        return fallback_reason(mptcp_unavailable=None, seen_mptcp=seen, synack_fallback=self._synack_fallbacks.grew())
+        return fallback_reason(mptcp_unavailable=None, seen_mptcp=seen, grown=self._fallback_counters.grew())
 
     def _finish(self, ctx: PollContext, tr: TransferLike, track: TransferTrack, sample: TransferSample) -> None:
         """After the final read: the transfer's event, its sockets released, a frozen last sample."""
@@ -278,12 +275,13 @@ class Sampler:
         except OSError:
             subflows = accepted = None
         enabled = sysctls.get("enabled")
-        labels = {itf.name: label_for(itf.name, self.labels) for itf in host.interfaces() if itf.name != "lo"}
+        kinds = {itf.name: link_kind(itf.name, itf.ifindex) for itf in host.interfaces() if itf.name != "lo"}
+        labels = {name: label_for(name, self.labels, kind) for name, kind in kinds.items()}
         return HostInfo(
             kernel=_kernel_release(), enabled=None if enabled is None else enabled == "1",
             path_manager=host.path_manager(sysctls),
             scheduler=sysctls.get("scheduler"), subflows_limit=subflows, add_addr_accepted_limit=accepted,
-            events=self._pm.mode, labels=labels,
+            events=self._pm.mode, labels=labels, link_types={name: kind.type for name, kind in kinds.items()},
         )
 
     def summary(self) -> Summary:
@@ -306,7 +304,7 @@ def _span(transfers: Iterable[TransferLike]) -> float | None:
     return round(max(ends) - min(starts), 3) if starts and ends else None
 
 
-def _read(sock: socket.socket) -> SocketReading | None:
+def _reading_of(sock: socket.socket) -> SocketReading | None:
     """A socket's reading; None when it cannot be read (closed handle, not connected yet)."""
     try:
         return read_socket(sock)
