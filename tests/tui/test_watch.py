@@ -33,7 +33,7 @@ from mptop.tui.watch_query import WatchQuery
 from mptop.tui.watch_screen import EMPTY
 from mptop.tui.watch_state import FADE_S, SMOOTH_S
 from mptop.tui.watch_widgets import DIMMED, faded
-from tests.tui.test_app import feed, screen_text, wait_for, widget_text
+from tests.tui.pilot import feed, screen_text, select, wait_for, widget_text
 
 WATCH: list[Record] = read_recording(Path(__file__).parent / "data" / "watch.ndjson")
 SAMPLES = moments.samples(WATCH)
@@ -77,13 +77,6 @@ def top_tokens(app: MptopApp) -> list[int]:
 
 def top_panel(app: MptopApp) -> Any:
     return app.query_one("#top-panel")
-
-
-async def select(pilot: Pilot, app: MptopApp, token: int) -> None:
-    top = app.query_one(TopList)
-    while top.selected_id != f"c{token}":
-        await pilot.press("down")
-        assert top.highlighted is not None and top.highlighted < len(top.keys)
 
 
 def test_the_recording_has_what_the_tests_need() -> None:
