@@ -123,10 +123,12 @@ def test_first_poll_is_a_baseline_and_later_arrivals_are_events() -> None:
     _, events = tracker.observe(0.0, [two_paths(10, 10), old], interfaces())
     assert events == []                     # already there: nothing happened now
     fallback = connection(9, [subflow(WLAN, 3, 0)], fallback=True)
-    conns, events = tracker.observe(1.0, [two_paths(10, 10), old, fallback], interfaces(), synack_fallback=True)
+    conns, events = tracker.observe(1.0, [two_paths(10, 10), old, fallback], interfaces(),
+                                   fallback_counters=frozenset({"MPCapableFallbackSYNACK"}))
     assert [c.status for c in conns] == ["mptcp", "fallback", "fallback"]
     assert kinds(events) == [("subflow_up", "wlan0"), ("fallback", None)]
-    assert events[1].detail == "fell back to TCP: peer does not speak MPTCP — curl 192.0.2.2:40009 → 192.0.2.1:80"
+    assert events[1].detail == ("fell back to TCP: no MPTCP option in the server's SYN-ACK (the server does not "
+                                "speak MPTCP, or a middlebox removes it) — curl 192.0.2.2:40009 → 192.0.2.1:80")
 
 
 def test_a_connection_that_disappears_drops_out_and_its_bytes_stay_on_its_paths() -> None:

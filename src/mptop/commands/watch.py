@@ -73,13 +73,13 @@ def _filter_text(process: str | None, port: int | None) -> str:
 
 
 def _tui(sampler: WatchSampler, count: int | None, query: str = "") -> int:
-    from mptop.tui.app import MptopApp
+    from mptop.tui.app import MptopApp, run_app
     from mptop.tui.watch_screen import WatchScreen
 
     app = MptopApp(sampler.records(count), mode="watch", finished_text="stopped")
     if isinstance(app.main, WatchScreen):
         app.main.set_filter(query)
-    return int(app.run() or 0)
+    return run_app(app)
 
 
 def _fail(message: str) -> int:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, Union
 
+from mptop.kernel.linktype import LinkType
+
 Status = Literal["mptcp", "fallback", "tcp", "connecting"]
 
 EVENT_KINDS = (
@@ -83,6 +85,7 @@ class PathSample:
     link_up: bool | None = None
     subflows: int = 0
     stalled: bool = False
+    link_type: LinkType = "other"   # from the kernel's evidence (mptop.kernel.linktype)
 
 
 @dataclass(slots=True)
@@ -147,6 +150,7 @@ class HostInfo:
     add_addr_accepted_limit: int | None
     events: Literal["netlink", "inferred"] = "inferred"
     labels: dict[str, str] = field(default_factory=dict)   # iface -> label
+    link_types: dict[str, LinkType] = field(default_factory=dict)   # iface -> link type
     type: Literal["host"] = "host"
 
 

@@ -35,8 +35,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import replace
 
 from mptop.core.events import (
-    LinkWatch, StallWatch, SubflowLedger, describe_fallback, describe_link, describe_stall, describe_transfer,
-    SynackFallbacks, fallback_reason,
+    FallbackCounters, LinkWatch, StallWatch, SubflowLedger, describe_fallback, describe_link, describe_stall,
+    describe_transfer, fallback_reason,
 )
 from mptop.core.model import Event, HostInfo, Record, Sample, Status, Summary, TransferSample, TransferSummary
 from mptop.core.paths import InterfaceMap, PathBook, label_for
@@ -47,6 +47,7 @@ from mptop.core.tracking import (
     PollContext, TransferLike, TransferTrack, account_goodput, account_socket, plain_subflow, status_of,
 )
 from mptop.kernel import host
+from mptop.kernel.linktype import link_kind
 from mptop.kernel.pm import get_limits
 from mptop.kernel.sockopt import read_socket
 from mptop.kernel.types import KernelParseError, SocketReading, SocketStatus
@@ -77,7 +78,7 @@ class Sampler:
         self._links = LinkWatch()
         self._ledger = SubflowLedger()
         self._tracks: dict[int, TransferTrack] = {}
-        self._synack_fallbacks = SynackFallbacks()
+        self._fallback_counters = FallbackCounters()
         self._woken: asyncio.Event | None = None     # made in run(): an Event belongs to one loop
 
     # -- inputs --------------------------------------------------------------------------------
@@ -144,12 +145,12 @@ class Sampler:
     # -- one poll ------------------------------------------------------------------------------
     def poll(self) -> tuple[Sample, list[Event]]:
         t = self.now()
-        itfs = InterfaceMap.from_interfaces(host.interfaces())
+        itfs = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
         ctx = PollContext(t, itfs, self._paths, self._ledger, [])
+        self._paths.begin_poll(itfs.link_up, itfs.kinds)
         for iface, up in self._links.observe(itfs.link_up):
-            label = label_for(iface, self.labels)
+            label = self._paths.label(iface)
             ctx.events.append(Event(t, "link_up" if up else "link_down", iface, None, describe_link(label, iface, up)))
-        self._paths.begin_poll(itfs.link_up)
         samples = [self._sample_transfer(ctx, tr) for tr in self.transfers()]
         for iface, path in self._paths.paths.items():
             watch = self._stalls.setdefault(iface, StallWatch())
@@ -169,7 +170,7 @@ class Sampler:
             return track.last                   # finished, final read done
         finishing = tr.state in FINISHED       # this poll is the final read
         running = tr.state == "running"
-        readings = [(i, sock, _read(sock)) for i, sock in enumerate(tr.sockets)]
+        readings = [(i, sock, _socket_reading(sock)) for i, sock in enumerate(tr.sockets)]
         live = _live_reading(tr, readings)
         for index, _sock, reading in readings:
             if reading is not None and reading.info is not None:
@@ -234,7 +235,7 @@ class Sampler:
 
     def _fallback_reason(self, track: TransferTrack, index: int) -> str:
         seen = track.sockets[index].seen_mptcp if index in track.sockets else False
-        return fallback_reason(mptcp_unavailable=None, seen_mptcp=seen, synack_fallback=self._synack_fallbacks.grew())
+        return fallback_reason(mptcp_unavailable=None, seen_mptcp=seen, grown=self._fallback_counters.grew())
 
     def _finish(self, ctx: PollContext, tr: TransferLike, track: TransferTrack, sample: TransferSample) -> None:
         """After the final read: the transfer's event, its sockets released, a frozen last sample."""
@@ -258,12 +259,13 @@ class Sampler:
         except OSError:
             subflows = accepted = None
         enabled = sysctls.get("enabled")
-        labels = {itf.name: label_for(itf.name, self.labels) for itf in host.interfaces() if itf.name != "lo"}
+        kinds = {itf.name: link_kind(itf.name, itf.ifindex) for itf in host.interfaces() if itf.name != "lo"}
+        labels = {name: label_for(name, self.labels, kind) for name, kind in kinds.items()}
         return HostInfo(
             kernel=_kernel_release(), enabled=None if enabled is None else enabled == "1",
             path_manager=host.path_manager(sysctls),
             scheduler=sysctls.get("scheduler"), subflows_limit=subflows, add_addr_accepted_limit=accepted,
-            events=self._pm.mode, labels=labels,
+            events=self._pm.mode, labels=labels, link_types={name: kind.type for name, kind in kinds.items()},
         )
 
     def summary(self) -> Summary:
@@ -286,7 +288,7 @@ def _span(transfers: Iterable[TransferLike]) -> float | None:
     return round(max(ends) - min(starts), 3) if starts and ends else None
 
 
-def _read(sock: object) -> SocketReading | None:
+def _socket_reading(sock: object) -> SocketReading | None:
     """A socket's reading; None when it cannot be read (closed handle, not connected yet)."""
     try:
         return read_socket(sock)  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from mptop.core.events import SynackFallbacks
+from mptop.core.events import FallbackCounters
 from mptop.core.model import ConnectionSample, Event, HostInfo, Record, Sample, Status
 from mptop.core.paths import InterfaceMap
 from mptop.core.polling import PmFeed, rearming
@@ -34,6 +34,7 @@ from mptop.core.sampler import Sampler
 from mptop.core.watch_track import WatchTracker, connection_status
 from mptop.kernel import host
 from mptop.kernel.diag import DiagReader
+from mptop.kernel.linktype import link_kind
 from mptop.kernel.types import DiagConnection
 from mptop.kernel.types import MptcpUnavailable as MptcpUnavailable  # what open() raises, for views
 
@@ -96,7 +97,7 @@ class WatchSampler:
         self._t0 = clock()
         self._pm = PmFeed(lambda event: self.tracker.pm_event(self.now(), event), enabled=pm_events)
         self._reader: DiagReader | None = None
-        self._synack = SynackFallbacks()
+        self._fallback_counters = FallbackCounters()
 
     def now(self) -> float:
         return self._clock() - self._t0
@@ -128,8 +129,8 @@ class WatchSampler:
         t = self.now()
         if self.only is not None:
             conns = [c for c in conns if self.only.matches_diag(c)]
-        itfs = InterfaceMap.from_interfaces(host.interfaces())
-        connections, events = self.tracker.observe(t, conns, itfs, self._synack.grew())
+        itfs = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
+        connections, events = self.tracker.observe(t, conns, itfs, self._fallback_counters.grew())
         sample = Sample(t=t, paths=self.tracker.paths.samples(), connections=connections)
         return sample, events
 

@@ -65,6 +65,7 @@ def _headless(args: argparse.Namespace, session: Session, player: ScenarioPlayer
 
 def _run_tui(args: argparse.Namespace, session: Session, player: ScenarioPlayer, record: Sink | None) -> int:
     from mptop.demo.app import DemoApp  # Textual only for the TUI run
+    from mptop.tui.app import run_app
 
     done: list[Summary] = []
 
@@ -73,10 +74,8 @@ def _run_tui(args: argparse.Namespace, session: Session, player: ScenarioPlayer,
 
     app = DemoApp(player, runner=runner, finished_text="demo finished — q to quit")
     app.units = args.unit
-    app.run()
-    if app.return_code not in (None, 0):
-        print(f"mptop demo: the display stopped ({app.return_code})", file=sys.stderr)
-    return exit_code(done[0] if done else None)
+    crashed = run_app(app)
+    return exit_code(done[0] if done else None) or crashed
 
 
 async def play(session: Session, player: ScenarioPlayer, sink: Sink, duration: float | None,

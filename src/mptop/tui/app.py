@@ -15,8 +15,10 @@ arrived meanwhile, the view renders once, the latest state.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
+import sys
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -241,3 +243,13 @@ class MptopApp(App[int]):
             if transfer is not None:
                 yield SystemCommand(f"Select #{transfer.id} {fmt.short_url(transfer.url, 50)}",
                                     "show its subflows", lambda i=index: setattr(top, "highlighted", i))
+
+
+def run_app(app: App[Any], *, headless: bool = False) -> int:
+    """Run a TUI app to its end; its exit status (non-zero when the display crashed: Textual has
+    printed the traceback by then, and sets return_code 1)."""
+    app.run(headless=headless)
+    code = app.return_code or 0
+    if code:
+        print(f"mptop: the display stopped on an error (exit status {code})", file=sys.stderr)
+    return code

@@ -22,7 +22,9 @@ from mptop.tui.story import Narrator
 WINDOW_S = 60.0
 MIN_WINDOW_S = 5.0
 
-# Paths get stable colour slots: well-known labels their own, others the next free slot.
+# Paths get stable colour slots: each link type its own (by label for records without a type),
+# others the next free slot.
+TYPE_SLOTS = {"wifi": 0, "cellular": 1, "ethernet": 2, "tether": 3, "bluetooth": 4, "ppp": 5}
 PREFERRED_SLOTS = {"Wi-Fi": 0, "Cellular": 1, "Ethernet": 2}
 SLOTS = 6
 
@@ -51,7 +53,7 @@ class ViewState:
         elif isinstance(record, HostInfo):
             self.host = record
             for iface, label in record.labels.items():
-                self._learn(iface, label)
+                self._learn(iface, label, record.link_types.get(iface))
         elif isinstance(record, Summary):
             self.summary = record
             self.story.on_summary(record)
@@ -61,19 +63,19 @@ class ViewState:
         if self.first_t is None:
             self.first_t = sample.t
         for iface, path in sample.paths.items():
-            self._learn(iface, path.label)
+            self._learn(iface, path.label, path.link_type)
             self.history.setdefault(iface, History(self.window_s)).add(sample.t, path.rate_bps)
         for sub in self._all_subflows(sample):
             self._learn(sub.iface, sub.path)
         self.total.add(sample.t, sum(p.rate_bps for p in sample.paths.values()))
         self.story.on_sample(sample)
 
-    def _learn(self, iface: str, label: str) -> None:
+    def _learn(self, iface: str, label: str, link_type: str | None = None) -> None:
         if iface not in self.labels or self.labels[iface] == iface:
             self.labels[iface] = label or iface
         if iface not in self.slots:
             taken = set(self.slots.values())
-            preferred = PREFERRED_SLOTS.get(label)
+            preferred = TYPE_SLOTS.get(link_type or "", PREFERRED_SLOTS.get(label))
             free = [s for s in range(SLOTS) if s not in taken]
             slot = preferred if preferred is not None and preferred not in taken else None
             if slot is None:

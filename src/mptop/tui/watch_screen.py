@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import Input
@@ -19,6 +18,7 @@ from mptop.tui import format as fmt
 from mptop.tui.cards import CardStyles, ConnectionCard, process_label
 from mptop.tui.screen import MainScreen
 from mptop.tui.state import ViewState
+from mptop.tui.style import muted, theme_style
 from mptop.tui.subflows import SubflowsTable
 from mptop.tui.toplist import CARD_HEIGHT
 from mptop.tui.watch_query import EXAMPLE, WatchQuery
@@ -118,7 +118,7 @@ class WatchScreen(MainScreen):
     def draw_top(self, state: ViewState, units: fmt.Units) -> None:
         assert isinstance(state, WatchState)
         listing = state.rows(self.watch_query, self.sort_key)
-        spark = Style.parse(self.app.theme_variables.get("foreground-darken-1", "grey70"))   # not a path colour
+        spark = theme_style(self.app, "foreground-darken-1", fallback="grey70")   # not a path colour
         styles = {kind: replace(s, spark=spark) for kind, s in self._card_styles(state).items()}
         rows = listing.rows
         peak = max((r.conn.rate_bps for r in rows if r.closed_for is None), default=0.0)
@@ -146,7 +146,7 @@ class WatchScreen(MainScreen):
         return "s sort · / filter"
 
     def _empty_text(self, state: ViewState, total: int) -> Text:
-        dim = Style.parse(self.app.theme_variables.get("foreground-darken-3", "grey50"))
+        dim = muted(self.app)
         if state.sample is None:
             return Text("waiting for the first poll…", dim)
         if total and not self.watch_query.empty:
