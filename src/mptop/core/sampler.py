@@ -184,7 +184,7 @@ class Sampler:
             return track.last                   # finished, final read done
         finishing = tr.state in FINISHED       # this poll is the final read
         running = tr.state == "running"
-        readings = [(i, sock, _reading_of(sock)) for i, sock in enumerate(tr.sockets)]
+        readings = [(i, sock, _socket_reading(sock)) for i, sock in enumerate(tr.sockets)]
         live = _live_reading(tr, readings)
         for index, _sock, reading in readings:
             if reading is not None and reading.info is not None:
@@ -304,7 +304,7 @@ def _span(transfers: Iterable[TransferLike]) -> float | None:
     return round(max(ends) - min(starts), 3) if starts and ends else None
 
 
-def _reading_of(sock: socket.socket) -> SocketReading | None:
+def _socket_reading(sock: socket.socket) -> SocketReading | None:
     """A socket's reading; None when it cannot be read (closed handle, not connected yet)."""
     try:
         return read_socket(sock)
