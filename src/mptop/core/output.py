@@ -342,6 +342,8 @@ class SinkThread:
             elif done.set_running_or_notify_cancel():
                 try:
                     done.set_result(fn(*args))
+                except StopIteration as exc:     # an asyncio future refuses it: the awaiter would hang
+                    done.set_exception(RuntimeError(f"StopIteration: {exc}"))
                 except BaseException as exc:
                     done.set_exception(exc)
 
