@@ -190,3 +190,17 @@ def test_any_exception_in_one_transfer_leaves_the_others_and_the_run_intact(
     assert not bad.ok and bad.error and "\n" not in bad.error, bad
     assert not (out / str(N)).exists()                 # nothing under the final name
     assert isinstance(records[-1], Summary) and records[-1] is summary
+
+
+def test_a_symlinked_part_is_not_followed(fault_lab: Lab, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.part").symlink_to(outside)
+    run = mptop_get(fault_lab, tmp_path, "-o", str(out / "x"), fault_lab.url(N))
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"mptop: {fault_lab.url(N)}: {out}/x.part is a symbolic link: not following it (remove it to download)")
+    assert outside.read_bytes() == b"precious"
+    assert sorted(os.listdir(out)) == ["x.part"] and (out / "x.part").is_symlink()
