@@ -27,14 +27,19 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 1 if failed else 0
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(highlight=False)
-    colours = {"ok": "green", "fail": "bold red", "info": "dim"}
+    colours = {"ok": "green", "fail": "bold red", "advice": "yellow", "info": "dim"}
     for c in checks:
-        console.print(f"[{colours[c.verdict]}]{doctor.MARKS[c.verdict]}[/] [bold]{c.name}[/]: {c.detail}",
+        console.print(f"[{colours[c.verdict]}]{doctor.MARKS[c.verdict]}[/] [bold]{c.name}[/]: {escape(c.detail)}",
                       soft_wrap=True)
         if c.fix:
-            console.print(f"    [yellow]fix:[/] {c.fix}", soft_wrap=True)
-    console.print("[green]MPTCP is ready.[/]" if not failed else
-                  "[bold red]Something stops MPTCP from working fully here: see the fixes above.[/]")
+            console.print(f"    [yellow]fix:[/] {escape(c.fix)}", soft_wrap=True)
+    if failed:
+        console.print("[bold red]Something stops MPTCP from working here: see the fixes above.[/]")
+    elif any(c.verdict == "advice" for c in checks):
+        console.print("[green]MPTCP works here[/]; [yellow]the advice above lets it use more paths.[/]")
+    else:
+        console.print("[green]MPTCP is ready.[/]")
     return 1 if failed else 0
