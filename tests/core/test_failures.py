@@ -14,7 +14,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from mptop.core.failures import FailureContext, TransferError, describe
-from mptop.core.output import OutputTarget, Sink
+from mptop.core.output import FileWriter, OutputTarget
 from mptop.kernel.types import MptcpUnavailable
 
 
@@ -41,12 +41,12 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_disk_full_from_a_real_device() -> None:
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
-    sink = Sink(OutputTarget("direct", "/dev/full"), force=False)
-    sink.open(0)
+    writer = FileWriter(OutputTarget("direct", "/dev/full"), force=False)
+    writer.open(0)
 
     def write_all() -> None:
-        sink.write(b"x" * (1 << 20))     # larger than the buffer: reaches the device at once
-        sink.commit()
+        writer.write(b"x" * (1 << 20))     # larger than the buffer: reaches the device at once
+        writer.commit()
 
     assert describe(raised(write_all)) == "disk full writing /dev/full"
     assert describe(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) == "disk full"

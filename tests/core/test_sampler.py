@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from mptop.core.history import History
 from mptop.core.model import (
     Event,
     HostInfo,
@@ -350,21 +349,6 @@ async def test_address_removed_then_announced_again_churns_the_subflow(make_lab:
 def _sample(t: float, rates: dict[str, float], transfer_rate: float, state: str = "running") -> Sample:
     return Sample(t=t, paths={i: PathSample(i, r, 0) for i, r in rates.items()},
                   transfers=[TransferSample(7, "u", 0, None, transfer_rate, "mptcp", state=state)])  # type: ignore[arg-type]
-
-
-def test_history_is_bounded_and_drops_finished_transfers() -> None:
-    history = History(window_s=2.0, interval=0.5)
-    assert history.maxlen == 5
-    for i in range(100):
-        history.add(_sample(i * 0.5, {"wlan0": 8.0 * i, "wwan0": 2.0}, 10.0 * i))
-    assert len(history.total) == len(history.paths["wlan0"]) == len(history.transfers[7]) == 5
-    assert history.total[-1] == (49.5, 8.0 * 99 + 2.0)
-    assert history.paths["wwan0"][0] == (47.5, 2.0)
-    history.add(_sample(50.0, {"wlan0": 0.0}, 0.0, state="done"))
-    for i in range(1, 8):
-        history.add(_sample(50.0 + i * 0.5, {"wlan0": 0.0}, 0.0, state="done"))
-    assert 7 not in history.transfers          # finished, at zero, scrolled out of the window
-    assert len(history.total) == 5
 
 
 def test_sample_records_round_trip() -> None:

@@ -15,9 +15,9 @@ import pytest
 
 from mptop import cli
 from mptop.core import watch as watch_mod
-from mptop.core.model import ConnectionSample, Event, Sample, SubflowSample
+from mptop.core.model import ConnectionSample, Event, SubflowSample
 from mptop.core.paths import InterfaceMap
-from mptop.core.watch import ConnectionFilter, WatchHistory
+from mptop.core.watch import ConnectionFilter
 from mptop.core.watch_track import PM_WAIT_S, WatchTracker
 from mptop.kernel.diag import MptcpDiagUnavailable
 from mptop.kernel.types import (
@@ -229,15 +229,6 @@ def test_filters() -> None:
     assert [c.token for c in matching(conns, ConnectionFilter(status="fallback"))] == [3]
     assert ConnectionFilter(process="curl").matches_diag(two_paths(1, 1))
     assert not ConnectionFilter(port=8080).matches_diag(two_paths(1, 1))
-
-
-def test_history_is_bounded_and_forgets_closed_connections() -> None:
-    history = WatchHistory(window_s=2.0, interval=0.5)
-    for i in range(20):
-        conns = [sample_conn(1, "curl", float(i), 0, 0)] + ([sample_conn(2, "x", 1.0, 0, 0)] if i < 10 else [])
-        history.add(Sample(t=i * 0.5, connections=conns))
-    assert list(history.connections) == [1]
-    assert len(history.connections[1]) == history.maxlen == 5 and history.connections[1][-1] == (9.5, 19.0)
 
 
 def test_unavailable_diag_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch,

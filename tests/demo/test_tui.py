@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from mptop.commands._tui_run import DemoApp
 from mptop.core.session import Session
 from mptop.core.transfer import TransferOptions
+from mptop.demo.app import DemoApp
 from mptop.demo.player import ScenarioPlayer
 from mptop.demo.run import LABELS, demo_url, play
 from mptop.demo.scenario import load

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -27,9 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from mptop.core.paths import parse_labels
-    from mptop.core.watch import ConnectionFilter, WatchSampler
-    from mptop.kernel.types import MptcpUnavailable
+    from mptop.core.watch import ConnectionFilter, MptcpUnavailable, WatchSampler
 
     try:
         labels = parse_labels(args.label)
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _json_stream(sampler: WatchSampler, count: int | None, out: TextIO) -> int:
-    from mptop.commands.ndjson import NdjsonOut
+    from mptop.sinks import NdjsonOut
 
     write = NdjsonOut(out)
     try:

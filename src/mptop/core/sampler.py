@@ -10,7 +10,6 @@
             ...
     async for record in sampler.records(until_done=True):   # or one flat stream: HostInfo,
         ...                                        # per poll its Events then its Sample, Summary
-    sampler.history.total / .paths[iface] / .transfers[id]   # last 60 s of (t, bit/s) for charts
     summary = sampler.summary()                    # Summary with per-transfer path_bytes
 
 ``poll()`` does one poll synchronously (what ``run()`` calls; also handy in tests).  Times are
@@ -39,7 +38,6 @@ from mptop.core.events import (
     LinkWatch, StallWatch, SubflowLedger, describe_fallback, describe_link, describe_stall, describe_transfer,
     SynackFallbacks, fallback_reason,
 )
-from mptop.core.history import History
 from mptop.core.model import Event, HostInfo, Record, Sample, Status, Summary, TransferSample, TransferSummary
 from mptop.core.paths import InterfaceMap, PathBook, label_for
 from mptop.core.pm_router import PmRouter
@@ -62,7 +60,7 @@ class Sampler:
     """See the module docstring.  ``labels``: ``{iface: name}`` from ``--label``."""
 
     def __init__(self, transfers: TransfersSource | None = None, interval: float = 0.25,
-                 labels: Mapping[str, str] | None = None, *, history_s: float = 60.0,
+                 labels: Mapping[str, str] | None = None, *,
                  pm_events: bool = True, require_mptcp: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if interval <= 0:
@@ -70,7 +68,6 @@ class Sampler:
         self.interval = interval
         self.labels = dict(labels or {})
         self.require_mptcp = require_mptcp
-        self.history = History(window_s=history_s, interval=interval)
         self._sources: list[TransfersSource] = [] if transfers is None else [transfers]
         self._clock = clock
         self._t0 = clock()
@@ -162,7 +159,6 @@ class Sampler:
             if change is not None:
                 ctx.events.append(Event(t, change.kind, iface, None, describe_stall(path.label, change)))
         sample = Sample(t=t, transfers=samples, paths=self._paths.samples())
-        self.history.add(sample)
         ctx.events.sort(key=lambda e: e.t)
         return sample, ctx.events
 

@@ -61,7 +61,7 @@ def who(process: str | None, local: str, remote: str) -> str:
 
 
 @dataclass(slots=True)
-class SubflowTrack(SubflowIdentity):
+class ConnectionSubflowTrack(SubflowIdentity):
     id: int = 0
     rx: CounterRate = field(default_factory=CounterRate)
     tx: CounterRate = field(default_factory=CounterRate)
@@ -72,7 +72,7 @@ class SubflowTrack(SubflowIdentity):
 class ConnectionTrack:
     token: int
     first_seen: float
-    subflows: dict[SubflowKey, SubflowTrack] = field(default_factory=dict)
+    subflows: dict[SubflowKey, ConnectionSubflowTrack] = field(default_factory=dict)
     closed: deque[SubflowSample] = field(default_factory=lambda: deque(maxlen=CLOSED_KEPT))
     next_id: int = 1
     counter: CounterRate = field(default_factory=CounterRate)
@@ -171,10 +171,10 @@ class WatchTracker:
             pid=conn.pid,
         )
 
-    def _open(self, poll: _Poll, track: ConnectionTrack, key: SubflowKey, sf: DiagSubflow) -> SubflowTrack:
+    def _open(self, poll: _Poll, track: ConnectionTrack, key: SubflowKey, sf: DiagSubflow) -> ConnectionSubflowTrack:
         iface = poll.interfaces.iface_for(sf.local[0])
         label = self.paths.path(iface).label
-        st = SubflowTrack(key[0], key[1], iface, label, sf.is_join, poll.t, id=track.next_id)
+        st = ConnectionSubflowTrack(key[0], key[1], iface, label, sf.is_join, poll.t, id=track.next_id)
         track.next_id += 1
         track.subflows[key] = st
         if self._ledger.up((track.token, *key)) and not poll.baseline:
@@ -192,7 +192,7 @@ class WatchTracker:
             detail = describe_subflow(st.label, st.local, st.remote, False)
             poll.events.append(Event(poll.t, "subflow_down", st.iface, None, detail))
 
-    def _subflow(self, poll: _Poll, st: SubflowTrack, sf: DiagSubflow) -> tuple[SubflowSample, int]:
+    def _subflow(self, poll: _Poll, st: ConnectionSubflowTrack, sf: DiagSubflow) -> tuple[SubflowSample, int]:
         tcp, delta = sf.tcp, 0
         if tcp is not None and tcp.bytes_received is not None:
             delta += st.rx.update(poll.t, tcp.bytes_received)

@@ -49,7 +49,6 @@ from mptop.kernel.diag_shapes import (
     _UID,
     NLMSG_DONE,
     NLMSG_ERROR,
-    NLMSG_HEADER,
     SOCK_DIAG_BY_FAMILY,
     SUBFLOW_ATTRS,
     _ip,
@@ -59,6 +58,7 @@ from mptop.kernel.diag_shapes import (
     _Shape,
     _tuple_new,
 )
+from mptop.kernel.structs import NLMSG_HEADER
 from mptop.kernel.types import (
     Address,
     DiagConnection,

@@ -14,6 +14,7 @@ from dataclasses import fields
 from operator import itemgetter
 from typing import Any
 
+from mptop.kernel.structs import V4_MAPPED
 from mptop.kernel.types import (
     DiagSubflow,
     KernelParseError,
@@ -28,7 +29,6 @@ INET_ULP_INFO_NAME, INET_ULP_INFO_MPTCP = 1, 3
 # MPTCP_SUBFLOW_ATTR_* a DiagSubflow carries, with their payload formats, in the order it wants them.
 SUBFLOW_ATTRS = {2: "I", 1: "I", 10: "B", 9: "B", 8: "I"}  # TOKEN_LOC, TOKEN_REM, ID_LOC, ID_REM, FLAGS
 
-NLMSG_HEADER = struct.Struct("=IHHII")        # nlmsghdr: len, type, flags, seq, pid
 _NLA = struct.Struct("=HH")                   # rtattr: len, type
 _NLA_TYPE_MASK = 0x3FFF
 _ERRNO = struct.Struct("=i")
@@ -75,7 +75,6 @@ _new_tcp_info = TcpInfo._make  # TcpInfo, MptcpInfo and DiagConnection are named
 _new_subflow = _fast_constructor(DiagSubflow)
 _tuple_new = tuple.__new__
 
-_V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 _ip_cache: dict[tuple[int, bytes], str] = {}
 
 
@@ -85,7 +84,7 @@ def _ip(family: int, raw: bytes) -> str:
     if text is None:
         if family == socket.AF_INET:
             text = socket.inet_ntop(socket.AF_INET, raw[:4])
-        elif raw[:12] == _V4_MAPPED:
+        elif raw[:12] == V4_MAPPED:
             text = socket.inet_ntop(socket.AF_INET, raw[12:])
         else:
             text = socket.inet_ntop(socket.AF_INET6, raw)

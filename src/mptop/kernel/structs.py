@@ -118,7 +118,8 @@ SOCKADDR_SIZE = 128  # struct __kernel_sockaddr_storage
 _FAMILY = struct.Struct("=H")
 _INET = struct.Struct(">H4B")     # sin_port, sin_addr (network order), after the family
 _PORT = struct.Struct(">H")
-_V4_MAPPED = b"\0" * 10 + b"\xff\xff"
+V4_MAPPED = b"\0" * 10 + b"\xff\xff"      # ::ffff:a.b.c.d
+NLMSG_HEADER = struct.Struct("=IHHII")       # nlmsghdr: len, type, flags, seq, pid
 
 
 def _room(buf: Buffer, offset: int, length: int | None) -> int:
@@ -169,7 +170,7 @@ def parse_sockaddr_from(buf: Buffer, offset: int = 0, length: int | None = None)
             raise KernelParseError(f"sockaddr_in6: {n} bytes, need 24")
         port = _PORT.unpack_from(buf, offset + 2)[0]
         raw = bytes(buf[offset + 8:offset + 24])
-        if raw[:12] == _V4_MAPPED:
+        if raw[:12] == V4_MAPPED:
             return socket.inet_ntop(socket.AF_INET, raw[12:]), port
         return socket.inet_ntop(socket.AF_INET6, raw), port
     raise KernelParseError(f"sockaddr: unsupported address family {family}")

@@ -25,7 +25,7 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 
-from mptop.core.model import Record
+from mptop.core.model import Record, Sink
 from mptop.tui import format as fmt
 from mptop.tui.endpoints import EndpointsScreen
 from mptop.tui.help import HelpScreen
@@ -36,7 +36,6 @@ from mptop.tui.toplist import TopList
 from mptop.tui.watch_screen import WatchScreen
 from mptop.tui.watch_state import WatchState
 
-Sink = Callable[[Record], None]
 Runner = Callable[[Sink], Awaitable[object]]
 
 

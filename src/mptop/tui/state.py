@@ -6,11 +6,16 @@ the latest state.  Rate history is kept per path for the chart window.
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
-
+from mptop.core.history import History
 from mptop.core.model import (
-    ConnectionSample, Event, HostInfo, Record, Sample, SubflowSample, Summary, TransferSample,
+    ConnectionSample,
+    Event,
+    HostInfo,
+    Record,
+    Sample,
+    SubflowSample,
+    Summary,
+    TransferSample,
 )
 from mptop.tui.story import Narrator
 
@@ -24,18 +29,6 @@ PREFERRED_SLOTS = {"Wi-Fi": 0, "Cellular": 1, "Ethernet": 2}
 SLOTS = 6
 
 
-@dataclass(slots=True)
-class History:
-    """(t, rate) points of one series, trimmed to the chart window."""
-
-    points: deque[tuple[float, float]] = field(default_factory=deque)
-
-    def add(self, t: float, value: float, window: float) -> None:
-        self.points.append((t, value))
-        while self.points and self.points[0][0] < t - window - 1.0:
-            self.points.popleft()
-
-
 class ViewState:
     def __init__(self, window_s: float = WINDOW_S) -> None:
         self.window_s = window_s
@@ -45,7 +38,7 @@ class ViewState:
         self.labels: dict[str, str] = {}
         self.slots: dict[str, int] = {}
         self.history: dict[str, History] = {}
-        self.total = History()
+        self.total = History(window_s)
         self.story = Narrator(self.label)
         self.records = 0
         self.first_t: float | None = None
@@ -71,10 +64,10 @@ class ViewState:
             self.first_t = sample.t
         for iface, path in sample.paths.items():
             self._learn(iface, path.label, path.link_type)
-            self.history.setdefault(iface, History()).add(sample.t, path.rate_bps, self.window_s)
+            self.history.setdefault(iface, History(self.window_s)).add(sample.t, path.rate_bps)
         for sub in self._all_subflows(sample):
             self._learn(sub.iface, sub.path)
-        self.total.add(sample.t, sum(p.rate_bps for p in sample.paths.values()), self.window_s)
+        self.total.add(sample.t, sum(p.rate_bps for p in sample.paths.values()))
         self.story.on_sample(sample)
 
     def _learn(self, iface: str, label: str, link_type: str | None = None) -> None:

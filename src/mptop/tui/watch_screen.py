@@ -16,13 +16,13 @@ from textual.binding import Binding
 from textual.widgets import Input
 
 from mptop.tui import format as fmt
-from mptop.tui.cards import SPARK_S, CardStyles, ConnectionCard, who
+from mptop.tui.cards import CardStyles, ConnectionCard, process_label
 from mptop.tui.screen import MainScreen
 from mptop.tui.state import ViewState
 from mptop.tui.subflows import SubflowsTable
 from mptop.tui.toplist import CARD_HEIGHT
 from mptop.tui.watch_query import EXAMPLE, WatchQuery
-from mptop.tui.watch_state import FADE_S, SMOOTH_S, SORT_CYCLE, SortKey, WatchState
+from mptop.tui.watch_state import FADE_S, SMOOTH_S, SORT_CYCLE, SPARK_S, SortKey, WatchState
 from mptop.tui.watch_widgets import WatchEventLog, WatchHostBar, faded
 
 TOP_SHARE = 0.36         # of the screen's height, for the connection cards
@@ -165,7 +165,7 @@ class WatchScreen(MainScreen):
             log.focus_on(None, state)
             return
         closed = conn.token in state.closed and state.connection(conn.token) is None
-        title = f"Subflows of {who(conn)} · {conn.local} → {conn.remote}"
+        title = f"Subflows of {process_label(conn)} · {conn.local} → {conn.remote}"
         if closed:
             title += " · closed"
         elif conn.status == "fallback":
@@ -173,5 +173,5 @@ class WatchScreen(MainScreen):
         subflows = [replace(s, rate_bps=0.0, closed=True) for s in conn.subflows] if closed else conn.subflows
         self.query_one("#subflows-panel").border_title = title
         table.show(subflows, key or "", state.slots, units, conn.status in ("fallback", "tcp"))
-        log.border_subtitle = f"{who(conn)} lit · other connections dimmed"
+        log.border_subtitle = f"{process_label(conn)} lit · other connections dimmed"
         log.focus_on(conn.token, state)
