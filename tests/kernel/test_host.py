@@ -66,3 +66,22 @@ def test_netstat_parser_is_strict() -> None:
         with pytest.raises(KernelParseError):
             host.parse_netstat(bad)
     assert host.mptcp_counters(Path("/nonexistent/netstat")) == {}
+
+
+def test_default_routes_from_both_tables(tmp_path):
+    """/proc/net/route and ipv6_route: lowest metric per interface, IPv6 reject routes on lo skipped."""
+    from mptop.kernel.host import default_route_interface, default_routes
+
+    v4 = tmp_path / "route"
+    v4.write_text("Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+                  "wlp2s0\t00000000\t0100A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n"
+                  "enx0a1b2c3d4e5f\t00000000\t012BA8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
+                  "wlp2s0\t0000A8C0\t00000000\t0001\t0\t0\t600\t00FFFFFF\t0\t0\t0\n")
+    v6 = tmp_path / "ipv6_route"
+    zero = "0" * 32
+    v6.write_text(f"{zero} 00 {zero} 00 fe800000000000000000000000000001 00000190 00000001 00000000 00000003 wwan0\n"
+                  f"{zero} 00 {zero} 00 {zero} ffffffff 00000001 00000000 00200200 lo\n"
+                  f"{zero} 00 {zero} 00 fe800000000000000000000000000001 00000064 00000001 00000000 00000003 wlp2s0\n")
+    assert default_routes(v4, v6) == {"wlp2s0": 100, "enx0a1b2c3d4e5f": 100, "wwan0": 400}
+    assert default_route_interface(v4, v6) == "enx0a1b2c3d4e5f"
+    assert default_routes(tmp_path / "none", tmp_path / "none") == {}
