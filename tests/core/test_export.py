@@ -17,7 +17,7 @@ def subflow(ip: str, port: int, rx: int, acked: int = 0, retrans: int = 0, token
             backup: bool = False, rcv_rtt_us: int = 15_000) -> DiagSubflow:
     tcp = TcpInfo(state=1, retransmits=0, rtt_us=20_000, rttvar_us=1_000, snd_cwnd=10, total_retrans=0,
                   rcv_rtt_us=rcv_rtt_us, bytes_acked=acked, bytes_received=rx, bytes_retrans=retrans)
-    return DiagSubflow((ip, port), ("203.0.113.1", 80), 0, 0, 0, tcp, token, 99, 0, 0,
+    return DiagSubflow((ip, port), ("203.0.113.1", 80), 0, port, 0, tcp, token, 99, 0, 0,   # inode: the port
                        SUBFLOW_FLAG_BKUP_LOC if backup else 0)
 
 
@@ -91,11 +91,15 @@ def test_a_path_that_stops_while_the_other_carries_the_connection_counts_one_sta
 def test_rtt_is_observed_once_per_live_subflow_per_scrape_in_fixed_buckets() -> None:
     ledger = PathLedger()
     ledger.observe(1.0, [connection(7, subflow(WLAN, 1, 1, rcv_rtt_us=3_000))], interfaces())
-    view = by_name(ledger.observe(2.0, [connection(7, subflow(WLAN, 1, 1, rcv_rtt_us=300_000))], interfaces()))
+    idle = subflow(WLAN, 1, 1, rcv_rtt_us=300_000)
+    ledger.observe(2.0, [connection(7, idle)], interfaces())
+    # An idle subflow: the decoder hands the same object back; it is still observed and counted.
+    view = by_name(ledger.observe(3.0, [connection(7, idle)], interfaces()))
     cumulative = view["wlan0"].totals.rtt_cumulative()
-    assert len(cumulative) == len(RTT_BUCKETS_S) + 1 and cumulative[-1] == 2
-    assert cumulative[RTT_BUCKETS_S.index(0.005)] == 1 and cumulative[RTT_BUCKETS_S.index(0.5)] == 2
-    assert math.isclose(view["wlan0"].totals.rtt_sum_s, 0.303)
+    assert len(cumulative) == len(RTT_BUCKETS_S) + 1 and cumulative[-1] == 3
+    assert cumulative[RTT_BUCKETS_S.index(0.005)] == 1 and cumulative[RTT_BUCKETS_S.index(0.5)] == 3
+    assert math.isclose(view["wlan0"].totals.rtt_sum_s, 0.603)
+    assert view["wlan0"].subflows == {False: 1, True: 0} and view["wlan0"].totals.received == 1
 
 
 def test_labels_come_from_closed_sets() -> None:

@@ -160,21 +160,27 @@ class Exporter:
             self._paths(out, [], None)
             return False
         by_state = dict.fromkeys(TCP_STATES.values(), 0)
-        ports = sorted({c.local[1] for c in conns if c.state == TCP_LISTEN})
-        folded_ports = ports[MAX_LISTEN_PORTS:]
-        per_port = {str(p): 0 for p in ports[:MAX_LISTEN_PORTS]} | ({OTHER: 0} if folded_ports else {})
-        listening = set(ports)
+        listening: set[int] = set()
+        local_ports: dict[int, int] = {}           # accepted-side candidates: local port -> connections
+        fell_back = 0
         for conn in conns:
-            if conn.state == TCP_LISTEN:
+            state = conn.state
+            if state == TCP_LISTEN:
+                listening.add(conn.local[1])
                 continue
-            by_state[TCP_STATES.get(conn.state, "close")] += 1
+            by_state[TCP_STATES.get(state, "close")] += 1
             port = conn.local[1]
-            if port in listening:
-                key = str(port) if str(port) in per_port else OTHER
-                per_port[key] += 1
-        for state, count in by_state.items():
-            states.add(count, state=state)
-        fallback.add(sum(1 for c in conns if c.info is not None and c.info.fallback))
+            local_ports[port] = local_ports.get(port, 0) + 1
+            info = conn.info
+            if info is not None and info.flags & info.FLAG_FALLBACK:
+                fell_back += 1
+        ports = sorted(listening)
+        per_port = {str(p): local_ports.get(p, 0) for p in ports[:MAX_LISTEN_PORTS]}
+        if len(ports) > MAX_LISTEN_PORTS:
+            per_port[OTHER] = sum(local_ports.get(p, 0) for p in ports[MAX_LISTEN_PORTS:])
+        for name, count in by_state.items():
+            states.add(count, state=name)
+        fallback.add(fell_back)
         for port_label, count in per_port.items():
             listeners.add(count, port=port_label)
         self._paths(out, self.ledger.observe(t, conns, interfaces), interfaces)

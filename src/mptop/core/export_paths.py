@@ -1,10 +1,10 @@
 """Per-path counters for ``mptop export``, monotonic across closed subflows and connections.
 
 Pure (no I/O, no clock): :class:`PathLedger` is fed one sock_diag dump per scrape.  A path is the
-local interface a subflow leaves from (as in ``watch``).  Each subflow, keyed by
-``(token, local, remote)``, keeps the counters it had at the last scrape; a path's total is what
-its closed subflows had at their last scrape plus what its live subflows have now.  A subflow
-that went away folds its last values into its path's base, so the totals never go down.
+local interface a subflow leaves from (as in ``watch``).  Each subflow, keyed by its socket's
+inode, keeps the counters it had at the last scrape; a path's totals are the running sum of its
+subflows' growth between scrapes, so a subflow that goes away leaves its bytes in them and the
+totals never go down.  A subflow whose counters went back is a new socket (all its bytes count).
 
 What is lost: the bytes a subflow moved between the last scrape that saw it and its close (at
 most one scrape interval of its traffic; none for a subflow that outlives the exporter's next
@@ -22,21 +22,18 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mptop.core.events import STALL_AFTER_S, StallWatch
 from mptop.core.paths import InterfaceMap
 from mptop.core.tracking import rtt_ms
 from mptop.kernel.linktype import LinkType, by_name
-from mptop.kernel.types import Address, DiagConnection
+from mptop.kernel.types import DiagConnection, DiagSubflow
 
 OTHER = "other"
 MAX_INTERFACES = 16
 RTT_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 TCP_LISTEN = 10
-
-SubflowKey = tuple[int, Address, Address]
-
 
 @dataclass(slots=True)
 class PathTotals:
@@ -64,13 +61,20 @@ class _Subflow:
     received: int = 0
     sent: int = 0
     retransmitted: int = 0
+    seen: int = 0                        # the scrape that last saw it
+    reading: object = None               # the DiagSubflow last read: the decoder hands an idle one back
+    rtt_bucket: int | None = None        # as it is, so its bucket and backup flag are reused
+    rtt_s: float = 0.0
+    backup: bool = False
 
 
 @dataclass(slots=True)
 class _Connection:
-    subflows: dict[SubflowKey, _Subflow] = field(default_factory=dict)
-    path_bytes: dict[str, int] = field(default_factory=dict)
+    subflows: dict[int, _Subflow] = field(default_factory=dict)     # by socket inode
+    path_bytes: dict[str, int] = field(default_factory=dict)        # bytes it moved on each path
     stalls: dict[str, StallWatch] = field(default_factory=dict)
+    settled: bool = False                # idle, links up at the last judgement: every StallWatch is clear
+    seen: int = 0
 
 
 @dataclass(slots=True)
@@ -94,9 +98,10 @@ class PathLedger:
         self._stall_after = stall_after_s
         self._names: list[str] = []
         self._types: dict[str, LinkType] = {OTHER: "other"}
-        self._base: dict[str, PathTotals] = {}   # closed subflows' last values (+ stalls, RTT)
+        self._paths: dict[str, PathTotals] = {}  # running totals, closed subflows included
         self._connections: dict[int, _Connection] = {}
         self._stalled: set[str] = set()
+        self._scrape = 0
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -108,121 +113,122 @@ class PathLedger:
         if iface in self._names:
             return iface
         if iface not in interfaces.link_up:
+            self._paths.setdefault(OTHER, PathTotals())
             return OTHER                         # an address no interface owns (being removed)
         if len(self._names) < self.max_interfaces:
             self._names.append(iface)
             self._types[iface] = (interfaces.kinds.get(iface) or by_name(iface)).type
+            self._paths[iface] = PathTotals()
             return iface
         self.folded.add(iface)
+        self._paths.setdefault(OTHER, PathTotals())
         return OTHER
-
-    def _totals(self, path: str) -> PathTotals:
-        totals = self._base.get(path)
-        if totals is None:
-            totals = self._base[path] = PathTotals()
-        return totals
 
     def observe(self, t: float, connections: Iterable[DiagConnection], interfaces: InterfaceMap) -> list[PathView]:
         """One scrape's dump → every path seen so far, with this scrape's totals."""
-        live = {path: PathTotals() for path in self._base}
+        self._scrape += 1
         counts: dict[str, dict[bool, int]] = {}
-        seen: set[int] = set()
         moved: dict[str, int] = {}
         for conn in connections:
             token = conn.token
             if not token or conn.state == TCP_LISTEN:
                 continue
-            seen.add(token)
             track = self._connections.get(token)
             if track is None:
                 track = self._connections[token] = _Connection()
-            self._connection(t, token, conn, track, interfaces, live, counts, moved)
-        for token in [k for k in self._connections if k not in seen]:
+            track.seen = self._scrape
+            self._connection(t, conn, track, interfaces, counts, moved)
+        for token in [k for k, c in self._connections.items() if c.seen != self._scrape]:
             for sf in self._connections.pop(token).subflows.values():
-                self._fold(sf)
-        return self._views(live, counts, moved, interfaces)
+                self._paths[sf.path].subflows_closed += 1
+        return self._views(counts, moved, interfaces)
 
-    def _connection(self, t: float, token: int, conn: DiagConnection, track: _Connection, interfaces: InterfaceMap,
-                    live: dict[str, PathTotals], counts: dict[str, dict[bool, int]], moved: dict[str, int]) -> None:
-        current: set[SubflowKey] = set()
+    def _connection(self, t: float, conn: DiagConnection, track: _Connection, interfaces: InterfaceMap,
+                    counts: dict[str, dict[bool, int]], moved: dict[str, int]) -> None:
+        """Each subflow's growth since the last scrape goes into its path's running totals (a
+        subflow whose counters went back is a new socket: all of its bytes are new)."""
+        scrape, subflows, paths = self._scrape, track.subflows, self._paths
         deltas: dict[str, int] = {}
         busy: set[str] = set()
         for sf in conn.subflows:
-            key = (token, sf.local, sf.remote)
-            current.add(key)
-            tcp = sf.tcp
-            rx = (tcp.bytes_received or 0) if tcp is not None else 0
-            tx = (tcp.bytes_acked or 0) if tcp is not None else 0
-            rtx = (tcp.bytes_retrans or 0) if tcp is not None else 0
-            state = track.subflows.get(key)
-            if state is not None and (rx < state.received or tx < state.sent or rtx < state.retransmitted):
-                self._fold(track.subflows.pop(key))      # counters went back: a new socket, same addresses
-                state = None
-            if state is None:
-                path = self.path_name(interfaces.iface_for(sf.local[0]), interfaces)
-                state = track.subflows[key] = _Subflow(path)
-                self._totals(path)
-            delta = rx - state.received + tx - state.sent
-            state.received, state.sent, state.retransmitted = rx, tx, rtx
-            path_live = live.get(state.path)
-            if path_live is None:
-                path_live = live[state.path] = PathTotals()
-            path_live.received += rx
-            path_live.sent += tx
-            path_live.retransmitted += rtx
-            rtt = rtt_ms(sf)  # type: ignore[arg-type]   # reads only .tcp, which DiagSubflow has
-            if rtt is not None:
-                base = self._totals(state.path)
-                base.rtt_counts[bisect.bisect_left(RTT_BUCKETS_S, rtt / 1000)] += 1
-                base.rtt_sum_s += rtt / 1000
-            by_backup = counts.setdefault(state.path, {False: 0, True: 0})
-            by_backup[sf.backup] += 1
-            deltas[state.path] = deltas.get(state.path, 0) + delta
-            moved[state.path] = moved.get(state.path, 0) + delta
-            track.path_bytes[state.path] = track.path_bytes.get(state.path, 0) + delta
-            if not sf.backup:
-                busy.add(state.path)
-        for key in [k for k in track.subflows if k not in current]:
-            self._fold(track.subflows.pop(key))
+            state = subflows.get(sf.inode)
+            if state is None or state.reading is not sf:
+                state = self._reading(sf, state, subflows, interfaces, track, deltas)
+            state.seen = scrape
+            path = state.path
+            if state.rtt_bucket is not None:
+                totals = paths[path]
+                totals.rtt_counts[state.rtt_bucket] += 1
+                totals.rtt_sum_s += state.rtt_s
+            by_backup = counts.get(path)
+            if by_backup is None:
+                by_backup = counts[path] = {False: 0, True: 0}
+            by_backup[state.backup] += 1
+            if not state.backup:
+                busy.add(path)
+        if len(subflows) > len(conn.subflows):
+            for key in [k for k, sf in subflows.items() if sf.seen != scrape]:
+                paths[subflows.pop(key).path].subflows_closed += 1
+        for path, delta in deltas.items():
+            moved[path] = moved.get(path, 0) + delta
         self._connection_stalls(t, track, deltas, busy, interfaces)
+
+    def _reading(self, sf: DiagSubflow, state: _Subflow | None, subflows: dict[int, _Subflow],
+                 interfaces: InterfaceMap, track: _Connection, deltas: dict[str, int]) -> _Subflow:
+        """A subflow that is new, or whose reading changed: its growth goes into its path's totals."""
+        tcp = sf.tcp
+        if tcp is None:
+            rx = tx = rtx = 0
+        else:
+            rx, tx, rtx = tcp.bytes_received or 0, tcp.bytes_acked or 0, tcp.bytes_retrans or 0
+        if state is None or rx < state.received or tx < state.sent or rtx < state.retransmitted:
+            if state is not None:
+                self._paths[state.path].subflows_closed += 1
+            state = subflows[sf.inode] = _Subflow(self.path_name(interfaces.iface_for(sf.local[0]), interfaces))
+        path, totals = state.path, self._paths[state.path]
+        d_rx, d_tx = rx - state.received, tx - state.sent
+        totals.received += d_rx
+        totals.sent += d_tx
+        totals.retransmitted += rtx - state.retransmitted
+        state.received, state.sent, state.retransmitted = rx, tx, rtx
+        if d_rx or d_tx:
+            deltas[path] = deltas.get(path, 0) + d_rx + d_tx
+            track.path_bytes[path] = track.path_bytes.get(path, 0) + d_rx + d_tx
+        rtt = rtt_ms(sf)  # type: ignore[arg-type]   # reads only .tcp, which DiagSubflow has
+        state.rtt_bucket = None if rtt is None else bisect.bisect_left(RTT_BUCKETS_S, rtt / 1000)
+        state.rtt_s = 0.0 if rtt is None else rtt / 1000
+        state.reading, state.backup = sf, sf.backup
+        return state
 
     def _connection_stalls(self, t: float, track: _Connection, deltas: dict[str, int], busy: set[str],
                            interfaces: InterfaceMap) -> None:
         """As ``watch`` judges them: the path carried this connection's data, then nothing for
-        ``stall_after_s`` while the connection moved bytes elsewhere or the path's link is down."""
-        moving = {path for path, d in deltas.items() if d > 0}
+        ``stall_after_s`` while the connection moved bytes elsewhere or the path's link is down.
+        An idle connection with its links up whose watches are already clear is skipped (most of
+        a server's connections, most of the time)."""
+        link_down = {path for path in track.path_bytes if interfaces.link_up.get(path) is False}
+        if not deltas and not link_down and track.settled:
+            return
+        track.settled = not deltas and not link_down
+        moving = set(deltas)
         for path, total in track.path_bytes.items():
             watch = track.stalls.get(path)
             if watch is None:
                 watch = track.stalls[path] = StallWatch(threshold_s=self._stall_after)
-            link_down = interfaces.link_up.get(path) is False
-            watch.observe(t, total, path in busy and (bool(moving - {path}) or link_down))
+            watch.observe(t, total, path in busy and (bool(moving - {path}) or path in link_down))
 
-    def _fold(self, sf: _Subflow) -> None:
-        base = self._totals(sf.path)
-        base.received += sf.received
-        base.sent += sf.sent
-        base.retransmitted += sf.retransmitted
-        base.subflows_closed += 1
-
-    def _views(self, live: dict[str, PathTotals], counts: dict[str, dict[bool, int]], moved: dict[str, int],
+    def _views(self, counts: dict[str, dict[bool, int]], moved: dict[str, int],
                interfaces: InterfaceMap) -> list[PathView]:
         stalled_now = {path for track in self._connections.values()
                        for path, watch in track.stalls.items() if watch.stalled}
         views = []
-        for path in sorted(set(live) | set(self._base)):
-            base = self._totals(path)
+        for path in sorted(self._paths):
+            totals = self._paths[path]
             up = interfaces.link_up.get(path)
             stalled = path in stalled_now and (moved.get(path, 0) == 0 or up is False)
             if stalled and path not in self._stalled:
-                base.stalls += 1
-            extra = live.get(path, PathTotals())
-            totals = PathTotals(
-                received=base.received + extra.received, sent=base.sent + extra.sent,
-                retransmitted=base.retransmitted + extra.retransmitted, stalls=base.stalls,
-                subflows_closed=base.subflows_closed, rtt_counts=list(base.rtt_counts), rtt_sum_s=base.rtt_sum_s,
-            )
-            views.append(PathView(path, self._types[path], totals,
+                totals.stalls += 1
+            views.append(PathView(path, self._types[path], replace(totals, rtt_counts=list(totals.rtt_counts)),
                                   counts.get(path, {False: 0, True: 0}), up if path != OTHER else None, stalled))
         self._stalled = {v.name for v in views if v.stalled}
         return views
