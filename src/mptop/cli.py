@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "watch": ("watch", "every MPTCP connection on this host, live"),
     "doctor": ("doctor", "is MPTCP really usable here, and how to fix it"),
     "replay": ("replay", "play a recording (--record) in the TUI"),
+    "export": ("export", "Prometheus metrics of MPTCP connections and paths (/metrics)"),
 }
 
 USAGE = """\
@@ -24,7 +25,8 @@ mptop get URL… [--json] headless download (NDJSON with --json)
 mptop demo              two-path lab with Wi-Fi/cellular handovers, one command
 mptop watch             every MPTCP connection on this host
 mptop doctor            is MPTCP really usable here, and how to fix it
-mptop replay FILE       play a recording in the TUI"""
+mptop replay FILE       play a recording in the TUI
+mptop export            Prometheus /metrics of MPTCP paths (or --textfile DIR)"""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,8 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not interactive():
         return no_terminal("replay", "the recording is NDJSON: read it with any JSON tool")
-    from mptop.commands._tui_run import run_app
-    from mptop.tui.app import MptopApp
+    from mptop.tui.app import MptopApp, run_app
     from mptop.tui.sources import ReplaySource
 
     watch = any(isinstance(r, Sample) and r.connections is not None for r in records)

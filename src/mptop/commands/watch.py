@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -27,10 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from mptop.commands.tty import interactive, no_terminal
     from mptop.core.paths import parse_labels
-    from mptop.core.watch import ConnectionFilter, WatchSampler
-    from mptop.kernel.types import MptcpUnavailable
+    from mptop.core.watch import ConnectionFilter, MptcpUnavailable, WatchSampler
 
     try:
         labels = parse_labels(args.label)
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _json_stream(sampler: WatchSampler, count: int | None, out: TextIO) -> int:
-    from mptop.commands.ndjson import NdjsonOut
+    from mptop.sinks import NdjsonOut
 
     write = NdjsonOut(out)
     try:
@@ -76,8 +76,7 @@ def _filter_text(process: str | None, port: int | None) -> str:
 
 
 def _tui(sampler: WatchSampler, count: int | None, query: str = "") -> int:
-    from mptop.commands._tui_run import run_app
-    from mptop.tui.app import MptopApp
+    from mptop.tui.app import MptopApp, run_app
     from mptop.tui.watch_screen import WatchScreen
 
     app = MptopApp(sampler.records(count), mode="watch", finished_text="stopped")
