@@ -8,10 +8,9 @@ from contextlib import ExitStack
 from dataclasses import replace
 
 from mptop.commands._get_run import open_run, report_failures
-from mptop.console import ConsoleView
 from mptop.core.model import Sink, Summary, TransferSummary
 from mptop.core.session import Session
-from mptop.sinks import fan_out
+from mptop.sinks import ConsoleView, fan_out
 from mptop.tui.app import MptopApp, run_app
 
 
