@@ -201,14 +201,21 @@ class MptopApp(App[int]):
         self.main.top.move(delta)
 
     def action_endpoints(self) -> None:
-        if not isinstance(self.screen, EndpointsScreen):
+        if not self.replaying and not isinstance(self.screen, EndpointsScreen):
             self.push_screen(EndpointsScreen())
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.key_help()))
 
+    @property
+    def replaying(self) -> bool:
+        """A recording plays: nothing on screen is this host, so nothing may change it (no `e`)."""
+        return isinstance(self.source, Pausable)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "endpoints":
+            return not self.replaying
         if action == "replay_pause":   # hidden without a pausable source, greyed out once it ended
             return None if self.finished and isinstance(self.source, Pausable) else isinstance(self.source, Pausable)
         return True
