@@ -22,6 +22,7 @@ EVENT_KINDS = (
     "transfer_done", "transfer_failed",
     "connection_closed",   # watch mode: a connection left the dump
     "scenario",            # demo: a scripted lab step (link down, rate change, …)
+    "user_action",         # demo: what a key the user pressed did to the lab (w, c, b, r)
 )
 
 

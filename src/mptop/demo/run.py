@@ -82,8 +82,9 @@ def _run_tui(args: argparse.Namespace, session: Session, player: ScenarioPlayer,
 async def play(session: Session, player: ScenarioPlayer, sink: Sink, duration: float | None,
                until: Callable[[], Awaitable[object]] | None = None) -> Summary:
     """Run the download and the scenario together until ``duration`` passes, ``until`` returns, or the
-    download ends; scenario steps appear in the stream as ``scenario`` events."""
-    player.on_note = lambda note: session.note(sink, "scenario", note)
+    download ends; scenario steps appear in the stream as ``scenario`` events, what the demo's keys did
+    as ``user_action`` events."""
+    player.on_note = lambda kind, note: session.note(sink, kind, note)
     script = asyncio.create_task(player.run(), name="mptop-scenario")
     run = asyncio.create_task(session.run(sink), name="mptop-session")
     stoppers: list[asyncio.Future[Any]] = [asyncio.create_task(asyncio.sleep(duration))] if duration else []
