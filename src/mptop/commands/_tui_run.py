@@ -27,7 +27,7 @@ def run_downloads(args: argparse.Namespace) -> int:
 
         app = MptopApp(runner=runner, finished_text="all transfers finished — q to quit")
         app.units = args.unit
-        crashed = run_app(app)
+        crashed = run_app(app, theme=args.theme)
         # What `get` prints at the end, once the TUI has left the screen: a line per transfer.
         summary = with_resume_hint(done[0] if done else interrupted(session))
         ConsoleView(sys.stderr, unit=args.unit, interactive=False).close(summary)

@@ -75,7 +75,7 @@ def _run_tui(args: argparse.Namespace, session: Session, player: ScenarioPlayer,
 
     app = DemoApp(player, runner=runner, finished_text="demo finished — q to quit")
     app.units = args.unit
-    crashed = run_app(app)
+    crashed = run_app(app, theme=args.theme)
     return exit_code(done[0] if done else None) or crashed
 
 

@@ -27,6 +27,7 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 
+from mptop import config
 from mptop.core.model import Record, Sink
 from mptop.tui import format as fmt
 from mptop.tui.endpoints import EndpointsScreen
@@ -254,11 +255,17 @@ class MptopApp(App[int]):
                                     "show its subflows", lambda i=index: setattr(top, "highlighted", i))
 
 
-def run_app(app: App[Any], *, headless: bool = False) -> int:
+def run_app(app: App[Any], *, theme: str | None = None, headless: bool = False) -> int:
     """Run a TUI app to its end; its exit status: non-zero when the display crashed (Textual has
-    printed the traceback by then, and sets return_code 1), 128 + N when signal N (a hangup) ended it."""
+    printed the traceback by then, and sets return_code 1), 128 + N when signal N (a hangup) ended it.
+    It starts in ``theme`` (else Textual's default); a theme chosen meanwhile (ctrl+p) is kept for next time."""
+    if theme:
+        app.theme = theme
+    start = app.theme
     with TerminalGuard(app) as guard:
         app.run(headless=headless)
+    if app.theme != start:
+        config.save({"theme": app.theme})
     code = app.return_code or 0
     if code and guard.ended_by is None:
         print(f"mptop: the display stopped on an error (exit status {code})", file=sys.stderr)
