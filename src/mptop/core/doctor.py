@@ -14,7 +14,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from mptop.core.doctor_fix import NM_MPTCP_SINCE, EndpointManager
+from mptop.core.doctor_fix import NM_MPTCP_SINCE, EndpointOwner
 from mptop.kernel import host, pm
 from mptop.kernel.linktype import link_kind
 from mptop.kernel.types import Endpoint, EndpointFlag, NeedsNetAdmin
@@ -129,7 +129,7 @@ def _endpoint_check(iface: str, endpoint: Endpoint) -> Check:
     return Check(name, "ok", f"{endpoint.address} id {endpoint.id} ({_flag_names(flags)})")
 
 
-def check_endpoints(manager: EndpointManager) -> tuple[list[Check], int | None]:
+def check_endpoints(manager: EndpointOwner) -> tuple[list[Check], int | None]:
     """One line per interface that is up with a usable address, and the number of `subflow` endpoints
     (None when they cannot be listed).
 
@@ -214,7 +214,7 @@ def check_rp_filter() -> Check:
     return Check("rp_filter", "ok", "no strict rp_filter on a path")
 
 
-def check_endpoint_managers(manager: EndpointManager) -> Check:
+def check_endpoint_managers(manager: EndpointOwner) -> Check:
     both = manager.nm is not None and manager.nm >= NM_MPTCP_SINCE and host.process_running("mptcpd")
     if both:
         return Check("endpoint managers", "advice", "mptcpd and NetworkManager both manage MPTCP endpoints and "
@@ -256,7 +256,7 @@ def run_checks() -> list[Check]:
     checks = [check_kernel(), check_enabled(sysctls), check_socket()]
     if not sysctls:
         return checks
-    manager = EndpointManager.detect()
+    manager = EndpointOwner.detect()
     endpoint_checks, subflow_endpoints = check_endpoints(manager)
     checks += [check_path_manager(sysctls), check_limits(subflow_endpoints or 0), *endpoint_checks]
     checks += [c for c in (check_server_driven(subflow_endpoints), check_route_metrics()) if c is not None]

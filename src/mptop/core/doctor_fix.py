@@ -56,14 +56,14 @@ def nm_connection(iface: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class EndpointManager:
+class EndpointOwner:
     """What manages endpoints here: "NetworkManager", "mptcpd" or "ip" (by hand)."""
 
     name: str
     nm: tuple[int, int] | None = None
 
     @classmethod
-    def detect(cls) -> EndpointManager:
+    def detect(cls) -> EndpointOwner:
         nm = nm_version()
         if nm is not None and nm >= NM_MPTCP_SINCE:
             return cls("NetworkManager", nm)
