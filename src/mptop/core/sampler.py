@@ -57,10 +57,12 @@ from mptop.core.tracking import (
     TransferTrack,
     account_goodput,
     account_socket,
+    format_address,
     plain_subflow,
     status_of,
 )
 from mptop.kernel import host
+from mptop.kernel.diag import DiagReader
 from mptop.kernel.linktype import link_kind
 from mptop.kernel.pm import get_limits
 from mptop.kernel.sockopt import read_socket
@@ -68,6 +70,49 @@ from mptop.kernel.types import KernelParseError, SocketReading, SocketStatus
 
 TransfersSource = Iterable[TransferLike] | Callable[[], Iterable[TransferLike]]
 FINISHED = ("done", "failed")
+FLAGS_EVERY_S = 1.0        # subflow flags are re-read at least this often while a transfer runs
+FLAGS_KEPT = 4096          # flags of closed subflows are forgotten beyond this many
+
+
+class SubflowFlags:
+    """Each subflow's own backup flag, from sock_diag (the subflows' ULP info), by (local, remote).
+
+    Read while a transfer runs: when path-manager events wait (a subflow came up or changed
+    priority), when a subflow not read before shows up, and otherwise every :data:`FLAGS_EVERY_S`
+    (a client's own ``endpoint change … backup`` raises no event).  ``None`` when this kernel or
+    process cannot dump MPTCP sockets: the PM events' flags are then all there is.
+    """
+
+    def __init__(self) -> None:
+        self._reader: DiagReader | None = None
+        self._off = False
+        self._flags: dict[tuple[str, str], bool] = {}
+        self._at: float | None = None
+        self.due = False                   # set by the sampler when a subflow was not in the last read
+
+    def read(self, t: float, force: bool) -> dict[tuple[str, str], bool] | None:
+        if self._off:
+            return None
+        if force or self.due or self._at is None or t - self._at >= FLAGS_EVERY_S:
+            try:
+                if self._reader is None:
+                    self._reader = DiagReader(processes=False)
+                conns = self._reader.connections()
+            except (OSError, KernelParseError):
+                self.close()
+                self._off = True
+                return None
+            now = {(format_address(sf.local), format_address(sf.remote)): sf.backup
+                   for conn in conns for sf in conn.subflows}
+            # A subflow that just closed keeps its last flag (its transfer's final read still shows it).
+            self._flags = now if len(self._flags) > FLAGS_KEPT else {**self._flags, **now}
+            self._at, self.due = t, False
+        return self._flags
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 class Sampler:
@@ -93,6 +138,7 @@ class Sampler:
         self._ledger = SubflowLedger()
         self._tracks: dict[int, TransferTrack] = {}
         self._fallback_counters = FallbackCounters()
+        self._flags = SubflowFlags()
         self._woken: asyncio.Event | None = None     # made in run(): an Event belongs to one loop
 
     # -- inputs --------------------------------------------------------------------------------
@@ -117,11 +163,14 @@ class Sampler:
         self.start_events()
         self._woken = woken = asyncio.Event()
         polls = rearming(self.poll, self.interval, self._clock, lambda seconds: sleep_unless(woken, seconds))
-        async with self._pm.consuming(), contextlib.aclosing(polls):
-            async for sample, events in polls:
-                yield sample, events
-                if until_done and self.all_finished():
-                    return
+        try:
+            async with self._pm.consuming(), contextlib.aclosing(polls):
+                async for sample, events in polls:
+                    yield sample, events
+                    if until_done and self.all_finished():
+                        return
+        finally:
+            self._flags.close()
 
     def wake(self) -> None:
         """Poll now rather than at the next tick (e.g. every transfer just ended: the final read,
@@ -148,8 +197,12 @@ class Sampler:
         return self._pm.start()
 
     def close(self) -> None:
-        """Drop the path-manager subscription (done when :meth:`run` ends)."""
+        """Drop the path-manager subscription (done when :meth:`run` ends) and the diag reader."""
         self._pm.close()
+        self._flags.close()
+
+    def _finished(self, tr: TransferLike) -> bool:
+        return tr.id in self._tracks and self._tracks[tr.id].finished
 
     def all_finished(self) -> bool:
         """Every transfer finished and had its final read (False while there is none)."""
@@ -165,7 +218,11 @@ class Sampler:
         for iface, up in self._links.observe(itfs.link_up):
             label = self._paths.label(iface)
             ctx.events.append(Event(t, "link_up" if up else "link_down", iface, None, describe_link(label, iface, up)))
-        samples = [self._sample_transfer(ctx, tr) for tr in self.transfers()]
+        transfers = self.transfers()
+        if any(tr.state != "connecting" and not self._finished(tr) for tr in transfers):
+            ctx.subflow_backup = self._flags.read(t, force=self._router.pending)
+        samples = [self._sample_transfer(ctx, tr) for tr in transfers]
+        self._flags.due = ctx.flags_missing
         for iface, path in self._paths.paths.items():
             watch = self._stalls.setdefault(iface, StallWatch())
             change = watch.observe(t, path.bytes, iface in ctx.active_paths)
@@ -184,7 +241,7 @@ class Sampler:
             return track.last                   # finished, final read done
         finishing = tr.state in FINISHED       # this poll is the final read
         running = tr.state == "running"
-        readings = [(i, sock, _reading_of(sock)) for i, sock in enumerate(tr.sockets)]
+        readings = [(i, sock, _socket_reading(sock)) for i, sock in enumerate(tr.sockets)]
         live = _live_reading(tr, readings)
         for index, _sock, reading in readings:
             if reading is not None and reading.info is not None:
@@ -304,7 +361,7 @@ def _span(transfers: Iterable[TransferLike]) -> float | None:
     return round(max(ends) - min(starts), 3) if starts and ends else None
 
 
-def _reading_of(sock: socket.socket) -> SocketReading | None:
+def _socket_reading(sock: socket.socket) -> SocketReading | None:
     """A socket's reading; None when it cannot be read (closed handle, not connected yet)."""
     try:
         return read_socket(sock)

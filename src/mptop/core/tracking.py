@@ -124,7 +124,7 @@ class TransferTrack:
     sockets: dict[int, SocketTrack] = field(default_factory=dict)
     closed: deque[SubflowSample] = field(default_factory=lambda: deque(maxlen=CLOSED_KEPT))
     path_bytes: dict[str, int] = field(default_factory=dict)
-    backup: dict[tuple[str, str], bool] = field(default_factory=dict)   # (local, remote) → flag, from PM
+    backup: dict[tuple[str, str], bool] = field(default_factory=dict)   # (local, remote) → flag, from PM events
     born: dict[tuple[str, str], float] = field(default_factory=dict)    # (local, remote) → PM "up" time
     app_bytes: CounterRate = field(default_factory=CounterRate)
     smoothed: Ewma = field(default_factory=lambda: Ewma(tau_s=2.0))    # for the ETA
@@ -154,6 +154,21 @@ class PollContext:
     ledger: SubflowLedger
     events: list[Event]
     active_paths: set[str] = field(default_factory=set)
+    # (local, remote) → the subflow's own backup flag (sock_diag's MPTCP_SUBFLOW_FLAG_BKUP_LOC/REM);
+    # None when sock_diag cannot be read.  An address pair is unique in a netns.
+    subflow_backup: dict[tuple[str, str], bool] | None = None
+    flags_missing: bool = False          # a subflow was not in subflow_backup (too new): read again
+
+    def backup(self, track: TransferTrack, key: tuple[str, str]) -> bool:
+        """A subflow's backup flag: the subflow's own, else what the PM events said.
+
+        The events are not enough: a backup subflow the client asked for (a ``backup`` endpoint)
+        is announced by SUB_ESTABLISHED with backup=0, and the client's own endpoint change
+        emits no event at all (docs: sock_diag shows both)."""
+        own = self.subflow_backup.get(key) if self.subflow_backup is not None else None
+        if own is None and self.subflow_backup is not None:
+            self.flags_missing = True
+        return own if own is not None else track.backup.get(key, False)
 
 
 def account_socket(ctx: PollContext, track: TransferTrack, index: int, subflows: Sequence[SubflowReading],
@@ -188,7 +203,7 @@ def _open(ctx: PollContext, track: TransferTrack, sock: SocketTrack, sf: Subflow
     born = min(track.born.get(key, ctx.t), ctx.t)
     st = sock.subflows[key] = SubflowTrack(local, remote, iface, label, join=key != sock.initial, first_seen=born)
     if ctx.ledger.up((track.id, local, remote)):
-        backup = track.backup.get(key, False)
+        backup = ctx.backup(track, key)
         ctx.events.append(Event(ctx.t, "subflow_up", iface, track.id,
                                 describe_subflow(label, local, remote, True, backup)))
     return st
@@ -211,10 +226,7 @@ def _subflow_sample(ctx: PollContext, track: TransferTrack, st: SubflowTrack, sf
         ctx.paths.add_bytes(st.iface, delta)
         track.path_bytes[st.iface] = track.path_bytes.get(st.iface, 0) + delta
     rate_bps = st.counter.rate * 8
-    # The backup flag comes from the PM events (SUB_ESTABLISHED / SUB_PRIORITY).  Without them it
-    # could come from sock_diag's subflow ULP info (MPTCP_SUBFLOW_FLAG_BKUP_LOC/REM, DiagSubflow.backup),
-    # which the kernel layer reads for `mptop watch`.
-    backup = track.backup.get((st.local, st.remote), False)
+    backup = ctx.backup(track, (st.local, st.remote))
     ctx.paths.add_live_subflow(st.iface, rate_bps)
     if running and not backup:
         ctx.active_paths.add(st.iface)

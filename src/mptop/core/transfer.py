@@ -206,9 +206,9 @@ class TransferManager:
     async def _run_one(self, t: Transfer, resolver: NetnsResolver,
                        on_start: Callable[[Transfer], object] | None) -> None:
         t.started_at = time.monotonic()
-        if on_start is not None:
-            on_start(t)
         try:
+            if on_start is not None:
+                on_start(t)
             await self._download(t, resolver)
             t.state = "done"
         except asyncio.CancelledError:
