@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from mptop.kernel.diag import dump_connections
 from mptop.kernel.pm import list_endpoints
 from mptop.kernel.pm_events import PmEvents
-from mptop.kernel.types import SUBFLOW_FLAG_BKUP_LOC, SUBFLOW_FLAG_BKUP_REM
+from mptop.kernel.types import SUBFLOW_FLAG_BKUP_LOC, SUBFLOW_FLAG_BKUP_REM, PmEvent
 from mptop.lab import Lab, LabConfig
 from mptop.lab.signals import exit_on_signals
 
@@ -190,7 +190,7 @@ def fact_backup(lab: Lab) -> None:
             sock.connect((lab.paths[0].server_addr, lab.config.mptcp_port))
             sock.sendall(b"GET /bytes/1000000 HTTP/1.1\r\nHost: lab\r\n\r\n")
             deadline = time.monotonic() + 10
-            joined: list[object] = []
+            joined: list[PmEvent] = []
             while time.monotonic() < deadline and not joined:
                 sock.recv(65536)
                 joined = [e for e in events.read_pending() if e.kind.name == "SUB_ESTABLISHED"]
