@@ -173,8 +173,11 @@ def fact_implicit(lab: Lab) -> None:
     shown = lab.run(lab.client, ["ip", "mptcp", "endpoint", "show"]).stdout.strip()
     print(f"   ip mptcp endpoint show: {shown}")
     for ep in eps:
-        change = lab.run(lab.client, ["ip", "mptcp", "endpoint", "change", "id", str(ep.id), "subflow"], check=False)
-        print(f"   ip mptcp endpoint change id {ep.id} subflow: rc {change.returncode} {change.stderr.strip()!r}")
+        for flag in ("subflow", "backup"):
+            change = lab.run(lab.client, ["ip", "mptcp", "endpoint", "change", "id", str(ep.id), flag], check=False)
+            print(f"   ip mptcp endpoint change id {ep.id} {flag}: rc {change.returncode} {change.stderr.strip()!r}")
+        shown = lab.run(lab.client, ["ip", "mptcp", "endpoint", "show"]).stdout.strip()
+        print(f"   ip mptcp endpoint show: {shown}")
 
 
 def fact_backup(lab: Lab) -> None:
