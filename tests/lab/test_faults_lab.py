@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from mptop.core.model import Record, Summary
 from mptop.core.output import Sink
+from mptop.core.partfile import VALIDATOR_XATTR
 from mptop.core.session import Session
 from mptop.core.transfer import TransferManager, TransferOptions
 from mptop.lab import Lab, LabConfig, LabUnavailable, faults
@@ -204,3 +205,69 @@ def test_a_symlinked_part_is_not_followed(fault_lab: Lab, tmp_path: Path) -> Non
         f"mptop: {fault_lab.url(N)}: {out}/x.part is a symbolic link: not following it (remove it to download)")
     assert outside.read_bytes() == b"precious"
     assert sorted(os.listdir(out)) == ["x.part"] and (out / "x.part").is_symlink()
+
+
+def write_part(path: Path, data: bytes, validator: str | None) -> None:
+    """A .part as an interrupted mptop run leaves it: the bytes, and the entity's validator."""
+    path.write_bytes(data)
+    if validator is not None:
+        os.setxattr(path, VALIDATOR_XATTR, validator.encode())
+
+
+BIG = 1_000_000    # resumes: large enough that half of it stands out of the interfaces' other traffic
+
+# (route, entity version in the .part, validator recorded?, the note expected; None: resumed)
+RESUMES = [
+    ("entity", 1, True, None),                                        # same entity: resumed with If-Range
+    ("entity", 2, True, "the server sent the whole file"),            # changed: 200, started over
+    ("liar", 2, True, "the server's file changed"),                   # 206 with another ETag
+    ("entity", 1, False, "nothing records which version"),            # another tool's .part
+    ("wrong-range", None, True, "partial answer does not continue it"),
+]
+
+
+def rx_total(lab: Lab) -> int:
+    return sum(lab.rx_bytes(p.iface) for p in lab.paths)
+
+
+def rx_settled(lab: Lab) -> int:
+    """rx_total once the paths are quiet (an earlier case's abandoned body may still be arriving)."""
+    deadline, last = time.monotonic() + 10, -1
+    while (now := rx_total(lab)) != last and time.monotonic() < deadline:
+        last = now
+        time.sleep(0.3)
+    return now
+
+
+@pytest.mark.parametrize("route, on_disk, validated, note", RESUMES)
+def test_resume_splices_only_the_same_entity(fault_lab: Lab, tmp_path: Path, route: str, on_disk: int | None,
+                                              validated: bool, note: str | None) -> None:
+    lab, out = fault_lab, tmp_path / "out"
+    out.mkdir()
+    url = f"{lab.base_url()}/fault/{route}?n={BIG}&v=1"
+    stale = lab_content.content(BIG // 2) if on_disk is None else faults.entity_body(BIG, on_disk)[: BIG // 2]
+    write_part(out / "x.part", stale, (faults.entity_etag(BIG, on_disk or 0) if validated else None))
+    rx = rx_settled(lab)
+    run = mptop_get(lab, tmp_path, "-o", str(out / "x"), url)
+    assert run.returncode == 0, run.stderr
+    served = faults.entity_body(BIG, 1) if route != "wrong-range" else lab_content.content(BIG)
+    assert file_sha256(out / "x") == sha256(served)
+    assert os.listdir(out) == ["x"]
+    notes = [line for line in run.stderr.splitlines() if "not resumed" in line]
+    if note is None:
+        assert notes == [], run.stderr
+        assert rx_total(lab) - rx < BIG * 3 // 4          # only the missing half came
+    else:
+        assert len(notes) == 1 and note in notes[0] and f"{out}/x.part" in notes[0], run.stderr
+
+
+def test_a_cut_run_leaves_a_part_the_next_run_resumes(fault_lab: Lab, tmp_path: Path) -> None:
+    """The validator mptop itself records (the body of /truncated/N is /bytes/N's, with its ETag)."""
+    lab, x = fault_lab, tmp_path / "x"
+    assert mptop_get(lab, tmp_path, "-o", str(x), f"{lab.base_url()}/truncated/{BIG}").returncode == 1
+    assert os.getxattr(f"{x}.part", VALIDATOR_XATTR) == lab_content.etag(BIG).encode()
+    rx = rx_settled(lab)
+    run = mptop_get(lab, tmp_path, "-o", str(x), lab.url(BIG))
+    assert run.returncode == 0 and "not resumed" not in run.stderr, run.stderr
+    assert file_sha256(x) == lab.content_sha256(BIG)
+    assert rx_total(lab) - rx < BIG * 3 // 4

@@ -43,7 +43,7 @@ from aiohttp.multipart import content_disposition_filename
 from yarl import URL
 
 from mptop.core.failures import TransferError
-from mptop.core.partfile import open_part
+from mptop.core.partfile import open_part, record_validator
 
 PART_SUFFIX = ".part"
 INDEX_NAME = "index.html"      # the URL names a directory (path empty or ending in "/")
@@ -73,6 +73,7 @@ class OutputTarget:
     part: str | None = None           # the .part written meanwhile (kind "file"): path + ".part"
     named_by_url: bool = False        # the name may still come from Content-Disposition
     resume_from: str | None = None    # the .part a resume continues (found before the response)
+    validator: str | None = None      # the entity's ETag or Last-Modified (mptop.core.partfile)
 
     @property
     def display(self) -> str:
@@ -234,6 +235,8 @@ class Sink:
             if offset:
                 self._hash_prefix(offset)
                 self._file.truncate(offset)
+            else:
+                record_validator(self._file, t.validator)
         except OSError as exc:
             raise _with_filename(exc, t.part or t.display) from None
 

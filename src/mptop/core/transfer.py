@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import re
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -49,12 +48,12 @@ from yarl import URL
 from mptop.core.failures import FailureContext, TransferError, describe
 from mptop.core.output import (OutputPlan, OutputTarget, Sink, SinkThread, check_final, disposition_name,
                                part_size, plan_output, rename_from_server, target_for)
+from mptop.core.partfile import content_range, not_resumed, partial_mismatch, recorded_validator, validator_of
 from mptop.kernel.sockets import create_mptcp_socket, dup_handle
 from mptop.kernel.sockopt import socket_status
 from mptop.kernel.types import MptcpUnavailable, SocketStatus
 
 CHUNK = 1 << 20          # bytes per read at most: few enough chunks/s that per-chunk overhead is noise
-_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 State = Literal["connecting", "running", "done", "failed"]
 
@@ -90,6 +89,7 @@ class Transfer:
         self.file: str | None = None              # final path; None for stdout or a failure
         self.received = 0                         # bytes of the file received (incl. resumed prefix)
         self.resumed = 0                          # of those, a kept .part's: not fetched by this run
+        self.notes: list[str] = []                # one line each, for the views (the sampler takes them)
         self._writer: SinkThread | None = None
         self._fd_handles: dict[int, socket.socket] = {}
         self._task: asyncio.Task[None] | None = None
@@ -248,12 +248,16 @@ class TransferManager:
             check_final(target, o.force)
         offset = part_size(target.part) if o.resume and target.kind == "file" else 0
         if offset and self._claim(t, target.part):   # a .part two URLs share is resumed once
-            target.resume_from = target.part
+            target.resume_from, target.validator = target.part, recorded_validator(target.part or "")
+            if target.validator is None:
+                t.notes.append(not_resumed(target.part or "", "nothing records which version of the file it holds"))
+                offset = 0
         else:
             offset = 0
         async with self._session(t, resolver) as session:
             for attempt_offset in (offset, 0) if offset else (0,):
-                headers = {"Range": f"bytes={attempt_offset}-"} if attempt_offset else None
+                headers = {"Range": f"bytes={attempt_offset}-", "If-Range": target.validator or ""} \
+                    if attempt_offset else None
                 async with session.get(t.url, headers=headers, max_redirects=o.max_redirects) as resp:
                     t._note_active(resp)
                     start = self._check_response(t, resp, attempt_offset)
@@ -268,8 +272,8 @@ class TransferManager:
         active = t.active_socket
         if self.options.require_mptcp and active is not None and socket_status(active) is not SocketStatus.MPTCP:
             raise TransferError("the server does not speak MPTCP (connection fell back to TCP)")
-        if resp.status == 416 and offset:
-            total = _content_range(resp.headers.get("Content-Range"))[2]
+        if resp.status == 416 and offset:       # If-Range matched (or the server would have sent 200)
+            total = content_range(resp.headers.get("Content-Range"))[2]
             if total == offset:           # the .part already holds the whole file
                 t.total = total
                 return offset
@@ -280,13 +284,18 @@ class TransferManager:
         rename_from_server(t.target, disposition_name(disposition.parameters) if disposition else None)
         self._claim_target(t)
         check_final(t.target, self.options.force)
-        start = 0
+        start, part = 0, t.target.resume_from or t.target.part or ""
         if resp.status == 206 and offset:
-            first, _, total = _content_range(resp.headers.get("Content-Range"))
-            if first != offset:
+            why = partial_mismatch(resp.headers, offset, t.target.validator)
+            if why is not None:
+                t.notes.append(not_resumed(part, why))
                 return None
-            start, t.total = offset, total
-        elif resp.content_length is not None:
+            start, t.total = offset, content_range(resp.headers.get("Content-Range"))[2]
+        elif offset:
+            t.notes.append(not_resumed(part, "the server sent the whole file: it changed, or cannot resume"))
+        if start == 0:
+            t.target.validator = validator_of(resp.headers)
+        if start == 0 and resp.content_length is not None:
             t.total = resp.content_length
         return start
 
@@ -341,16 +350,6 @@ def _parse_url(url: str) -> URL:
     if not parsed.host:
         raise TransferError(f"malformed URL: {url} (no host)")
     return parsed
-
-
-def _content_range(header: str | None) -> tuple[int | None, int | None, int | None]:
-    """(first, last, total) of ``Content-Range: bytes A-B/T`` (``*`` parts are None)."""
-    m = _CONTENT_RANGE.fullmatch(header.strip()) if header else None
-    if m is None:
-        return None, None, None
-    first, last, total = m.groups()
-    as_int = lambda s: int(s) if s and s != "*" else None   # noqa: E731
-    return as_int(first), as_int(last), as_int(total)
 
 
 class NetnsResolver(AbstractResolver):

@@ -27,6 +27,7 @@ _PHRASES: dict[str, tuple[str, Severity]] = {
     "address_announced": ("peer announced", "info"),
     "address_removed": ("peer removed", "warn"),
     "transfer_failed": ("failed", "bad"),
+    "transfer_note": ("note", "warn"),
     "connection_closed": ("connection closed", "info"),
 }
 
