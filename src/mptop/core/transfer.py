@@ -36,6 +36,7 @@ import functools
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from typing import Any, Literal
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
 from yarl import URL
 
 from mptop.core.failures import FailureContext, TransferError, describe
@@ -280,7 +282,10 @@ class TransferManager:
             return None
         if not 200 <= resp.status < 300:   # redirects were followed: a 3xx here has no Location
             raise TransferError(f"HTTP {resp.status} {resp.reason or ''}".rstrip())
-        disposition = resp.content_disposition
+        with warnings.catch_warnings():     # a malformed header just names nothing: no warning on stderr
+            warnings.simplefilter("ignore", BadContentDispositionHeader)
+            warnings.simplefilter("ignore", BadContentDispositionParam)
+            disposition = resp.content_disposition
         rename_from_server(t.target, disposition_name(disposition.parameters) if disposition else None)
         self._claim_target(t)
         check_final(t.target, self.options.force)
