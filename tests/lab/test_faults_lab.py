@@ -18,9 +18,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 from typing import Any
 from unittest import mock
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -89,8 +89,20 @@ Expect = tuple[str, ...]
 CONTENT = lab_content.sha256(N)
 
 
+HOSTILE = "\x1b[2J\x1b]2;pwned\x07\u202e"     # wipe the screen, set the title, reverse the text
+ESC = quote(HOSTILE, safe="")
+
+
 def _cases() -> list[tuple[str, Expect]]:
+    named = quote(f'attachment; filename="/etc/x{HOSTILE}.txt"')
     return [
+        (f"/fault/location?to=ftp://{ESC}/x", ("fail", "redirected to a malformed URL: ftp://\\x1b[2J")),
+        (f"/fault/location?to=http://192.0.2.1/{ESC}", ("fail", "HTTP 404")),
+        ("/fault/reason", ("fail", "HTTP 500 \\x1b[2J\\x1b]2;pwned\\x07Oops\\x9b31m")),
+        (f"/fault/reason?r={ESC}", ("fail", "HTTP 500 \\x1b[2J")),
+        (f"/fault/disposition?cd={named}", ("ok", "x[2J]2;pwned.txt", CONTENT)),
+        (f"/fault/disposition?cd={quote('attachment; filename*=UTF-8')}", ("ok", "disposition", CONTENT)),
+        (f"/fault/disposition?cd={quote('attachment; filename=a b')}", ("ok", "disposition", CONTENT)),
         ("/fault/location?to=ftp://192.0.2.1/x", ("fail", "redirected to an unsupported URL")),
         ("/fault/location?to=file:///etc/passwd", ("fail", "redirected to an unsupported URL")),
         ("/fault/location?to=data:,hello", ("fail", "redirected to an unsupported URL")),
@@ -106,8 +118,6 @@ def _cases() -> list[tuple[str, Expect]]:
         ("/fault/wrong-range", ("ok", "wrong-range", CONTENT)),
         ("/fault/range-ignored", ("ok", "range-ignored", CONTENT)),
         ("/fault/disposition", ("ok", "evil", CONTENT)),
-        (f"/fault/disposition?cd={quote('attachment; filename*=UTF-8')}", ("ok", "disposition", CONTENT)),
-        (f"/fault/disposition?cd={quote('attachment; filename=a b')}", ("ok", "disposition", CONTENT)),
         ("/fault/gzip", ("ok", "gzip", sha256(faults.gzip_body(N)))),
         ("/fault/chunked", ("ok", "chunked", CONTENT)),
         ("/fault/chunked-cut", ("fail", "connection closed")),
@@ -274,3 +284,62 @@ def test_a_cut_run_leaves_a_part_the_next_run_resumes(fault_lab: Lab, tmp_path: 
     assert run.returncode == 0 and "not resumed" not in run.stderr, run.stderr
     assert file_sha256(x) == lab.content_sha256(BIG)
     assert rx_total(lab) - rx < BIG * 3 // 4
+
+
+def run_in_terminal(lab: Lab, argv: list[str], cwd: Path, quit_after: bytes | None = None,
+                    timeout: float = 40) -> bytes:
+    """Every byte a terminal (a pty, 100x30) receives from ``mptop ARGV``; with ``quit_after``,
+    ``q`` is typed once that text was shown.  Ends when the program does (bounded)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    with lab.client.entered():
+        proc = subprocess.Popen([sys.executable, "-m", "mptop", *argv], stdin=slave, stdout=slave, stderr=slave,
+                                cwd=cwd, env={**os.environ, "TERM": "xterm-256color"}, start_new_session=True)
+    os.close(slave)
+    seen, deadline, typed = b"", time.monotonic() + timeout, False
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:          # EIO: the program ended, the pty closed
+                    break
+                seen += chunk
+            if quit_after is not None and not typed and quit_after in seen:
+                os.write(master, b"q")
+                typed = True
+            if not ready and proc.poll() is not None:
+                break
+        assert proc.poll() is not None or proc.wait(5) is not None, "still running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return seen
+
+
+# The hostile bytes Rich and Textual never send themselves (Textual ends its own OSC 22 with a BEL).
+INJECTED = [b"\x1b]2;pwned", "\u202e".encode(), "\x9b".encode()]
+
+
+def test_the_terminal_never_receives_a_control_character_from_the_network(fault_lab: Lab, tmp_path: Path) -> None:
+    """The live console (Rich, on a pty) and the TUI (Textual) show the hostile reason phrase,
+    Location and file name escaped."""
+    lab, out = fault_lab, tmp_path / "out"
+    urls = [f"{lab.base_url()}/fault/reason", f"{lab.base_url()}/fault/location?to=ftp://{ESC}/x",
+            f"{lab.base_url()}/fault/disposition?cd={quote(f'attachment; filename=a{HOSTILE}')}"]
+    console = run_in_terminal(lab, ["get", "-o", f"{out}/", *urls], tmp_path)
+    assert b"HTTP 500 \\x1b[2J\\x1b]2;pwned\\x07Oops" in console, console[-2000:]
+    tui = run_in_terminal(lab, ["-o", f"{out}/", "--force", *urls], tmp_path, quit_after=b"Oops")
+    assert b"Oops" in tui, tui[-2000:]
+    for text in INJECTED:
+        assert text not in console and text not in tui, text
+    assert b"\x07" not in console

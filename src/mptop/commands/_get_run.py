@@ -14,6 +14,7 @@ from mptop.core.failures import TransferError
 from mptop.core.model import Event, Record, Sample, Summary
 from mptop.core.paths import parse_labels
 from mptop.core.recording import write_record
+from mptop.core.safe_text import escape_controls
 from mptop.core.session import Session, Sink
 from mptop.core.transfer import TransferOptions
 
@@ -54,7 +55,7 @@ def report_failures(summary: Summary) -> int:
     """One line per failed transfer on stderr; the exit code for the run."""
     for t in summary.transfers:
         if not t.ok:
-            print(f"mptop: {t.url}: {t.error or 'failed'}", file=sys.stderr)
+            print(f"mptop: {escape_controls(t.url)}: {escape_controls(t.error or 'failed')}", file=sys.stderr)
     return 0 if all(t.ok for t in summary.transfers) else 1
 
 

@@ -15,6 +15,7 @@ from rich.style import Style
 from rich.text import Text
 
 from mptop.core.model import ConnectionSample, SubflowSample, TransferSample
+from mptop.core.safe_text import escape_controls
 from mptop.tui import format as fmt
 from mptop.tui.chart import RateChart
 from mptop.tui.format import Units
@@ -89,7 +90,7 @@ class TransferCard:
         pct = fmt.percent(fraction) if tr.total else "–"
         done = fmt.size(tr.bytes) + (f" / {fmt.size(tr.total)}" if tr.total else "")
         if tr.state == "failed":
-            return [(f"✗ {tr.error or 'failed'}", self.styles.error)]
+            return [(f"✗ {escape_controls(tr.error or 'failed')}", self.styles.error)]
         rate = fmt.rate(tr.rate_bps, self.units)
         if tr.state == "done":
             end = ("✓ done", self.styles.badge)
@@ -137,7 +138,7 @@ def _bar_line(bar: Text, stats: list[tuple[str | Text, Style]], width: int) -> T
 
 def who(conn: ConnectionSample) -> str:
     """``curl [4242]`` (``?`` when the kernel does not say which process owns the socket)."""
-    return (conn.process or "?") + (f" [{conn.pid}]" if conn.pid else "")
+    return escape_controls(conn.process or "?") + (f" [{conn.pid}]" if conn.pid else "")
 
 
 def _ends(conn: ConnectionSample, room: int) -> str:
