@@ -17,7 +17,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from mptop.core.failures import FailureContext, TransferError, describe
-from mptop.core.output import OutputTarget, Sink
+from mptop.core.output import FileWriter, OutputTarget
 from mptop.kernel.types import MptcpUnavailable
 
 
@@ -44,12 +44,12 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_disk_full_from_a_real_device() -> None:
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
-    sink = Sink(OutputTarget("direct", "/dev/full"), force=False)
-    sink.open(0)
+    writer = FileWriter(OutputTarget("direct", "/dev/full"), force=False)
+    writer.open(0)
 
     def write_all() -> None:
-        sink.write(b"x" * (1 << 20))     # larger than the buffer: reaches the device at once
-        sink.commit()
+        writer.write(b"x" * (1 << 20))     # larger than the buffer: reaches the device at once
+        writer.commit()
 
     assert describe(raised(write_all)) == "disk full writing /dev/full"
     assert describe(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) == "disk full"
@@ -68,6 +68,15 @@ def test_http_status_and_redirect_wording() -> None:
     assert describe(status) == "HTTP 503 Service Unavailable"
     loop = aiohttp.TooManyRedirects(info, (), status=302, message="Found")
     assert describe(loop, FailureContext(max_redirects=5)) == "too many redirects (more than 5)"
+
+
+def test_redirect_to_a_non_http_url_names_it() -> None:
+    # aiohttp raises these with the URL as their only argument (client.py: NonHttpUrlRedirectClientError(r_url));
+    # unlike InvalidURL they have no .url attribute, so reading one raised AttributeError.
+    redirect = aiohttp.NonHttpUrlRedirectClientError(URL("ftp://h/f"))
+    assert describe(redirect) == "redirected to an unsupported URL: ftp://h/f (http and https only)"
+    scheme = aiohttp.NonHttpUrlClientError(URL("gopher://h/f"))
+    assert describe(scheme) == "unsupported URL scheme: gopher://h/f (http and https only)"
 
 
 def test_progress_is_part_of_cut_body_lines() -> None:

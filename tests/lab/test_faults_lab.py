@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mptop.core.model import Record, Summary
-from mptop.core.output import Sink
+from mptop.core.output import FileWriter
 from mptop.core.partfile import VALIDATOR_XATTR
 from mptop.core.session import Session
 from mptop.core.transfer import TransferManager, TransferOptions
@@ -165,8 +165,8 @@ def test_fault_beside_a_healthy_download(fault_lab: Lab, tmp_path: Path, path: s
 PHASES = {   # where in a transfer the exception is raised: (class, method), and the victim's test
     "connect": (TransferManager, "_session", lambda args: args[1].url),
     "response": (TransferManager, "_check_response", lambda args: args[1].url),
-    "write": (Sink, "write", lambda args: args[0].target.path),
-    "commit": (Sink, "commit", lambda args: args[0].target.path),
+    "write": (FileWriter, "write", lambda args: args[0].target.path),
+    "commit": (FileWriter, "commit", lambda args: args[0].target.path),
 }
 
 

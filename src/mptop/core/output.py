@@ -18,7 +18,7 @@ rename, no refusal.  An existing final file is never replaced without ``force`` 
 the rename, as wget and curl: the rename makes a complete file appear atomically, which is what a
 reader of the directory needs; durability across a power cut is left to the filesystem.
 
-:class:`Sink` is the writer; it feeds the sha256 in the same pass.  :class:`SinkThread` runs it on
+:class:`FileWriter` is the writer; it feeds the sha256 in the same pass.  :class:`WriterThread` runs it on
 the transfer's own thread, never on the event loop.
 """
 
@@ -165,7 +165,7 @@ def rename_from_server(target: OutputTarget, filename: str | None) -> None:
     """Use the server's ``Content-Disposition`` file name, when the name was the URL's.
 
     A resume looks for the URL-named ``.part`` (the only name known before the response); when
-    the server names the file otherwise, :meth:`Sink.open` moves that ``.part`` to the new name.
+    the server names the file otherwise, :meth:`FileWriter.open` moves that ``.part`` to the new name.
     """
     name = sanitize_name(filename) if filename else None
     if not target.named_by_url or name is None or target.path is None:
@@ -205,7 +205,7 @@ def part_size(part: str | None) -> int:
     return st.st_size if stat.S_ISREG(st.st_mode) else 0
 
 
-class Sink:
+class FileWriter:
     """Writes one transfer's body and hashes it.  Every method but ``hexdigest`` blocks: call
     them from one worker thread, in order: :meth:`open`, :meth:`write`…, :meth:`commit` or
     :meth:`close`."""
@@ -315,8 +315,8 @@ def _with_filename(exc: OSError, filename: str) -> OSError:
     return type(exc)(exc.errno, exc.strerror, filename)
 
 
-class SinkThread:
-    """Runs a :class:`Sink` on its own thread, in order, with the event loop never blocking on it.
+class WriterThread:
+    """Runs a :class:`FileWriter` on its own thread, in order, with the event loop never blocking on it.
 
     Chunks go through a ``SimpleQueue``: handing one over costs no wake-up of the event loop.
     The loop waits only when more than ``PIPELINE_DEPTH`` chunks are queued, and is woken once
@@ -325,8 +325,8 @@ class SinkThread:
     the error is raised by the next :meth:`write` or by :meth:`commit`.
     """
 
-    def __init__(self, sink: Sink, name: str) -> None:
-        self.sink = sink
+    def __init__(self, file: FileWriter, name: str) -> None:
+        self.file = file
         self._loop = asyncio.get_running_loop()
         self._jobs: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...],
                                             concurrent.futures.Future[Any] | None] | None] = queue.SimpleQueue()
@@ -352,7 +352,7 @@ class SinkThread:
     def _write(self, chunk: bytes) -> None:
         if self._error is None:
             try:
-                self.sink.write(chunk)
+                self.file.write(chunk)
             except BaseException as exc:
                 self._error = exc
         with self._lock:
@@ -370,7 +370,7 @@ class SinkThread:
             self._queued += 1
             if self._queued > PIPELINE_DEPTH:
                 self._waiter = waiter = self._loop.create_future()
-        self._jobs.put((self.sink.write, (chunk,), None))
+        self._jobs.put((self.file.write, (chunk,), None))
         if waiter is not None:
             await waiter
             self._raise_error()
@@ -381,7 +381,7 @@ class SinkThread:
         return await asyncio.wrap_future(done)
 
     async def open(self, offset: int) -> None:
-        await self._run(self.sink.open, offset)
+        await self._run(self.file.open, offset)
 
     async def commit(self) -> str | None:
         """After every queued chunk: rename into place (or raise the first write error)."""
@@ -389,12 +389,12 @@ class SinkThread:
 
     def _commit(self) -> str | None:
         self._raise_error()
-        return self.sink.commit()
+        return self.file.commit()
 
     async def close(self) -> None:
         """After a failure: close the file (keeping the .part); errors are ignored."""
         with contextlib.suppress(Exception):
-            await self._run(self.sink.close)
+            await self._run(self.file.close)
 
     def stop(self) -> None:
         """Let the thread end once its queue is empty."""

@@ -23,9 +23,9 @@ import socket
 import struct
 import sys
 import termios
+import time
 from email.utils import encode_rfc2231
 from typing import Any
-import time
 
 from aiohttp import web
 from aiohttp.helpers import content_disposition_header
@@ -33,7 +33,7 @@ from aiohttp.helpers import content_disposition_header
 from mptop.lab import content, faults
 from mptop.lab.netns import set_pdeathsig, setns
 
-CHUNK = 1 << 20  # large writes: the server must not be the bottleneck of an unshaped lab
+SEND_CHUNK = 1 << 20  # large writes: the server must not be the bottleneck of an unshaped lab
 SLOW_TICK = 0.05
 
 
@@ -57,7 +57,7 @@ def _size(request: web.Request, key: str = "n") -> int:
 
 
 async def _send(resp: web.StreamResponse, start: int, length: int) -> None:
-    for view in content.chunks(start, length, CHUNK):
+    for view in content.chunks(start, length, SEND_CHUNK):
         await resp.write(view)
 
 
@@ -196,8 +196,8 @@ async def handle_forever(request: web.Request) -> web.StreamResponse:
         await _send_paced(resp, None, float(bps))
     offset = 0
     while True:
-        await _send(resp, offset, CHUNK)
-        offset += CHUNK
+        await _send(resp, offset, SEND_CHUNK)
+        offset += SEND_CHUNK
 
 
 @web.middleware
