@@ -32,13 +32,13 @@ the network.
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import os
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -192,17 +192,14 @@ class TransferManager:
         """Download every URL concurrently; returns when all are done or failed (never raises
         for a failed transfer: see ``Transfer.error``)."""
         resolver = NetnsResolver()
-        try:
-            tasks = []
-            for t in self.transfers:
-                if t.finished:              # a URL that could not even be parsed, or failed early
-                    t.started_at = t.ended_at = t.started_at or time.monotonic()
-                    continue
-                t._task = asyncio.create_task(self._run_one(t, resolver, on_start), name=f"transfer-{t.id}")
-                tasks.append(t._task)
-            await asyncio.gather(*tasks)
-        finally:
-            resolver.shutdown()
+        tasks = []
+        for t in self.transfers:
+            if t.finished:              # a URL that could not even be parsed, or failed early
+                t.started_at = t.ended_at = t.started_at or time.monotonic()
+                continue
+            t._task = asyncio.create_task(self._run_one(t, resolver, on_start), name=f"transfer-{t.id}")
+            tasks.append(t._task)
+        await asyncio.gather(*tasks)
         return self.transfers
 
     async def _run_one(self, t: Transfer, resolver: NetnsResolver,
@@ -368,22 +365,32 @@ def _parse_url(url: str) -> URL:
 
 
 class NetnsResolver(AbstractResolver):
-    """getaddrinfo on threads started from the event loop's thread.
+    """getaddrinfo on threads started from the event loop's thread, never waited for at exit.
 
     Network namespaces are per thread, and a thread starts in the namespace of the thread that
     started it.  aiohttp's default resolver uses the loop's shared executor, whose threads may
     predate the loop thread entering a lab namespace: a lookup there would reach the host's DNS.
-    This pool starts its threads on first use, from the loop thread, in its namespace.
+    Each lookup here runs on a daemon thread started from the loop thread, in its namespace.  No
+    executor: Python joins an executor's threads at exit, so a lookup that never answers held the
+    process for as long as the resolver tried (seconds after --connect-timeout had given up).
     """
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix="mptop-dns")
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        lookup = functools.partial(socket.getaddrinfo, host, port, family, socket.SOCK_STREAM,
-                                   0, socket.AI_ADDRCONFIG)
-        infos = await asyncio.get_running_loop().run_in_executor(self._pool, lookup)
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[list[Any]] = loop.create_future()
+
+        def lookup() -> None:
+            try:
+                infos: list[Any] | BaseException = socket.getaddrinfo(
+                    host, port, family, socket.SOCK_STREAM, 0, socket.AI_ADDRCONFIG)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                infos = exc
+            with contextlib.suppress(RuntimeError):     # the loop is gone: nobody waits any more
+                loop.call_soon_threadsafe(_settle, answer, infos)
+
+        threading.Thread(target=lookup, name="mptop-dns", daemon=True).start()
+        infos = await answer
         numeric = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
         results = []
         for fam, _, proto, _, addr in infos:
@@ -396,7 +403,13 @@ class NetnsResolver(AbstractResolver):
         return results
 
     async def close(self) -> None:
-        pass        # shared by the run's sessions: the manager shuts it down
+        pass        # shared by the run's sessions; its threads are daemons
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+
+def _settle(answer: asyncio.Future[list[Any]], infos: list[Any] | BaseException) -> None:
+    if answer.done():          # the lookup's waiter was cancelled (connect timeout)
+        return
+    if isinstance(infos, BaseException):
+        answer.set_exception(infos)
+    else:
+        answer.set_result(infos)
