@@ -1,10 +1,12 @@
-"""`mptop get` ends promptly: a DNS lookup that never answers does not hold the exit."""
+"""`mptop get` refusals and exits that need no lab: bad options, a DNS lookup that never answers."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+
+import pytest
 
 HANGING_RESOLVER = """
 import socket, sys, time
@@ -24,3 +26,11 @@ def test_connect_timeout_with_a_resolver_that_never_answers_exits_promptly() -> 
     assert result.stderr.strip().splitlines()[-1] == (
         "mptop: http://nowhere.example/x: timed out connecting to nowhere.example after 1 s")
     assert took < 8, f"exited after {took:.1f} s"
+
+
+@pytest.mark.parametrize("value, message", [("-1", "must be ≥ 0: '-1'"), ("x", "not a whole number: 'x'")])
+def test_max_redirects_must_be_a_count(value: str, message: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "mptop", "get", "--max-redirects", value, "http://127.0.0.1:9/x"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith(f"argument --max-redirects: {message}")
