@@ -343,3 +343,17 @@ def test_the_terminal_never_receives_a_control_character_from_the_network(fault_
     for text in INJECTED:
         assert text not in console and text not in tui, text
     assert b"\x07" not in console
+
+
+@pytest.mark.parametrize("output, error", [
+    ("/proc/nope/x", "no such file or directory: /proc/nope"),
+    ("{tmp}/file/x", "not a directory: {tmp}/file"),
+])
+def test_an_unusable_output_fails_before_connecting(fault_lab: Lab, tmp_path: Path, output: str, error: str) -> None:
+    """The server never answers: only a check made before connecting can end this run at once."""
+    (tmp_path / "file").write_text("")
+    url = f"{fault_lab.base_url()}/fault/silent"
+    run = mptop_get(fault_lab, tmp_path, "--idle-timeout", "25", "-o", output.format(tmp=tmp_path), url)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [f"mptop: {url}: {error.format(tmp=tmp_path)}"]
+    assert run.seconds < 15

@@ -287,6 +287,20 @@ def _make_directory(directory: str) -> None:
         raise TransferError(f"not a directory: {directory}") from None
 
 
+def prepare_directory(target: OutputTarget) -> None:
+    """Before connecting: the directory a file target goes to exists (made if missing) and is
+    writable, or :class:`TransferError`/``OSError`` says why (``-o /proc/nope/x`` fails at once)."""
+    if target.kind != "file" or target.part is None:
+        return
+    directory = os.path.dirname(target.part)
+    try:
+        _make_directory(directory)
+    except OSError as exc:
+        raise _with_filename(exc, directory or ".") from None
+    if not os.access(directory or ".", os.W_OK | os.X_OK):
+        raise TransferError(f"permission denied: {directory or '.'}")
+
+
 def _open_direct(path: str | None) -> BinaryIO:
     if path is None:     # a dup, so closing it leaves the process's stdout alone
         return os.fdopen(os.dup(sys.stdout.fileno()), "wb")

@@ -57,6 +57,7 @@ from mptop.core.output import (
     disposition_name,
     part_size,
     plan_output,
+    prepare_directory,
     rename_from_server,
     target_for,
 )
@@ -252,6 +253,7 @@ class TransferManager:
     async def _download(self, t: Transfer, resolver: NetnsResolver) -> None:
         target, o = t.target, self.options
         assert target is not None
+        prepare_directory(target)      # an unusable -o fails before connecting
         if not target.named_by_url:    # the name is final already: refuse before connecting
             self._claim_target(t)
             check_final(target, o.force)
