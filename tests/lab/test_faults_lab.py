@@ -357,3 +357,13 @@ def test_an_unusable_output_fails_before_connecting(fault_lab: Lab, tmp_path: Pa
     assert run.returncode == 1
     assert run.stderr.strip().splitlines() == [f"mptop: {url}: {error.format(tmp=tmp_path)}"]
     assert run.seconds < 15
+
+
+def test_two_urls_naming_one_file_in_a_directory_get_a_hint_that_fits(fault_lab: Lab, tmp_path: Path) -> None:
+    out, first, second = tmp_path / "out", fault_lab.url(1000), fault_lab.url(1000) + "?again"
+    run = mptop_get(fault_lab, tmp_path, "-o", f"{out}/", first, second)
+    assert run.returncode == 1
+    assert [line for line in run.stderr.splitlines() if line.startswith("mptop:")] == [
+        f"mptop: {second}: {out}/1000 is also the target of transfer #1 — both URLs name this file: "
+        "fetch one with -o FILE in another run"]
+    assert file_sha256(out / "1000") == lab_content.sha256(1000)

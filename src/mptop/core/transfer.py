@@ -342,7 +342,9 @@ class TransferManager:
         for path in (target.path, target.part):
             if not self._claim(t, path):
                 owner = self._claimed[os.path.abspath(path or "")]
-                raise TransferError(f"{target.path} is also the target of transfer #{owner} — use -o DIR/")
+                hint = ("both URLs name this file: fetch one with -o FILE in another run" if self.plan.kind == "dir"
+                        else "use -o DIR/")
+                raise TransferError(f"{target.path} is also the target of transfer #{owner} — {hint}")
 
 
 async def run_transfers(urls: Sequence[str], options: TransferOptions,
