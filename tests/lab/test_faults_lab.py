@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -367,3 +369,29 @@ def test_two_urls_naming_one_file_in_a_directory_get_a_hint_that_fits(fault_lab:
         f"mptop: {second}: {out}/1000 is also the target of transfer #1 — both URLs name this file: "
         "fetch one with -o FILE in another run"]
     assert file_sha256(out / "1000") == lab_content.sha256(1000)
+
+
+@pytest.mark.parametrize("json_out", [True, False])
+def test_ctrl_c_stops_get_with_a_summary_and_exit_130(fault_lab: Lab, tmp_path: Path, json_out: bool) -> None:
+    lab, out = fault_lab, tmp_path / "out"
+    done, slow = lab.url(1000), f"{lab.base_url()}/slow/{BIG}?bps=100000"
+    argv = [sys.executable, "-m", "mptop", "get", "--interval", "0.1", "-o", f"{out}/", done, slow]
+    with lab.client.entered():
+        proc = subprocess.Popen(argv + (["--json"] if json_out else []), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 20
+    while not (out / f"{BIG}.part").exists() or (out / f"{BIG}.part").stat().st_size == 0:
+        assert time.monotonic() < deadline and proc.poll() is None, "the slow download never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "mptop: interrupted: 1 of 2 transfers stopped (run the same command to resume)")
+    if json_out:
+        summary = json.loads(stdout.strip().splitlines()[-1])
+        assert summary["type"] == "summary"
+        assert [t["ok"] for t in summary["transfers"]] == [True, False]
+    assert file_sha256(out / "1000") == lab_content.sha256(1000)
+    assert (out / f"{BIG}.part").stat().st_size > 0          # kept for a resume
