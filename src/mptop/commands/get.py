@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mptop.commands.options import positive_float
+from mptop.commands.options import count, positive_float
 
 
 def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
                         help="give up connecting after S seconds (default 15)")
     parser.add_argument("--idle-timeout", type=positive_float, default=30.0, metavar="S",
                         help="give up when no byte arrives for S seconds (default 30)")
-    parser.add_argument("--max-redirects", type=int, default=10, metavar="N", help="follow at most N redirects")
+    parser.add_argument("--max-redirects", type=count, default=10, metavar="N", help="follow at most N redirects")
     parser.add_argument("--bytes", dest="unit", action="store_const", const="bytes", default="bits",
                         help="show rates in bytes/s instead of bit/s")
 

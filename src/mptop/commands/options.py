@@ -25,6 +25,17 @@ positive_float = _positive(float, "a number")
 positive_int = _positive(int, "a whole number")
 
 
+def count(text: str) -> int:
+    """A whole number ≥ 0 (e.g. --max-redirects 0: follow none)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0: {text!r}")
+    return value
+
+
 def port(text: str) -> int:
     value = positive_int(text)
     if value > 65535:

@@ -20,6 +20,7 @@ EVENT_KINDS = (
     "subflow_up", "subflow_down", "path_stalled", "path_recovered", "fallback",
     "link_down", "link_up", "address_announced", "address_removed",
     "transfer_done", "transfer_failed",
+    "transfer_note",       # a transfer's one-line remark, e.g. a .part it could not resume
     "connection_closed",   # watch mode: a connection left the dump
     "scenario",            # demo: a scripted lab step (link down, rate change, …)
 )

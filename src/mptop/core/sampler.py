@@ -266,6 +266,8 @@ class Sampler:
                 sfs = (plain,) if plain is not None else ()
             subflows += account_socket(ctx, track, index, sfs, running)
         self._update_status(ctx, tr, track, live)
+        for note in _take_notes(tr):
+            ctx.events.append(Event(ctx.t, "transfer_note", None, tr.id, note))
         track.app_bytes.update(ctx.t, tr.bytes_done)   # the rate when the kernel has no byte counters
         rate = sum(goodputs) if goodputs else track.app_bytes.rate
         smoothed = track.smoothed.update(ctx.t, rate)
@@ -390,3 +392,13 @@ def _mean_bps(tr: TransferLike) -> float | None:
     if tr.started_at is None or tr.ended_at is None or tr.ended_at <= tr.started_at:
         return None
     return (tr.bytes_done - tr.resumed) * 8 / (tr.ended_at - tr.started_at)
+
+
+def _take_notes(tr: TransferLike) -> list[str]:
+    """The transfer's notes not reported yet (a Transfer's ``notes``; other TransferLikes have none)."""
+    notes: list[str] | None = getattr(tr, "notes", None)
+    if not notes:
+        return []
+    taken = notes[:]
+    del notes[: len(taken)]
+    return taken

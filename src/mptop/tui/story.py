@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 from mptop.core.model import Event, Sample, Summary
+from mptop.core.safe_text import escape_controls
 from mptop.tui import format as fmt
 
 Severity = Literal["info", "good", "warn", "bad"]
@@ -28,6 +29,7 @@ _PHRASES: dict[str, tuple[str, Severity]] = {
     "address_announced": ("peer announced", "info"),
     "address_removed": ("peer removed", "warn"),
     "transfer_failed": ("failed", "bad"),
+    "transfer_note": ("note", "warn"),
     "connection_closed": ("connection closed", "info"),
 }
 
@@ -120,7 +122,7 @@ class Narrator:
         The core's details are often whole sentences ("Wi-Fi subflow up: a → b"): where ours
         already says the first half, only what follows the colon is kept.
         """
-        detail = event.detail
+        detail = escape_controls(event.detail)
         if event.kind == "scenario":                  # a step of `mptop demo`'s script
             return [("scenario · ", None), (detail, None)]
         parts: list[Part] = [(f"#{event.transfer} ", None)] if event.transfer is not None else []
@@ -222,7 +224,7 @@ class Narrator:
         parts: list[Part] = [(f"#{event.transfer} done", None)]
         per_path = self._transfer_paths.get(event.transfer or -1)
         if not per_path:
-            return parts + ([(f" — {event.detail}", None)] if event.detail else [])
+            return parts + ([(f" — {escape_controls(event.detail)}", None)] if event.detail else [])
         parts.append((f" — {fmt.size(self._transfer_bytes.get(event.transfer or -1, 0))}", None))
         total = sum(per_path.values()) or 1
         for iface, count in sorted(per_path.items(), key=lambda kv: -kv[1]):
