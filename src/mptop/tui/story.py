@@ -23,6 +23,7 @@ MAX_ENTRIES = 300
 _PHRASES: dict[str, tuple[str, Severity]] = {
     "subflow_up": ("subflow up on", "good"),
     "subflow_down": ("subflow closed on", "bad"),
+    "subflow_missing": ("missing subflow on", "warn"),
     "fallback": ("fell back to TCP", "warn"),
     "address_announced": ("peer announced", "info"),
     "address_removed": ("peer removed", "warn"),
