@@ -100,10 +100,24 @@ def test_subflow_ledger_one_up_one_down_whoever_sees_it_first() -> None:
 def test_fallback_reasons() -> None:
     assert fallback_reason(mptcp_unavailable="MPTCP is disabled on this host", seen_mptcp=False) \
         == "MPTCP is disabled on this host"
-    assert fallback_reason(mptcp_unavailable=None, seen_mptcp=False, synack_fallback=True) \
-        == "peer does not speak MPTCP"
-    assert "after the MPTCP handshake" in fallback_reason(mptcp_unavailable=None, seen_mptcp=True)
-    assert "peer" not in fallback_reason(mptcp_unavailable=None, seen_mptcp=False, synack_fallback=None)
+    synack = fallback_reason(mptcp_unavailable=None, seen_mptcp=False, grown=frozenset({"MPCapableFallbackSYNACK"}))
+    assert synack.startswith("no MPTCP option in the server's SYN-ACK") and "or a middlebox" in synack
+    # A data-level fallback after a completed MPTCP handshake, seen by a poll or only by the counters.
+    data = frozenset({"MPCapableSYNACKRX", "MPCapableDataFallback"})
+    for seen in (True, False):
+        reason = fallback_reason(mptcp_unavailable=None, seen_mptcp=seen, grown=data)
+        assert reason.startswith("after the MPTCP handshake, data came without MPTCP options"), reason
+    handshake = frozenset({"MPCapableSYNACKRX"})
+    assert fallback_reason(mptcp_unavailable=None, seen_mptcp=False, grown=handshake) \
+        == "after the MPTCP handshake (cause unknown)"
+    assert fallback_reason(mptcp_unavailable=None, seen_mptcp=True) == "after the MPTCP handshake (cause unknown)"
+    # No evidence: say so, never "the peer" or "the handshake".
+    assert fallback_reason(mptcp_unavailable=None, seen_mptcp=False, grown=None) == "cause unknown"
+    assert fallback_reason(mptcp_unavailable=None, seen_mptcp=False, grown=frozenset()) == "cause unknown"
+    # The reason follows "fell back to TCP: ", so it never says it again (watch printed it twice).
+    for grown in (None, data, handshake, frozenset({"MPCapableFallbackSYNACK"})):
+        for seen in (True, False):
+            assert "fell back" not in fallback_reason(mptcp_unavailable=None, seen_mptcp=seen, grown=grown)
 
 
 def test_transfer_detail() -> None:

@@ -10,7 +10,7 @@ from mptop.commands._get_run import open_run, report_failures
 from mptop.core.model import Sink, Summary, TransferSummary
 from mptop.core.session import Session
 from mptop.sinks import fan_out
-from mptop.tui.app import MptopApp
+from mptop.tui.app import MptopApp, run_app
 
 
 def run_downloads(args: argparse.Namespace) -> int:
@@ -26,8 +26,8 @@ def run_downloads(args: argparse.Namespace) -> int:
 
         app = MptopApp(runner=runner, finished_text="all transfers finished — q to quit")
         app.units = args.unit
-        app.run()
-        return report_failures(with_resume_hint(done[0] if done else interrupted(session)))
+        crashed = run_app(app)
+        return report_failures(with_resume_hint(done[0] if done else interrupted(session))) or crashed
 
 
 def interrupted(session: Session) -> Summary:

@@ -23,10 +23,10 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from mptop.core.events import SynackFallbacks
+from mptop.core.events import FallbackCounters
 from mptop.core.missing import MissingSubflows
 from mptop.core.model import ConnectionSample, Event, HostInfo, Record, Sample, Status
 from mptop.core.paths import InterfaceMap
@@ -98,7 +98,7 @@ class WatchSampler:
         self._t0 = clock()
         self._pm = PmFeed(lambda event: self.tracker.pm_event(self.now(), event), enabled=pm_events)
         self._reader: DiagReader | None = None
-        self._synack = SynackFallbacks()
+        self._fallback_counters = FallbackCounters()
         self._missing = MissingSubflows()
 
     def now(self) -> float:
@@ -132,13 +132,13 @@ class WatchSampler:
         if self.only is not None:
             conns = [c for c in conns if self.only.matches_diag(c)]
         itfs = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
-        connections, events = self.tracker.observe(t, conns, itfs, self._synack.grew())
+        connections, events = self.tracker.observe(t, conns, itfs, self._fallback_counters.grew())
         sample = Sample(t=t, paths=self.tracker.paths.samples(), connections=connections)
         live = {c.token: {s.iface for s in c.subflows if not s.closed} for c in connections if c.status == "mptcp"}
         events += self._missing.poll(t, live, itfs, self.tracker.paths.label, sample.paths)
         return sample, events
 
-    async def run(self) -> AsyncIterator[tuple[Sample, list[Event]]]:
+    async def run(self) -> AsyncGenerator[tuple[Sample, list[Event]], None]:
         """Poll until the consumer stops; yields ``(sample, events)``.  Use
         ``contextlib.aclosing`` when breaking out early."""
         self.open()
@@ -151,7 +151,7 @@ class WatchSampler:
         finally:
             self.close()
 
-    async def records(self, count: int | None = None) -> AsyncIterator[Record]:
+    async def records(self, count: int | None = None) -> AsyncGenerator[Record, None]:
         """The host record, then each poll's events and sample (``count`` samples, or forever)."""
         self.open()
         self.start_events()

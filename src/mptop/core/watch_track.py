@@ -27,8 +27,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from mptop.core.events import (
-    STALL_AFTER_S, LinkWatch, StallChange, StallWatch, SubflowLedger, describe_address, describe_fallback, describe_link,
-    describe_stall, describe_subflow, fallback_reason,
+    STALL_AFTER_S,
+    LinkWatch,
+    StallChange,
+    StallWatch,
+    SubflowLedger,
+    describe_address,
+    describe_fallback,
+    describe_link,
+    describe_stall,
+    describe_subflow,
+    fallback_reason,
 )
 from mptop.core.model import ConnectionSample, Event, Status, SubflowSample
 from mptop.core.paths import InterfaceMap, PathBook
@@ -92,7 +101,7 @@ class _Poll:
     interfaces: InterfaceMap
     events: list[Event]
     baseline: bool                      # the first poll: what is already there did not just happen
-    synack_fallback: bool | None
+    fallback_counters: frozenset[str] | None
 
 
 class WatchTracker:
@@ -115,10 +124,10 @@ class WatchTracker:
         self._inbox.append((t, event))
 
     def observe(self, t: float, connections: Iterable[DiagConnection], interfaces: InterfaceMap,
-                synack_fallback: bool | None = None) -> tuple[list[ConnectionSample], list[Event]]:
-        """One poll.  ``synack_fallback``: the host's MPCapableFallbackSYNACK counter grew since the
-        previous poll (None: unknown); it explains fallbacks of connections new in this poll."""
-        poll = _Poll(t, interfaces, [], self._polls == 0, synack_fallback)
+                fallback_counters: frozenset[str] | None = None) -> tuple[list[ConnectionSample], list[Event]]:
+        """One poll.  ``fallback_counters``: the host's MPTcpExt counters that grew since the previous
+        poll (:class:`FallbackCounters`; None: unknown); they explain fallbacks seen in this poll."""
+        poll = _Poll(t, interfaces, [], self._polls == 0, fallback_counters)
         self._polls += 1
         self.paths.begin_poll(interfaces.link_up, interfaces.kinds)
         for iface, up in self._links.observe(interfaces.link_up):
@@ -230,10 +239,9 @@ class WatchTracker:
         track.fallback_reported = True
         if poll.baseline:
             return
-        new = track.first_seen == poll.t
         reason = fallback_reason(
             mptcp_unavailable=None, seen_mptcp=track.seen_mptcp or bool(info and info.remote_key_received),
-            synack_fallback=poll.synack_fallback if new else None,
+            grown=poll.fallback_counters,
         )
         detail = f"{describe_fallback('fallback', reason)} — {track.name}"
         poll.events.append(Event(poll.t, "fallback", None, None, detail))

@@ -8,6 +8,7 @@ import contextlib
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
+from typing import Any
 
 from mptop.core.model import Sink, Summary
 from mptop.core.session import Session
@@ -65,6 +66,7 @@ def _headless(args: argparse.Namespace, session: Session, player: ScenarioPlayer
 
 def _run_tui(args: argparse.Namespace, session: Session, player: ScenarioPlayer, record: Sink | None) -> int:
     from mptop.demo.app import DemoApp  # Textual only for the TUI run
+    from mptop.tui.app import run_app
 
     done: list[Summary] = []
 
@@ -73,10 +75,8 @@ def _run_tui(args: argparse.Namespace, session: Session, player: ScenarioPlayer,
 
     app = DemoApp(player, runner=runner, finished_text="demo finished — q to quit")
     app.units = args.unit
-    app.run()
-    if app.return_code not in (None, 0):
-        print(f"mptop demo: the display stopped ({app.return_code})", file=sys.stderr)
-    return exit_code(done[0] if done else None)
+    crashed = run_app(app)
+    return exit_code(done[0] if done else None) or crashed
 
 
 async def play(session: Session, player: ScenarioPlayer, sink: Sink, duration: float | None,
@@ -86,7 +86,7 @@ async def play(session: Session, player: ScenarioPlayer, sink: Sink, duration: f
     player.on_note = lambda note: session.note(sink, "scenario", note)
     script = asyncio.create_task(player.run(), name="mptop-scenario")
     run = asyncio.create_task(session.run(sink), name="mptop-session")
-    stoppers = [asyncio.create_task(asyncio.sleep(duration))] if duration else []
+    stoppers: list[asyncio.Future[Any]] = [asyncio.create_task(asyncio.sleep(duration))] if duration else []
     if until is not None:
         stoppers.append(asyncio.ensure_future(until()))
     try:

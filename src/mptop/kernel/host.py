@@ -101,7 +101,7 @@ def parse_netstat(text: str) -> dict[str, dict[str, int]]:
     """/proc/net/netstat: pairs of "Prefix: names..." / "Prefix: values..." lines, by prefix."""
     tables: dict[str, dict[str, int]] = {}
     lines = text.splitlines()
-    for header, values in zip(lines[::2], lines[1::2]):
+    for header, values in zip(lines[::2], lines[1::2], strict=False):   # a header without values: left out
         prefix, _, names = header.partition(":")
         value_prefix, _, numbers = values.partition(":")
         if prefix != value_prefix:
@@ -110,7 +110,7 @@ def parse_netstat(text: str) -> dict[str, dict[str, int]]:
         if len(keys) != len(counts):
             raise KernelParseError(f"netstat {prefix}: {len(keys)} names but {len(counts)} values")
         try:
-            tables[prefix] = {k: int(v) for k, v in zip(keys, counts)}
+            tables[prefix] = {k: int(v) for k, v in zip(keys, counts, strict=True)}
         except ValueError as e:
             raise KernelParseError(f"netstat {prefix}: {e}") from None
     return tables

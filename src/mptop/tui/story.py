@@ -19,6 +19,7 @@ Severity = Literal["info", "good", "warn", "bad"]
 Part = tuple[str, str | None]          # (text, iface to colour it by, or None)
 
 MAX_ENTRIES = 300
+_VERDICTS = ("fell back to TCP", "plain TCP")     # how the core's fallback details begin (describe_fallback)
 
 _PHRASES: dict[str, tuple[str, Severity]] = {
     "subflow_up": ("subflow up on", "good"),
@@ -124,7 +125,8 @@ class Narrator:
         if event.kind == "scenario":                  # a step of `mptop demo`'s script
             return [("scenario · ", None), (detail, None)]
         parts: list[Part] = [(f"#{event.transfer} ", None)] if event.transfer is not None else []
-        if event.kind.startswith("address_"):         # the detail, when there is one, is the sentence
+        if event.kind.startswith("address_") or (event.kind == "fallback" and detail.startswith(_VERDICTS)):
+            # the detail, when there is one, is the sentence ("plain TCP: MPTCP is disabled…" is no fallback)
             phrase = _PHRASES[event.kind][0]
             return parts + [(detail or f"{phrase} an address", None)]
         phrase = _PHRASES.get(event.kind, (event.kind.replace("_", " "), "info"))[0]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import Input
@@ -19,6 +18,7 @@ from mptop.tui import format as fmt
 from mptop.tui.cards import CardStyles, ConnectionCard, process_label
 from mptop.tui.screen import MainScreen
 from mptop.tui.state import ViewState
+from mptop.tui.style import muted, theme_style
 from mptop.tui.subflows import SubflowsTable
 from mptop.tui.toplist import CARD_HEIGHT
 from mptop.tui.watch_query import EXAMPLE, WatchQuery
@@ -118,7 +118,7 @@ class WatchScreen(MainScreen):
     def draw_top(self, state: ViewState, units: fmt.Units) -> None:
         assert isinstance(state, WatchState)
         listing = state.rows(self.watch_query, self.sort_key)
-        spark = Style.parse(self.app.theme_variables.get("foreground-darken-1", "grey70"))   # not a path colour
+        spark = theme_style(self.app, "foreground-darken-1", fallback="grey70")   # not a path colour
         styles = {kind: replace(s, spark=spark) for kind, s in self._card_styles(state).items()}
         rows = listing.rows
         peak = max((r.conn.rate_bps for r in rows if r.closed_for is None), default=0.0)
@@ -126,7 +126,7 @@ class WatchScreen(MainScreen):
         trends = [state.trend(r.conn.token) for r in rows]
         spark_scale = max((trend.peak for trend in trends), default=0.0)
         cards = []
-        for row, trend in zip(rows, trends):
+        for row, trend in zip(rows, trends, strict=True):
             style = styles[row.conn.status]
             if row.closed_for is not None:
                 style = self._fading_styles(style, row.closed_for)
@@ -146,7 +146,7 @@ class WatchScreen(MainScreen):
         return "s sort · / filter"
 
     def _empty_text(self, state: ViewState, total: int) -> Text:
-        dim = Style.parse(self.app.theme_variables.get("foreground-darken-3", "grey50"))
+        dim = muted(self.app)
         if state.sample is None:
             return Text("waiting for the first poll…", dim)
         if total and not self.watch_query.empty:
@@ -158,7 +158,7 @@ class WatchScreen(MainScreen):
         conn = state.find(int(key[1:])) if isinstance(state, WatchState) and key else None
         table = self.query_one(SubflowsTable)
         log = self.query_one(WatchEventLog)
-        if conn is None:
+        if conn is None or not isinstance(state, WatchState):
             self.query_one("#subflows-panel").border_title = "Subflows"
             table.show([], "", state.slots, units)
             log.border_subtitle = ""
