@@ -81,6 +81,7 @@ class EndpointManager:
                         f"&& nmcli device reapply {shlex.quote(iface)}")
         if self.name == "mptcpd":
             return ("mptcpd manages endpoints (addr-flags in its configuration)",
-                    f"sed -i 's/^#* *addr-flags *=.*/addr-flags=subflow/' {MPTCPD_CONF} && systemctl restart mptcpd")
+                    f"sed -i -e '/^#* *addr-flags *=/d' -e '/^\\[core\\]/a addr-flags=subflow' {MPTCPD_CONF} "
+                    "&& systemctl restart mptcpd")
         return ("by hand, lost at reboot: persist it in the network configuration",
                 f"ip mptcp endpoint add {address} dev {iface} subflow")
