@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mptop.core.missing import MissingSubflows, describe_missing, endpoint_ifaces
+from mptop.core.missing import MissingSubflows, describe_missing, for_tui, subflow_endpoints
 from mptop.kernel.types import Endpoint, EndpointFlag
 
 UP = {"wlan0": True, "wwan0": True}
@@ -40,6 +40,8 @@ def test_endpoint_interfaces_and_the_message() -> None:
            Endpoint(2, "192.0.2.2", EndpointFlag.SUBFLOW, 3, "wlan0"),
            Endpoint(3, "203.0.113.2", EndpointFlag.SUBFLOW | EndpointFlag.BACKUP, 0, None)]
     names = {"198.51.100.2": "wwan0", "203.0.113.2": "eth1"}
-    assert endpoint_ifaces(eps, names.__getitem__) == {"wlan0", "eth1"}
-    assert describe_missing("Cellular", 12.3) == \
-        "Cellular: no subflow since 12 s — re-add endpoint? (press e: Endpoints)"
+    assert subflow_endpoints(eps, names.__getitem__) == {"wlan0": eps[1], "eth1": eps[2]}
+    detail = describe_missing("Cellular", 12.3, "ip mptcp endpoint delete id 2 && ip mptcp endpoint add …")
+    assert detail == \
+        "Cellular: no subflow since 12 s — re-add endpoint? (ip mptcp endpoint delete id 2 && ip mptcp endpoint add …)"
+    assert for_tui(detail) == "Cellular: no subflow since 12 s — re-add endpoint? (press e: Endpoints)"

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from mptop.core.doctor_fix import NM_MPTCP_SINCE, EndpointManager
+from mptop.core.doctor_fix import NM_MPTCP_SINCE, EndpointManager, readd_command
 from mptop.kernel import host, pm
 from mptop.kernel.linktype import link_kind
 from mptop.kernel.types import Endpoint, EndpointFlag, NeedsNetAdmin
@@ -115,9 +115,7 @@ def _endpoint_check(iface: str, endpoint: Endpoint) -> Check:
     if flags & EndpointFlag.IMPLICIT and not flags & (EndpointFlag.SUBFLOW | EndpointFlag.SIGNAL):
         return Check(name, "ok", f"{endpoint.address} id {endpoint.id} is implicit: the kernel made it for a "
                      "subflow towards an address the server announced (server-driven, nothing to fix)")
-    keep = " ".join(f.name.lower() for f in (EndpointFlag.BACKUP, EndpointFlag.FULLMESH) if f in flags and f.name)
-    readd = (f"ip mptcp endpoint delete id {endpoint.id} && ip mptcp endpoint add {endpoint.address} "
-             f"dev {iface} id {endpoint.id} subflow{' ' + keep if keep else ''}")
+    readd = readd_command(endpoint, iface)
     if not flags & (EndpointFlag.SUBFLOW | EndpointFlag.SIGNAL):
         return Check(name, "advice", f"endpoint {endpoint.id} ({endpoint.address}: {_flag_names(flags) or 'no flags'})"
                      " is neither `subflow` nor `signal`: no subflow leaves from it (`ip mptcp endpoint "

@@ -19,6 +19,7 @@ import subprocess
 from dataclasses import dataclass
 
 from mptop.kernel import host
+from mptop.kernel.types import Endpoint, EndpointFlag
 
 NM_MPTCP_SINCE = (1, 40)
 MPTCPD_CONF = "/etc/mptcpd/mptcpd.conf"
@@ -53,6 +54,16 @@ def nm_connection(iface: str) -> str | None:
     if "unmanaged" in state or not connection.strip():
         return None
     return connection.strip()
+
+
+def readd_command(endpoint: Endpoint, iface: str) -> str:
+    """Delete and re-add ``endpoint`` as a ``subflow`` endpoint bound to ``iface`` (its id, backup and
+    fullmesh kept).  Re-adding also makes the in-kernel PM open a subflow from it on live connections;
+    ``ip mptcp endpoint change`` cannot set ``subflow`` (backup and fullmesh only)."""
+    keep = "".join(f" {f.name.lower()}" for f in (EndpointFlag.BACKUP, EndpointFlag.FULLMESH)
+                   if f in endpoint.flags and f.name)
+    return (f"ip mptcp endpoint delete id {endpoint.id} && ip mptcp endpoint add {endpoint.address} "
+            f"dev {iface} id {endpoint.id} subflow{keep}")
 
 
 @dataclass(frozen=True, slots=True)

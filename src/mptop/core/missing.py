@@ -15,9 +15,10 @@ Pure: fed each poll's live subflow interfaces per connection, the link states an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from mptop.core.doctor_fix import readd_command
 from mptop.core.model import Event, PathSample
 from mptop.core.paths import InterfaceMap
 from mptop.kernel import pm
@@ -27,23 +28,30 @@ MISSING_AFTER_S = 0.75    # a subflow being replaced (fullmesh, a quick re-add) 
 RE_ADD_KEY = "e"          # the Endpoints screen (TUI), where an endpoint is re-added
 
 
-def describe_missing(label: str, since_s: float) -> str:
-    return f"{label}: no subflow since {since_s:.0f} s — re-add endpoint? (press {RE_ADD_KEY}: Endpoints)"
+def describe_missing(label: str, since_s: float, command: str | None = None) -> str:
+    """``Cellular: no subflow since 1 s — re-add endpoint? (COMMAND)``; the TUI shows its key instead
+    of the command (:func:`for_tui`)."""
+    return f"{label}: no subflow since {since_s:.0f} s — re-add endpoint? ({command or 'the Endpoints screen'})"
 
 
-def endpoint_ifaces(endpoints: Iterable[Endpoint], iface_for: Callable[[str], str]) -> set[str]:
+def for_tui(detail: str) -> str:
+    """A ``subflow_missing`` detail with the key that re-adds the endpoint in place of the command."""
+    return detail.split(" (", 1)[0] + f" (press {RE_ADD_KEY}: Endpoints)"
+
+
+def subflow_endpoints(endpoints: Iterable[Endpoint], iface_for: Callable[[str], str]) -> dict[str, Endpoint]:
     """Interfaces that have a ``subflow`` endpoint (by its ``dev``, else by its address).
 
     Implicit endpoints do not count: the kernel makes them for a join towards an address the server
     announced, and keeps them when the server removes that address (RM_ADDR) — the subflow then
     closed on purpose, and there is nothing of the user's to re-add."""
-    return {e.ifname or iface_for(e.address) for e in endpoints if e.flags & EndpointFlag.SUBFLOW}
+    return {e.ifname or iface_for(e.address): e for e in endpoints if e.flags & EndpointFlag.SUBFLOW}
 
 
-def read_endpoint_ifaces(iface_for: Callable[[str], str]) -> set[str] | None:
-    """This netns's endpoint interfaces; None when the path manager cannot be read."""
+def read_subflow_endpoints(iface_for: Callable[[str], str]) -> dict[str, Endpoint] | None:
+    """This netns's ``subflow`` endpoints by interface; None when the path manager cannot be read."""
     try:
-        return endpoint_ifaces(pm.list_endpoints(), iface_for)
+        return subflow_endpoints(pm.list_endpoints(), iface_for)
     except OSError:
         return None
 
@@ -62,7 +70,7 @@ class MissingSubflows:
         return any(self._had.get(key, set()) - ifaces for key, ifaces in live.items())
 
     def observe(self, t: float, live: Mapping[int, set[str]], link_up: Mapping[str, bool],
-                endpoints: set[str] | None) -> list[tuple[str, float]]:
+                endpoints: Collection[str] | None) -> list[tuple[str, float]]:
         """One poll.  ``live``: connection → interfaces of its open subflows (live connections only).
         Returns the interfaces newly reported missing, with the time their subflow went."""
         for key in [k for k in self._had if k not in live]:
@@ -87,10 +95,11 @@ class MissingSubflows:
              label: Callable[[str], str], paths: Mapping[str, PathSample]) -> list[Event]:
         """:meth:`observe` with this netns's endpoints (read only when a subflow went), the paths'
         ``no_subflow_s`` set, and a ``subflow_missing`` event per newly missing interface."""
-        watching = self.candidates(live)
-        endpoints = read_endpoint_ifaces(interfaces.iface_for) if watching else set()
-        events = [Event(t, "subflow_missing", iface, None, describe_missing(label(iface), t - since))
-                  for iface, since in self.observe(t, live, interfaces.link_up, endpoints)]
+        endpoints = read_subflow_endpoints(interfaces.iface_for) if self.candidates(live) else {}
+        events = [Event(t, "subflow_missing", iface, None,
+                        describe_missing(label(iface), t - since, readd_command(endpoints[iface], iface)))
+                  for iface, since in self.observe(t, live, interfaces.link_up, endpoints)
+                  if endpoints is not None]
         for iface, since in self.missing.items():
             if iface in paths:
                 paths[iface].no_subflow_s = round(t - since, 2)

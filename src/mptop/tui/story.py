@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
+from mptop.core.missing import for_tui
 from mptop.core.model import Event, Sample, Summary
 from mptop.tui import format as fmt
 
@@ -135,6 +136,8 @@ class Narrator:
             parts += [(" ", None), self._path(event.iface)]
         elif event.iface:
             parts += [(" (", None), self._path(event.iface), (")", None)]
+        if event.kind == "subflow_missing":            # the key that re-adds it, not the shell command
+            detail = for_tui(detail)
         if ": " in detail and event.kind in _PHRASES:
             detail = detail.split(": ", 1)[1]
         if detail:
