@@ -126,3 +126,20 @@ def test_a_modem_preferred_over_wifi_is_noted(lab):
     note = by_name(report)["route metrics"]
     assert code == 0 and note["verdict"] == "info"
     assert note["detail"].startswith("wwan0 (Cellular, metric 100) is preferred over wlan0 (Wi-Fi, metric 600)")
+
+
+def test_strict_rp_filter_off_the_paths_is_not_a_failure(lab):
+    """A dock's LAN (a veth with an address, no default route, no endpoint) filtering strictly carries
+    no subflow: not a ✗. The same on a path (an endpoint, or a default route) is one."""
+    sh(lab, "ip route add default via 192.0.2.1 dev wlan0 metric 100 && "
+            "ip route add default via 198.51.100.1 dev wwan0 metric 200 && "
+            "ip link add dock0 type veth peer name dock0p && ip addr add 203.0.113.2/24 dev dock0 && "
+            "ip link set dock0p up && ip link set dock0 up && "
+            "sysctl -w net.ipv4.conf.dock0.rp_filter=1")
+    code, report = doctor(lab)
+    rp = by_name(report)["rp_filter"]
+    assert (code, rp["verdict"]) == (0, "ok") and "dock0" not in rp["detail"], rp
+    sh(lab, "ip mptcp endpoint add 203.0.113.2 dev dock0 subflow")
+    code, report = doctor(lab)
+    rp = by_name(report)["rp_filter"]
+    assert (code, rp["verdict"]) == (1, "fail") and "dock0" in rp["detail"], rp

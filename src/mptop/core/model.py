@@ -22,6 +22,7 @@ EVENT_KINDS = (
     "transfer_done", "transfer_failed",
     "transfer_note",       # a transfer's one-line remark, e.g. a .part it could not resume
     "connection_closed",   # watch mode: a connection left the dump
+    "subflow_missing",     # a live connection lost its subflow on a path that is up and has an endpoint
     "scenario",            # demo: a scripted lab step (link down, rate change, …)
 )
 
@@ -87,6 +88,7 @@ class PathSample:
     subflows: int = 0
     stalled: bool = False
     link_type: LinkType = "other"   # from the kernel's evidence (mptop.kernel.linktype)
+    no_subflow_s: float | None = None   # up, has an endpoint, lost its subflow this long ago (core.missing)
 
 
 @dataclass(slots=True)

@@ -46,6 +46,7 @@ from mptop.core.events import (
     describe_transfer,
     fallback_reason,
 )
+from mptop.core.missing import MissingSubflows
 from mptop.core.model import Event, HostInfo, Record, Sample, Status, Summary, TransferSample, TransferSummary
 from mptop.core.paths import InterfaceMap, PathBook, label_for
 from mptop.core.pm_router import PmRouter
@@ -135,6 +136,7 @@ class Sampler:
         self._paths = PathBook(self.labels)
         self._stalls: dict[str, StallWatch] = {}
         self._links = LinkWatch()
+        self._missing = MissingSubflows()
         self._ledger = SubflowLedger()
         self._tracks: dict[int, TransferTrack] = {}
         self._fallback_counters = FallbackCounters()
@@ -230,6 +232,9 @@ class Sampler:
             if change is not None:
                 ctx.events.append(Event(t, change.kind, iface, None, describe_stall(path.label, change)))
         sample = Sample(t=t, transfers=samples, paths=self._paths.samples())
+        live = {ts.id: {s.iface for s in ts.subflows if not s.closed} for ts in samples
+                if ts.state == "running" and ts.status == "mptcp"}
+        ctx.events += self._missing.poll(t, live, itfs, self._paths.label, sample.paths)
         ctx.events.sort(key=lambda e: e.t)
         return sample, ctx.events
 

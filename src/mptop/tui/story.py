@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
+from mptop.core.missing import for_tui
 from mptop.core.model import Event, Sample, Summary
 from mptop.core.safe_text import escape_controls
 from mptop.tui import format as fmt
@@ -25,6 +26,7 @@ _VERDICTS = ("fell back to TCP", "plain TCP")     # how the core's fallback deta
 _PHRASES: dict[str, tuple[str, Severity]] = {
     "subflow_up": ("subflow up on", "good"),
     "subflow_down": ("subflow closed on", "bad"),
+    "subflow_missing": ("missing subflow on", "warn"),
     "fallback": ("fell back to TCP", "warn"),
     "address_announced": ("peer announced", "info"),
     "address_removed": ("peer removed", "warn"),
@@ -136,6 +138,8 @@ class Narrator:
             parts += [(" ", None), self._path(event.iface)]
         elif event.iface:
             parts += [(" (", None), self._path(event.iface), (")", None)]
+        if event.kind == "subflow_missing":            # the key that re-adds it, not the shell command
+            detail = for_tui(detail)
         if ": " in detail and event.kind in _PHRASES:
             detail = detail.split(": ", 1)[1]
         if detail:
