@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from mptop.commands import fail
-from mptop.commands.options import port, positive_float, positive_int
+from mptop.commands.options import add_display_arguments, port, positive_int
 
 if TYPE_CHECKING:
     from mptop.core.watch import WatchSampler
@@ -17,8 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="NDJSON on stdout: a host record, then samples and events")
     parser.add_argument("--count", type=positive_int, metavar="N", help="stop after N samples")
-    parser.add_argument("--interval", type=positive_float, default=1.0, metavar="S",
-                        help="sampling interval in seconds (default 1)")
+    add_display_arguments(parser, interval=1.0)
     parser.add_argument("--process", metavar="NAME",
                         help="only connections of this process (name, shell pattern such as 'fire*', or pid)")
     parser.add_argument("--port", type=port, metavar="N", help="only connections with this local or remote port")
@@ -51,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.json:
             return asyncio.run(_json_stream(sampler, args.count, sys.stdout))
-        return _tui(sampler, args.count, _filter_text(args.process, args.port))
+        return _tui(args, sampler, _filter_text(args.process, args.port))
     finally:
         sampler.close()
 
@@ -76,11 +75,12 @@ def _filter_text(process: str | None, port: int | None) -> str:
     return " ".join(terms)
 
 
-def _tui(sampler: WatchSampler, count: int | None, query: str = "") -> int:
+def _tui(args: argparse.Namespace, sampler: WatchSampler, query: str = "") -> int:
     from mptop.tui.app import MptopApp, run_app
     from mptop.tui.watch_screen import WatchScreen
 
-    app = MptopApp(sampler.records(count), mode="watch", finished_text="stopped")
+    app = MptopApp(sampler.records(args.count), mode="watch", finished_text="stopped")
+    app.units = args.unit
     if isinstance(app.main, WatchScreen):
         app.main.set_filter(query)
-    return run_app(app)
+    return run_app(app, theme=args.theme)

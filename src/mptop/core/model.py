@@ -24,6 +24,7 @@ EVENT_KINDS = (
     "connection_closed",   # watch mode: a connection left the dump
     "subflow_missing",     # a live connection lost its subflow on a path that is up and has an endpoint
     "scenario",            # demo: a scripted lab step (link down, rate change, …)
+    "user_action",         # demo: what a key the user pressed did to the lab (w, c, b, r)
 )
 
 

@@ -127,6 +127,8 @@ class Narrator:
         detail = escape_controls(event.detail)
         if event.kind == "scenario":                  # a step of `mptop demo`'s script
             return [("scenario · ", None), (detail, None)]
+        if event.kind == "user_action":               # a key the user pressed in `mptop demo`
+            return [("you · ", None), (detail, None)]
         parts: list[Part] = [(f"#{event.transfer} ", None)] if event.transfer is not None else []
         if event.kind.startswith("address_") or (event.kind == "fallback" and detail.startswith(_VERDICTS)):
             # the detail, when there is one, is the sentence ("plain TCP: MPTCP is disabled…" is no fallback)
