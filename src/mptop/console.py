@@ -91,6 +91,7 @@ class _Screen:
             style = self.style_for(iface)
             state = "" if p.link_up in (None, True) else " link down"
             state += " stalled" if p.stalled else ""
+            state += f" waiting on {p.waiting_on}" if p.waiting_on and not p.stalled else ""
             share = byte_shares[iface] if ended else p.share
             table.add_row(
                 Text(f"  {p.label}", style=f"bold {style}"), Text(iface, style="dim"),

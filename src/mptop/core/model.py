@@ -16,6 +16,7 @@ EVENT_KINDS = (
     "subflow_up", "subflow_down", "path_stalled", "path_recovered", "fallback",
     "link_down", "link_up", "address_announced", "address_removed",
     "transfer_done", "transfer_failed",
+    "transfer_stalled", "transfer_resumed",   # every path of a transfer down or stalled; bytes again
     "connection_closed",   # watch mode: a connection left the dump
     "scenario",            # demo: a scripted lab step (link down, rate change, …)
 )
@@ -81,6 +82,7 @@ class PathSample:
     link_up: bool | None = None
     subflows: int = 0
     stalled: bool = False
+    waiting_on: str | None = None  # quiet with its link up while the transfer moves on these paths (labels)
 
 
 @dataclass(slots=True)

@@ -67,6 +67,8 @@ class PathsView(Widget):
             return Text("down", kind_style(app, "bad") + Style(bold=True))
         if path.stalled:
             return Text("stalled", kind_style(app, "warn") + Style(bold=True))
+        if path.waiting_on:               # link up, quiet while the transfer moves on another path
+            return Text("waiting", muted(app))
         if path.link_up:
             return Text("up", kind_style(app, "good"))
         return Text("—", muted(app))
