@@ -78,7 +78,7 @@ class Run:
 
 
 async def sample_download(lab: Lab, url: str, step: Step | None = None, require_mptcp: bool = False,
-                          **kwargs: object) -> Run:
+                          deadline_s: float = 30.0, **kwargs: object) -> Run:
     """Download ``url`` with the transfer engine while sampling, through the sampler's record stream."""
     rx0 = rx_counters(lab)
     records: list[Record] = []
@@ -93,7 +93,7 @@ async def sample_download(lab: Lab, url: str, step: Step | None = None, require_
                 # Like `mptop get`: the header (and the PM subscription) before any connection.
                 downloads = asyncio.create_task(manager.run())
             elif isinstance(record, Sample):
-                assert record.t < 30, "the download did not finish"
+                assert record.t < deadline_s, "the download did not finish"
                 if step is not None:
                     step(record)
         assert downloads is not None

@@ -3,16 +3,13 @@ waits for a slow one, and a transfer with no path up says so (then resumes when 
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Callable
 
 import pytest
 
-from mptop.core.model import Event, HostInfo, Record, Sample
-from mptop.core.sampler import Sampler
-from mptop.core.transfer import TransferManager, TransferOptions
+from mptop.core.model import Event, Record, Sample
 from mptop.lab import Lab
 from mptop.tui.state import ViewState
 from tests.core.test_sampler import SHAPED, sample_download
@@ -90,23 +87,12 @@ async def test_a_fast_path_waiting_for_a_slow_one_is_never_stalled(make_lab: Cal
     # measured under load), with its link up — "waiting on Cellular", never a stall.
     lab = make_lab(rate_mbit={"wlan0": 40, "wwan0": 1})
     size = int(41e6 / 8 * 60)
-    records: list[Record] = []
     with lab.client.entered():
-        async with TransferManager([lab.url(size)], TransferOptions(output="/dev/null")) as manager:
-            sampler = Sampler(manager.transfers, interval=0.25)
-            downloads = None
-            async for record in sampler.records(until_done=True):
-                records.append(record)
-                if isinstance(record, HostInfo):
-                    downloads = asyncio.create_task(manager.run())
-                elif isinstance(record, Sample):
-                    assert record.t < 240, "the download did not finish"
-            assert downloads is not None
-            await downloads
-    assert manager.transfers[0].state == "done"
-    samples = [r for r in records if isinstance(r, Sample)]
-    kinds = [r.kind for r in records if isinstance(r, Event)]
-    stalls = [r for r in records if isinstance(r, Event) and "stalled" in r.kind]
+        run = await sample_download(lab, lab.url(size), deadline_s=240)
+    assert run.transfer.state == "done"
+    samples, events = run.samples, run.events
+    kinds = [e.kind for e in events]
+    stalls = [e for e in events if "stalled" in e.kind]
     around = [(round(s.t, 2), s.transfers[0].bytes, {i: p.bytes for i, p in s.paths.items()}) for s in samples
               if stalls and stalls[0].t - 2 <= s.t <= stalls[0].t + 1]
     assert "path_stalled" not in kinds and "transfer_stalled" not in kinds, (stalls, around)
