@@ -231,8 +231,11 @@ class Sampler:
         track.app_bytes.update(ctx.t, tr.bytes_done)   # the rate when the kernel has no byte counters
         rate = sum(goodputs) if goodputs else track.app_bytes.rate
         smoothed = track.smoothed.update(ctx.t, rate)
+        # The rate shown is the one definition of every rate on screen (1 s avg of bytes received on
+        # the subflows), so the transfer's equals its paths' sum; in-order goodput only feeds the ETA.
+        shown = sum(s.rate_bps for s in subflows) if subflows else rate * 8
         sample = TransferSample(
-            id=tr.id, url=tr.url, bytes=tr.bytes_done, total=tr.total, rate_bps=track.shown.update(ctx.t, rate) * 8,
+            id=tr.id, url=tr.url, bytes=tr.bytes_done, total=tr.total, rate_bps=shown,
             status=track.status, reason=track.reason, subflows=subflows + list(track.closed),
             eta_s=None if finishing else eta_seconds(tr.bytes_done, tr.total, smoothed),
             state=tr.state,  # type: ignore[arg-type]
