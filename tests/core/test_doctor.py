@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from mptop.core import doctor_fix
-from mptop.core.doctor_fix import EndpointManager
+from mptop.core.doctor_fix import EndpointOwner
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def host_with(monkeypatch: pytest.MonkeyPatch):
 def test_networkmanager_140_on_an_interface_it_manages(host_with) -> None:
     host_with({"NetworkManager"}, "nmcli tool, version 1.46.0", {"wwan0": "100 (connected)\nMy Phone's 5G\n",
                                                                 "eth1": "10 (unmanaged)\n\n"})
-    manager = EndpointManager.detect()
+    manager = EndpointOwner.detect()
     assert (manager.name, manager.nm) == ("NetworkManager", (1, 46))
     how, fix = manager.add_subflow_fix("wwan0", "198.51.100.2")
     assert fix == ("nmcli connection modify 'My Phone'\"'\"'s 5G' connection.mptcp-flags subflow "
@@ -40,7 +40,7 @@ def test_networkmanager_140_on_an_interface_it_manages(host_with) -> None:
 
 def test_networkmanager_before_140_does_not_manage_endpoints(host_with) -> None:
     host_with({"NetworkManager"}, "nmcli tool, version 1.36.6", {"wwan0": "100 (connected)\nPhone\n"})
-    manager = EndpointManager.detect()
+    manager = EndpointOwner.detect()
     assert (manager.name, manager.nm) == ("ip", (1, 36))
     assert manager.add_subflow_fix("wwan0", "198.51.100.2")[1] == "ip mptcp endpoint add 198.51.100.2 dev wwan0 subflow"
 
@@ -48,7 +48,7 @@ def test_networkmanager_before_140_does_not_manage_endpoints(host_with) -> None:
 def test_mptcpd_is_configured_not_bypassed(host_with, tmp_path) -> None:
     """The configuration half of the fix runs, on a copy of a stock mptcpd.conf."""
     host_with({"mptcpd"})
-    manager = EndpointManager.detect()
+    manager = EndpointOwner.detect()
     how, fix = manager.add_subflow_fix("wwan0", "198.51.100.2")
     assert manager.name == "mptcpd" and "addr-flags" in how
     edit, restart = fix.split(" && ")

@@ -128,9 +128,6 @@ class TransferTrack:
     born: dict[tuple[str, str], float] = field(default_factory=dict)    # (local, remote) → PM "up" time
     app_bytes: CounterRate = field(default_factory=CounterRate)
     smoothed: Ewma = field(default_factory=lambda: Ewma(tau_s=2.0))    # for the ETA
-    # Goodput as shown: mptcpi_bytes_received advances in bursts when data arrives out of order across
-    # paths (0.25 s deltas swing 20-100 Mbit/s on a steady 50), so the shown rate is smoothed over ~1 s.
-    shown: Ewma = field(default_factory=lambda: Ewma(tau_s=0.75))
     status: Status = "connecting"
     reason: str | None = None
     reported: Status | None = None       # the fallback/tcp status a `fallback` event was sent for
