@@ -81,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     elif argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
         if not argv[0].startswith("-") and "://" not in argv[0]:
             return _unknown_command(argv[0])   # not a URL either: a mistyped command, say so
-        # `mptop URL… [get options]` opens the TUI on those downloads; with --json it is `get --json`.
-        argv = ["get", *argv] if "--json" in argv else ["get", "--tui", *argv]
+        # `mptop URL… [get options]` opens the TUI on those downloads; with --json, or without a
+        # terminal (cron, a script), it is the headless `get`.
+        from mptop.commands.tty import interactive
+
+        argv = ["get", *argv] if "--json" in argv or not interactive() else ["get", "--tui", *argv]
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

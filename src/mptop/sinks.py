@@ -201,11 +201,13 @@ class ConsoleView:
         if self._live is not None:
             self._live.stop()
             self._live = None
-        for t in summary.transfers if summary else []:
+        if summary is None:
+            return
+        for t in summary.transfers:
             if t.ok:
                 where = t.file or "(stdout)"
                 paths = ", ".join(f"{k} {format_bytes(v)}" for k, v in t.path_bytes.items())
-                took = t.duration_s if t.duration_s is not None else summary.duration_s  # type: ignore[union-attr]
+                took = t.duration_s if t.duration_s is not None else summary.duration_s
                 self.console.print(f"[green]✓[/green] {t.url} → {where}: {format_bytes(t.bytes)} in "
                                    f"{format_duration(took)} ({paths}) sha256 {t.sha256}",
                                    soft_wrap=True)

@@ -14,7 +14,7 @@ import pytest
 
 from mptop.core.events import describe_fallback
 from mptop.lab import Lab
-from tests.core.test_sampler import SYNACK, sample_download
+from tests.core.sampling import SYNACK, sample_download
 
 pytestmark = pytest.mark.lab
 
@@ -41,3 +41,21 @@ async def test_a_middlebox_stripping_mptcp_gets_the_verdict_its_evidence_allows(
     assert (final.status, final.reason) == ("fallback", reason)
     assert [e.detail for e in run.events if e.kind == "fallback"] == [describe_fallback("fallback", reason)]
     assert (run.summary.transfers[0].status, run.summary.transfers[0].reason) == ("fallback", reason)
+
+
+async def test_a_backup_subflow_the_client_asked_for_is_flagged_backup(make_lab: Callable[..., Lab]) -> None:
+    # The client's endpoint on Cellular is `subflow backup`: its MP_JOIN carries the backup bit, yet
+    # SF_ESTABLISHED says backup=0 (docs); the subflow's own flags (sock_diag) say backup.
+    lab = make_lab(rate_mbit={"wlan0": 40, "wwan0": 10}, client_endpoints="subflow", server_signal=False)
+    ep = lab.endpoints[("client", "wwan0")]
+    lab.run(lab.client, ["ip", "mptcp", "endpoint", "change", "id", str(ep.id), "backup"])
+    with lab.client.entered():
+        run = await sample_download(lab, lab.url(6_000_000))
+    assert run.transfer.state == "done" and run.host.events == "netlink"
+    ups = {e.iface: e.detail for e in run.events if e.kind == "subflow_up"}
+    assert set(ups) == {"wlan0", "wwan0"}
+    assert ups["wwan0"].startswith("Cellular subflow (backup) up") and "(backup)" not in ups["wlan0"]
+    flags = [{s.iface: s.backup for s in x.transfers[0].subflows} for x in run.samples
+             if {s.iface for s in x.transfers[0].subflows} == {"wlan0", "wwan0"}]
+    assert flags and all(f == {"wlan0": False, "wwan0": True} for f in flags)
+    assert "path_stalled" not in [e.kind for e in run.events]

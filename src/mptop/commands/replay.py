@@ -23,7 +23,10 @@ def run(args: argparse.Namespace) -> int:
     except RecordingError as exc:
         print(f"mptop replay: {exc}", file=sys.stderr)
         return 2
+    from mptop.commands.tty import interactive, no_terminal
 
+    if not interactive():
+        return no_terminal("replay", "the recording is NDJSON: read it with any JSON tool")
     from mptop.tui.app import MptopApp, run_app
     from mptop.tui.sources import ReplaySource
 

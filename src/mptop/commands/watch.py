@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
+    from mptop.commands.tty import interactive, no_terminal
     from mptop.core.paths import parse_labels
     from mptop.core.watch import ConnectionFilter, MptcpUnavailable, WatchSampler
 
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
         labels = parse_labels(args.label)
     except ValueError as e:
         return _fail(str(e))
+    if not args.json and not interactive():
+        return no_terminal("watch", "use `mptop watch --json` (NDJSON; --count N to stop)")
     # The TUI filters in view (shown, and cleared with Esc); --json filters in the sampler.
     only = ConnectionFilter(process=args.process, port=args.port) if args.json else None
     sampler = WatchSampler(args.interval, labels, only=only)

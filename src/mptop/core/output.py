@@ -43,6 +43,7 @@ from aiohttp.multipart import content_disposition_filename
 from yarl import URL
 
 from mptop.core.failures import TransferError
+from mptop.core.partfile import open_part
 
 PART_SUFFIX = ".part"
 INDEX_NAME = "index.html"      # the URL names a directory (path empty or ending in "/")
@@ -197,7 +198,7 @@ def part_size(part: str | None) -> int:
     if part is None:
         return 0
     try:
-        st = os.stat(part)
+        st = os.lstat(part)       # a link is no .part of ours (open_part refuses it)
     except OSError:
         return 0
     return st.st_size if stat.S_ISREG(st.st_mode) else 0
@@ -227,14 +228,12 @@ class FileWriter:
                 return
             assert t.part is not None
             _make_directory(os.path.dirname(t.part))
+            if offset and t.resume_from and t.resume_from != t.part:
+                os.replace(t.resume_from, t.part)    # the server renamed the file
+            self._file = open_part(t.part, keep=bool(offset))
             if offset:
-                if t.resume_from and t.resume_from != t.part:
-                    os.replace(t.resume_from, t.part)    # the server renamed the file
-                self._file = open(t.part, "r+b")
                 self._hash_prefix(offset)
                 self._file.truncate(offset)
-            else:
-                self._file = open(t.part, "wb")
         except OSError as exc:
             raise _with_filename(exc, t.part or t.display) from None
 
@@ -342,6 +341,8 @@ class WriterThread:
             elif done.set_running_or_notify_cancel():
                 try:
                     done.set_result(fn(*args))
+                except StopIteration as exc:     # an asyncio future refuses it: the awaiter would hang
+                    done.set_exception(RuntimeError(f"StopIteration: {exc}"))
                 except BaseException as exc:
                     done.set_exception(exc)
 

@@ -37,6 +37,11 @@ class PmRouter:
         for token in [k for k, v in self._tokens.items() if v == transfer_id]:
             del self._tokens[token]
 
+    @property
+    def pending(self) -> bool:
+        """Events wait to be dispatched (a subflow may have come up or changed priority)."""
+        return bool(self._inbox)
+
     def dispatch(self, ctx: PollContext, tracks: dict[int, TransferTrack]) -> None:
         """Turn every event whose transfer is known into mptop events; keep the rest waiting."""
         waiting: deque[tuple[float, PmEvent]] = deque(maxlen=INBOX_MAX)
@@ -70,7 +75,7 @@ def _apply(ctx: PollContext, t: float, ev: PmEvent, track: TransferTrack) -> Non
     if ev.kind in _UP:
         track.born[(local, remote)] = t
     if ev.kind in _UP and ctx.ledger.up(key):
-        backup = track.backup.get((local, remote), False)
+        backup = ctx.backup(track, (local, remote))
         ctx.events.append(Event(t, "subflow_up", iface, track.id, describe_subflow(label, local, remote, True, backup)))
     elif ev.kind is PmEventKind.SUB_CLOSED and ctx.ledger.down(key):
         ctx.events.append(Event(t, "subflow_down", iface, track.id,

@@ -30,13 +30,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from mptop.core.events import (
-    FallbackCounters, LinkWatch, StallWatch, SubflowLedger, describe_fallback, describe_link, describe_stall,
-    describe_transfer, fallback_reason,
+    FallbackCounters,
+    LinkWatch,
+    StallWatch,
+    SubflowLedger,
+    describe_fallback,
+    describe_link,
+    describe_stall,
+    describe_transfer,
+    fallback_reason,
 )
 from mptop.core.model import Event, HostInfo, Record, Sample, Status, Summary, TransferSample, TransferSummary
 from mptop.core.paths import InterfaceMap, PathBook, label_for
@@ -44,9 +52,17 @@ from mptop.core.pm_router import PmRouter
 from mptop.core.polling import PmFeed, rearming, sleep_unless
 from mptop.core.rates import eta_seconds
 from mptop.core.tracking import (
-    PollContext, TransferLike, TransferTrack, account_goodput, account_socket, plain_subflow, status_of,
+    PollContext,
+    TransferLike,
+    TransferTrack,
+    account_goodput,
+    account_socket,
+    format_address,
+    plain_subflow,
+    status_of,
 )
 from mptop.kernel import host
+from mptop.kernel.diag import DiagReader
 from mptop.kernel.linktype import link_kind
 from mptop.kernel.pm import get_limits
 from mptop.kernel.sockopt import read_socket
@@ -54,6 +70,49 @@ from mptop.kernel.types import KernelParseError, SocketReading, SocketStatus
 
 TransfersSource = Iterable[TransferLike] | Callable[[], Iterable[TransferLike]]
 FINISHED = ("done", "failed")
+FLAGS_EVERY_S = 1.0        # subflow flags are re-read at least this often while a transfer runs
+FLAGS_KEPT = 4096          # flags of closed subflows are forgotten beyond this many
+
+
+class SubflowFlags:
+    """Each subflow's own backup flag, from sock_diag (the subflows' ULP info), by (local, remote).
+
+    Read while a transfer runs: when path-manager events wait (a subflow came up or changed
+    priority), when a subflow not read before shows up, and otherwise every :data:`FLAGS_EVERY_S`
+    (a client's own ``endpoint change … backup`` raises no event).  ``None`` when this kernel or
+    process cannot dump MPTCP sockets: the PM events' flags are then all there is.
+    """
+
+    def __init__(self) -> None:
+        self._reader: DiagReader | None = None
+        self._off = False
+        self._flags: dict[tuple[str, str], bool] = {}
+        self._at: float | None = None
+        self.due = False                   # set by the sampler when a subflow was not in the last read
+
+    def read(self, t: float, force: bool) -> dict[tuple[str, str], bool] | None:
+        if self._off:
+            return None
+        if force or self.due or self._at is None or t - self._at >= FLAGS_EVERY_S:
+            try:
+                if self._reader is None:
+                    self._reader = DiagReader(processes=False)
+                conns = self._reader.connections()
+            except (OSError, KernelParseError):
+                self.close()
+                self._off = True
+                return None
+            now = {(format_address(sf.local), format_address(sf.remote)): sf.backup
+                   for conn in conns for sf in conn.subflows}
+            # A subflow that just closed keeps its last flag (its transfer's final read still shows it).
+            self._flags = now if len(self._flags) > FLAGS_KEPT else {**self._flags, **now}
+            self._at, self.due = t, False
+        return self._flags
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 class Sampler:
@@ -79,6 +138,7 @@ class Sampler:
         self._ledger = SubflowLedger()
         self._tracks: dict[int, TransferTrack] = {}
         self._fallback_counters = FallbackCounters()
+        self._flags = SubflowFlags()
         self._woken: asyncio.Event | None = None     # made in run(): an Event belongs to one loop
 
     # -- inputs --------------------------------------------------------------------------------
@@ -97,17 +157,20 @@ class Sampler:
         return self._clock() - self._t0
 
     # -- running -------------------------------------------------------------------------------
-    async def run(self, until_done: bool = False) -> AsyncIterator[tuple[Sample, list[Event]]]:
+    async def run(self, until_done: bool = False) -> AsyncGenerator[tuple[Sample, list[Event]], None]:
         """Poll forever (or, with ``until_done``, until every transfer finished and had its final
         read); yields ``(sample, events)``.  Use ``contextlib.aclosing`` when breaking out early."""
         self.start_events()
         self._woken = woken = asyncio.Event()
         polls = rearming(self.poll, self.interval, self._clock, lambda seconds: sleep_unless(woken, seconds))
-        async with self._pm.consuming(), contextlib.aclosing(polls):
-            async for sample, events in polls:
-                yield sample, events
-                if until_done and self.all_finished():
-                    return
+        try:
+            async with self._pm.consuming(), contextlib.aclosing(polls):
+                async for sample, events in polls:
+                    yield sample, events
+                    if until_done and self.all_finished():
+                        return
+        finally:
+            self._flags.close()
 
     def wake(self) -> None:
         """Poll now rather than at the next tick (e.g. every transfer just ended: the final read,
@@ -115,7 +178,7 @@ class Sampler:
         if self._woken is not None:
             self._woken.set()
 
-    async def records(self, until_done: bool = False) -> AsyncIterator[Record]:
+    async def records(self, until_done: bool = False) -> AsyncGenerator[Record, None]:
         """The same as one flat record stream (what the TUI, ``--json`` and ``--record`` take):
         the HostInfo first, then each poll's events followed by its sample, and with
         ``until_done`` the Summary last."""
@@ -134,8 +197,12 @@ class Sampler:
         return self._pm.start()
 
     def close(self) -> None:
-        """Drop the path-manager subscription (done when :meth:`run` ends)."""
+        """Drop the path-manager subscription (done when :meth:`run` ends) and the diag reader."""
         self._pm.close()
+        self._flags.close()
+
+    def _finished(self, tr: TransferLike) -> bool:
+        return tr.id in self._tracks and self._tracks[tr.id].finished
 
     def all_finished(self) -> bool:
         """Every transfer finished and had its final read (False while there is none)."""
@@ -151,7 +218,11 @@ class Sampler:
         for iface, up in self._links.observe(itfs.link_up):
             label = self._paths.label(iface)
             ctx.events.append(Event(t, "link_up" if up else "link_down", iface, None, describe_link(label, iface, up)))
-        samples = [self._sample_transfer(ctx, tr) for tr in self.transfers()]
+        transfers = self.transfers()
+        if any(tr.state != "connecting" and not self._finished(tr) for tr in transfers):
+            ctx.subflow_backup = self._flags.read(t, force=self._router.pending)
+        samples = [self._sample_transfer(ctx, tr) for tr in transfers]
+        self._flags.due = ctx.flags_missing
         for iface, path in self._paths.paths.items():
             watch = self._stalls.setdefault(iface, StallWatch())
             change = watch.observe(t, path.bytes, iface in ctx.active_paths)
@@ -170,7 +241,7 @@ class Sampler:
             return track.last                   # finished, final read done
         finishing = tr.state in FINISHED       # this poll is the final read
         running = tr.state == "running"
-        readings = [(i, sock, _read(sock)) for i, sock in enumerate(tr.sockets)]
+        readings = [(i, sock, _socket_reading(sock)) for i, sock in enumerate(tr.sockets)]
         live = _live_reading(tr, readings)
         for index, _sock, reading in readings:
             if reading is not None and reading.info is not None:
@@ -229,9 +300,8 @@ class Sampler:
         if status in ("fallback", "tcp") and track.reported != status:
             track.reported = status
             ctx.events.append(Event(ctx.t, "fallback", None, tr.id, describe_fallback(status, reason or "")))
-            fail = getattr(tr, "fail", None)
-            if self.require_mptcp and status == "fallback" and callable(fail):
-                fail(f"MPTCP required, but the connection fell back to TCP ({reason})")
+            if self.require_mptcp and status == "fallback":
+                tr.fail(f"MPTCP required, but the connection fell back to TCP ({reason})")
 
     def _fallback_reason(self, track: TransferTrack, index: int) -> str:
         seen = track.sockets[index].seen_mptcp if index in track.sockets else False
@@ -245,7 +315,8 @@ class Sampler:
         tr.release_sockets()
         self._ledger.forget(tr.id)
         self._router.forget(tr.id)
-        track.last = replace(sample, rate_bps=0.0, eta_s=None, subflows=[replace(s, rate_bps=0.0) for s in sample.subflows])
+        track.last = replace(sample, rate_bps=0.0, eta_s=None,
+                             subflows=[replace(s, rate_bps=0.0) for s in sample.subflows])
 
     # -- records for views ---------------------------------------------------------------------
     def host_info(self) -> HostInfo:
@@ -253,6 +324,8 @@ class Sampler:
         path-manager events (as :meth:`run` would) to tell whether ``events`` is "netlink"."""
         self.start_events()
         sysctls = host.mptcp_sysctls()
+        subflows: int | None
+        accepted: int | None
         try:
             limits = get_limits()
             subflows, accepted = limits.subflows, limits.add_addr_accepted
@@ -274,8 +347,8 @@ class Sampler:
         for tr in self.transfers():
             track = self._tracks.get(tr.id)
             out.append(TransferSummary(
-                id=tr.id, url=tr.url, file=getattr(tr, "file", None), bytes=tr.bytes_done,
-                sha256=getattr(tr, "sha256", None), status=track.status if track else "connecting",
+                id=tr.id, url=tr.url, file=tr.file, bytes=tr.bytes_done, sha256=tr.sha256,
+                status=track.status if track else "connecting",
                 reason=track.reason if track else None, ok=tr.state == "done", error=tr.error,
                 path_bytes=dict(track.path_bytes) if track else {}, duration_s=_span([tr]),
             ))
@@ -283,23 +356,23 @@ class Sampler:
 
 
 def _span(transfers: Iterable[TransferLike]) -> float | None:
-    starts = [t.started_at for t in transfers if getattr(t, "started_at", None) is not None]
-    ends = [t.ended_at for t in transfers if getattr(t, "ended_at", None) is not None]
+    starts = [t.started_at for t in transfers if t.started_at is not None]
+    ends = [t.ended_at for t in transfers if t.ended_at is not None]
     return round(max(ends) - min(starts), 3) if starts and ends else None
 
 
-def _read(sock: object) -> SocketReading | None:
+def _socket_reading(sock: socket.socket) -> SocketReading | None:
     """A socket's reading; None when it cannot be read (closed handle, not connected yet)."""
     try:
-        return read_socket(sock)  # type: ignore[arg-type]
+        return read_socket(sock)
     except (OSError, KernelParseError):
         return None
 
 
-def _live_reading(tr: TransferLike, readings: list[tuple[int, object, SocketReading | None]]
+def _live_reading(tr: TransferLike, readings: Sequence[tuple[int, socket.socket, SocketReading | None]]
                   ) -> tuple[int, SocketReading] | None:
     """The reading of the socket carrying the response (else the newest socket that reads)."""
-    active = getattr(tr, "active_socket", None)
+    active = tr.active_socket
     ordered = sorted(readings, key=lambda r: (r[1] is active, r[0]), reverse=True)
     for index, _sock, reading in ordered:
         if reading is not None:

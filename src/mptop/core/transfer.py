@@ -47,8 +47,18 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from mptop.core.failures import FailureContext, TransferError, describe
-from mptop.core.output import (FileWriter, OutputPlan, OutputTarget, WriterThread, check_final, disposition_name,
-                               part_size, plan_output, rename_from_server, target_for)
+from mptop.core.output import (
+    FileWriter,
+    OutputPlan,
+    OutputTarget,
+    WriterThread,
+    check_final,
+    disposition_name,
+    part_size,
+    plan_output,
+    rename_from_server,
+    target_for,
+)
 from mptop.kernel.sockets import create_mptcp_socket, dup_handle
 from mptop.kernel.sockopt import socket_status
 from mptop.kernel.types import MptcpUnavailable, SocketStatus
@@ -196,9 +206,9 @@ class TransferManager:
     async def _run_one(self, t: Transfer, resolver: NetnsResolver,
                        on_start: Callable[[Transfer], object] | None) -> None:
         t.started_at = time.monotonic()
-        if on_start is not None:
-            on_start(t)
         try:
+            if on_start is not None:
+                on_start(t)
             await self._download(t, resolver)
             t.state = "done"
         except asyncio.CancelledError:
@@ -371,11 +381,15 @@ class NetnsResolver(AbstractResolver):
                                    0, socket.AI_ADDRCONFIG)
         infos = await asyncio.get_running_loop().run_in_executor(self._pool, lookup)
         numeric = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
-        return [
-            ResolveResult(hostname=host, host=f"{addr[0]}%{addr[3]}" if fam == socket.AF_INET6 and addr[3]
-                          else addr[0], port=addr[1], family=fam, proto=proto, flags=numeric)
-            for fam, _, proto, _, addr in infos if fam in (socket.AF_INET, socket.AF_INET6)
-        ]
+        results = []
+        for fam, _, proto, _, addr in infos:
+            if fam not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            ip, port_ = str(addr[0]), int(addr[1])
+            scope = addr[3] if fam == socket.AF_INET6 and len(addr) == 4 else 0   # (ip, port, flowinfo, scope_id)
+            results.append(ResolveResult(hostname=host, host=f"{ip}%{scope}" if scope else ip, port=port_,
+                                         family=fam, proto=proto, flags=numeric))
+        return results
 
     async def close(self) -> None:
         pass        # shared by the run's sessions: the manager shuts it down

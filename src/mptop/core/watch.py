@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from mptop.core.events import FallbackCounters
@@ -134,7 +134,7 @@ class WatchSampler:
         sample = Sample(t=t, paths=self.tracker.paths.samples(), connections=connections)
         return sample, events
 
-    async def run(self) -> AsyncIterator[tuple[Sample, list[Event]]]:
+    async def run(self) -> AsyncGenerator[tuple[Sample, list[Event]], None]:
         """Poll until the consumer stops; yields ``(sample, events)``.  Use
         ``contextlib.aclosing`` when breaking out early."""
         self.open()
@@ -147,7 +147,7 @@ class WatchSampler:
         finally:
             self.close()
 
-    async def records(self, count: int | None = None) -> AsyncIterator[Record]:
+    async def records(self, count: int | None = None) -> AsyncGenerator[Record, None]:
         """The host record, then each poll's events and sample (``count`` samples, or forever)."""
         self.open()
         self.start_events()

@@ -27,8 +27,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from mptop.core.events import (
-    STALL_AFTER_S, LinkWatch, StallChange, StallWatch, SubflowLedger, describe_address, describe_fallback, describe_link,
-    describe_stall, describe_subflow, fallback_reason,
+    STALL_AFTER_S,
+    LinkWatch,
+    StallChange,
+    StallWatch,
+    SubflowLedger,
+    describe_address,
+    describe_fallback,
+    describe_link,
+    describe_stall,
+    describe_subflow,
+    fallback_reason,
 )
 from mptop.core.model import ConnectionSample, Event, Status, SubflowSample
 from mptop.core.paths import InterfaceMap, PathBook

@@ -8,6 +8,7 @@ import contextlib
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
+from typing import Any
 
 from mptop.core.model import Sink, Summary
 from mptop.core.session import Session
@@ -85,7 +86,7 @@ async def play(session: Session, player: ScenarioPlayer, sink: Sink, duration: f
     player.on_note = lambda note: session.note(sink, "scenario", note)
     script = asyncio.create_task(player.run(), name="mptop-scenario")
     run = asyncio.create_task(session.run(sink), name="mptop-session")
-    stoppers = [asyncio.create_task(asyncio.sleep(duration))] if duration else []
+    stoppers: list[asyncio.Future[Any]] = [asyncio.create_task(asyncio.sleep(duration))] if duration else []
     if until is not None:
         stoppers.append(asyncio.ensure_future(until()))
     try:

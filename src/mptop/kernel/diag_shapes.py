@@ -68,7 +68,7 @@ def _fast_constructor(cls: type) -> Callable[..., Any]:
     env.update({f"_set_{n}": getattr(cls, n).__set__ for n in names})
     body = "".join(f"    _set_{n}(o, {n})\n" for n in names)
     exec(f"def build({', '.join(names)}):\n    o = _new(_cls)\n{body}    return o\n", env)
-    return env["build"]  # type: ignore[no-any-return]
+    return env["build"]
 
 
 _new_tcp_info = TcpInfo._make  # TcpInfo, MptcpInfo and DiagConnection are named tuples: one C call each
@@ -151,7 +151,7 @@ class _Record:
 
 def _header_word(length: int, kind: int) -> int:
     """An attribute header (u16 length, u16 type) read as one u32, as a compiled shape reads it."""
-    return struct.unpack("=I", _NLA.pack(length, kind))[0]  # type: ignore[no-any-return]
+    return struct.unpack("=I", _NLA.pack(length, kind))[0]
 
 
 class _Shape:
@@ -205,7 +205,8 @@ class _Shape:
         for start, end in sorted(volatile):
             if start > pos:
                 if pos < _COOKIE_SPAN[1] <= start:
-                    fmt += f"{_COOKIE_SPAN[0] - pos}sQ" + (f"{start - _COOKIE_SPAN[1]}s" if start > _COOKIE_SPAN[1] else "")
+                    fmt += f"{_COOKIE_SPAN[0] - pos}sQ"
+                    fmt += f"{start - _COOKIE_SPAN[1]}s" if start > _COOKIE_SPAN[1] else ""
                 else:
                     fmt += f"{start - pos}s"
             if end > max(start, pos):

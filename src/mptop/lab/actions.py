@@ -78,7 +78,8 @@ class Lab(LabBase):
     # -- endpoints -----------------------------------------------------------------------------
     def _endpoint(self, iface: str, side: Side | None, present: bool) -> tuple[Side, LabEndpoint]:
         self.path(iface)
-        for s in ([side] if side else ["client", "server"]):
+        sides: list[Side] = [side] if side else ["client", "server"]
+        for s in sides:
             ep = self.endpoints.get((s, iface))
             if ep is not None and ep.present == present:
                 return s, ep

@@ -34,6 +34,7 @@ from mptop.tui.help import HelpScreen
 from mptop.tui.screen import MainScreen, Mode
 from mptop.tui.sources import Pausable
 from mptop.tui.state import ViewState
+from mptop.tui.terminal import TerminalGuard
 from mptop.tui.toplist import TopList
 from mptop.tui.watch_screen import WatchScreen
 from mptop.tui.watch_state import WatchState
@@ -246,10 +247,11 @@ class MptopApp(App[int]):
 
 
 def run_app(app: App[Any], *, headless: bool = False) -> int:
-    """Run a TUI app to its end; its exit status (non-zero when the display crashed: Textual has
-    printed the traceback by then, and sets return_code 1)."""
-    app.run(headless=headless)
+    """Run a TUI app to its end; its exit status: non-zero when the display crashed (Textual has
+    printed the traceback by then, and sets return_code 1), 128 + N when signal N (a hangup) ended it."""
+    with TerminalGuard(app) as guard:
+        app.run(headless=headless)
     code = app.return_code or 0
-    if code:
+    if code and guard.ended_by is None:
         print(f"mptop: the display stopped on an error (exit status {code})", file=sys.stderr)
     return code

@@ -8,6 +8,7 @@ Cards are Rich renderables laid out at render time, so they fit whatever width t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.console import Console, ConsoleOptions, RenderResult
@@ -126,7 +127,7 @@ class TransferCard:
         yield _bar_line(bar, stats, width)
 
 
-def _bar_line(bar: Text, stats: list[tuple[str | Text, Style]], width: int) -> Text:
+def _bar_line(bar: Text, stats: Sequence[tuple[str | Text, Style]], width: int) -> Text:
     line = Text(" " * INDENT)
     line.append_text(bar)
     for text, style in stats:

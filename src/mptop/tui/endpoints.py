@@ -134,7 +134,7 @@ class EndpointsScreen(ModalScreen[None]):
         table: DataTable[str | Text] = self.query_one(DataTable)
         if self.view is None or table.row_count == 0:
             return None
-        return self.view.endpoint(int(table.get_row_at(table.cursor_row)[0]))
+        return self.view.endpoint(int(str(table.get_row_at(table.cursor_row)[0])))   # the id cell
 
     # -- keys ----------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -106,7 +106,7 @@ class PathsView(Widget):
                 row.append(RateChart(points, now=state.now, window=state.chart_window, scale=scale,
                                      style=colour, baseline=track, height=height))
             table.add_row(*row)
-        row = [Text("  Total", Style(bold=True))] + ([Text("")] if iface_col else [])
+        row = [Text("  Total", Style(bold=True)), *([Text("")] if iface_col else [])]
         paths = state.sample.paths.values()
         total = fmt.size(sum(p.bytes for p in paths)) if ended else fmt.rate(sum(p.rate_bps for p in paths), self.units)
         row += [Text(total, Style(bold=True)), Text(""), Text("")]

@@ -126,7 +126,7 @@ class WatchScreen(MainScreen):
         trends = [state.trend(r.conn.token) for r in rows]
         spark_scale = max((trend.peak for trend in trends), default=0.0)
         cards = []
-        for row, trend in zip(rows, trends):
+        for row, trend in zip(rows, trends, strict=True):
             style = styles[row.conn.status]
             if row.closed_for is not None:
                 style = self._fading_styles(style, row.closed_for)
@@ -158,7 +158,7 @@ class WatchScreen(MainScreen):
         conn = state.find(int(key[1:])) if isinstance(state, WatchState) and key else None
         table = self.query_one(SubflowsTable)
         log = self.query_one(WatchEventLog)
-        if conn is None:
+        if conn is None or not isinstance(state, WatchState):
             self.query_one("#subflows-panel").border_title = "Subflows"
             table.show([], "", state.slots, units)
             log.border_subtitle = ""

@@ -38,7 +38,8 @@ def test_json_stream_has_the_documented_names(make_lab):
     assert {"id", "url", "bytes", "total", "rate_bps", "status", "reason", "subflows"} <= set(transfer)
     assert transfer["status"] == "mptcp"
     for subflow in transfer["subflows"]:
-        assert {"id", "local", "remote", "iface", "path", "bytes_received", "rate_bps", "rtt_ms", "backup"} <= set(subflow)
+        fields = {"id", "local", "remote", "iface", "path", "bytes_received", "rate_bps", "rtt_ms", "backup"}
+        assert fields <= set(subflow)
     assert {s["iface"] for s in transfer["subflows"]} == {"wlan0", "wwan0"}
     assert set(busy["paths"]) == {"wlan0", "wwan0"}
     assert {"label", "rate_bps", "bytes"} <= set(busy["paths"]["wlan0"])

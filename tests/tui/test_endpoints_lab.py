@@ -23,8 +23,7 @@ from mptop.lab import Lab
 from mptop.tui.app import MptopApp
 from mptop.tui.endpoints import EndpointsScreen
 from mptop.tui.endpoints_forms import AddEndpointForm, ConfirmChange, LimitsForm
-from tests.kernel.test_pm import run_as_nobody
-from tests.lab.test_lab import wait_for
+from tests.support import run_as_nobody, wait_for
 
 pytestmark = pytest.mark.lab
 WWAN_ADDR, WWAN = "198.51.100.2", "wwan0"
@@ -38,7 +37,7 @@ def ip_endpoints(lab: Lab) -> dict[str, dict[str, Any]]:
 
 def ip_limits(lab: Lab) -> dict[str, int]:
     words = lab.run(lab.client, ["ip", "mptcp", "limits", "show"]).stdout.split()
-    return dict(zip(words[::2], map(int, words[1::2])))
+    return dict(zip(words[::2], map(int, words[1::2]), strict=True))
 
 
 def screen_text(app: MptopApp) -> str:

@@ -49,7 +49,8 @@ def demo_app(make_lab, name: str = "aggregate"):   # aggregate's script changes 
 async def test_keys_toggle_wifi_cellular_backup_and_restore(make_lab):
     with demo_app(make_lab) as (lab, player, app):
         async with app.run_test(size=(100, 32)) as pilot:
-            await wait_until(lambda: app.state.sample is not None and app.state.sample.transfers[0].status == "mptcp", 10)
+            await wait_until(lambda: app.state.sample is not None
+                             and app.state.sample.transfers[0].status == "mptcp", 10)
             await pilot.press("w")
             await wait_until(lambda: not link_is_up(lab, "wlan0"))
             assert not player.scripted          # manual control pauses the script
