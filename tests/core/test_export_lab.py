@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import pytest
 from mptop.core.export import Exporter
 from mptop.lab import Lab
 from mptop.lab.netns import kill_quietly
+from tests.support import run_as_nobody
 
 pytestmark = pytest.mark.lab
 
@@ -70,3 +72,25 @@ def test_a_link_outage_is_one_stall_and_a_reset_subflow_keeps_its_bytes(make_lab
     for series in COUNTERS:                                                 # never down, scrape after scrape
         values = [value(text, series) for text in scrapes]
         assert values == sorted(values), series
+
+
+def test_unprivileged_a_scrape_works_and_says_events_are_not_counted(lab: Lab) -> None:
+    def body() -> dict[str, str]:
+        exporter = Exporter()
+
+        async def scrape() -> tuple[bool, str]:
+            async with exporter.events() as subscribed:
+                return subscribed, exporter.scrape()
+
+        try:
+            subscribed, text = asyncio.run(scrape())
+        finally:
+            exporter.close()
+        return {"subscribed": str(subscribed), "text": text}
+
+    report = run_as_nobody(lab.client, body)
+    assert report["subscribed"] == "False"
+    text = report["text"]
+    assert "mptcp_exporter_pm_events_subscribed 0\n" in text and "mptcp_exporter_scrape_success 1\n" in text
+    assert "mptcp_pm_events_total{" not in text and "mptcp_enabled 1\n" in text
+
