@@ -1,8 +1,10 @@
-"""Option value types shared by the commands (argparse `type=` callables with one-line errors)."""
+"""Option value types shared by the commands (argparse `type=` callables with one-line errors), and the
+one-line error a command ends with."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -30,3 +32,9 @@ def port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"not a port: {text!r}")
     return value
+
+
+def fail(command: str, message: str, code: int = 1) -> int:
+    """``mptop COMMAND: message`` on stderr; returns the exit code (1: it failed, 2: a usage error)."""
+    print(f"mptop {command}: {message}", file=sys.stderr)
+    return code

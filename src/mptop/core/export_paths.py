@@ -27,13 +27,13 @@ from dataclasses import dataclass, field, replace
 from mptop.core.events import STALL_AFTER_S, StallWatch
 from mptop.core.paths import InterfaceMap
 from mptop.core.tracking import rtt_ms
+from mptop.kernel.diag import TCP_LISTEN
 from mptop.kernel.linktype import LinkType, by_name
 from mptop.kernel.types import Address, DiagConnection, DiagSubflow
 
 OTHER = "other"
 MAX_INTERFACES = 16
 RTT_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-TCP_LISTEN = 10
 
 SubflowKey = tuple[Address, Address]      # (local, remote): not the inode, 0 for every accepted subflow
 
