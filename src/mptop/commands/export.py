@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -112,14 +113,23 @@ def _write_textfile(exporter: Exporter, directory: Path) -> int:
     return 0
 
 
+def _terminated() -> asyncio.Event:
+    """Set on SIGTERM (a service manager stopping us): the loops end cleanly, exit 0."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    return stop
+
+
 async def _textfile_loop(exporter: Exporter, directory: Path, interval: float) -> int:
-    loop = asyncio.get_running_loop()
+    loop, stop = asyncio.get_running_loop(), _terminated()
     async with exporter.events():
-        while True:
+        while not stop.is_set():
             started = loop.time()
             if (code := _write_textfile(exporter, directory)) != 0:
                 return code
-            await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, interval - (loop.time() - started)))
+    return 0
 
 
 async def _serve(exporter: Exporter, host: str, port: int) -> int:
@@ -143,7 +153,7 @@ async def _serve(exporter: Exporter, host: str, port: int) -> int:
             except OSError as e:
                 return fail("export", f"cannot listen on {host}:{port}: {e.strerror or e}")
             print(f"mptop export: serving http://{_url_host(host)}:{port}/metrics", file=sys.stderr, flush=True)
-            await asyncio.Event().wait()
+            await _terminated().wait()
             return 0
     finally:
         await runner.cleanup()

@@ -1,4 +1,5 @@
-"""Option value types shared by the commands (argparse `type=` callables with one-line errors)."""
+"""Option value types shared by the commands (argparse `type=` callables with one-line errors), and the
+one-line error a command ends with."""
 
 from __future__ import annotations
 
