@@ -169,8 +169,15 @@ def check_endpoints(manager: EndpointOwner) -> tuple[list[Check], int | None]:
 
 def check_server_driven(subflow_endpoints: int | None) -> Check | None:
     """No `subflow` endpoint of its own: a client that relies on the server's ADD_ADDR (the kernel
-    then adds implicit endpoints) — a working setup, said as a note."""
+    then adds implicit endpoints) — a working setup, said as a note.  Not when the limits ignore the
+    announcements: the limits check says so, with its fix."""
     if subflow_endpoints != 0:
+        return None
+    try:
+        limits = pm.get_limits()
+    except (OSError, pm.PathManagerUnavailable):
+        return None
+    if limits.subflows == 0 or limits.add_addr_accepted == 0:
         return None
     announced = host.mptcp_counters().get("AddAddr", 0)
     seen = f"; {announced} announcement(s) received so far" if announced else ""
