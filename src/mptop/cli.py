@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "watch": ("watch", "every MPTCP connection on this host, live"),
     "doctor": ("doctor", "is MPTCP really usable here, and how to fix it"),
     "replay": ("replay", "play a recording (--record) in the TUI"),
+    "export": ("export", "Prometheus metrics of MPTCP connections and paths (/metrics)"),
 }
 
 USAGE = """\
@@ -24,7 +25,8 @@ mptop get URL… [--json] headless download (NDJSON with --json)
 mptop demo              two-path lab with Wi-Fi/cellular handovers, one command
 mptop watch             every MPTCP connection on this host
 mptop doctor            is MPTCP really usable here, and how to fix it
-mptop replay FILE       play a recording in the TUI"""
+mptop replay FILE       play a recording in the TUI
+mptop export            Prometheus /metrics of MPTCP paths (or --textfile DIR)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     elif argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
         if not argv[0].startswith("-") and "://" not in argv[0]:
             return _unknown_command(argv[0])   # not a URL either: a mistyped command, say so
-        # `mptop URL… [get options]` opens the TUI on those downloads; with --json it is `get --json`.
-        argv = ["get", *argv] if "--json" in argv else ["get", "--tui", *argv]
+        # `mptop URL… [get options]` opens the TUI on those downloads; with --json, or without a
+        # terminal (cron, a script), it is the headless `get`.
+        from mptop.commands.tty import interactive
+
+        argv = ["get", *argv] if "--json" in argv or not interactive() else ["get", "--tui", *argv]
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

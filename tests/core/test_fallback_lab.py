@@ -14,7 +14,7 @@ import pytest
 
 from mptop.core.events import describe_fallback
 from mptop.lab import Lab
-from tests.core.test_sampler import SYNACK, sample_download
+from tests.core.sampling import SYNACK, sample_download
 
 pytestmark = pytest.mark.lab
 

@@ -12,7 +12,8 @@ import pytest
 from mptop.core.model import Event, Record, Sample
 from mptop.lab import Lab
 from mptop.tui.state import ViewState
-from tests.core.test_sampler import SHAPED, sample_download
+from tests.core.sampling import sample_download
+from tests.core.test_sampler_lab import SHAPED
 
 pytestmark = pytest.mark.lab
 

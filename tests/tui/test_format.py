@@ -82,8 +82,8 @@ def test_a_done_transfer_shows_what_it_averaged_not_its_last_rate() -> None:
     from rich.console import Console
     from rich.style import Style
 
-    from mptop.console import plain_line
     from mptop.core.model import Sample
+    from mptop.sinks import plain_line
     from mptop.tui.cards import CardStyles, TransferCard
 
     styles = CardStyles(Style(), Style(), Style(), Style(), {"wlan0": Style()})
@@ -110,8 +110,8 @@ def test_a_done_transfer_shows_what_it_averaged_not_its_last_rate() -> None:
 def test_the_console_shows_rate_shares_while_running_and_byte_shares_once_done() -> None:
     from rich.console import Console
 
-    from mptop.console import _Screen
     from mptop.core.model import PathSample, Sample
+    from mptop.sinks import _Screen
 
     t = transfer("mptcp")
     t.bytes, t.total, t.rate_bps, t.eta_s = 600, 1000, 8e6, 2.0

@@ -115,7 +115,8 @@ def test_state_keeps_history_window_and_stable_colour_slots() -> None:
 def test_the_summary_closes_the_log_with_the_split_per_path() -> None:
     state = ViewState()
     state.ingest(sample(1.0, 0, 0))
-    ok = TransferSummary(1, "u1", None, 3_000_000, None, "mptcp", None, True, None, {"wlan0": 2_250_000, "wwan0": 750_000})
+    ok = TransferSummary(1, "u1", None, 3_000_000, None, "mptcp", None, True, None,
+                         {"wlan0": 2_250_000, "wwan0": 750_000})
     cut = TransferSummary(2, "u2", None, 1_000_000, None, "fallback", "x", False, "stopped", {"wlan0": 1_000_000})
     bad = TransferSummary(3, "u3", None, 0, None, "tcp", None, False, "HTTP 404", {})
     state.ingest(Summary(30.0, [ok]))

@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     import os
     import sys
 
+    from mptop.commands.tty import interactive, no_terminal
     from mptop.demo.scenario import ScenarioError, load
     from mptop.lab import LabUnavailable
 
@@ -33,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         print(f"mptop demo: {exc}", file=sys.stderr)
         return 2
+    if not args.headless and not interactive():
+        return no_terminal("demo", "use `mptop demo --headless` (add --json for NDJSON)")
     if os.geteuid() != 0:
         # Before any thread exists: an ordinary user becomes root of a fresh user namespace.
         from mptop.lab.userns import enter_user_namespace

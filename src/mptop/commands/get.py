@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from mptop.commands.options import positive_float
 
@@ -37,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mptop.commands import _get_run
+    if args.json and args.output == "-":
+        print("mptop: --json writes NDJSON to stdout: choose another -o than -", file=sys.stderr)
+        return 2
+    if args.tui:
+        from mptop.commands._tui_run import run_downloads
 
-    return _get_run.run(args)
+        return run_downloads(args)
+    from mptop.commands._get_run import run_headless
+
+    return run_headless(args)

@@ -23,12 +23,14 @@ def run(args: argparse.Namespace) -> int:
     except RecordingError as exc:
         print(f"mptop replay: {exc}", file=sys.stderr)
         return 2
+    from mptop.commands.tty import interactive, no_terminal
 
-    from mptop.tui.app import MptopApp
+    if not interactive():
+        return no_terminal("replay", "the recording is NDJSON: read it with any JSON tool")
+    from mptop.tui.app import MptopApp, run_app
     from mptop.tui.sources import ReplaySource
 
     watch = any(isinstance(r, Sample) and r.connections is not None for r in records)
     app = MptopApp(ReplaySource(records, speed=args.speed), mode="watch" if watch else "transfers",
                    finished_text="replay finished")
-    app.run()
-    return app.return_code or 0
+    return run_app(app)

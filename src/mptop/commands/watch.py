@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -27,14 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from mptop.commands.tty import interactive, no_terminal
     from mptop.core.paths import parse_labels
-    from mptop.core.watch import ConnectionFilter, WatchSampler
-    from mptop.kernel.types import MptcpUnavailable
+    from mptop.core.watch import ConnectionFilter, MptcpUnavailable, WatchSampler
 
     try:
         labels = parse_labels(args.label)
     except ValueError as e:
         return _fail(str(e))
+    if not args.json and not interactive():
+        return no_terminal("watch", "use `mptop watch --json` (NDJSON; --count N to stop)")
     # The TUI filters in view (shown, and cleared with Esc); --json filters in the sampler.
     only = ConnectionFilter(process=args.process, port=args.port) if args.json else None
     sampler = WatchSampler(args.interval, labels, only=only)
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _json_stream(sampler: WatchSampler, count: int | None, out: TextIO) -> int:
-    from mptop.commands.ndjson import NdjsonOut
+    from mptop.sinks import NdjsonOut
 
     write = NdjsonOut(out)
     try:
@@ -73,13 +76,13 @@ def _filter_text(process: str | None, port: int | None) -> str:
 
 
 def _tui(sampler: WatchSampler, count: int | None, query: str = "") -> int:
-    from mptop.tui.app import MptopApp
+    from mptop.tui.app import MptopApp, run_app
     from mptop.tui.watch_screen import WatchScreen
 
     app = MptopApp(sampler.records(count), mode="watch", finished_text="stopped")
     if isinstance(app.main, WatchScreen):
         app.main.set_filter(query)
-    return int(app.run() or 0)
+    return run_app(app)
 
 
 def _fail(message: str) -> int:

@@ -12,7 +12,6 @@ from collections import deque
 
 from mptop.core.events import describe_address, describe_subflow
 from mptop.core.model import Event
-from mptop.core.paths import label_for
 from mptop.core.tracking import PollContext, TransferTrack, format_address
 from mptop.kernel.types import PmEvent, PmEventKind
 
@@ -72,7 +71,7 @@ def _apply(ctx: PollContext, t: float, ev: PmEvent, track: TransferTrack) -> Non
         track.backup[(local, remote)] = ev.backup
     key = (track.id, local, remote)
     iface = ctx.interfaces.iface_for(ev.saddr)
-    label = label_for(iface, ctx.paths.labels)
+    label = ctx.paths.label(iface)
     if ev.kind in _UP:
         track.born[(local, remote)] = t
     if ev.kind in _UP and ctx.ledger.up(key):

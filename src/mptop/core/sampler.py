@@ -10,7 +10,6 @@
             ...
     async for record in sampler.records(until_done=True):   # or one flat stream: HostInfo,
         ...                                        # per poll its Events then its Sample, Summary
-    sampler.history.total / .paths[iface] / .transfers[id]   # last 60 s of (t, bit/s) for charts
     summary = sampler.summary()                    # Summary with per-transfer path_bytes
 
 ``poll()`` does one poll synchronously (what ``run()`` calls; also handy in tests).  Times are
@@ -31,8 +30,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from mptop.core.events import (
@@ -44,7 +44,6 @@ from mptop.core.events import (
     describe_transfer,
     fallback_reason,
 )
-from mptop.core.history import History
 from mptop.core.model import Event, HostInfo, Record, Sample, Status, Summary, TransferSample, TransferSummary
 from mptop.core.paths import InterfaceMap, PathBook, label_for
 from mptop.core.pm_router import PmRouter
@@ -62,6 +61,7 @@ from mptop.core.tracking import (
     status_of,
 )
 from mptop.kernel import host
+from mptop.kernel.linktype import link_kind
 from mptop.kernel.pm import get_limits
 from mptop.kernel.sockopt import read_socket
 from mptop.kernel.types import KernelParseError, SocketReading, SocketStatus
@@ -73,7 +73,7 @@ class Sampler:
     """See the module docstring.  ``labels``: ``{iface: name}`` from ``--label``."""
 
     def __init__(self, transfers: TransfersSource | None = None, interval: float = 0.25,
-                 labels: Mapping[str, str] | None = None, *, history_s: float = 60.0,
+                 labels: Mapping[str, str] | None = None, *,
                  pm_events: bool = True, require_mptcp: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if interval <= 0:
@@ -81,7 +81,6 @@ class Sampler:
         self.interval = interval
         self.labels = dict(labels or {})
         self.require_mptcp = require_mptcp
-        self.history = History(window_s=history_s, interval=interval)
         self._sources: list[TransfersSource] = [] if transfers is None else [transfers]
         self._clock = clock
         self._t0 = clock()
@@ -112,7 +111,7 @@ class Sampler:
         return self._clock() - self._t0
 
     # -- running -------------------------------------------------------------------------------
-    async def run(self, until_done: bool = False) -> AsyncIterator[tuple[Sample, list[Event]]]:
+    async def run(self, until_done: bool = False) -> AsyncGenerator[tuple[Sample, list[Event]], None]:
         """Poll forever (or, with ``until_done``, until every transfer finished and had its final
         read); yields ``(sample, events)``.  Use ``contextlib.aclosing`` when breaking out early."""
         self.start_events()
@@ -133,7 +132,7 @@ class Sampler:
         if self._woken is not None:
             self._woken.set()
 
-    async def records(self, until_done: bool = False) -> AsyncIterator[Record]:
+    async def records(self, until_done: bool = False) -> AsyncGenerator[Record, None]:
         """The same as one flat record stream (what the TUI, ``--json`` and ``--record`` take):
         the HostInfo first, then each poll's events followed by its sample, and with
         ``until_done`` the Summary last."""
@@ -167,12 +166,12 @@ class Sampler:
     # -- one poll ------------------------------------------------------------------------------
     def poll(self) -> tuple[Sample, list[Event]]:
         t = self.now()
-        itfs = InterfaceMap.from_interfaces(host.interfaces())
+        itfs = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
         ctx = PollContext(t, itfs, self._paths, self._ledger, [])
+        self._paths.begin_poll(itfs.link_up, itfs.kinds)
         for iface, up in self._links.observe(itfs.link_up):
-            label = label_for(iface, self.labels)
+            label = self._paths.label(iface)
             ctx.events.append(Event(t, "link_up" if up else "link_down", iface, None, describe_link(label, iface, up)))
-        self._paths.begin_poll(itfs.link_up)
         transfers = self.transfers()
         if any(tr.state != "connecting" and not self._finished(tr) for tr in transfers):
             ctx.subflow_backup = self._flags.read(t, force=self._router.pending)
@@ -186,7 +185,6 @@ class Sampler:
             if event is not None:
                 ctx.events.append(event)
         sample = Sample(t=t, transfers=samples, paths=self._paths.samples())
-        self.history.add(sample)
         ctx.events.sort(key=lambda e: e.t)
         return sample, ctx.events
 
@@ -198,7 +196,7 @@ class Sampler:
             return track.last                   # finished, final read done
         finishing = tr.state in FINISHED       # this poll is the final read
         running = tr.state == "running"
-        readings = [(i, sock, _read(sock)) for i, sock in enumerate(tr.sockets)]
+        readings = [(i, sock, _socket_reading(sock)) for i, sock in enumerate(tr.sockets)]
         live = _live_reading(tr, readings)
         for index, _sock, reading in readings:
             if reading is not None and reading.info is not None:
@@ -265,9 +263,8 @@ class Sampler:
         if status in ("fallback", "tcp") and track.reported != status:
             track.reported = status
             ctx.events.append(Event(ctx.t, "fallback", None, tr.id, describe_fallback(status, reason or "")))
-            fail = getattr(tr, "fail", None)
-            if self.require_mptcp and status == "fallback" and callable(fail):
-                fail(f"MPTCP required, but the connection fell back to TCP ({reason})")
+            if self.require_mptcp and status == "fallback":
+                tr.fail(f"MPTCP required, but the connection fell back to TCP ({reason})")
 
     def _fallback_reason(self, track: TransferTrack, index: int) -> str:
         seen = track.sockets[index].seen_mptcp if index in track.sockets else False
@@ -281,7 +278,8 @@ class Sampler:
         tr.release_sockets()
         self._ledger.forget(tr.id)
         self._router.forget(tr.id)
-        track.last = replace(sample, rate_bps=0.0, eta_s=None, subflows=[replace(s, rate_bps=0.0) for s in sample.subflows])
+        track.last = replace(sample, rate_bps=0.0, eta_s=None,
+                             subflows=[replace(s, rate_bps=0.0) for s in sample.subflows])
 
     # -- records for views ---------------------------------------------------------------------
     def host_info(self) -> HostInfo:
@@ -289,18 +287,21 @@ class Sampler:
         path-manager events (as :meth:`run` would) to tell whether ``events`` is "netlink"."""
         self.start_events()
         sysctls = host.mptcp_sysctls()
+        subflows: int | None
+        accepted: int | None
         try:
             limits = get_limits()
             subflows, accepted = limits.subflows, limits.add_addr_accepted
         except OSError:
             subflows = accepted = None
         enabled = sysctls.get("enabled")
-        labels = {itf.name: label_for(itf.name, self.labels) for itf in host.interfaces() if itf.name != "lo"}
+        kinds = {itf.name: link_kind(itf.name, itf.ifindex) for itf in host.interfaces() if itf.name != "lo"}
+        labels = {name: label_for(name, self.labels, kind) for name, kind in kinds.items()}
         return HostInfo(
             kernel=_kernel_release(), enabled=None if enabled is None else enabled == "1",
             path_manager=host.path_manager(sysctls),
             scheduler=sysctls.get("scheduler"), subflows_limit=subflows, add_addr_accepted_limit=accepted,
-            events=self._pm.mode, labels=labels,
+            events=self._pm.mode, labels=labels, link_types={name: kind.type for name, kind in kinds.items()},
         )
 
     def summary(self) -> Summary:
@@ -309,8 +310,8 @@ class Sampler:
         for tr in self.transfers():
             track = self._tracks.get(tr.id)
             out.append(TransferSummary(
-                id=tr.id, url=tr.url, file=getattr(tr, "file", None), bytes=tr.bytes_done,
-                sha256=getattr(tr, "sha256", None), status=track.status if track else "connecting",
+                id=tr.id, url=tr.url, file=tr.file, bytes=tr.bytes_done, sha256=tr.sha256,
+                status=track.status if track else "connecting",
                 reason=track.reason if track else None, ok=tr.state == "done", error=tr.error,
                 path_bytes=dict(track.path_bytes) if track else {}, duration_s=_span([tr]),
             ))
@@ -318,23 +319,23 @@ class Sampler:
 
 
 def _span(transfers: Iterable[TransferLike]) -> float | None:
-    starts = [t.started_at for t in transfers if getattr(t, "started_at", None) is not None]
-    ends = [t.ended_at for t in transfers if getattr(t, "ended_at", None) is not None]
+    starts = [t.started_at for t in transfers if t.started_at is not None]
+    ends = [t.ended_at for t in transfers if t.ended_at is not None]
     return round(max(ends) - min(starts), 3) if starts and ends else None
 
 
-def _read(sock: object) -> SocketReading | None:
+def _socket_reading(sock: socket.socket) -> SocketReading | None:
     """A socket's reading; None when it cannot be read (closed handle, not connected yet)."""
     try:
-        return read_socket(sock)  # type: ignore[arg-type]
+        return read_socket(sock)
     except (OSError, KernelParseError):
         return None
 
 
-def _live_reading(tr: TransferLike, readings: list[tuple[int, object, SocketReading | None]]
+def _live_reading(tr: TransferLike, readings: Sequence[tuple[int, socket.socket, SocketReading | None]]
                   ) -> tuple[int, SocketReading] | None:
     """The reading of the socket carrying the response (else the newest socket that reads)."""
-    active = getattr(tr, "active_socket", None)
+    active = tr.active_socket
     ordered = sorted(readings, key=lambda r: (r[1] is active, r[0]), reverse=True)
     for index, _sock, reading in ordered:
         if reading is not None:

@@ -26,21 +26,44 @@ TCP_CLOSE = 7
 
 
 class TransferLike(Protocol):
-    """What the sampler reads from a :class:`mptop.core.transfer.Transfer`."""
+    """What the sampler needs from a :class:`mptop.core.transfer.Transfer`: it reads these, releases the
+    sockets after the final read, and fails a transfer that must use MPTCP but fell back.
 
-    id: int
-    url: str
-    total: int | None
-    bytes_done: int
-    resumed: int                     # of bytes_done, a resumed .part's (not fetched by this run)
-    state: str                       # connecting / running / done / failed
-    error: str | None
-    mptcp_unavailable: str | None
-    sockets: Sequence[socket.socket]
-    started_at: float | None
-    ended_at: float | None
+    Read-only properties, so a class whose attribute is computed (``Transfer.bytes_done``) or narrower
+    (``Transfer.state`` is a Literal) satisfies it.
+    """
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def total(self) -> int | None: ...
+    @property
+    def bytes_done(self) -> int: ...
+    @property
+    def resumed(self) -> int: ...                 # of bytes_done, a resumed .part's (not fetched by this run)
+    @property
+    def state(self) -> str: ...                   # connecting / running / done / failed
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def mptcp_unavailable(self) -> str | None: ...
+    @property
+    def sockets(self) -> Sequence[socket.socket]: ...
+    @property
+    def active_socket(self) -> socket.socket | None: ...   # the one carrying the response, once known
+    @property
+    def file(self) -> str | None: ...                     # final path; None for stdout or a failure
+    @property
+    def sha256(self) -> str | None: ...
+    @property
+    def started_at(self) -> float | None: ...
+    @property
+    def ended_at(self) -> float | None: ...
 
     def release_sockets(self) -> None: ...
+    def fail(self, reason: str) -> None: ...
 
 
 def format_address(addr: Address | tuple[str, int] | None) -> str:
@@ -238,5 +261,10 @@ def account_goodput(t: float, sock: SocketTrack, reading: SocketReading) -> bool
     return True
 
 
+_STATUS: dict[SocketStatus, Status] = {
+    SocketStatus.MPTCP: "mptcp", SocketStatus.FALLBACK: "fallback", SocketStatus.TCP: "tcp",
+}
+
+
 def status_of(reading: SocketReading) -> Status:
-    return {SocketStatus.MPTCP: "mptcp", SocketStatus.FALLBACK: "fallback", SocketStatus.TCP: "tcp"}[reading.status]
+    return _STATUS[reading.status]

@@ -25,7 +25,7 @@ headers arrive) fails the transfer; the sampler, which sees fallbacks later, cal
 :meth:`Transfer.fail` with its reason.
 
 Bodies are read with ``iter_chunked(CHUNK)`` and handed to one writer thread per transfer
-(:class:`mptop.core.output.SinkThread`) that writes and hashes (sha256) them, a few chunks behind
+(:class:`mptop.core.output.WriterThread`) that writes and hashes (sha256) them, a few chunks behind
 the network.
 """
 
@@ -47,8 +47,18 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from mptop.core.failures import FailureContext, TransferError, describe
-from mptop.core.output import (OutputPlan, OutputTarget, Sink, SinkThread, check_final, disposition_name,
-                               part_size, plan_output, rename_from_server, target_for)
+from mptop.core.output import (
+    FileWriter,
+    OutputPlan,
+    OutputTarget,
+    WriterThread,
+    check_final,
+    disposition_name,
+    part_size,
+    plan_output,
+    rename_from_server,
+    target_for,
+)
 from mptop.kernel.sockets import create_mptcp_socket, dup_handle
 from mptop.kernel.sockopt import socket_status
 from mptop.kernel.types import MptcpUnavailable, SocketStatus
@@ -90,7 +100,7 @@ class Transfer:
         self.file: str | None = None              # final path; None for stdout or a failure
         self.received = 0                         # bytes of the file received (incl. resumed prefix)
         self.resumed = 0                          # of those, a kept .part's: not fetched by this run
-        self._writer: SinkThread | None = None
+        self._writer: WriterThread | None = None
         self._fd_handles: dict[int, socket.socket] = {}
         self._task: asyncio.Task[None] | None = None
         self._abort: str | None = None
@@ -98,7 +108,7 @@ class Transfer:
     @property
     def bytes_done(self) -> int:
         """Body bytes written so far, including a resumed ``.part``'s size."""
-        return self._writer.sink.written if self._writer is not None else 0
+        return self._writer.file.written if self._writer is not None else 0
 
     @property
     def finished(self) -> bool:
@@ -196,9 +206,9 @@ class TransferManager:
     async def _run_one(self, t: Transfer, resolver: NetnsResolver,
                        on_start: Callable[[Transfer], object] | None) -> None:
         t.started_at = time.monotonic()
-        if on_start is not None:
-            on_start(t)
         try:
+            if on_start is not None:
+                on_start(t)
             await self._download(t, resolver)
             t.state = "done"
         except asyncio.CancelledError:
@@ -292,7 +302,7 @@ class TransferManager:
 
     async def _receive(self, t: Transfer, resp: aiohttp.ClientResponse, start: int) -> None:
         assert t.target is not None
-        t._writer = writer = SinkThread(Sink(t.target, self.options.force), f"mptop-writer-{t.id}")
+        t._writer = writer = WriterThread(FileWriter(t.target, self.options.force), f"mptop-writer-{t.id}")
         t.received = t.resumed = start
         await writer.open(start)
         t.state = "running"
@@ -303,7 +313,7 @@ class TransferManager:
         if t.total is not None and t.received != t.total:
             raise TransferError(f"connection closed after {t.received} of {t.total} bytes")
         t.file = await writer.commit()
-        t.sha256 = writer.sink.hexdigest()
+        t.sha256 = writer.file.hexdigest()
 
     def _claim(self, t: Transfer, path: str | None) -> bool:
         """Whether ``path`` is ``t``'s to write (first come, within this run)."""
@@ -371,11 +381,15 @@ class NetnsResolver(AbstractResolver):
                                    0, socket.AI_ADDRCONFIG)
         infos = await asyncio.get_running_loop().run_in_executor(self._pool, lookup)
         numeric = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
-        return [
-            ResolveResult(hostname=host, host=f"{addr[0]}%{addr[3]}" if fam == socket.AF_INET6 and addr[3]
-                          else addr[0], port=addr[1], family=fam, proto=proto, flags=numeric)
-            for fam, _, proto, _, addr in infos if fam in (socket.AF_INET, socket.AF_INET6)
-        ]
+        results = []
+        for fam, _, proto, _, addr in infos:
+            if fam not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            ip, port_ = str(addr[0]), int(addr[1])
+            scope = addr[3] if fam == socket.AF_INET6 and len(addr) == 4 else 0   # (ip, port, flowinfo, scope_id)
+            results.append(ResolveResult(hostname=host, host=f"{ip}%{scope}" if scope else ip, port=port_,
+                                         family=fam, proto=proto, flags=numeric))
+        return results
 
     async def close(self) -> None:
         pass        # shared by the run's sessions: the manager shuts it down

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mptop.lab.config import LabError
 from mptop.lab.netns import Namespace
-from mptop.lab.topology import Endpoint, LabBase, Side, endpoint_add_cmd
+from mptop.lab.topology import LabBase, LabEndpoint, Side, endpoint_add_cmd
 
 
 class Lab(LabBase):
@@ -76,9 +76,10 @@ class Lab(LabBase):
         return len(killed)
 
     # -- endpoints -----------------------------------------------------------------------------
-    def _endpoint(self, iface: str, side: Side | None, present: bool) -> tuple[Side, Endpoint]:
+    def _endpoint(self, iface: str, side: Side | None, present: bool) -> tuple[Side, LabEndpoint]:
         self.path(iface)
-        for s in ([side] if side else ["client", "server"]):
+        sides: list[Side] = [side] if side else ["client", "server"]
+        for s in sides:
             ep = self.endpoints.get((s, iface))
             if ep is not None and ep.present == present:
                 return s, ep

@@ -15,8 +15,10 @@ arrived meanwhile, the view renders once, the latest state.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
+import sys
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -25,18 +27,18 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 
-from mptop.core.model import Record
+from mptop.core.model import Record, Sink
 from mptop.tui import format as fmt
 from mptop.tui.endpoints import EndpointsScreen
 from mptop.tui.help import HelpScreen
 from mptop.tui.screen import MainScreen, Mode
 from mptop.tui.sources import Pausable
 from mptop.tui.state import ViewState
+from mptop.tui.terminal import TerminalGuard
 from mptop.tui.toplist import TopList
 from mptop.tui.watch_screen import WatchScreen
 from mptop.tui.watch_state import WatchState
 
-Sink = Callable[[Record], None]
 Runner = Callable[[Sink], Awaitable[object]]
 
 
@@ -242,3 +244,14 @@ class MptopApp(App[int]):
             if transfer is not None:
                 yield SystemCommand(f"Select #{transfer.id} {fmt.short_url(transfer.url, 50)}",
                                     "show its subflows", lambda i=index: setattr(top, "highlighted", i))
+
+
+def run_app(app: App[Any], *, headless: bool = False) -> int:
+    """Run a TUI app to its end; its exit status: non-zero when the display crashed (Textual has
+    printed the traceback by then, and sets return_code 1), 128 + N when signal N (a hangup) ended it."""
+    with TerminalGuard(app) as guard:
+        app.run(headless=headless)
+    code = app.return_code or 0
+    if code and guard.ended_by is None:
+        print(f"mptop: the display stopped on an error (exit status {code})", file=sys.stderr)
+    return code

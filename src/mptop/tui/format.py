@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from mptop.core.badge import badge as badge   # re-exported: the TUI's cards and titles
+from mptop.core.badge import badge as badge  # re-exported: the TUI's cards and titles
 from mptop.core.model import SubflowSample
 from mptop.core.units import format_bytes, format_duration, format_rate
 

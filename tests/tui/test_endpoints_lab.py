@@ -1,4 +1,4 @@
-"""The Paths screen (key e) changes the real kernel's endpoints and limits, in the lab's client netns.
+"""The Endpoints screen (key e) changes the real kernel's endpoints and limits, in the lab's client netns.
 
 The app runs with the main thread inside the client netns, as in the demo: every change made
 through the screen is checked with iproute2 in that netns.
@@ -23,8 +23,7 @@ from mptop.lab import Lab
 from mptop.tui.app import MptopApp
 from mptop.tui.endpoints import EndpointsScreen
 from mptop.tui.endpoints_forms import AddEndpointForm, ConfirmChange, LimitsForm
-from tests.kernel.test_pm import run_as_nobody
-from tests.lab.test_lab import wait_for
+from tests.support import run_as_nobody, wait_for
 
 pytestmark = pytest.mark.lab
 WWAN_ADDR, WWAN = "198.51.100.2", "wwan0"
@@ -38,14 +37,14 @@ def ip_endpoints(lab: Lab) -> dict[str, dict[str, Any]]:
 
 def ip_limits(lab: Lab) -> dict[str, int]:
     words = lab.run(lab.client, ["ip", "mptcp", "limits", "show"]).stdout.split()
-    return dict(zip(words[::2], map(int, words[1::2])))
+    return dict(zip(words[::2], map(int, words[1::2]), strict=True))
 
 
 def screen_text(app: MptopApp) -> str:
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
-async def open_paths(pilot: Pilot[Any]) -> EndpointsScreen:
+async def open_endpoints(pilot: Pilot[Any]) -> EndpointsScreen:
     await pilot.press("e")
     await pilot.pause()
     screen = pilot.app.screen
@@ -74,7 +73,7 @@ async def test_add_backup_delete_an_endpoint_through_the_screen(lab: Lab, mode: 
     with lab.client.entered():
         app = MptopApp(mode=mode, clock=False)   # type: ignore[arg-type]
         async with app.run_test(size=(80, 24)) as pilot:
-            screen = await open_paths(pilot)
+            screen = await open_endpoints(pilot)
             assert "no endpoints" in screen_text(app)
 
             await pilot.press("a")
@@ -124,7 +123,7 @@ async def test_limits_and_cancelled_changes(lab: Lab) -> None:
     with lab.client.entered():
         app = MptopApp(clock=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            screen = await open_paths(pilot)
+            screen = await open_endpoints(pilot)
             id = before[WWAN_ADDR]["id"]
             for key, command, answer in (("d", f"ip mptcp endpoint delete id {id}", "n"),
                                          ("b", f"ip mptcp endpoint change id {id} backup", "escape"),
@@ -168,7 +167,7 @@ async def test_errors_are_one_line_and_change_nothing(lab: Lab) -> None:
     with lab.client.entered():
         app = MptopApp(clock=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            screen = await open_paths(pilot)
+            screen = await open_endpoints(pilot)
             for typed in ("not-an-ip", WWAN_ADDR):      # refused by the planner; then by the kernel (duplicate)
                 await pilot.press("a")
                 await pilot.pause()
@@ -240,7 +239,7 @@ def test_read_only_screen_says_why_and_hides_write_keys(lab: Lab) -> None:
     async def drive() -> dict[str, Any]:
         app = MptopApp(clock=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await open_paths(pilot)
+            await open_endpoints(pilot)
             await pilot.pause()
             text = screen_text(app)
             await pilot.press("l")
@@ -286,7 +285,7 @@ async def test_new_subflow_readds_the_endpoint_of_a_closed_subflow(make_lab: Cal
         with lab.client.entered():
             app = MptopApp(clock=False)
             async with app.run_test(size=(80, 24)) as pilot:
-                screen = await open_paths(pilot)
+                screen = await open_endpoints(pilot)
                 table = screen.query_one(DataTable)
                 assert table.get_row_at(table.cursor_row)[1] == WWAN_ADDR
                 await pilot.press("n")
