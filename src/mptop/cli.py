@@ -78,7 +78,8 @@ def _unknown_options(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     import difflib
 
     module = getattr(args, "_module", None)
-    command = next((name for name, (mod, _) in COMMANDS.items() if module and module.__name__.endswith(f".{mod}")), None)
+    command = next((name for name, (mod, _) in COMMANDS.items()
+                    if module and module.__name__.endswith(f".{mod}")), None)
     known = [o for action in _subparser(parser, command)._actions for o in action.option_strings] if command else []
     where = f"mptop {command}" if command else "mptop"
     options = [w for w in extra if w.startswith("-")] or extra     # not the values that followed them
@@ -95,7 +96,7 @@ def _unknown_options(parser: argparse.ArgumentParser, args: argparse.Namespace, 
 def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return action.choices[command]  # type: ignore[no-any-return]
+            return action.choices[command]
     return parser
 
 
