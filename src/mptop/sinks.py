@@ -31,6 +31,8 @@ from rich.text import Text
 
 from mptop.core.badge import badge
 from mptop.core.model import Event, Record, Sample, Sink, Summary, TransferSample, to_ndjson
+from mptop.core.rates import RATE_LABEL
+from mptop.core.safe_text import escape_controls
 from mptop.core.units import format_bytes, format_duration, format_rate
 
 
@@ -87,7 +89,7 @@ PATH_STYLES = ("cyan", "magenta", "green", "yellow", "blue", "red")
 
 
 def _short_url(url: str, width: int = 40) -> str:
-    url = url.split("://", 1)[-1]
+    url = escape_controls(url.split("://", 1)[-1])
     return url if len(url) <= width else "…" + url[-(width - 1):]
 
 
@@ -112,6 +114,8 @@ def plain_line(sample: Sample, unit: str = "bits") -> str:
                      f" ({badge(t)[0]}; ETA {format_duration(t.eta_s)})")
     if sample.paths:
         parts.append("| " + "  ".join(f"{iface} {format_rate(p.rate_bps, unit)}" for iface, p in sample.paths.items()))
+    if not sample.transfers_ended():
+        parts.append(f"(rates {RATE_LABEL})")
     return " ".join(parts)
 
 
@@ -138,7 +142,8 @@ class _Screen:
         head.add_column(no_wrap=True, overflow="ellipsis", justify="right", max_width=60)
         badge_style = {"mptcp": "bold green", "fallback": "bold yellow", "tcp": "bold red"}.get(t.status, "dim")
         head.add_row(Text(f"#{t.id} {_short_url(t.url, 60)}", style="bold"),
-                     Text(t.error or badge(t)[0], style="red" if t.error else badge_style))
+                     Text(escape_controls(t.error) if t.error else badge(t)[0],
+                          style="red" if t.error else badge_style))
         body = Table.grid(padding=(0, 1))
         body.add_row(Text("  "), ProgressBar(total=t.total or None, completed=t.bytes, width=24, pulse=not t.total),
                      Text(_progress_text(t)), Text(_rate(t, self.unit), style="bold"),
@@ -149,12 +154,15 @@ class _Screen:
     def _paths(self, sample: Sample) -> Table:
         """One row per path: its share of the rate now; once every transfer ended, its share of
         the bytes (the rates of the last moments would tell little)."""
-        table = Table.grid(padding=(0, 1))
         ended, byte_shares = sample.transfers_ended(), sample.byte_shares()
+        table = Table.grid(padding=(0, 1))
+        if not ended:
+            table.caption, table.caption_style, table.caption_justify = f"rates {RATE_LABEL}", "dim", "left"
         for iface, p in sample.paths.items():
             style = self.style_for(iface)
             state = "" if p.link_up in (None, True) else " link down"
             state += " stalled" if p.stalled else ""
+            state += f" waiting on {p.waiting_on}" if p.waiting_on and not p.stalled else ""
             share = byte_shares[iface] if ended else p.share
             table.add_row(
                 Text(f"  {p.label}", style=f"bold {style}"), Text(iface, style="dim"),
@@ -195,7 +203,8 @@ class ConsoleView:
         # A failure gets its one line from the command ("mptop: URL: cause"); a success its ✓ line at the end.
         if event.kind == "transfer_failed" or (event.kind == "transfer_done" and not self.interactive):
             return
-        self.console.print(f"[dim]{event.t:6.1f}s[/dim] {event.detail or event.kind}", soft_wrap=True)
+        self.console.print(Text.assemble((f"{event.t:6.1f}s", "dim"), " ", escape_controls(event.detail or event.kind)),
+                           soft_wrap=True)
 
     def close(self, summary: Summary | None = None) -> None:
         if self._live is not None:
@@ -205,11 +214,11 @@ class ConsoleView:
             return
         for t in summary.transfers:
             if t.ok:
-                where = t.file or "(stdout)"
+                where = escape_controls(t.file or "(stdout)")
                 paths = ", ".join(f"{k} {format_bytes(v)}" for k, v in t.path_bytes.items())
                 took = t.duration_s if t.duration_s is not None else summary.duration_s
-                self.console.print(f"[green]✓[/green] {t.url} → {where}: {format_bytes(t.bytes)} in "
-                                   f"{format_duration(took)} ({paths}) sha256 {t.sha256}",
+                self.console.print(Text.assemble(("✓", "green"), f" {escape_controls(t.url)} → {where}: "
+                                   f"{format_bytes(t.bytes)} in {format_duration(took)} ({paths}) sha256 {t.sha256}"),
                                    soft_wrap=True)
 
 

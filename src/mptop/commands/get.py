@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mptop.commands.options import add_display_arguments, positive_float
+from mptop.commands.options import add_display_arguments, count, positive_float
 
 
 def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +24,7 @@ def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
                         help="give up connecting after S seconds (default 15)")
     parser.add_argument("--idle-timeout", type=positive_float, default=30.0, metavar="S",
                         help="give up when no byte arrives for S seconds (default 30)")
-    parser.add_argument("--max-redirects", type=int, default=10, metavar="N", help="follow at most N redirects")
+    parser.add_argument("--max-redirects", type=count, default=10, metavar="N", help="follow at most N redirects")
     add_display_arguments(parser, interval=0.25)
 
 

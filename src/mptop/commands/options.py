@@ -1,4 +1,5 @@
-"""Option value types shared by the commands (argparse `type=` callables with one-line errors)."""
+"""Option value types shared by the commands (argparse `type=` callables with one-line errors), and the
+one-line error a command ends with."""
 
 from __future__ import annotations
 
@@ -23,6 +24,17 @@ def _positive(kind: Callable[[str], N], what: str) -> Callable[[str], N]:
 
 positive_float = _positive(float, "a number")
 positive_int = _positive(int, "a whole number")
+
+
+def count(text: str) -> int:
+    """A whole number ≥ 0 (e.g. --max-redirects 0: follow none)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0: {text!r}")
+    return value
 
 
 def port(text: str) -> int:

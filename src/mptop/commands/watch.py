@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, TextIO
 
+from mptop.commands import fail
 from mptop.commands.options import add_display_arguments, port, positive_int
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         labels = parse_labels(args.label)
     except ValueError as e:
-        return _fail(str(e))
+        return fail("watch", str(e))
     if not args.json and not interactive():
         return no_terminal("watch", "use `mptop watch --json` (NDJSON; --count N to stop)")
     # The TUI filters in view (shown, and cleared with Esc); --json filters in the sampler.
@@ -43,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         sampler.open()
     except MptcpUnavailable as e:
-        return _fail(f"cannot list MPTCP connections: {e.reason}")
+        return fail("watch", f"cannot list MPTCP connections: {e.reason}")
     except OSError as e:
-        return _fail(f"cannot list MPTCP connections: {e.strerror or e}")
+        return fail("watch", f"cannot list MPTCP connections: {e.strerror or e}")
     try:
         if args.json:
             return asyncio.run(_json_stream(sampler, args.count, sys.stdout))
@@ -64,7 +65,7 @@ async def _json_stream(sampler: WatchSampler, count: int | None, out: TextIO) ->
             if write.reader_gone:       # `| head`: stop quietly
                 break
     except OSError as e:
-        return _fail(f"reading MPTCP connections failed: {e.strerror or e}")
+        return fail("watch", f"reading MPTCP connections failed: {e.strerror or e}")
     return 0
 
 
@@ -83,8 +84,3 @@ def _tui(args: argparse.Namespace, sampler: WatchSampler, query: str = "") -> in
     if isinstance(app.main, WatchScreen):
         app.main.set_filter(query)
     return run_app(app, theme=args.theme)
-
-
-def _fail(message: str) -> int:
-    print(f"mptop watch: {message}", file=sys.stderr)
-    return 1
