@@ -71,13 +71,13 @@ class MptopApp(App[int]):
     BINDINGS = [
         Binding("q", "quit", "Quit", tooltip="quit mptop"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),     # not Textual's "press ctrl+q"
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),   # 2nd: 60 columns show it
         Binding("p", "pause", "Pause", tooltip="pause or resume the display; data keeps being collected"),
         Binding("space", "replay_pause", "Play/pause", tooltip="pause or resume the replay"),
         Binding("u", "units", "Bits/bytes", tooltip="rates in bits or in bytes per second"),
         Binding("up", "select(-1)", "Select", key_display="↑↓", show=False),
         Binding("down", "select(1)", "Select", show=False),
         Binding("e", "endpoints", "Endpoints", tooltip="MPTCP endpoints and limits: add, delete, backup, new subflow"),
-        Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),
     ]
 
     HELP_ONLY_KEYS: frozenset[str] = frozenset()     # bound, left out of the footer, listed by `?`
