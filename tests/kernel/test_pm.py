@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +15,7 @@ from mptop.kernel.pm import PathManagerError, PathManagerUnavailable
 from mptop.kernel.pm_events import PmEvents
 from mptop.kernel.types import Endpoint, EndpointFlag, Limits, NeedsNetAdmin
 from mptop.lab import Lab, Namespace
-from mptop.lab.netns import setns
+from tests.nobody import run_as_nobody
 
 pytestmark = pytest.mark.lab
 
@@ -139,33 +138,6 @@ async def test_works_inside_a_running_event_loop(lab: Lab) -> None:
         assert pm.get_limits() == ip_limits(lab, lab.server)
 
 
-def run_as_nobody(ns: Namespace, body: Callable[[], dict[str, str]]) -> dict[str, str]:
-    """Fork; the child enters ``ns``, drops to uid/gid 65534 and reports ``body()`` as JSON."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:   # child: never return into pytest (and it cannot leave the netns once unprivileged)
-        status, report = 1, "child did not report"
-        try:
-            os.close(read_end)
-            fd = ns.open_fd()
-            setns(fd)
-            os.setgroups([])
-            os.setresgid(65534, 65534, 65534)
-            os.setresuid(65534, 65534, 65534)
-            report, status = json.dumps(body()), 0
-        except BaseException:
-            report = traceback.format_exc()
-        finally:
-            os.write(write_end, report.encode())
-            os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        output = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, output
-    return json.loads(output)
-
-
 def outcome(call: Callable[[], object]) -> str:
     try:
         return repr(call())
@@ -175,7 +147,7 @@ def outcome(call: Callable[[], object]) -> str:
 
 def test_unprivileged_reads_work_writes_and_events_need_net_admin(lab: Lab) -> None:
     lab.run(lab.client, ["ip", "mptcp", "endpoint", "add", lab.paths[1].client_addr, "id", "3", "subflow"])
-    results = run_as_nobody(lab.client, lambda: {
+    results = run_as_nobody(lambda: {
         "uid": str(os.getuid()),
         "endpoints": outcome(pm.list_endpoints),
         "limits": outcome(pm.get_limits),
@@ -183,7 +155,7 @@ def test_unprivileged_reads_work_writes_and_events_need_net_admin(lab: Lab) -> N
         "set_limits": outcome(lambda: pm.set_limits(subflows=1)),
         "add": outcome(lambda: pm.add_endpoint("192.0.2.2", flags=EndpointFlag.SUBFLOW)),
         "change": outcome(lambda: pm.set_endpoint_flags(3, backup=True)),
-    })
+    }, netns=lab.client.path)
     with lab.client.entered():
         assert results["endpoints"] == repr(pm.list_endpoints())
         assert results["limits"] == repr(pm.get_limits())

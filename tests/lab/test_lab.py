@@ -17,9 +17,9 @@ from typing import NoReturn
 
 import pytest
 
-import mptop.lab.server  # noqa: F401  (preloaded for the forked unprivileged child)
 from mptop.lab import Lab, LabConfig, LabUnavailable, content
 from mptop.lab.userns import enter_user_namespace
+from tests.nobody import ChildFailed, run_as_nobody
 
 pytestmark = pytest.mark.lab
 IPPROTO_MPTCP = 262
@@ -290,31 +290,6 @@ def test_teardown_when_the_owner_is_killed(sig: signal.Signals, mode: str, exit_
     assert _root_names(["ip", "netns", "list"]) - netns == set()
 
 
-def _in_forked_child(body: Callable[[], str]) -> str:
-    """Run ``body`` in a forked child as uid/gid 65534; return what it reported (or ERR ...)."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setresgid(65534, 65534, 65534)
-            os.setresuid(65534, 65534, 65534)
-            report = body()
-            code = 0
-        except BaseException as e:  # noqa: BLE001  (everything goes back to the parent)
-            report = f"ERR {type(e).__name__}: {e}"
-        finally:
-            os.write(write_end, report.encode())
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as f:
-        report = f.read().decode()
-    os.waitpid(pid, 0)
-    return report
-
-
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to uid 65534")
 
 
@@ -331,9 +306,12 @@ def test_unprivileged_user_namespace_runs_the_lab(lab_unavailable: Callable[[str
             digest = dl.finish()
             return f"{os.getuid()} {digest} {lab.rx_bytes('wlan0') > 0} {lab.rx_bytes('wwan0') > 0}"
 
-    report = _in_forked_child(body)
-    if report.startswith("ERR LabUnavailable"):
-        lab_unavailable(report)
+    try:
+        report = run_as_nobody(body)
+    except ChildFailed as e:
+        if e.kind == "LabUnavailable":
+            lab_unavailable(str(e).strip().splitlines()[-1])
+        raise
     assert report == f"0 {content.sha256(size)} True True", report
 
 
@@ -346,5 +324,5 @@ def test_unprivileged_without_user_namespace_is_unavailable() -> None:
             return str(e)
         return "started?"
 
-    report = _in_forked_child(body)
+    report = run_as_nobody(body)
     assert "enter_user_namespace" in report and "\n" not in report, report
