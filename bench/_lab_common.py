@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from mptop.lab import Lab
 
@@ -88,7 +89,7 @@ def crossing_time(samples: Sequence[tuple[float, int]], level: float) -> float |
     """When the cumulative count first reached ``level`` (linear between two samples)."""
     if samples and samples[0][1] >= level:
         return samples[0][0]
-    for (t0, b0), (t1, b1) in zip(samples, samples[1:]):
+    for (t0, b0), (t1, b1) in pairwise(samples):
         if b1 >= level > b0:
             return t0 + (t1 - t0) * (level - b0) / (b1 - b0)
     return None

@@ -30,8 +30,7 @@ from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _lab_common import (Run, ensure_debian_tools, fmt, load_average, measured_run, median,  # noqa: E402
-                         ratio, steady_rate)
+from _lab_common import Run, ensure_debian_tools, fmt, load_average, measured_run, median, ratio, steady_rate  # noqa: E402
 
 from mptop.lab import Lab, LabConfig, LabError  # noqa: E402
 from mptop.lab.signals import exit_on_signals  # noqa: E402
@@ -146,7 +145,8 @@ def bench_setting(setting: Setting, tools: Sequence[str], rounds: int, interval:
     results: dict[str, list[Outcome]] = {tool: [] for tool in tools}
     with Lab(setting.config) as lab:
         warm_up(lab, tools, interval, mptop_env)
-        print(f"  {'run':<16} {'Mbit/s':>9} {'wall s':>7} {'user s':>6} {'sys s':>6} {'CPU s/GB':>9} {'wwan0':>6}  check")
+        print(f"  {'run':<16} {'Mbit/s':>9} {'wall s':>7} {'user s':>6} {'sys s':>6} {'CPU s/GB':>9} "
+              f"{'wwan0':>6}  check")
         for r in range(rounds):
             # Rotate who goes first, so drift in the machine's load does not favour one tool.
             k = r % len(tools)

@@ -1,86 +1,59 @@
-"""`mptop doctor` in the lab's client namespace: the verdicts and the fixes it names."""
+"""The doctor's choice of fix by what manages endpoints here (pure: the managers are stood in for)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 
 import pytest
 
-pytestmark = pytest.mark.lab
+from mptop.core import doctor_fix
+from mptop.core.doctor_fix import EndpointOwner
 
 
-def doctor(lab, *args: str) -> tuple[int, dict]:
-    with lab.client.entered():
-        result = subprocess.run([sys.executable, "-m", "mptop", "doctor", "--json", *args], capture_output=True,
-                                text=True, timeout=60)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result.returncode, json.loads(result.stdout)
+@pytest.fixture
+def host_with(monkeypatch: pytest.MonkeyPatch):
+    def make(processes: set[str], nm_version: str | None = None, devices: dict[str, str] | None = None) -> None:
+        monkeypatch.setattr(doctor_fix.host, "process_running", lambda name: name in processes)
+
+        def nmcli(*args: str) -> str | None:
+            if args == ("--version",):
+                return nm_version
+            if args[-3:-1] == ("device", "show"):
+                return (devices or {}).get(args[-1])
+            return None
+        monkeypatch.setattr(doctor_fix, "_nmcli", nmcli)
+    return make
 
 
-def by_name(report: dict) -> dict[str, dict]:
-    return {c["name"]: c for c in report["checks"]}
+def test_networkmanager_140_on_an_interface_it_manages(host_with) -> None:
+    host_with({"NetworkManager"}, "nmcli tool, version 1.46.0", {"wwan0": "100 (connected)\nMy Phone's 5G\n",
+                                                                "eth1": "10 (unmanaged)\n\n"})
+    manager = EndpointOwner.detect()
+    assert (manager.name, manager.nm) == ("NetworkManager", (1, 46))
+    how, fix = manager.add_subflow_fix("wwan0", "198.51.100.2")
+    assert fix == ("nmcli connection modify 'My Phone'\"'\"'s 5G' connection.mptcp-flags subflow "
+                   "&& nmcli device reapply wwan0")
+    assert "connection.mptcp-flags" in how
+    # An interface NetworkManager leaves alone is fixed by hand.
+    assert manager.add_subflow_fix("eth1", "203.0.113.2")[1] == "ip mptcp endpoint add 203.0.113.2 dev eth1 subflow"
 
 
-def add_endpoint(lab, iface: str) -> None:
-    path = lab.path(iface)
-    lab.run(lab.client, ["ip", "mptcp", "endpoint", "add", path.client_addr, "dev", iface, "subflow"])
+def test_networkmanager_before_140_does_not_manage_endpoints(host_with) -> None:
+    host_with({"NetworkManager"}, "nmcli tool, version 1.36.6", {"wwan0": "100 (connected)\nPhone\n"})
+    manager = EndpointOwner.detect()
+    assert (manager.name, manager.nm) == ("ip", (1, 36))
+    assert manager.add_subflow_fix("wwan0", "198.51.100.2")[1] == "ip mptcp endpoint add 198.51.100.2 dev wwan0 subflow"
 
 
-def test_healthy_host_exits_0(make_lab):
-    lab = make_lab(client_endpoints="subflow")
-    add_endpoint(lab, "wlan0")
-    code, report = doctor(lab)
-    failures = [c for c in report["checks"] if c["verdict"] == "fail"]
-    assert code == 0 and report["ok"] and not failures
-    checks = by_name(report)
-    assert checks["enabled"]["verdict"] == "ok" and checks["socket"]["verdict"] == "ok"
-    assert checks["endpoint wwan0"]["verdict"] == "ok" and "198.51.100.2" in checks["endpoint wwan0"]["detail"]
-    assert checks["events"]["verdict"] == "ok" and checks["sock_diag"]["verdict"] == "ok"
-
-
-def test_mptcp_disabled_names_the_sysctl_fix(lab):
-    lab.sysctl(lab.client, "net.mptcp.enabled", "0")
-    code, report = doctor(lab)
-    assert code == 1 and not report["ok"]
-    enabled = by_name(report)["enabled"]
-    assert enabled["verdict"] == "fail" and "net.mptcp.enabled=1" in enabled["fix"]
-    assert by_name(report)["socket"]["verdict"] == "fail"
-
-
-def test_missing_endpoint_on_the_second_interface_names_the_ip_fix(lab):
-    add_endpoint(lab, "wlan0")
-    code, report = doctor(lab)
-    assert code == 1
-    wwan = by_name(report)["endpoint wwan0"]
-    assert wwan["verdict"] == "fail"
-    assert wwan["fix"] == "ip mptcp endpoint add 198.51.100.2 dev wwan0 subflow"
-    assert by_name(report)["endpoint wlan0"]["verdict"] == "ok"
-
-
-def test_client_that_ignores_announcements_is_told_to_raise_add_addr_accepted(lab):
-    add_endpoint(lab, "wlan0")
-    add_endpoint(lab, "wwan0")
-    lab.run(lab.client, ["ip", "mptcp", "limits", "set", "subflows", "2", "add_addr_accepted", "0"])
-    code, report = doctor(lab)
-    limits = by_name(report)["limits"]
-    assert code == 1 and limits["verdict"] == "fail" and "add_addr_accepted" in limits["fix"]
-
-
-def test_url_reports_mptcp_and_subflows_or_fallback(lab):
-    code, report = doctor(lab, "--url", lab.url(2_000_000))
-    url = by_name(report)["url"]
-    assert url["verdict"] == "ok" and "speaks MPTCP, 2 subflows" in url["detail"]
-    code, report = doctor(lab, "--url", lab.url(2_000_000, tcp=True))
-    url = by_name(report)["url"]
-    assert code == 1 and url["verdict"] == "fail" and "fell back" in url["detail"]
-
-
-def test_human_output_marks_each_line(lab):
-    with lab.client.entered():
-        result = subprocess.run([sys.executable, "-m", "mptop", "doctor"], capture_output=True, text=True, timeout=60)
-    lines = result.stdout.splitlines()
-    assert any(line.startswith("✗ endpoint wwan0") for line in lines)
-    assert any(line.strip().startswith("fix: ip mptcp endpoint add") for line in lines)
-    assert result.returncode == 1
+def test_mptcpd_is_configured_not_bypassed(host_with, tmp_path) -> None:
+    """The configuration half of the fix runs, on a copy of a stock mptcpd.conf."""
+    host_with({"mptcpd"})
+    manager = EndpointOwner.detect()
+    how, fix = manager.add_subflow_fix("wwan0", "198.51.100.2")
+    assert manager.name == "mptcpd" and "addr-flags" in how
+    edit, restart = fix.split(" && ")
+    assert restart == "systemctl restart mptcpd"
+    conf = tmp_path / "mptcpd.conf"
+    conf.write_text("[core]\nlog=journal\n# addr-flags=fullmesh\nnotify-flags=existing,skip_loopback\n")
+    subprocess.run(["sh", "-c", edit.replace(doctor_fix.MPTCPD_CONF, str(conf))], check=True)
+    assert conf.read_text() == "[core]\naddr-flags=subflow\nlog=journal\nnotify-flags=existing,skip_loopback\n"

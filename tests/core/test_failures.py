@@ -4,17 +4,20 @@ rules that need no network."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 from pathlib import Path
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from mptop.core.failures import FailureContext, TransferError, describe
-from mptop.core.output import OutputTarget, Sink
+from mptop.core.output import FileWriter, OutputTarget
 from mptop.kernel.types import MptcpUnavailable
 
 
@@ -41,12 +44,12 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_disk_full_from_a_real_device() -> None:
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
-    sink = Sink(OutputTarget("direct", "/dev/full"), force=False)
-    sink.open(0)
+    writer = FileWriter(OutputTarget("direct", "/dev/full"), force=False)
+    writer.open(0)
 
     def write_all() -> None:
-        sink.write(b"x" * (1 << 20))     # larger than the buffer: reaches the device at once
-        sink.commit()
+        writer.write(b"x" * (1 << 20))     # larger than the buffer: reaches the device at once
+        writer.commit()
 
     assert describe(raised(write_all)) == "disk full writing /dev/full"
     assert describe(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) == "disk full"
@@ -67,6 +70,15 @@ def test_http_status_and_redirect_wording() -> None:
     assert describe(loop, FailureContext(max_redirects=5)) == "too many redirects (more than 5)"
 
 
+def test_redirect_to_a_non_http_url_names_it() -> None:
+    # aiohttp raises these with the URL as their only argument (client.py: NonHttpUrlRedirectClientError(r_url));
+    # unlike InvalidURL they have no .url attribute, so reading one raised AttributeError.
+    redirect = aiohttp.NonHttpUrlRedirectClientError(URL("ftp://h/f"))
+    assert describe(redirect) == "redirected to an unsupported URL: ftp://h/f (http and https only)"
+    scheme = aiohttp.NonHttpUrlClientError(URL("gopher://h/f"))
+    assert describe(scheme) == "unsupported URL scheme: gopher://h/f (http and https only)"
+
+
 def test_progress_is_part_of_cut_body_lines() -> None:
     ctx = FailureContext(received=1234, total=5000, idle_timeout=7)
     cut = aiohttp.ClientPayloadError("Response payload is not completed: <ContentLengthError: 400>")
@@ -82,3 +94,38 @@ def test_progress_is_part_of_cut_body_lines() -> None:
 def test_anything_unforeseen_is_still_one_line() -> None:
     assert describe(ValueError("first line\nsecond   line")) == "ValueError: first line second line"
     assert "\n" not in describe(RuntimeError("a\r\nb"))
+
+
+def exception_classes() -> list[type[BaseException]]:
+    """Every exception class a transfer could meet: the builtins', aiohttp's, asyncio's, ssl's, ours."""
+    import builtins
+    import ssl
+
+    pool = [v for v in vars(builtins).values() if isinstance(v, type) and issubclass(v, BaseException)]
+    pool += [getattr(aiohttp, name) for name in aiohttp.__all__
+             if isinstance(getattr(aiohttp, name), type) and issubclass(getattr(aiohttp, name), BaseException)]
+    pool += [asyncio.CancelledError, asyncio.TimeoutError, ssl.SSLError, ssl.SSLCertVerificationError,
+             TransferError, MptcpUnavailable]
+    buildable = {c for c in pool if not issubclass(c, BaseExceptionGroup)}   # a group needs a list of exceptions
+    return sorted(buildable, key=lambda c: (c.__module__, c.__qualname__))
+
+
+@given(cls=st.sampled_from(exception_classes()),
+       args=st.lists(st.one_of(st.text(), st.integers(), st.none()), max_size=3),
+       initialised=st.booleans())
+@settings(max_examples=400, deadline=None)
+def test_describe_never_raises_and_is_one_line_for_any_exception(
+        cls: type[BaseException], args: list[object], initialised: bool) -> None:
+    """Whatever a library raises — even an object its own __init__ never set up (aiohttp's
+    NonHttpUrlRedirectClientError lacks the .url its base class promises) — is one line."""
+    try:
+        exc = cls(*args) if initialised else cls.__new__(cls, *args)
+    except Exception:
+        exc = cls.__new__(cls)
+    line = describe(exc, FailureContext(host="h", received=1, total=2, max_redirects=3))
+    assert isinstance(line, str) and line and "\n" not in line
+
+
+def test_redirect_to_another_scheme_names_the_url() -> None:
+    line = describe(aiohttp.NonHttpUrlRedirectClientError("ftp://example.net/x"))
+    assert line == "redirected to an unsupported URL: ftp://example.net/x (http and https only)"

@@ -12,8 +12,8 @@ from mptop.core.failures import TransferError
 from mptop.core.output import (
     FALLBACK_NAME,
     INDEX_NAME,
+    FileWriter,
     OutputTarget,
-    Sink,
     check_final,
     disposition_name,
     name_from_url,
@@ -150,24 +150,24 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def _write(sink: Sink, offset: int, chunks: list[bytes]) -> str | None:
-    sink.open(offset)
+def _write(writer: FileWriter, offset: int, chunks: list[bytes]) -> str | None:
+    writer.open(offset)
     for chunk in chunks:
-        sink.write(chunk)
-    return sink.commit()
+        writer.write(chunk)
+    return writer.commit()
 
 
 def test_sink_writes_part_then_renames(tmp_path: os.PathLike[str]) -> None:
     d = str(tmp_path)
-    sink = Sink(_target(d, "out.bin"), force=False)
-    sink.open(0)
-    sink.write(b"abc")
+    writer = FileWriter(_target(d, "out.bin"), force=False)
+    writer.open(0)
+    writer.write(b"abc")
     assert os.path.exists(f"{d}/out.bin.part") and not os.path.exists(f"{d}/out.bin")
-    sink.write(b"def")
-    assert sink.commit() == f"{d}/out.bin"
+    writer.write(b"def")
+    assert writer.commit() == f"{d}/out.bin"
     assert _read(f"{d}/out.bin") == b"abcdef"
     assert os.listdir(d) == ["out.bin"]
-    assert sink.written == 6 and sink.hexdigest() == hashlib.sha256(b"abcdef").hexdigest()
+    assert writer.written == 6 and writer.hexdigest() == hashlib.sha256(b"abcdef").hexdigest()
 
 
 def test_sink_resume_hashes_the_kept_prefix_and_moves_a_renamed_part(tmp_path: os.PathLike[str]) -> None:
@@ -177,33 +177,33 @@ def test_sink_resume_hashes_the_kept_prefix_and_moves_a_renamed_part(tmp_path: o
     assert part_size(f"{d}/url-name.part") == 17
     t = OutputTarget("file", f"{d}/server-name", part=f"{d}/server-name.part",
                      resume_from=f"{d}/url-name.part")
-    sink = Sink(t, force=False)
-    assert _write(sink, 10, [b"ABC"]) == f"{d}/server-name"
+    writer = FileWriter(t, force=False)
+    assert _write(writer, 10, [b"ABC"]) == f"{d}/server-name"
     assert _read(f"{d}/server-name") == b"0123456789ABC"
-    assert sink.written == 13 and sink.hexdigest() == hashlib.sha256(b"0123456789ABC").hexdigest()
+    assert writer.written == 13 and writer.hexdigest() == hashlib.sha256(b"0123456789ABC").hexdigest()
     assert sorted(os.listdir(d)) == ["server-name"]
 
 
 def test_sink_never_clobbers_a_file_that_appeared_meanwhile(tmp_path: os.PathLike[str]) -> None:
     d = str(tmp_path)
     t = _target(d, "f")
-    sink = Sink(t, force=False)
-    sink.open(0)
-    sink.write(b"new")
+    writer = FileWriter(t, force=False)
+    writer.open(0)
+    writer.write(b"new")
     with open(f"{d}/f", "wb") as f:                  # someone else created it during the download
         f.write(b"theirs")
     with pytest.raises(TransferError, match="exists — use --force"):
-        sink.commit()
+        writer.commit()
     assert _read(f"{d}/f") == b"theirs" and _read(f"{d}/f.part") == b"new"
-    forced = Sink(t, force=True)
+    forced = FileWriter(t, force=True)
     _write(forced, 0, [b"mine"])
     assert _read(f"{d}/f") == b"mine" and not os.path.exists(f"{d}/f.part")
 
 
 def test_sink_direct_target_has_no_part(tmp_path: os.PathLike[str]) -> None:
-    sink = Sink(OutputTarget("direct", os.devnull), force=False)
-    assert _write(sink, 0, [b"x" * 1000, b"y"]) == os.devnull
-    assert sink.written == 1001 and sink.hexdigest() == hashlib.sha256(b"x" * 1000 + b"y").hexdigest()
+    writer = FileWriter(OutputTarget("direct", os.devnull), force=False)
+    assert _write(writer, 0, [b"x" * 1000, b"y"]) == os.devnull
+    assert writer.written == 1001 and writer.hexdigest() == hashlib.sha256(b"x" * 1000 + b"y").hexdigest()
     assert os.listdir(str(tmp_path)) == []
 
 
@@ -211,10 +211,10 @@ def test_sink_errors_name_the_file(tmp_path: os.PathLike[str]) -> None:
     d = str(tmp_path)
     open(f"{d}/plainfile", "w").close()
     with pytest.raises(TransferError, match=f"^not a directory: {d}/plainfile$"):
-        Sink(_target(d, "plainfile/x"), force=False).open(0)
+        FileWriter(_target(d, "plainfile/x"), force=False).open(0)
     os.mkdir(f"{d}/x.part")                          # the .part name is taken by a directory
     with pytest.raises(IsADirectoryError) as info:
-        Sink(_target(d, "x"), force=False).open(0)
+        FileWriter(_target(d, "x"), force=False).open(0)
     assert info.value.filename == f"{d}/x.part"
 
 

@@ -14,6 +14,7 @@ from mptop.core.paths import (
     parse_label,
     parse_labels,
 )
+from mptop.kernel.linktype import LinkKind
 
 
 @dataclass
@@ -22,12 +23,14 @@ class Itf:
     addresses: list[str]
     up: bool = True
     running: bool = True
+    ifindex: int = 0
 
 
 @pytest.mark.parametrize(
     ("iface", "label"),
     [("wlan0", "Wi-Fi"), ("wlp2s0", "Wi-Fi"), ("wwan0", "Cellular"), ("rmnet_data0", "Cellular"),
-     ("ccmni1", "Cellular"), ("usb0", "Cellular"), ("eth0", "Ethernet"), ("enp3s0", "Ethernet"),
+     ("ccmni1", "Cellular"), ("wwp0s20f0u3i12", "Cellular"), ("usb0", "Tether"),
+     ("eth0", "Ethernet"), ("enp3s0", "Ethernet"),
      ("veth7", "veth7"), ("lo", "lo")],
 )
 def test_default_labels(iface: str, label: str) -> None:
@@ -87,3 +90,23 @@ def test_path_book_no_rate_no_share() -> None:
     book.add_live_subflow("192.0.2.2", 0.0)
     sample = book.samples()["192.0.2.2"]
     assert sample.share == 0.0 and sample.link_up is None and sample.label == "192.0.2.2"
+
+
+def test_path_book_names_paths_from_the_kernels_evidence() -> None:
+    """A tether named like Ethernet (enp0s20f0u1) and a modem with an udev name are labelled by
+    their type; a path first seen before its interface was classified is renamed; --label wins."""
+    kinds = {"enp0s20f0u1": LinkKind("tether", "driver rndis_host"), "wwx0c5b8f279a64": LinkKind("cellular", "x"),
+             "eth1": LinkKind("wifi", "DEVTYPE=wlan"), "bnep0": LinkKind("bluetooth", "x")}
+    book = PathBook({"bnep0": "Phone BT"})
+    book.begin_poll({})
+    book.add_bytes("eth1", 10)
+    assert book.samples()["eth1"].link_type == "ethernet"        # from its name until the kernel said
+    itfs = InterfaceMap.from_interfaces([Itf(name, [], ifindex=i) for i, name in enumerate(kinds)],
+                                        lambda name, ifindex: kinds[name])
+    book.begin_poll(itfs.link_up, itfs.kinds)
+    for name in kinds:
+        book.add_bytes(name, 10)
+    got = {name: (s.label, s.link_type) for name, s in book.samples().items()}
+    assert got == {"enp0s20f0u1": ("Tether", "tether"), "wwx0c5b8f279a64": ("Cellular", "cellular"),
+                   "eth1": ("Wi-Fi", "wifi"), "bnep0": ("Phone BT", "bluetooth")}
+    assert book.label("wwx0c5b8f279a64") == "Cellular" and book.label("veth3") == "veth3"

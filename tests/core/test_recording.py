@@ -18,8 +18,9 @@ from mptop.core.model import (
     TransferSample,
     TransferSummary,
     to_json,
+    to_ndjson,
 )
-from mptop.core.recording import RecordingError, read_recording, write_record
+from mptop.core.recording import RecordingError, read_recording
 
 HOST = HostInfo(kernel="6.18.0", enabled=True, path_manager="in-kernel", scheduler="default",
                 subflows_limit=2, add_addr_accepted_limit=2, events="netlink", labels={"wlan0": "Wi-Fi"})
@@ -47,9 +48,7 @@ def write(path: Path, lines: list[str]) -> Path:
 
 def test_round_trip_keeps_every_record(tmp_path: Path) -> None:
     path = tmp_path / "run.ndjson"
-    with open(path, "w", encoding="utf-8") as fp:
-        for record in RECORDS:
-            write_record(fp, record)
+    path.write_text("".join(to_ndjson(r) for r in RECORDS), encoding="utf-8")
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == len(RECORDS)
     assert [json.loads(line) for line in lines] == [to_json(r) for r in RECORDS]

@@ -1,5 +1,7 @@
 """Demo scenarios: every shipped file loads, and timed steps repeat as the period says."""
 
+from itertools import pairwise
+
 import pytest
 
 from mptop.demo import scenario
@@ -21,15 +23,15 @@ def test_handover_first_drop_within_ten_seconds_then_every_twenty():
     sc = scenario.load("handover")
     downs = [t for t, step in sc.steps_between(0, 60) if step.action == "link_down"]
     assert downs[0] <= 10
-    assert [b - a for a, b in zip(downs, downs[1:])] == [20, 20]
+    assert [b - a for a, b in pairwise(downs)] == [20, 20]
     ups = [t for t, step in sc.steps_between(0, 60) if step.action == "link_up"]
-    assert [u - d for d, u in zip(downs, ups)] == [5, 5, 5]
+    assert [u - d for d, u in zip(downs, ups, strict=True)] == [5, 5, 5]
 
 
 def test_steps_between_is_half_open_so_no_step_plays_twice():
     sc = scenario.load("handover")
     ticks = [i * 0.25 for i in range(0, 241)]
-    played = [t for a, b in zip(ticks, ticks[1:]) for t, _ in sc.steps_between(a, b)]
+    played = [t for a, b in pairwise(ticks) for t, _ in sc.steps_between(a, b)]
     assert played == [t for t, _ in sc.steps_between(0, 60)]
     assert len(played) == len(set(played))
 

@@ -8,9 +8,9 @@ the same formatting functions the views use.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from itertools import pairwise
 
 import pytest
 from textual.binding import Binding
@@ -19,7 +19,6 @@ from textual.pilot import Pilot
 
 from mptop.core import moments
 from mptop.core.model import Record, Sample, TransferSample
-from mptop.core.recording import read_recording
 from mptop.tui import format as fmt
 from mptop.tui.app import MptopApp
 from mptop.tui.eventlog import EventLog
@@ -27,12 +26,7 @@ from mptop.tui.help import HelpScreen
 from mptop.tui.paths import PathsView
 from mptop.tui.subflows import SubflowsTable
 from mptop.tui.toplist import TopList
-from tests import ASSETS
-
-# `mptop get` of an MPTCP download beside one from the server's plain-TCP port, Wi-Fi down for ~3 s
-TWO: list[Record] = read_recording(ASSETS / "two-transfers.ndjson")
-HANDOVER: list[Record] = read_recording(ASSETS / "handover.ndjson")     # `mptop demo`, 30 s
-FALLBACK: list[Record] = read_recording(ASSETS / "fallback.ndjson")     # `mptop demo --scenario fallback`, 8 s
+from tests.tui.pilot import TWO, feed, screen_text, wait_for, widget_text, without_scheme
 
 
 def status_of(sample: Sample, status: str) -> TransferSample:
@@ -54,43 +48,6 @@ def first_sample_from(t: float, records: Sequence[Record] = TWO) -> Sample:
 def after(start: float, end: float, records: Sequence[Record] = TWO) -> list[Record]:
     """The records after time ``start`` up to and including ``end``."""
     return moments.until(records, end)[len(moments.until(records, start)):]
-
-
-def screen_text(app: MptopApp) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-def widget_text(widget: object) -> str:
-    region = widget.region  # type: ignore[attr-defined]
-    lines = screen_text(widget.app).splitlines()[region.y: region.bottom]  # type: ignore[attr-defined]
-    return "\n".join(line[region.x: region.right] for line in lines)
-
-
-def without_scheme(url: str) -> str:
-    return url.split("://", 1)[-1]
-
-
-async def wait_for(pilot: Pilot, condition: Callable[[], bool], why: Callable[[], str] = lambda: "",
-                   timeout: float = 20.0) -> None:
-    """Let the app run until ``condition`` holds (bounded: the machine is shared and busy); ``why``
-    says what failed when it never does."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if pilot.app._exception is not None:    # the app crashed: nothing will change any more
-            raise pilot.app._exception
-        assert time.monotonic() < deadline, f"condition not met in {timeout:g} s: {why()}"
-        await pilot.pause(0.05)
-
-
-async def feed(pilot: Pilot, records: Sequence[Record]) -> None:
-    """Hand the app ``records`` and let it ingest them all and draw."""
-    app = pilot.app
-    assert isinstance(app, MptopApp)
-    target = app.state.records + len(records)
-    for record in records:
-        app.feed(record)
-    await wait_for(pilot, lambda: app.state.records >= target)
-    await pilot.pause()
 
 
 @asynccontextmanager
@@ -176,12 +133,12 @@ async def test_selecting_a_transfer_switches_the_subflows_table() -> None:
 def next_with_new_rates() -> tuple[Sample, Sample]:
     """Two consecutive samples with the same subflows of the MPTCP transfer, every rate reading differently."""
     samples = moments.samples(TWO)
-    for first, second in zip(samples, samples[1:]):
+    for first, second in pairwise(samples):
         if first.t < both_running().t:
             continue
         a, b = status_of(first, "mptcp"), status_of(second, "mptcp")
         if [s.id for s in a.subflows] == [s.id for s in b.subflows] and all(
-                fmt.rate(x.rate_bps) != fmt.rate(y.rate_bps) for x, y in zip(a.subflows, b.subflows)):
+                fmt.rate(x.rate_bps) != fmt.rate(y.rate_bps) for x, y in zip(a.subflows, b.subflows, strict=True)):
             return first, second
     raise AssertionError("no two consecutive samples with new rates in the recording")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mptop.core.model import SubflowSample, TransferSample
 from mptop.tui import format as fmt
 from mptop.tui.chart import buckets
@@ -38,6 +40,13 @@ def test_badges_say_mptcp_or_why_not() -> None:
         "TCP fallback — MP_CAPABLE stripped by a middlebox")
     assert fmt.badge(transfer("fallback"), short=True)[0] == "TCP fallback"
     assert fmt.badge(transfer("tcp")) == ("TCP — MPTCP disabled on this host", "tcp")
+
+
+def test_a_transfer_that_ended_before_connecting_is_not_connecting() -> None:
+    refused = replace(transfer("connecting"), state="failed", error="no such file or directory: /proc/nope")
+    assert fmt.badge(refused) == ("not connected", "connecting")
+    assert fmt.badge(replace(transfer("connecting"), state="done"))[0] == "done"
+    assert fmt.badge(replace(transfer("connecting"), state="connecting"))[0] == "connecting…"
 
 
 def test_chart_buckets_follow_time_not_sample_count() -> None:
@@ -82,8 +91,8 @@ def test_a_done_transfer_shows_what_it_averaged_not_its_last_rate() -> None:
     from rich.console import Console
     from rich.style import Style
 
-    from mptop.console import plain_line
     from mptop.core.model import Sample
+    from mptop.sinks import plain_line
     from mptop.tui.cards import CardStyles, TransferCard
 
     styles = CardStyles(Style(), Style(), Style(), Style(), {"wlan0": Style()})
@@ -102,14 +111,16 @@ def test_a_done_transfer_shows_what_it_averaged_not_its_last_rate() -> None:
     assert "48.7 Mbit/s" in card(done) and "avg" not in card(done)
     running = transfer("mptcp")
     running.rate_bps, running.avg_bps = 20e6, 37.5e6  # avg only counts once done
-    assert "20.0 Mbit/s" in card(running) and "avg" not in plain_line(Sample(t=1.0, transfers=[running], paths={}))
+    line = plain_line(Sample(t=1.0, transfers=[running], paths={}))
+    assert "20.0 Mbit/s" in card(running) and "avg 37.5" not in line
+    assert line.endswith("(rates 1 s avg)")          # the one rate definition of the line, said once
 
 
 def test_the_console_shows_rate_shares_while_running_and_byte_shares_once_done() -> None:
     from rich.console import Console
 
-    from mptop.console import _Screen
     from mptop.core.model import PathSample, Sample
+    from mptop.sinks import _Screen
 
     t = transfer("mptcp")
     t.bytes, t.total, t.rate_bps, t.eta_s = 600, 1000, 8e6, 2.0

@@ -18,14 +18,8 @@ from mptop.core.model import HostInfo, Record, Summary
 from mptop.tui import format as fmt
 from mptop.tui.app import MptopApp
 from mptop.tui.sources import ReplaySource
-from tests.tui.test_app import (
-    ASSETS,
-    FALLBACK,
-    HANDOVER,
-    screen_text,
-    wait_for,
-    without_scheme,
-)
+from tests import ASSETS
+from tests.tui.pilot import FALLBACK, HANDOVER, screen_text, wait_for, without_scheme
 
 HOST = FALLBACK[0]
 LAST = moments.samples(FALLBACK)[-1]

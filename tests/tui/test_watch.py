@@ -1,29 +1,24 @@
 """`mptop watch` in the TUI: connection cards, sort, filter, selection → subflows and events, closing
-connections, empty state, the header's event source; then the real WatchSampler in the app in a lab.
+connections, empty state, the header's event source.
 
 The Pilot tests replay ``tests/tui/data/watch.ndjson``: a real ``mptop watch --json`` run in the lab beside
 three MPTCP downloads (curl, curl, wget), a curl that fell back to TCP and a short curl that ends
-(``tests/tui/data/make_watch_recording.py`` makes it).
-"""
+(``tests/tui/data/make_watch_recording.py`` makes it)."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
 from mptop.core import moments
 from mptop.core.model import ConnectionSample, Event, HostInfo, Record, Sample
 from mptop.core.recording import read_recording
-from mptop.core.watch import WatchSampler
-from mptop.lab import Lab
 from mptop.tui import format as fmt
 from mptop.tui.app import MptopApp
 from mptop.tui.eventlog import EventLog
@@ -33,7 +28,7 @@ from mptop.tui.watch_query import WatchQuery
 from mptop.tui.watch_screen import EMPTY
 from mptop.tui.watch_state import FADE_S, SMOOTH_S
 from mptop.tui.watch_widgets import DIMMED, faded
-from tests.tui.test_app import feed, screen_text, wait_for, widget_text
+from tests.tui.pilot import feed, screen_text, select, widget_text
 
 WATCH: list[Record] = read_recording(Path(__file__).parent / "data" / "watch.ndjson")
 SAMPLES = moments.samples(WATCH)
@@ -77,13 +72,6 @@ def top_tokens(app: MptopApp) -> list[int]:
 
 def top_panel(app: MptopApp) -> Any:
     return app.query_one("#top-panel")
-
-
-async def select(pilot: Pilot, app: MptopApp, token: int) -> None:
-    top = app.query_one(TopList)
-    while top.selected_id != f"c{token}":
-        await pilot.press("down")
-        assert top.highlighted is not None and top.highlighted < len(top.keys)
 
 
 def test_the_recording_has_what_the_tests_need() -> None:
@@ -275,38 +263,3 @@ def test_filter_words() -> None:
     assert WatchQuery.parse("status:").error == "status: needs a value, e.g. status:fallback"
     assert WatchQuery.parse("status:t").only.status == "tcp"
     assert WatchQuery.parse("status:x").error == "status: one of mptcp, fallback, tcp, connecting, not 'x'"
-
-
-# -- live, in the lab ----------------------------------------------------------------------------
-@pytest.mark.lab
-async def test_the_real_sampler_in_the_app_shows_a_curl_download_with_its_two_subflows(make_lab: Any) -> None:
-    lab: Lab = make_lab(rate_mbit={"wlan0": 40, "wwan0": 10})
-    download = lab.popen(lab.client, ["mptcpize", "run", "curl", "-s", "-o", "/dev/null", lab.url(200_000_000)],
-                         stdout=subprocess.DEVNULL)
-    sampler = WatchSampler(interval=0.5)
-    try:
-        with lab.client.entered():
-            app = MptopApp(sampler.records(), mode="watch", clock=False)
-            async with app.run_test(size=(120, 36)) as pilot:
-                def two_paths() -> ConnectionSample | None:
-                    return next((c for c in app.state.connections if c.pid == download.pid
-                                 and {s.iface for s in c.subflows if not s.closed} == {"wlan0", "wwan0"}
-                                 and c.rate_bps > 0), None)
-
-                await wait_for(pilot, lambda: two_paths() is not None)
-                conn = two_paths()
-                assert conn is not None and conn.process == "curl" and conn.status == "mptcp"
-                await pilot.pause()
-                text = widget_text(app.query_one(TopList))
-                assert f"curl [{download.pid}]  {conn.local} → {conn.remote}" in text
-                assert "MPTCP · 2 subflows" in text
-                await select(pilot, app, conn.token)
-                table = app.query_one(SubflowsTable)
-                await wait_for(pilot, lambda: len(table.rows) == 2)
-                paths = {table.get_cell(key, "path").plain for key in table.rows}
-                assert paths == {"● Wi-Fi", "● Cellular"}
-                assert "events netlink" in screen_text(app)        # root in the lab: PM events subscribed
-        assert download.poll() is None                             # still downloading: seen live
-    finally:
-        sampler.close()
-        download.kill()

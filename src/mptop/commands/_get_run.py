@@ -1,24 +1,20 @@
-"""What `mptop get` (and `mptop URL…`) does once its arguments are parsed."""
+"""What `mptop get` does once its arguments are parsed, and the pieces `mptop URL…` (the TUI) shares."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
-from collections.abc import Callable
 from contextlib import ExitStack
-from typing import TYPE_CHECKING
 
-from mptop.commands.ndjson import NdjsonOut
 from mptop.core.failures import TransferError
-from mptop.core.model import Event, Record, Sample, Summary
+from mptop.core.model import Sink, Summary
 from mptop.core.paths import parse_labels
-from mptop.core.recording import write_record
-from mptop.core.session import Session, Sink
+from mptop.core.safe_text import escape_controls
+from mptop.core.session import Session
 from mptop.core.transfer import TransferOptions
-
-if TYPE_CHECKING:                       # Rich's Live display is imported only when it is used
-    from mptop.console import ConsoleView
+from mptop.sinks import NdjsonOut, RecordingUnwritable, fan_out, headless_view, open_recording
 
 
 def options_from(args: argparse.Namespace) -> TransferOptions:
@@ -32,29 +28,11 @@ def usage_error(message: str) -> int:
     return 2
 
 
-def fan_out(*sinks: Sink | None) -> Sink:
-    live = [s for s in sinks if s is not None]
-
-    def write(record: Record) -> None:
-        for sink in live:
-            sink(record)
-    return write
-
-
-def console_sink(view: ConsoleView) -> Sink:
-    def write(record: Record) -> None:
-        if isinstance(record, Sample):
-            view.sample(record)
-        elif isinstance(record, Event):
-            view.event(record)
-    return write
-
-
 def report_failures(summary: Summary) -> int:
     """One line per failed transfer on stderr; the exit code for the run."""
     for t in summary.transfers:
         if not t.ok:
-            print(f"mptop: {t.url}: {t.error or 'failed'}", file=sys.stderr)
+            print(f"mptop: {escape_controls(t.url)}: {escape_controls(t.error or 'failed')}", file=sys.stderr)
     return 0 if all(t.ok for t in summary.transfers) else 1
 
 
@@ -70,55 +48,53 @@ def make_session(args: argparse.Namespace) -> Session | int:
         return usage_error(str(exc))
 
 
-def open_record(path: str | None, stack: ExitStack) -> Sink | None | int:
-    if not path:
-        return None
-    try:
-        fp = stack.enter_context(open(path, "w", encoding="utf-8"))
-    except OSError as exc:
-        return usage_error(f"cannot write the recording {path}: {exc.strerror}")
-
-    def write(record: Record) -> None:
-        write_record(fp, record)
-    return write
-
-
 def open_run(args: argparse.Namespace, stack: ExitStack) -> tuple[Sink | None, Session] | int:
     """The recording sink (or None) and the session for these arguments, or an exit code after one line."""
-    record = open_record(args.record, stack)
-    if isinstance(record, int):
-        return record
+    try:
+        record = open_recording(args.record, stack)
+    except RecordingUnwritable as exc:
+        return usage_error(str(exc))
     session = make_session(args)
     return session if isinstance(session, int) else (record, session)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.json and args.output == "-":
-        return usage_error("--json writes NDJSON to stdout: choose another -o than -")
-    if args.tui:
-        from mptop.commands._tui_run import run_downloads
+async def _run_until_interrupted(session: Session, sink: Sink, interrupted: list[bool]) -> Summary:
+    """The session, with Ctrl-C stopping it the way the end of a run does (the summary record is
+    still written, the .parts kept); a second Ctrl-C interrupts at once."""
+    loop = asyncio.get_running_loop()
 
-        return run_downloads(args)
+    def on_interrupt() -> None:
+        interrupted.append(True)
+        loop.remove_signal_handler(signal.SIGINT)
+        session.stop()
+
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    try:
+        return await session.run(sink)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def run_headless(args: argparse.Namespace) -> int:
+    """The headless get: NDJSON on stdout with --json, else the console view on stderr."""
     with ExitStack() as stack:
         opened = open_run(args, stack)
         if isinstance(opened, int):
             return opened
         record, session = opened
-        view_sink: Sink | None = None
-        close: Callable[[Summary | None], None] = lambda summary: None
-        if args.json:
-            view_sink = out = NdjsonOut(sys.stdout, on_reader_gone=session.stop)
-        else:
-            from mptop.console import ConsoleView
-
-            view = ConsoleView(sys.stderr, unit=args.unit)
-            view_sink, close = console_sink(view), view.close
+        view = headless_view(args.json, args.unit, on_reader_gone=session.stop)
         summary: Summary | None = None
+        interrupted: list[bool] = []
         try:
-            summary = asyncio.run(session.run(fan_out(view_sink, record)))
+            summary = asyncio.run(_run_until_interrupted(session, fan_out(view, record), interrupted))
         finally:
-            close(summary)
-        if args.json and out.reader_gone:
+            view.close(summary)
+        if interrupted:
+            stopped = sum(not t.ok for t in summary.transfers)
+            print(f"mptop: interrupted: {stopped} of {len(summary.transfers)} transfers stopped "
+                  "(run the same command to resume)", file=sys.stderr)
+            return 130
+        if isinstance(view, NdjsonOut) and view.reader_gone:
             print("mptop: the reader of the NDJSON output went away (broken pipe); downloads stopped",
                   file=sys.stderr)
             return 1

@@ -1,4 +1,4 @@
-"""The TUI runs: `mptop URL…` (downloads) and `mptop demo` (the lab with its keys)."""
+"""The TUI run of `mptop URL…`: the downloads in the main screen."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ import sys
 from contextlib import ExitStack
 from dataclasses import replace
 
-from textual.app import App
-from textual.binding import Binding
-
-from mptop.commands._get_run import fan_out, open_run, report_failures
-from mptop.core.model import Summary, TransferSummary
-from mptop.core.session import Session, Sink
-from mptop.demo.player import CELLULAR, WIFI, ScenarioPlayer
-from mptop.tui.app import MptopApp
+from mptop.commands._get_run import open_run, report_failures
+from mptop.core.model import Sink, Summary, TransferSummary
+from mptop.core.session import Session
+from mptop.sinks import ConsoleView, fan_out
+from mptop.tui.app import MptopApp, run_app
 
 
 def run_downloads(args: argparse.Namespace) -> int:
@@ -30,12 +27,17 @@ def run_downloads(args: argparse.Namespace) -> int:
 
         app = MptopApp(runner=runner, finished_text="all transfers finished — q to quit")
         app.units = args.unit
-        app.run()
-        return report_failures(with_resume_hint(done[0] if done else interrupted(session)))
+        crashed = run_app(app, theme=args.theme)
+        # What `get` prints at the end, once the TUI has left the screen: a line per transfer.
+        summary = with_resume_hint(done[0] if done else interrupted(session))
+        ConsoleView(sys.stderr, unit=args.unit, interactive=False).close(summary)
+        return report_failures(summary) or crashed
 
 
 def interrupted(session: Session) -> Summary:
-    """What to report when the app ended before the run could: each transfer as it stands."""
+    """What to report when the app ended before the run could (q, Ctrl-C): each transfer as it stands."""
+    if session.sampler is not None:
+        return session.sampler.summary()
     transfers = [TransferSummary(id=t.id, url=t.url, file=t.file, bytes=t.bytes_done, sha256=t.sha256,
                                  status="connecting", reason=None, ok=t.state == "done", error=t.error or "stopped")
                  for t in session.transfers]
@@ -47,59 +49,3 @@ def with_resume_hint(summary: Summary) -> Summary:
     summary.transfers = [replace(t, error="stopped before the end (run the same command to resume)")
                          if t.error == "stopped" else t for t in summary.transfers]
     return summary
-
-
-class DemoApp(MptopApp, inherit_bindings=False):
-    """The main screen plus the demo's keys, which act on the lab for real."""
-
-    # The demo's keys first, so that they are the ones an 80-column footer shows; pause and units
-    # stay bound but leave the footer to them (`?` lists every key).
-    BINDINGS = [
-        *App.BINDINGS,
-        Binding("w", "toggle_link('wlan0')", "Wi-Fi", tooltip="take the Wi-Fi link down or up"),
-        Binding("c", "toggle_link('wwan0')", "Cellular", tooltip="take the cellular link down or up"),
-        Binding("b", "toggle_backup", "Backup", tooltip="mark cellular as a backup path, or not"),
-        Binding("r", "restore", "Restore", tooltip="both links up, scenario rates, the script resumes"),
-        *(replace(b, show=False) if b.key in ("p", "u") else b for b in MptopApp.BINDINGS),
-    ]
-    HELP_ONLY_KEYS = frozenset({"p", "u"})
-    FOOTER_FULL_WIDTH = 100         # below this the footer is compacted
-
-    def __init__(self, player: ScenarioPlayer, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.player = player
-
-    def on_mount(self) -> None:
-        super().on_mount()
-        scenario = self.player.scenario
-        self.notify(f"{scenario.description}\nKeys: w Wi-Fi, c cellular, b backup, r restore.",
-                    title=f"demo: {scenario.title}", timeout=12)
-
-    async def action_toggle_link(self, iface: str) -> None:
-        await self.player.toggle_link(iface)
-        state = "up" if self.player.link_up[iface] else "down"
-        self.notify(f"{'Wi-Fi' if iface == WIFI else 'Cellular'} link {state} (script paused; r resumes it)")
-
-    async def action_toggle_backup(self) -> None:
-        await self.player.toggle_backup(CELLULAR)
-        self.notify(f"Cellular {'is now a backup path' if self.player.backup[CELLULAR] else 'is a regular path'}")
-
-    async def action_restore(self) -> None:
-        await self.player.restore()
-        self.notify("restored: both links up, scenario resumed")
-
-
-def run_demo_tui(args: argparse.Namespace, session: Session, player: ScenarioPlayer, record: Sink | None) -> int:
-    from mptop.demo.run import exit_code, play
-
-    done: list[Summary] = []
-
-    async def runner(feed: Sink) -> None:
-        done.append(await play(session, player, fan_out(feed, record), args.duration))
-
-    app = DemoApp(player, runner=runner, finished_text="demo finished — q to quit")
-    app.units = args.unit
-    app.run()
-    if app.return_code not in (None, 0):
-        print(f"mptop demo: the display stopped ({app.return_code})", file=sys.stderr)
-    return exit_code(done[0] if done else None)

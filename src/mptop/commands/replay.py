@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mptop.commands.options import positive_float
+from mptop.commands.options import add_display_arguments, positive_float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="a recording: NDJSON written by --record")
     parser.add_argument("--speed", type=positive_float, default=1.0, metavar="X",
                         help="play X times faster than recorded (default 1; 0.5 = half speed)")
+    add_display_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,12 +24,15 @@ def run(args: argparse.Namespace) -> int:
     except RecordingError as exc:
         print(f"mptop replay: {exc}", file=sys.stderr)
         return 2
+    from mptop.commands.tty import interactive, no_terminal
 
-    from mptop.tui.app import MptopApp
+    if not interactive():
+        return no_terminal("replay", "the recording is NDJSON: read it with any JSON tool")
+    from mptop.tui.app import MptopApp, run_app
     from mptop.tui.sources import ReplaySource
 
     watch = any(isinstance(r, Sample) and r.connections is not None for r in records)
     app = MptopApp(ReplaySource(records, speed=args.speed), mode="watch" if watch else "transfers",
                    finished_text="replay finished")
-    app.run()
-    return app.return_code or 0
+    app.units = args.unit
+    return run_app(app, theme=args.theme)

@@ -1,4 +1,4 @@
-"""The in-kernel path manager's endpoints and limits, as the Paths screen shows and changes them.
+"""The in-kernel path manager's endpoints and limits, as the Endpoints screen shows and changes them.
 
 Every change is first *planned* (:class:`Change`: a sentence, the equivalent ``ip mptcp …``
 command, the kernel calls), so a view can show the exact command and ask before applying it.
@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 from mptop.kernel import host, pm
 from mptop.kernel.pm import PathManagerError, PathManagerUnavailable
-from mptop.kernel.types import Endpoint, EndpointFlag, Limits, NeedsNetAdmin
+from mptop.kernel.types import Endpoint, EndpointFlag, NeedsNetAdmin
+from mptop.kernel.types import Limits as Limits  # views name limits through core
 
 FLAG_WORDS: tuple[tuple[str, EndpointFlag], ...] = (
     ("signal", EndpointFlag.SIGNAL), ("subflow", EndpointFlag.SUBFLOW), ("backup", EndpointFlag.BACKUP),

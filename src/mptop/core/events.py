@@ -2,7 +2,7 @@
 
 - :class:`StallWatch`: a path that was carrying data gets no new bytes for ``threshold_s`` while a
   transfer still needs it → stalled; bytes again → recovered, with the outage length.  A link
-  that goes down raises no kernel event at all (measured.md), so this is the only way to see it.
+  that goes down raises no kernel event at all (docs/measured.md, "Handover"), so this is the only way to see it.
 - :class:`LinkWatch`: interface up/down changes between two listings.
 - :class:`SubflowLedger`: at most one ``subflow_up`` and one ``subflow_down`` per subflow, whether
   the path-manager events or the polls see it first.
@@ -20,7 +20,16 @@ from mptop.core.units import format_bytes, format_duration
 from mptop.kernel import host
 from mptop.kernel.types import KernelParseError, PmEvent
 
-STALL_AFTER_S = 1.0
+STALL_AFTER_S = 1.0       # a path's default quiet time before it counts as stalled (watch's default)
+STALL_TICKS = 2           # the sampler: stalled on the 2nd poll without bytes …
+STALL_MIN_S = 0.4         # … but never sooner than this (at --interval 0.1 one slow RTO is no outage)
+WAIT_LIMIT_S = 5.0        # a quiet path, link up, while the connection moves on another: "waiting" this long
+
+
+def stall_threshold(interval: float) -> float:
+    """Quiet time after which a path stalls: the second poll after its last byte (a poll may
+    come a little early, so 1.75 intervals count as two), at least :data:`STALL_MIN_S`."""
+    return max((STALL_TICKS - 0.25) * interval, STALL_MIN_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +47,24 @@ class StallWatch:
     progress, so a finished transfer, a path that turned backup, or a new transfer still in its
     handshake is not taken for an outage.  A stall that ends because the path stops being needed
     clears without a ``path_recovered`` (no bytes came back).
+
+    ``patient``: the path's link is up and the connection still moves bytes on another path.
+    A fast path then often waits for a slow one (the shared receive window is full of data that
+    waits for the slow path's bytes: 1-4.5 s gaps measured on a healthy 40 + 1 Mbit pair), so it
+    is only :attr:`waiting` — and stalls after ``patience_s`` without a byte.
     """
 
     threshold_s: float = STALL_AFTER_S
+    patience_s: float = WAIT_LIMIT_S
     stalled: bool = False
+    waiting: bool = False
     _bytes: int | None = None
     _last_progress: float | None = None
 
-    def observe(self, t: float, total_bytes: int, active: bool) -> StallChange | None:
+    def observe(self, t: float, total_bytes: int, active: bool, patient: bool = False) -> StallChange | None:
         progressed = self._bytes is not None and total_bytes > self._bytes
         self._bytes = total_bytes
+        self.waiting = False
         if progressed:
             change = None
             if self.stalled and self._last_progress is not None:
@@ -61,9 +78,10 @@ class StallWatch:
             return None
         if not self.stalled and self._last_progress is not None:
             quiet = t - self._last_progress
-            if quiet >= self.threshold_s:
+            if quiet >= (self.patience_s if patient else self.threshold_s):
                 self.stalled = True
                 return StallChange("path_stalled", quiet)
+            self.waiting = patient and quiet >= self.threshold_s
         return None
 
 
@@ -109,23 +127,43 @@ class SubflowLedger:
             del self._state[key]
 
 
-def fallback_reason(
-    *, mptcp_unavailable: str | None, seen_mptcp: bool, synack_fallback: bool | None = None
-) -> str:
-    """Why a transfer does not use MPTCP, as far as the client can know.
+# MPTcpExt counters (this netns) that say why a connection fell back, in the order they are trusted.
+# Measured (docs/measured.md, "Fallback signals"): an MPTCP option stripped on the server's ingress or egress, or a
+# plain-TCP server, all grow MPCapableFallbackSYNACK on the client — from the client these are one
+# case; options stripped only after the handshake grow MPCapableSYNACKRX then MPCapableDataFallback.
+FALLBACK_COUNTERS: tuple[tuple[str, str], ...] = (
+    ("MPCapableFallbackSYNACK",
+     "no MPTCP option in the server's SYN-ACK (the server does not speak MPTCP, or a middlebox removes it)"),
+    ("MPCapableDataFallback",
+     "after the MPTCP handshake, data came without MPTCP options (a middlebox removes them)"),
+    ("DSSCorruptionFallback", "after the MPTCP handshake, MPTCP data mappings arrived corrupted"),
+    ("InfiniteMapRx", "after the MPTCP handshake, the server fell back to TCP"),
+    ("SimultConnectFallback", "a simultaneous connect (MPTCP cannot do those)"),
+    ("MD5SigFallback", "the socket uses TCP MD5 signatures (MPTCP cannot)"),
+)
+HANDSHAKE_COUNTER = "MPCapableSYNACKRX"      # a SYN-ACK with MP_CAPABLE arrived: the handshake was MPTCP
+UNKNOWN_AFTER_HANDSHAKE = "after the MPTCP handshake (cause unknown)"
+UNKNOWN_CAUSE = "cause unknown"
+
+
+def fallback_reason(*, mptcp_unavailable: str | None, seen_mptcp: bool,
+                    grown: frozenset[str] | None = None) -> str:
+    """Why a transfer does not use MPTCP, from the evidence the client has — never a guess.
 
     ``seen_mptcp``: the connection was seen speaking MPTCP before it fell back.
-    ``synack_fallback``: the host's MPTcpExt MPCapableFallbackSYNACK counter grew while this
-    connection was made (the SYN-ACK had no MP_CAPABLE); ``None`` when that counter is unknown.
-    "option stripped on the way" would need the server's view, so it is never claimed here.
+    ``grown``: the MPTcpExt counters that grew while this connection was made / fell back
+    (:class:`FallbackCounters`); ``None`` when they cannot be read.  The client cannot tell a
+    plain-TCP server from a middlebox that strips the option on either side, so that case names both.
     """
     if mptcp_unavailable:
         return mptcp_unavailable
-    if seen_mptcp:
-        return "fell back to TCP after the MPTCP handshake"
-    if synack_fallback:
-        return "peer does not speak MPTCP"
-    return "the handshake ended without MPTCP"
+    grown = grown or frozenset()
+    for counter, reason in FALLBACK_COUNTERS:
+        if counter in grown and (counter != "MPCapableFallbackSYNACK" or not seen_mptcp):
+            return reason
+    if seen_mptcp or HANDSHAKE_COUNTER in grown:
+        return UNKNOWN_AFTER_HANDSHAKE
+    return UNKNOWN_CAUSE
 
 
 def describe_fallback(status: str, reason: str) -> str:
@@ -167,22 +205,27 @@ def describe_transfer(state: str, nbytes: int, seconds: float | None, error: str
     return f"failed after {format_bytes(nbytes)}{took}: {error or 'unknown error'}"
 
 
-class SynackFallbacks:
-    """This netns's MPTcpExt ``MPCapableFallbackSYNACK``: it grows when a SYN-ACK came back without
-    MP_CAPABLE (the peer, or something on the way, does not do MPTCP).  Read at creation, then
-    :meth:`grew` tells whether it grew since the last read (None when it cannot be read)."""
+class FallbackCounters:
+    """This netns's MPTcpExt counters that explain fallbacks (:data:`FALLBACK_COUNTERS` and the
+    handshake's).  Read at creation; :meth:`grew` names those that grew since the previous read
+    (None when /proc/net/netstat cannot be read).  They count every connection of the netns."""
+
+    NAMES = frozenset([HANDSHAKE_COUNTER, *(name for name, _ in FALLBACK_COUNTERS)])
 
     def __init__(self) -> None:
-        self._count = self._read()
+        self._counts = self._read()
 
-    @staticmethod
-    def _read() -> int | None:
+    @classmethod
+    def _read(cls) -> dict[str, int] | None:
         try:
-            return host.mptcp_counters().get("MPCapableFallbackSYNACK")
+            counters = host.mptcp_counters()
         except (OSError, KernelParseError):
             return None
+        return {name: counters[name] for name in cls.NAMES if name in counters} or None
 
-    def grew(self) -> bool | None:
-        count, before = self._read(), self._count
-        self._count = count
-        return None if count is None or before is None else count > before
+    def grew(self) -> frozenset[str] | None:
+        counts, before = self._read(), self._counts
+        self._counts = counts
+        if counts is None or before is None:
+            return None
+        return frozenset(name for name, n in counts.items() if n > before.get(name, n))

@@ -2,7 +2,8 @@
 
 :func:`describe` knows aiohttp's exception tree, the socket and file errnos, and mptop's own
 :class:`TransferError` (raised with its final wording already).  It never returns more than one
-line and never a traceback: anything unforeseen becomes ``"<ExceptionType>: <message>"``.
+line and never a traceback: anything unforeseen becomes ``"<ExceptionType>: <message>"``.  What the
+server said (a reason phrase, a Location) has its control characters escaped.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import ssl
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 
+from mptop.core.safe_text import escape_controls
 from mptop.kernel.types import MptcpUnavailable
 
 
@@ -59,8 +62,22 @@ _CONNECT_ERRNOS: dict[int, str] = {
 
 
 def describe(exc: BaseException, ctx: FailureContext = FailureContext()) -> str:
-    """One plain line for ``exc`` (see the module docstring)."""
-    return " ".join(_describe(exc, ctx).split())   # collapse any newline the message carried
+    """One plain line for ``exc`` (see the module docstring).  Never raises: an exception object
+    that lacks what its class promises (aiohttp's ``NonHttpUrlRedirectClientError`` has no
+    ``url``), or whose ``str()`` fails, still gives a line."""
+    try:
+        line = _describe(exc, ctx)
+    except Exception:
+        line = _unforeseen(exc)
+    return escape_controls(" ".join(str(line).split()) or type(exc).__name__)   # one safe line, never empty
+
+
+def _unforeseen(exc: BaseException) -> str:
+    try:
+        message = str(exc)
+    except Exception:
+        message = ""
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _describe(exc: BaseException, ctx: FailureContext) -> str:
@@ -74,7 +91,7 @@ def _describe(exc: BaseException, ctx: FailureContext) -> str:
         return _os_error(exc, ctx)
     if isinstance(exc, asyncio.CancelledError):
         return "interrupted"
-    return f"{type(exc).__name__}: {exc}"
+    return _unforeseen(exc)
 
 
 def _client_error(exc: aiohttp.ClientError, ctx: FailureContext) -> str:
@@ -82,11 +99,15 @@ def _client_error(exc: aiohttp.ClientError, ctx: FailureContext) -> str:
     if isinstance(exc, aiohttp.TooManyRedirects):
         return f"too many redirects (more than {ctx.max_redirects})" if ctx.max_redirects else "too many redirects"
     if isinstance(exc, aiohttp.ClientResponseError):
+        if isinstance(exc.__cause__, HttpProcessingError):   # aiohttp's parser refused the answer
+            return f"the server's answer is not valid HTTP ({exc.message})"
         return f"HTTP {exc.status} {exc.message}".rstrip()
-    if isinstance(exc, aiohttp.NonHttpUrlRedirectClientError):
-        return f"redirected to an unsupported URL: {exc.url} (http and https only)"
+    if isinstance(exc, aiohttp.NonHttpUrlRedirectClientError):   # has no .url: the URL is its only arg
+        return f"redirected to an unsupported URL: {_first_arg(exc)} (http and https only)"
     if isinstance(exc, aiohttp.NonHttpUrlClientError):
-        return f"unsupported URL scheme: {exc.url} (http and https only)"
+        return f"unsupported URL scheme: {_first_arg(exc)} (http and https only)"
+    if isinstance(exc, aiohttp.InvalidUrlRedirectClientError):
+        return f"redirected to a malformed URL: {exc.url}"
     if isinstance(exc, aiohttp.InvalidURL):
         return f"malformed URL: {exc.url}"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
@@ -109,7 +130,11 @@ def _client_error(exc: aiohttp.ClientError, ctx: FailureContext) -> str:
         return _reset_line(ctx)
     if isinstance(exc, aiohttp.ClientOSError):
         return _os_error(exc, ctx)
-    return f"{type(exc).__name__}: {exc}"
+    return _unforeseen(exc)
+
+
+def _first_arg(exc: BaseException) -> object:
+    return exc.args[0] if exc.args else "?"
 
 
 def _certificate_line(exc: aiohttp.ClientConnectorCertificateError) -> str:
@@ -193,4 +218,4 @@ def _os_error(exc: OSError, ctx: FailureContext) -> str:
         return named.format(exc.filename) if exc.filename else bare
     if exc.strerror:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    return f"{type(exc).__name__}: {exc}"
+    return _unforeseen(exc)

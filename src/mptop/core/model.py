@@ -7,8 +7,12 @@ Rates are bits per second; times are seconds since the run started (monotonic cl
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, Union
+
+from mptop.kernel.linktype import LinkType
 
 Status = Literal["mptcp", "fallback", "tcp", "connecting"]
 
@@ -16,8 +20,12 @@ EVENT_KINDS = (
     "subflow_up", "subflow_down", "path_stalled", "path_recovered", "fallback",
     "link_down", "link_up", "address_announced", "address_removed",
     "transfer_done", "transfer_failed",
+    "transfer_note",       # a transfer's one-line remark, e.g. a .part it could not resume
+    "transfer_stalled", "transfer_resumed",   # every path of a transfer down or stalled; bytes again
     "connection_closed",   # watch mode: a connection left the dump
+    "subflow_missing",     # a live connection lost its subflow on a path that is up and has an endpoint
     "scenario",            # demo: a scripted lab step (link down, rate change, …)
+    "user_action",         # demo: what a key the user pressed did to the lab (w, c, b, r)
 )
 
 
@@ -81,6 +89,9 @@ class PathSample:
     link_up: bool | None = None
     subflows: int = 0
     stalled: bool = False
+    link_type: LinkType = "other"   # from the kernel's evidence (mptop.kernel.linktype)
+    no_subflow_s: float | None = None   # up, has an endpoint, lost its subflow this long ago (core.missing)
+    waiting_on: str | None = None  # quiet with its link up while the transfer moves on these paths (labels)
 
 
 @dataclass(slots=True)
@@ -145,10 +156,14 @@ class HostInfo:
     add_addr_accepted_limit: int | None
     events: Literal["netlink", "inferred"] = "inferred"
     labels: dict[str, str] = field(default_factory=dict)   # iface -> label
+    link_types: dict[str, LinkType] = field(default_factory=dict)   # iface -> link type
     type: Literal["host"] = "host"
 
 
 Record = Union[Sample, Event, Summary, HostInfo]
+
+Sink = Callable[[Record], None]
+"""Whatever consumes a run's records, one at a time (:mod:`mptop.sinks`, the TUI's feed)."""
 
 
 def to_json(record: Record) -> dict[str, Any]:
@@ -159,6 +174,15 @@ def to_json(record: Record) -> dict[str, Any]:
     if isinstance(record, Sample) and record.connections is not None and not record.transfers:
         del out["transfers"]
     return out
+
+
+def to_ndjson(record: Record) -> str:
+    """The one spelling of a record on a line: compact JSON, non-ASCII escaped (``\\u2192``), newline-ended.
+
+    ``--json`` and ``--record`` both write this, so one run gives byte-identical lines on either;
+    ASCII also keeps a raw name from the network from reaching a terminal unescaped.
+    """
+    return json.dumps(to_json(record), separators=(",", ":")) + "\n"
 
 
 def _build(cls: type, data: dict[str, Any]) -> Any:

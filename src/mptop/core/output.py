@@ -18,7 +18,7 @@ rename, no refusal.  An existing final file is never replaced without ``force`` 
 the rename, as wget and curl: the rename makes a complete file appear atomically, which is what a
 reader of the directory needs; durability across a power cut is left to the filesystem.
 
-:class:`Sink` is the writer; it feeds the sha256 in the same pass.  :class:`SinkThread` runs it on
+:class:`FileWriter` is the writer; it feeds the sha256 in the same pass.  :class:`WriterThread` runs it on
 the transfer's own thread, never on the event loop.
 """
 
@@ -43,6 +43,7 @@ from aiohttp.multipart import content_disposition_filename
 from yarl import URL
 
 from mptop.core.failures import TransferError
+from mptop.core.partfile import open_part, record_validator
 
 PART_SUFFIX = ".part"
 INDEX_NAME = "index.html"      # the URL names a directory (path empty or ending in "/")
@@ -72,6 +73,7 @@ class OutputTarget:
     part: str | None = None           # the .part written meanwhile (kind "file"): path + ".part"
     named_by_url: bool = False        # the name may still come from Content-Disposition
     resume_from: str | None = None    # the .part a resume continues (found before the response)
+    validator: str | None = None      # the entity's ETag or Last-Modified (mptop.core.partfile)
 
     @property
     def display(self) -> str:
@@ -163,7 +165,7 @@ def rename_from_server(target: OutputTarget, filename: str | None) -> None:
     """Use the server's ``Content-Disposition`` file name, when the name was the URL's.
 
     A resume looks for the URL-named ``.part`` (the only name known before the response); when
-    the server names the file otherwise, :meth:`Sink.open` moves that ``.part`` to the new name.
+    the server names the file otherwise, :meth:`FileWriter.open` moves that ``.part`` to the new name.
     """
     name = sanitize_name(filename) if filename else None
     if not target.named_by_url or name is None or target.path is None:
@@ -197,13 +199,13 @@ def part_size(part: str | None) -> int:
     if part is None:
         return 0
     try:
-        st = os.stat(part)
+        st = os.lstat(part)       # a link is no .part of ours (open_part refuses it)
     except OSError:
         return 0
     return st.st_size if stat.S_ISREG(st.st_mode) else 0
 
 
-class Sink:
+class FileWriter:
     """Writes one transfer's body and hashes it.  Every method but ``hexdigest`` blocks: call
     them from one worker thread, in order: :meth:`open`, :meth:`write`…, :meth:`commit` or
     :meth:`close`."""
@@ -227,14 +229,14 @@ class Sink:
                 return
             assert t.part is not None
             _make_directory(os.path.dirname(t.part))
+            if offset and t.resume_from and t.resume_from != t.part:
+                os.replace(t.resume_from, t.part)    # the server renamed the file
+            self._file = open_part(t.part, keep=bool(offset))
             if offset:
-                if t.resume_from and t.resume_from != t.part:
-                    os.replace(t.resume_from, t.part)    # the server renamed the file
-                self._file = open(t.part, "r+b")
                 self._hash_prefix(offset)
                 self._file.truncate(offset)
             else:
-                self._file = open(t.part, "wb")
+                record_validator(self._file, t.validator)
         except OSError as exc:
             raise _with_filename(exc, t.part or t.display) from None
 
@@ -285,6 +287,20 @@ def _make_directory(directory: str) -> None:
         raise TransferError(f"not a directory: {directory}") from None
 
 
+def prepare_directory(target: OutputTarget) -> None:
+    """Before connecting: the directory a file target goes to exists (made if missing) and is
+    writable, or :class:`TransferError`/``OSError`` says why (``-o /proc/nope/x`` fails at once)."""
+    if target.kind != "file" or target.part is None:
+        return
+    directory = os.path.dirname(target.part)
+    try:
+        _make_directory(directory)
+    except OSError as exc:
+        raise _with_filename(exc, directory or ".") from None
+    if not os.access(directory or ".", os.W_OK | os.X_OK):
+        raise TransferError(f"permission denied: {directory or '.'}")
+
+
 def _open_direct(path: str | None) -> BinaryIO:
     if path is None:     # a dup, so closing it leaves the process's stdout alone
         return os.fdopen(os.dup(sys.stdout.fileno()), "wb")
@@ -313,8 +329,8 @@ def _with_filename(exc: OSError, filename: str) -> OSError:
     return type(exc)(exc.errno, exc.strerror, filename)
 
 
-class SinkThread:
-    """Runs a :class:`Sink` on its own thread, in order, with the event loop never blocking on it.
+class WriterThread:
+    """Runs a :class:`FileWriter` on its own thread, in order, with the event loop never blocking on it.
 
     Chunks go through a ``SimpleQueue``: handing one over costs no wake-up of the event loop.
     The loop waits only when more than ``PIPELINE_DEPTH`` chunks are queued, and is woken once
@@ -323,8 +339,8 @@ class SinkThread:
     the error is raised by the next :meth:`write` or by :meth:`commit`.
     """
 
-    def __init__(self, sink: Sink, name: str) -> None:
-        self.sink = sink
+    def __init__(self, file: FileWriter, name: str) -> None:
+        self.file = file
         self._loop = asyncio.get_running_loop()
         self._jobs: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...],
                                             concurrent.futures.Future[Any] | None] | None] = queue.SimpleQueue()
@@ -342,13 +358,15 @@ class SinkThread:
             elif done.set_running_or_notify_cancel():
                 try:
                     done.set_result(fn(*args))
+                except StopIteration as exc:     # an asyncio future refuses it: the awaiter would hang
+                    done.set_exception(RuntimeError(f"StopIteration: {exc}"))
                 except BaseException as exc:
                     done.set_exception(exc)
 
     def _write(self, chunk: bytes) -> None:
         if self._error is None:
             try:
-                self.sink.write(chunk)
+                self.file.write(chunk)
             except BaseException as exc:
                 self._error = exc
         with self._lock:
@@ -366,7 +384,7 @@ class SinkThread:
             self._queued += 1
             if self._queued > PIPELINE_DEPTH:
                 self._waiter = waiter = self._loop.create_future()
-        self._jobs.put((self.sink.write, (chunk,), None))
+        self._jobs.put((self.file.write, (chunk,), None))
         if waiter is not None:
             await waiter
             self._raise_error()
@@ -377,7 +395,7 @@ class SinkThread:
         return await asyncio.wrap_future(done)
 
     async def open(self, offset: int) -> None:
-        await self._run(self.sink.open, offset)
+        await self._run(self.file.open, offset)
 
     async def commit(self) -> str | None:
         """After every queued chunk: rename into place (or raise the first write error)."""
@@ -385,12 +403,12 @@ class SinkThread:
 
     def _commit(self) -> str | None:
         self._raise_error()
-        return self.sink.commit()
+        return self.file.commit()
 
     async def close(self) -> None:
         """After a failure: close the file (keeping the .part); errors are ignored."""
         with contextlib.suppress(Exception):
-            await self._run(self.sink.close)
+            await self._run(self.file.close)
 
     def stop(self) -> None:
         """Let the thread end once its queue is empty."""

@@ -2,38 +2,31 @@
 
 A path is keyed by the **local** interface (found from the subflow's local address), never by the
 remote address: with a server that announces a second address, two subflows may share a remote
-address while leaving through different links, or the other way round (measured.md).
+address while leaving through different links, or the other way round (docs/measured.md).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from mptop.core.model import PathSample
-
-_PREFIX_LABELS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("wl",), "Wi-Fi"),                                   # wlan0, wlp2s0, wlx…
-    (("wwan", "rmnet", "ccmni", "usb"), "Cellular"),      # modems and USB tethering
-    (("en", "eth"), "Ethernet"),                           # eth0, enp3s0, eno1
-)
+from mptop.kernel.linktype import LinkKind, LinkType, by_name
 
 
 def default_label(iface: str) -> str:
-    """Wi-Fi / Cellular / Ethernet from the interface name's usual prefix, else the name itself."""
-    for prefixes, label in _PREFIX_LABELS:
-        if iface.startswith(prefixes):
-            return label
-    return iface
+    """Wi-Fi / Cellular / … from the interface name's usual prefix alone, else the name itself."""
+    return label_for(iface, None, by_name(iface))
 
 
-def label_for(iface: str, overrides: Mapping[str, str] | None = None) -> str:
-    """The label a path is shown with; ``--label IFACE=NAME`` overrides win."""
+def label_for(iface: str, overrides: Mapping[str, str] | None = None, kind: LinkKind | None = None) -> str:
+    """The label a path is shown with: ``--label IFACE=NAME`` wins, then the link type read from the
+    kernel (``kind``; the name's prefix without one), then the interface name."""
     if overrides and iface in overrides:
         return overrides[iface]
-    return default_label(iface)
+    return (kind or by_name(iface)).label or iface
 
 
 def parse_label(option: str) -> tuple[str, str]:
@@ -53,10 +46,16 @@ def parse_labels(options: Iterable[str]) -> dict[str, str]:
 class InterfaceLike(Protocol):
     """What :class:`mptop.kernel.host.Interface` tells (only these attributes are used)."""
 
-    name: str
-    addresses: Iterable[str]
-    up: bool         # administratively up
-    running: bool    # carrier: a link can be up and still have no carrier
+    @property
+    def name(self) -> str: ...
+    @property
+    def ifindex(self) -> int: ...
+    @property
+    def addresses(self) -> Iterable[str]: ...
+    @property
+    def up(self) -> bool: ...        # administratively up
+    @property
+    def running(self) -> bool: ...   # carrier: a link can be up and still have no carrier
 
 
 def _normal(ip: str) -> str:
@@ -73,16 +72,22 @@ def _normal(ip: str) -> str:
 
 @dataclass(slots=True)
 class InterfaceMap:
-    """Local address → interface name, and interface → link up (admin up *and* carrier)."""
+    """Local address → interface name, interface → link up (admin up *and* carrier), and interface →
+    link type (from :func:`mptop.kernel.linktype.link_kind`; the name's prefix for one not in ``kinds``)."""
 
     by_address: dict[str, str] = field(default_factory=dict)
     link_up: dict[str, bool] = field(default_factory=dict)
+    kinds: dict[str, LinkKind] = field(default_factory=dict)
 
     @classmethod
-    def from_interfaces(cls, interfaces: Iterable[InterfaceLike]) -> InterfaceMap:
+    def from_interfaces(cls, interfaces: Iterable[InterfaceLike],
+                        classify: Callable[[str, int], LinkKind] | None = None) -> InterfaceMap:
+        """``classify(name, ifindex)``: the link type reader (none: types from names only)."""
         out = cls()
         for itf in interfaces:
             out.link_up[itf.name] = bool(itf.up and itf.running)
+            if classify is not None:
+                out.kinds[itf.name] = classify(itf.name, itf.ifindex)
             for address in itf.addresses:
                 out.by_address[_normal(address)] = itf.name
         return out
@@ -99,11 +104,13 @@ class PathState:
 
     iface: str
     label: str
+    link_type: LinkType = "other"
     bytes: int = 0
     rate_bps: float = 0.0
     subflows: int = 0
     link_up: bool | None = None
     stalled: bool = False
+    waiting_on: str | None = None     # quiet, link up, while the transfer moves on these paths
 
 
 class PathBook:
@@ -113,21 +120,34 @@ class PathBook:
         self.labels = dict(labels or {})
         self.paths: dict[str, PathState] = {}
         self._link_up: Mapping[str, bool] = {}
+        self._kinds: Mapping[str, LinkKind] = {}
+
+    def kind(self, iface: str) -> LinkKind:
+        """The link type of ``iface`` as last read (from its name while none was)."""
+        return self._kinds.get(iface) or by_name(iface)
+
+    def label(self, iface: str) -> str:
+        """What ``iface`` is called in samples and events (``--label``, else its link type)."""
+        return label_for(iface, self.labels, self.kind(iface))
 
     def path(self, iface: str) -> PathState:
         state = self.paths.get(iface)
         if state is None:
-            state = PathState(iface, label_for(iface, self.labels), link_up=self._link_up.get(iface))
+            state = PathState(iface, self.label(iface), self.kind(iface).type, link_up=self._link_up.get(iface))
             self.paths[iface] = state
         return state
 
-    def begin_poll(self, link_up: Mapping[str, bool]) -> None:
-        """Start a poll: rates and live-subflow counts are summed afresh, link state refreshed."""
+    def begin_poll(self, link_up: Mapping[str, bool], kinds: Mapping[str, LinkKind] | None = None) -> None:
+        """Start a poll: rates and live-subflow counts are summed afresh, link state and types refreshed."""
         self._link_up = link_up
+        if kinds:
+            self._kinds = kinds
         for state in self.paths.values():
             state.rate_bps = 0.0
             state.subflows = 0
             state.link_up = link_up.get(state.iface)
+            if state.iface in self._kinds:
+                state.link_type, state.label = self.kind(state.iface).type, self.label(state.iface)
 
     def add_bytes(self, iface: str, delta: int) -> None:
         """Bytes a subflow gained since the last poll (also for a subflow that has just closed)."""
@@ -144,12 +164,14 @@ class PathBook:
         return {
             iface: PathSample(
                 label=s.label,
+                link_type=s.link_type,
                 rate_bps=s.rate_bps,
                 bytes=s.bytes,
                 share=s.rate_bps / total if total > 0 else 0.0,
                 link_up=s.link_up,
                 subflows=s.subflows,
                 stalled=s.stalled,
+                waiting_on=s.waiting_on,
             )
             for iface, s in self.paths.items()
         }

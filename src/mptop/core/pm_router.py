@@ -12,7 +12,6 @@ from collections import deque
 
 from mptop.core.events import describe_address, describe_subflow
 from mptop.core.model import Event
-from mptop.core.paths import label_for
 from mptop.core.tracking import PollContext, TransferTrack, format_address
 from mptop.kernel.types import PmEvent, PmEventKind
 
@@ -37,6 +36,11 @@ class PmRouter:
     def forget(self, transfer_id: int) -> None:
         for token in [k for k, v in self._tokens.items() if v == transfer_id]:
             del self._tokens[token]
+
+    @property
+    def pending(self) -> bool:
+        """Events wait to be dispatched (a subflow may have come up or changed priority)."""
+        return bool(self._inbox)
 
     def dispatch(self, ctx: PollContext, tracks: dict[int, TransferTrack]) -> None:
         """Turn every event whose transfer is known into mptop events; keep the rest waiting."""
@@ -67,11 +71,11 @@ def _apply(ctx: PollContext, t: float, ev: PmEvent, track: TransferTrack) -> Non
         track.backup[(local, remote)] = ev.backup
     key = (track.id, local, remote)
     iface = ctx.interfaces.iface_for(ev.saddr)
-    label = label_for(iface, ctx.paths.labels)
+    label = ctx.paths.label(iface)
     if ev.kind in _UP:
         track.born[(local, remote)] = t
     if ev.kind in _UP and ctx.ledger.up(key):
-        backup = track.backup.get((local, remote), False)
+        backup = ctx.backup(track, (local, remote))
         ctx.events.append(Event(t, "subflow_up", iface, track.id, describe_subflow(label, local, remote, True, backup)))
     elif ev.kind is PmEventKind.SUB_CLOSED and ctx.ledger.down(key):
         ctx.events.append(Event(t, "subflow_down", iface, track.id,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Literal, TypeVar
 
 from mptop.kernel.pm_events import PmEvents
@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 
 async def rearming(poll: Callable[[], T], interval: float, clock: Callable[[], float] = time.monotonic,
-                   sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> AsyncIterator[T]:
+                   sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> AsyncGenerator[T, None]:
     while True:
         started = clock()
         yield poll()

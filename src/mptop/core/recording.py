@@ -1,27 +1,20 @@
-"""Recordings: NDJSON files of core records, one :func:`~mptop.core.model.to_json` object per line.
+"""Recordings: NDJSON files of core records, one :func:`~mptop.core.model.to_ndjson` line per record.
 
 The first line is a :class:`~mptop.core.model.HostInfo` (the TUI header needs it before anything
 else); samples, events and a final summary follow in the order they were produced.  Written by
-``--record``, read back by ``mptop replay``.
+``--record`` (:class:`mptop.sinks.NdjsonOut`, the same writer as ``--json``), read back by ``mptop replay``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import IO
 
-from mptop.core.model import HostInfo, Record, record_from_json, to_json
+from mptop.core.model import HostInfo, Record, record_from_json
 
 
 class RecordingError(ValueError):
     """A file that is not a readable mptop recording; the message is one line naming the cause."""
-
-
-def write_record(fp: IO[str], record: Record) -> None:
-    """Append one record as one compact JSON line (the caller flushes and closes ``fp``)."""
-    fp.write(json.dumps(to_json(record), ensure_ascii=False, separators=(",", ":")))
-    fp.write("\n")
 
 
 def _parse_line(path: str, number: int, line: str) -> Record:

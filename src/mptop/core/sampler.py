@@ -10,7 +10,6 @@
             ...
     async for record in sampler.records(until_done=True):   # or one flat stream: HostInfo,
         ...                                        # per poll its Events then its Sample, Summary
-    sampler.history.total / .paths[iface] / .transfers[id]   # last 60 s of (t, bit/s) for charts
     summary = sampler.summary()                    # Summary with per-transfer path_bytes
 
 ``poll()`` does one poll synchronously (what ``run()`` calls; also handy in tests).  Times are
@@ -31,37 +30,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from mptop.core.events import (
-    LinkWatch, StallWatch, SubflowLedger, describe_fallback, describe_link, describe_stall, describe_transfer,
-    SynackFallbacks, fallback_reason,
+    FallbackCounters,
+    LinkWatch,
+    SubflowLedger,
+    describe_fallback,
+    describe_link,
+    describe_transfer,
+    fallback_reason,
 )
-from mptop.core.history import History
+from mptop.core.missing import MissingSubflows
 from mptop.core.model import Event, HostInfo, Record, Sample, Status, Summary, TransferSample, TransferSummary
 from mptop.core.paths import InterfaceMap, PathBook, label_for
 from mptop.core.pm_router import PmRouter
 from mptop.core.polling import PmFeed, rearming, sleep_unless
 from mptop.core.rates import eta_seconds
+from mptop.core.stalls import StallJudge
+from mptop.core.subflow_flags import SubflowFlags
 from mptop.core.tracking import (
-    PollContext, TransferLike, TransferTrack, account_goodput, account_socket, plain_subflow, status_of,
+    PollContext,
+    TransferLike,
+    TransferTrack,
+    account_goodput,
+    account_socket,
+    plain_subflow,
+    status_of,
 )
 from mptop.kernel import host
+from mptop.kernel.linktype import link_kind
 from mptop.kernel.pm import get_limits
 from mptop.kernel.sockopt import read_socket
 from mptop.kernel.types import KernelParseError, SocketReading, SocketStatus
 
 TransfersSource = Iterable[TransferLike] | Callable[[], Iterable[TransferLike]]
 FINISHED = ("done", "failed")
-
-
+APP_BACKLOG = 256 * 1024   # unread bytes in our socket beyond which quiet paths are waiting on mptop
 class Sampler:
     """See the module docstring.  ``labels``: ``{iface: name}`` from ``--label``."""
 
     def __init__(self, transfers: TransfersSource | None = None, interval: float = 0.25,
-                 labels: Mapping[str, str] | None = None, *, history_s: float = 60.0,
+                 labels: Mapping[str, str] | None = None, *,
                  pm_events: bool = True, require_mptcp: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if interval <= 0:
@@ -69,18 +82,19 @@ class Sampler:
         self.interval = interval
         self.labels = dict(labels or {})
         self.require_mptcp = require_mptcp
-        self.history = History(window_s=history_s, interval=interval)
         self._sources: list[TransfersSource] = [] if transfers is None else [transfers]
         self._clock = clock
         self._t0 = clock()
         self._router = PmRouter()
         self._pm = PmFeed(lambda event: self._router.received(self.now(), event), enabled=pm_events)
         self._paths = PathBook(self.labels)
-        self._stalls: dict[str, StallWatch] = {}
+        self._stalls = StallJudge(interval)
         self._links = LinkWatch()
+        self._missing = MissingSubflows()
         self._ledger = SubflowLedger()
         self._tracks: dict[int, TransferTrack] = {}
-        self._synack_fallbacks = SynackFallbacks()
+        self._fallback_counters = FallbackCounters()
+        self._flags = SubflowFlags()
         self._woken: asyncio.Event | None = None     # made in run(): an Event belongs to one loop
 
     # -- inputs --------------------------------------------------------------------------------
@@ -99,17 +113,20 @@ class Sampler:
         return self._clock() - self._t0
 
     # -- running -------------------------------------------------------------------------------
-    async def run(self, until_done: bool = False) -> AsyncIterator[tuple[Sample, list[Event]]]:
+    async def run(self, until_done: bool = False) -> AsyncGenerator[tuple[Sample, list[Event]], None]:
         """Poll forever (or, with ``until_done``, until every transfer finished and had its final
         read); yields ``(sample, events)``.  Use ``contextlib.aclosing`` when breaking out early."""
         self.start_events()
         self._woken = woken = asyncio.Event()
         polls = rearming(self.poll, self.interval, self._clock, lambda seconds: sleep_unless(woken, seconds))
-        async with self._pm.consuming(), contextlib.aclosing(polls):
-            async for sample, events in polls:
-                yield sample, events
-                if until_done and self.all_finished():
-                    return
+        try:
+            async with self._pm.consuming(), contextlib.aclosing(polls):
+                async for sample, events in polls:
+                    yield sample, events
+                    if until_done and self.all_finished():
+                        return
+        finally:
+            self._flags.close()
 
     def wake(self) -> None:
         """Poll now rather than at the next tick (e.g. every transfer just ended: the final read,
@@ -117,7 +134,7 @@ class Sampler:
         if self._woken is not None:
             self._woken.set()
 
-    async def records(self, until_done: bool = False) -> AsyncIterator[Record]:
+    async def records(self, until_done: bool = False) -> AsyncGenerator[Record, None]:
         """The same as one flat record stream (what the TUI, ``--json`` and ``--record`` take):
         the HostInfo first, then each poll's events followed by its sample, and with
         ``until_done`` the Summary last."""
@@ -136,8 +153,12 @@ class Sampler:
         return self._pm.start()
 
     def close(self) -> None:
-        """Drop the path-manager subscription (done when :meth:`run` ends)."""
+        """Drop the path-manager subscription (done when :meth:`run` ends) and the diag reader."""
         self._pm.close()
+        self._flags.close()
+
+    def _finished(self, tr: TransferLike) -> bool:
+        return tr.id in self._tracks and self._tracks[tr.id].finished
 
     def all_finished(self) -> bool:
         """Every transfer finished and had its final read (False while there is none)."""
@@ -147,21 +168,28 @@ class Sampler:
     # -- one poll ------------------------------------------------------------------------------
     def poll(self) -> tuple[Sample, list[Event]]:
         t = self.now()
-        itfs = InterfaceMap.from_interfaces(host.interfaces())
+        itfs = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
         ctx = PollContext(t, itfs, self._paths, self._ledger, [])
+        self._paths.begin_poll(itfs.link_up, itfs.kinds)
         for iface, up in self._links.observe(itfs.link_up):
-            label = label_for(iface, self.labels)
+            label = self._paths.label(iface)
             ctx.events.append(Event(t, "link_up" if up else "link_down", iface, None, describe_link(label, iface, up)))
-        self._paths.begin_poll(itfs.link_up)
-        samples = [self._sample_transfer(ctx, tr) for tr in self.transfers()]
-        for iface, path in self._paths.paths.items():
-            watch = self._stalls.setdefault(iface, StallWatch())
-            change = watch.observe(t, path.bytes, iface in ctx.active_paths)
-            path.stalled = watch.stalled
-            if change is not None:
-                ctx.events.append(Event(t, change.kind, iface, None, describe_stall(path.label, change)))
+        transfers = self.transfers()
+        if any(tr.state != "connecting" and not self._finished(tr) for tr in transfers):
+            ctx.subflow_backup = self._flags.read(t, force=self._router.pending)
+        samples = [self._sample_transfer(ctx, tr) for tr in transfers]
+        self._flags.due = ctx.flags_missing
+        ctx.events += self._stalls.paths(t, self._paths.paths, ctx.active_paths)
+        for ts in samples:
+            ifaces = {s.iface for s in ts.subflows if not s.closed and not s.backup}
+            needed = ts.state == "running" and bool(ifaces & ctx.active_paths)
+            event = self._stalls.transfer(t, ts.id, ts.bytes, needed, ifaces, self._paths.paths)
+            if event is not None:
+                ctx.events.append(event)
         sample = Sample(t=t, transfers=samples, paths=self._paths.samples())
-        self.history.add(sample)
+        live = {ts.id: {s.iface for s in ts.subflows if not s.closed} for ts in samples
+                if ts.state == "running" and ts.status == "mptcp"}
+        ctx.events += self._missing.poll(t, live, itfs, self._paths.label, sample.paths)
         ctx.events.sort(key=lambda e: e.t)
         return sample, ctx.events
 
@@ -173,7 +201,7 @@ class Sampler:
             return track.last                   # finished, final read done
         finishing = tr.state in FINISHED       # this poll is the final read
         running = tr.state == "running"
-        readings = [(i, sock, _read(sock)) for i, sock in enumerate(tr.sockets)]
+        readings = [(i, sock, _socket_reading(sock)) for i, sock in enumerate(tr.sockets)]
         live = _live_reading(tr, readings)
         for index, _sock, reading in readings:
             if reading is not None and reading.info is not None:
@@ -185,24 +213,34 @@ class Sampler:
         # backup flag win over what the poll would infer (the ledger keeps one event per subflow).
         self._router.dispatch(ctx, self._tracks)
         goodputs: list[float] = []            # bytes/s of each socket read now that has a kernel counter
+        for index, _sock, reading in readings:
+            if reading is not None and account_goodput(ctx.t, track.socket_track(index), reading):
+                goodputs.append(track.socket_track(index).goodput.rate)
+        # Bytes the kernel received that mptop has not read yet: with a full receive buffer the
+        # paths go quiet because of us (a busy machine), which is no stall of theirs.
+        unread = sum(track.sockets[i].goodput.total for i, _s, r in readings if r is not None) \
+            - (tr.bytes_done - tr.resumed)
+        needed = running and (not goodputs or unread < APP_BACKLOG)
         subflows = []
         for index, sock, reading in readings:
             if reading is None:
                 continue
-            sock_track = track.socket_track(index)
-            if account_goodput(ctx.t, sock_track, reading):
-                goodputs.append(sock_track.goodput.rate)
             sfs = reading.subflows
             if not sfs and reading.tcp is not None:
                 plain = plain_subflow(sock, reading)
                 sfs = (plain,) if plain is not None else ()
-            subflows += account_socket(ctx, track, index, sfs, running)
+            subflows += account_socket(ctx, track, index, sfs, needed)
         self._update_status(ctx, tr, track, live)
+        for note in _take_notes(tr):
+            ctx.events.append(Event(ctx.t, "transfer_note", None, tr.id, note))
         track.app_bytes.update(ctx.t, tr.bytes_done)   # the rate when the kernel has no byte counters
         rate = sum(goodputs) if goodputs else track.app_bytes.rate
         smoothed = track.smoothed.update(ctx.t, rate)
+        # The rate shown is the one definition of every rate on screen (1 s avg of bytes received on
+        # the subflows), so the transfer's equals its paths' sum; in-order goodput only feeds the ETA.
+        shown = sum(s.rate_bps for s in subflows) if subflows else rate * 8
         sample = TransferSample(
-            id=tr.id, url=tr.url, bytes=tr.bytes_done, total=tr.total, rate_bps=track.shown.update(ctx.t, rate) * 8,
+            id=tr.id, url=tr.url, bytes=tr.bytes_done, total=tr.total, rate_bps=shown,
             status=track.status, reason=track.reason, subflows=subflows + list(track.closed),
             eta_s=None if finishing else eta_seconds(tr.bytes_done, tr.total, smoothed),
             state=tr.state,  # type: ignore[arg-type]
@@ -232,13 +270,12 @@ class Sampler:
         if status in ("fallback", "tcp") and track.reported != status:
             track.reported = status
             ctx.events.append(Event(ctx.t, "fallback", None, tr.id, describe_fallback(status, reason or "")))
-            fail = getattr(tr, "fail", None)
-            if self.require_mptcp and status == "fallback" and callable(fail):
-                fail(f"MPTCP required, but the connection fell back to TCP ({reason})")
+            if self.require_mptcp and status == "fallback":
+                tr.fail(f"MPTCP required, but the connection fell back to TCP ({reason})")
 
     def _fallback_reason(self, track: TransferTrack, index: int) -> str:
         seen = track.sockets[index].seen_mptcp if index in track.sockets else False
-        return fallback_reason(mptcp_unavailable=None, seen_mptcp=seen, synack_fallback=self._synack_fallbacks.grew())
+        return fallback_reason(mptcp_unavailable=None, seen_mptcp=seen, grown=self._fallback_counters.grew())
 
     def _finish(self, ctx: PollContext, tr: TransferLike, track: TransferTrack, sample: TransferSample) -> None:
         """After the final read: the transfer's event, its sockets released, a frozen last sample."""
@@ -248,7 +285,8 @@ class Sampler:
         tr.release_sockets()
         self._ledger.forget(tr.id)
         self._router.forget(tr.id)
-        track.last = replace(sample, rate_bps=0.0, eta_s=None, subflows=[replace(s, rate_bps=0.0) for s in sample.subflows])
+        track.last = replace(sample, rate_bps=0.0, eta_s=None,
+                             subflows=[replace(s, rate_bps=0.0) for s in sample.subflows])
 
     # -- records for views ---------------------------------------------------------------------
     def host_info(self) -> HostInfo:
@@ -256,18 +294,21 @@ class Sampler:
         path-manager events (as :meth:`run` would) to tell whether ``events`` is "netlink"."""
         self.start_events()
         sysctls = host.mptcp_sysctls()
+        subflows: int | None
+        accepted: int | None
         try:
             limits = get_limits()
             subflows, accepted = limits.subflows, limits.add_addr_accepted
         except OSError:
             subflows = accepted = None
         enabled = sysctls.get("enabled")
-        labels = {itf.name: label_for(itf.name, self.labels) for itf in host.interfaces() if itf.name != "lo"}
+        kinds = {itf.name: link_kind(itf.name, itf.ifindex) for itf in host.interfaces() if itf.name != "lo"}
+        labels = {name: label_for(name, self.labels, kind) for name, kind in kinds.items()}
         return HostInfo(
             kernel=_kernel_release(), enabled=None if enabled is None else enabled == "1",
             path_manager=host.path_manager(sysctls),
             scheduler=sysctls.get("scheduler"), subflows_limit=subflows, add_addr_accepted_limit=accepted,
-            events=self._pm.mode, labels=labels,
+            events=self._pm.mode, labels=labels, link_types={name: kind.type for name, kind in kinds.items()},
         )
 
     def summary(self) -> Summary:
@@ -276,8 +317,8 @@ class Sampler:
         for tr in self.transfers():
             track = self._tracks.get(tr.id)
             out.append(TransferSummary(
-                id=tr.id, url=tr.url, file=getattr(tr, "file", None), bytes=tr.bytes_done,
-                sha256=getattr(tr, "sha256", None), status=track.status if track else "connecting",
+                id=tr.id, url=tr.url, file=tr.file, bytes=tr.bytes_done, sha256=tr.sha256,
+                status=track.status if track else "connecting",
                 reason=track.reason if track else None, ok=tr.state == "done", error=tr.error,
                 path_bytes=dict(track.path_bytes) if track else {}, duration_s=_span([tr]),
             ))
@@ -285,23 +326,23 @@ class Sampler:
 
 
 def _span(transfers: Iterable[TransferLike]) -> float | None:
-    starts = [t.started_at for t in transfers if getattr(t, "started_at", None) is not None]
-    ends = [t.ended_at for t in transfers if getattr(t, "ended_at", None) is not None]
+    starts = [t.started_at for t in transfers if t.started_at is not None]
+    ends = [t.ended_at for t in transfers if t.ended_at is not None]
     return round(max(ends) - min(starts), 3) if starts and ends else None
 
 
-def _read(sock: object) -> SocketReading | None:
+def _socket_reading(sock: socket.socket) -> SocketReading | None:
     """A socket's reading; None when it cannot be read (closed handle, not connected yet)."""
     try:
-        return read_socket(sock)  # type: ignore[arg-type]
+        return read_socket(sock)
     except (OSError, KernelParseError):
         return None
 
 
-def _live_reading(tr: TransferLike, readings: list[tuple[int, object, SocketReading | None]]
+def _live_reading(tr: TransferLike, readings: Sequence[tuple[int, socket.socket, SocketReading | None]]
                   ) -> tuple[int, SocketReading] | None:
     """The reading of the socket carrying the response (else the newest socket that reads)."""
-    active = getattr(tr, "active_socket", None)
+    active = tr.active_socket
     ordered = sorted(readings, key=lambda r: (r[1] is active, r[0]), reverse=True)
     for index, _sock, reading in ordered:
         if reading is not None:
@@ -319,3 +360,13 @@ def _mean_bps(tr: TransferLike) -> float | None:
     if tr.started_at is None or tr.ended_at is None or tr.ended_at <= tr.started_at:
         return None
     return (tr.bytes_done - tr.resumed) * 8 / (tr.ended_at - tr.started_at)
+
+
+def _take_notes(tr: TransferLike) -> list[str]:
+    """The transfer's notes not reported yet (a Transfer's ``notes``; other TransferLikes have none)."""
+    notes: list[str] | None = getattr(tr, "notes", None)
+    if not notes:
+        return []
+    taken = notes[:]
+    del notes[: len(taken)]
+    return taken

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mptop.core.model import Event, Record, Summary
+from mptop.core.model import Event, Sink, Summary
 from mptop.core.sampler import Sampler
 from mptop.core.transfer import Transfer, TransferManager, TransferOptions
-
-Sink = Callable[[Record], None]
 
 
 @dataclass

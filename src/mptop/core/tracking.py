@@ -26,21 +26,44 @@ TCP_CLOSE = 7
 
 
 class TransferLike(Protocol):
-    """What the sampler reads from a :class:`mptop.core.transfer.Transfer`."""
+    """What the sampler needs from a :class:`mptop.core.transfer.Transfer`: it reads these, releases the
+    sockets after the final read, and fails a transfer that must use MPTCP but fell back.
 
-    id: int
-    url: str
-    total: int | None
-    bytes_done: int
-    resumed: int                     # of bytes_done, a resumed .part's (not fetched by this run)
-    state: str                       # connecting / running / done / failed
-    error: str | None
-    mptcp_unavailable: str | None
-    sockets: Sequence[socket.socket]
-    started_at: float | None
-    ended_at: float | None
+    Read-only properties, so a class whose attribute is computed (``Transfer.bytes_done``) or narrower
+    (``Transfer.state`` is a Literal) satisfies it.
+    """
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def total(self) -> int | None: ...
+    @property
+    def bytes_done(self) -> int: ...
+    @property
+    def resumed(self) -> int: ...                 # of bytes_done, a resumed .part's (not fetched by this run)
+    @property
+    def state(self) -> str: ...                   # connecting / running / done / failed
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def mptcp_unavailable(self) -> str | None: ...
+    @property
+    def sockets(self) -> Sequence[socket.socket]: ...
+    @property
+    def active_socket(self) -> socket.socket | None: ...   # the one carrying the response, once known
+    @property
+    def file(self) -> str | None: ...                     # final path; None for stdout or a failure
+    @property
+    def sha256(self) -> str | None: ...
+    @property
+    def started_at(self) -> float | None: ...
+    @property
+    def ended_at(self) -> float | None: ...
 
     def release_sockets(self) -> None: ...
+    def fail(self, reason: str) -> None: ...
 
 
 def format_address(addr: Address | tuple[str, int] | None) -> str:
@@ -61,7 +84,7 @@ def plain_subflow(sock: socket.socket, reading: SocketReading) -> SubflowReading
 
 def rtt_ms(sf: SubflowReading) -> float | None:
     """The receive-side RTT (tcpi_rcv_rtt): on the client of a download tcpi_rtt says little
-    (measured.md); fall back to tcpi_rtt while no rcv_rtt estimate exists yet (0)."""
+    (docs/measured.md); fall back to tcpi_rtt while no rcv_rtt estimate exists yet (0)."""
     if sf.tcp is None:
         return None
     us = sf.tcp.rcv_rtt_us or sf.tcp.rtt_us
@@ -101,13 +124,10 @@ class TransferTrack:
     sockets: dict[int, SocketTrack] = field(default_factory=dict)
     closed: deque[SubflowSample] = field(default_factory=lambda: deque(maxlen=CLOSED_KEPT))
     path_bytes: dict[str, int] = field(default_factory=dict)
-    backup: dict[tuple[str, str], bool] = field(default_factory=dict)   # (local, remote) → flag, from PM
+    backup: dict[tuple[str, str], bool] = field(default_factory=dict)   # (local, remote) → flag, from PM events
     born: dict[tuple[str, str], float] = field(default_factory=dict)    # (local, remote) → PM "up" time
     app_bytes: CounterRate = field(default_factory=CounterRate)
     smoothed: Ewma = field(default_factory=lambda: Ewma(tau_s=2.0))    # for the ETA
-    # Goodput as shown: mptcpi_bytes_received advances in bursts when data arrives out of order across
-    # paths (0.25 s deltas swing 20-100 Mbit/s on a steady 50), so the shown rate is smoothed over ~1 s.
-    shown: Ewma = field(default_factory=lambda: Ewma(tau_s=0.75))
     status: Status = "connecting"
     reason: str | None = None
     reported: Status | None = None       # the fallback/tcp status a `fallback` event was sent for
@@ -131,6 +151,21 @@ class PollContext:
     ledger: SubflowLedger
     events: list[Event]
     active_paths: set[str] = field(default_factory=set)
+    # (local, remote) → the subflow's own backup flag (sock_diag's MPTCP_SUBFLOW_FLAG_BKUP_LOC/REM);
+    # None when sock_diag cannot be read.  An address pair is unique in a netns.
+    subflow_backup: dict[tuple[str, str], bool] | None = None
+    flags_missing: bool = False          # a subflow was not in subflow_backup (too new): read again
+
+    def backup(self, track: TransferTrack, key: tuple[str, str]) -> bool:
+        """A subflow's backup flag: the subflow's own, else what the PM events said.
+
+        The events are not enough: a backup subflow the client asked for (a ``backup`` endpoint)
+        is announced by SUB_ESTABLISHED with backup=0, and the client's own endpoint change
+        emits no event at all (docs: sock_diag shows both)."""
+        own = self.subflow_backup.get(key) if self.subflow_backup is not None else None
+        if own is None and self.subflow_backup is not None:
+            self.flags_missing = True
+        return own if own is not None else track.backup.get(key, False)
 
 
 def account_socket(ctx: PollContext, track: TransferTrack, index: int, subflows: Sequence[SubflowReading],
@@ -165,7 +200,7 @@ def _open(ctx: PollContext, track: TransferTrack, sock: SocketTrack, sf: Subflow
     born = min(track.born.get(key, ctx.t), ctx.t)
     st = sock.subflows[key] = SubflowTrack(local, remote, iface, label, join=key != sock.initial, first_seen=born)
     if ctx.ledger.up((track.id, local, remote)):
-        backup = track.backup.get(key, False)
+        backup = ctx.backup(track, key)
         ctx.events.append(Event(ctx.t, "subflow_up", iface, track.id,
                                 describe_subflow(label, local, remote, True, backup)))
     return st
@@ -188,10 +223,7 @@ def _subflow_sample(ctx: PollContext, track: TransferTrack, st: SubflowTrack, sf
         ctx.paths.add_bytes(st.iface, delta)
         track.path_bytes[st.iface] = track.path_bytes.get(st.iface, 0) + delta
     rate_bps = st.counter.rate * 8
-    # The backup flag comes from the PM events (SUB_ESTABLISHED / SUB_PRIORITY).  Without them it
-    # could come from sock_diag's subflow ULP info (MPTCP_SUBFLOW_FLAG_BKUP_LOC/REM, DiagSubflow.backup),
-    # which the kernel layer reads for `mptop watch`.
-    backup = track.backup.get((st.local, st.remote), False)
+    backup = ctx.backup(track, (st.local, st.remote))
     ctx.paths.add_live_subflow(st.iface, rate_bps)
     if running and not backup:
         ctx.active_paths.add(st.iface)
@@ -229,5 +261,10 @@ def account_goodput(t: float, sock: SocketTrack, reading: SocketReading) -> bool
     return True
 
 
+_STATUS: dict[SocketStatus, Status] = {
+    SocketStatus.MPTCP: "mptcp", SocketStatus.FALLBACK: "fallback", SocketStatus.TCP: "tcp",
+}
+
+
 def status_of(reading: SocketReading) -> Status:
-    return {SocketStatus.MPTCP: "mptcp", SocketStatus.FALLBACK: "fallback", SocketStatus.TCP: "tcp"}[reading.status]
+    return _STATUS[reading.status]

@@ -9,7 +9,6 @@
         async for sample, events in stream:       # Sample(connections=[...], paths={...}) per poll
             ...
     sampler.records()                             # the same as one record stream (a TUI source)
-    sampler.history.connections[token] / .paths[iface] / .total   # last 60 s of (t, bit/s)
 
 The system-wide sibling of :class:`mptop.core.sampler.Sampler`: same records, same event kinds and
 sentences (plus ``connection_closed``), ``transfer`` left empty.  Each poll is one dump through a
@@ -24,11 +23,11 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 
-from mptop.core.events import SynackFallbacks
-from mptop.core.history import History, Series
+from mptop.core.events import FallbackCounters
+from mptop.core.missing import MissingSubflows
 from mptop.core.model import ConnectionSample, Event, HostInfo, Record, Sample, Status
 from mptop.core.paths import InterfaceMap
 from mptop.core.polling import PmFeed, rearming
@@ -36,7 +35,9 @@ from mptop.core.sampler import Sampler
 from mptop.core.watch_track import WatchTracker, connection_status
 from mptop.kernel import host
 from mptop.kernel.diag import DiagReader
+from mptop.kernel.linktype import link_kind
 from mptop.kernel.types import DiagConnection
+from mptop.kernel.types import MptcpUnavailable as MptcpUnavailable  # what open() raises, for views
 
 WATCH_INTERVAL_S = 1.0
 
@@ -79,43 +80,26 @@ def _port(address: str) -> int:
     return int(port) if port.isdigit() else -1
 
 
-# -- history -------------------------------------------------------------------------------------
-@dataclass(slots=True)
-class WatchHistory(History):
-    """:class:`History` (``total``, ``paths``) plus one series per live connection, by token."""
-
-    connections: dict[int, Series] = field(default_factory=dict, init=False)
-
-    def add(self, sample: Sample) -> None:
-        History.add(self, sample)
-        live = sample.connections or []
-        for conn in live:
-            self.connections.setdefault(conn.token, self._series()).append((sample.t, conn.rate_bps))
-        tokens = {c.token for c in live}
-        for token in [k for k in self.connections if k not in tokens]:
-            del self.connections[token]      # closed connections drop out, as from the sample
-
-
 # -- the sampler ---------------------------------------------------------------------------------
 class WatchSampler:
     """See the module docstring.  ``labels``: ``{iface: name}`` from ``--label``; ``only``: which
     connections to track (paths and events then cover those only)."""
 
     def __init__(self, interval: float = WATCH_INTERVAL_S, labels: Mapping[str, str] | None = None, *,
-                 only: ConnectionFilter | None = None, history_s: float = 60.0, pm_events: bool = True,
+                 only: ConnectionFilter | None = None, pm_events: bool = True,
                  stall_after_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         if interval <= 0:
             raise ValueError("the sampling interval must be > 0")
         self.interval = interval
         self.labels = dict(labels or {})
         self.only = only if only is not None and not only.empty else None
-        self.history = WatchHistory(window_s=history_s, interval=interval)
         self.tracker = WatchTracker(self.labels, stall_after_s)
         self._clock = clock
         self._t0 = clock()
         self._pm = PmFeed(lambda event: self.tracker.pm_event(self.now(), event), enabled=pm_events)
         self._reader: DiagReader | None = None
-        self._synack = SynackFallbacks()
+        self._fallback_counters = FallbackCounters()
+        self._missing = MissingSubflows()
 
     def now(self) -> float:
         return self._clock() - self._t0
@@ -147,13 +131,14 @@ class WatchSampler:
         t = self.now()
         if self.only is not None:
             conns = [c for c in conns if self.only.matches_diag(c)]
-        itfs = InterfaceMap.from_interfaces(host.interfaces())
-        connections, events = self.tracker.observe(t, conns, itfs, self._synack.grew())
+        itfs = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
+        connections, events = self.tracker.observe(t, conns, itfs, self._fallback_counters.grew())
         sample = Sample(t=t, paths=self.tracker.paths.samples(), connections=connections)
-        self.history.add(sample)
+        live = {c.token: {s.iface for s in c.subflows if not s.closed} for c in connections if c.status == "mptcp"}
+        events += self._missing.poll(t, live, itfs, self.tracker.paths.label, sample.paths)
         return sample, events
 
-    async def run(self) -> AsyncIterator[tuple[Sample, list[Event]]]:
+    async def run(self) -> AsyncGenerator[tuple[Sample, list[Event]], None]:
         """Poll until the consumer stops; yields ``(sample, events)``.  Use
         ``contextlib.aclosing`` when breaking out early."""
         self.open()
@@ -166,7 +151,7 @@ class WatchSampler:
         finally:
             self.close()
 
-    async def records(self, count: int | None = None) -> AsyncIterator[Record]:
+    async def records(self, count: int | None = None) -> AsyncGenerator[Record, None]:
         """The host record, then each poll's events and sample (``count`` samples, or forever)."""
         self.open()
         self.start_events()

@@ -27,11 +27,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from mptop.core.events import (
-    STALL_AFTER_S, LinkWatch, StallChange, StallWatch, SubflowLedger, describe_address, describe_fallback, describe_link,
-    describe_stall, describe_subflow, fallback_reason,
+    STALL_AFTER_S,
+    LinkWatch,
+    StallChange,
+    StallWatch,
+    SubflowLedger,
+    describe_address,
+    describe_fallback,
+    describe_link,
+    describe_stall,
+    describe_subflow,
+    fallback_reason,
 )
 from mptop.core.model import ConnectionSample, Event, Status, SubflowSample
-from mptop.core.paths import InterfaceMap, PathBook, label_for
+from mptop.core.paths import InterfaceMap, PathBook
 from mptop.core.rates import CounterRate
 from mptop.core.tracking import CLOSED_KEPT, SubflowIdentity, format_address, rtt_ms
 from mptop.kernel.types import DiagConnection, DiagSubflow, MptcpInfo, PmEvent, PmEventKind
@@ -61,7 +70,7 @@ def who(process: str | None, local: str, remote: str) -> str:
 
 
 @dataclass(slots=True)
-class SubflowTrack(SubflowIdentity):
+class ConnectionSubflowTrack(SubflowIdentity):
     id: int = 0
     rx: CounterRate = field(default_factory=CounterRate)
     tx: CounterRate = field(default_factory=CounterRate)
@@ -72,7 +81,7 @@ class SubflowTrack(SubflowIdentity):
 class ConnectionTrack:
     token: int
     first_seen: float
-    subflows: dict[SubflowKey, SubflowTrack] = field(default_factory=dict)
+    subflows: dict[SubflowKey, ConnectionSubflowTrack] = field(default_factory=dict)
     closed: deque[SubflowSample] = field(default_factory=lambda: deque(maxlen=CLOSED_KEPT))
     next_id: int = 1
     counter: CounterRate = field(default_factory=CounterRate)
@@ -92,7 +101,7 @@ class _Poll:
     interfaces: InterfaceMap
     events: list[Event]
     baseline: bool                      # the first poll: what is already there did not just happen
-    synack_fallback: bool | None
+    fallback_counters: frozenset[str] | None
 
 
 class WatchTracker:
@@ -115,15 +124,15 @@ class WatchTracker:
         self._inbox.append((t, event))
 
     def observe(self, t: float, connections: Iterable[DiagConnection], interfaces: InterfaceMap,
-                synack_fallback: bool | None = None) -> tuple[list[ConnectionSample], list[Event]]:
-        """One poll.  ``synack_fallback``: the host's MPCapableFallbackSYNACK counter grew since the
-        previous poll (None: unknown); it explains fallbacks of connections new in this poll."""
-        poll = _Poll(t, interfaces, [], self._polls == 0, synack_fallback)
+                fallback_counters: frozenset[str] | None = None) -> tuple[list[ConnectionSample], list[Event]]:
+        """One poll.  ``fallback_counters``: the host's MPTcpExt counters that grew since the previous
+        poll (:class:`FallbackCounters`; None: unknown); they explain fallbacks seen in this poll."""
+        poll = _Poll(t, interfaces, [], self._polls == 0, fallback_counters)
         self._polls += 1
+        self.paths.begin_poll(interfaces.link_up, interfaces.kinds)
         for iface, up in self._links.observe(interfaces.link_up):
-            label = label_for(iface, self.paths.labels)
+            label = self.paths.label(iface)
             poll.events.append(Event(t, "link_up" if up else "link_down", iface, None, describe_link(label, iface, up)))
-        self.paths.begin_poll(interfaces.link_up)
         current = {c.token: c for c in connections if c.token}
         self._apply_pm(poll, current)     # first: an event's own time wins over what the poll infers
         samples = [self._connection(poll, conn) for conn in current.values()]
@@ -166,15 +175,17 @@ class WatchTracker:
         self._stalls(poll, track, deltas, busy_paths)
         live.sort(key=lambda s: s.id)
         return ConnectionSample(
-            token=token, local=local, remote=remote, process=conn.process, status=status, rate_bps=rate * 8,
+            # One rate definition on screen (1 s avg of subflow bytes): a card's rate is its paths' sum.
+            token=token, local=local, remote=remote, process=conn.process, status=status,
+            rate_bps=sum(s.rate_bps for s in live) if live else rate * 8,
             subflows=live + list(track.closed), bytes=track.counter.total, age_s=poll.t - track.first_seen,
             pid=conn.pid,
         )
 
-    def _open(self, poll: _Poll, track: ConnectionTrack, key: SubflowKey, sf: DiagSubflow) -> SubflowTrack:
+    def _open(self, poll: _Poll, track: ConnectionTrack, key: SubflowKey, sf: DiagSubflow) -> ConnectionSubflowTrack:
         iface = poll.interfaces.iface_for(sf.local[0])
         label = self.paths.path(iface).label
-        st = SubflowTrack(key[0], key[1], iface, label, sf.is_join, poll.t, id=track.next_id)
+        st = ConnectionSubflowTrack(key[0], key[1], iface, label, sf.is_join, poll.t, id=track.next_id)
         track.next_id += 1
         track.subflows[key] = st
         if self._ledger.up((track.token, *key)) and not poll.baseline:
@@ -192,7 +203,7 @@ class WatchTracker:
             detail = describe_subflow(st.label, st.local, st.remote, False)
             poll.events.append(Event(poll.t, "subflow_down", st.iface, None, detail))
 
-    def _subflow(self, poll: _Poll, st: SubflowTrack, sf: DiagSubflow) -> tuple[SubflowSample, int]:
+    def _subflow(self, poll: _Poll, st: ConnectionSubflowTrack, sf: DiagSubflow) -> tuple[SubflowSample, int]:
         tcp, delta = sf.tcp, 0
         if tcp is not None and tcp.bytes_received is not None:
             delta += st.rx.update(poll.t, tcp.bytes_received)
@@ -230,10 +241,9 @@ class WatchTracker:
         track.fallback_reported = True
         if poll.baseline:
             return
-        new = track.first_seen == poll.t
         reason = fallback_reason(
             mptcp_unavailable=None, seen_mptcp=track.seen_mptcp or bool(info and info.remote_key_received),
-            synack_fallback=poll.synack_fallback if new else None,
+            grown=poll.fallback_counters,
         )
         detail = f"{describe_fallback('fallback', reason)} — {track.name}"
         poll.events.append(Event(poll.t, "fallback", None, None, detail))
@@ -306,7 +316,7 @@ class WatchTracker:
             return
         local, remote = format_address((ev.saddr, ev.sport or 0)), format_address((ev.daddr, ev.dport or 0))
         iface = poll.interfaces.iface_for(ev.saddr)
-        label = label_for(iface, self.paths.labels)
+        label = self.paths.label(iface)
         key = (ev.token, local, remote)
         if ev.kind in _PM_UP and self._ledger.up(key):
             detail = describe_subflow(label, local, remote, True, bool(ev.backup))

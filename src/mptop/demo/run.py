@@ -8,16 +8,16 @@ import contextlib
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
+from typing import Any
 
-from mptop.commands._get_run import console_sink, fan_out, open_record
-from mptop.commands.ndjson import NdjsonOut
-from mptop.core.model import Summary
-from mptop.core.session import Session, Sink
+from mptop.core.model import Sink, Summary
+from mptop.core.session import Session
 from mptop.core.transfer import TransferOptions
 from mptop.demo.player import ScenarioPlayer
 from mptop.demo.scenario import Scenario
 from mptop.lab import Lab, LabConfig, LabError
 from mptop.lab.signals import exit_on_signals
+from mptop.sinks import RecordingUnwritable, fan_out, headless_view, open_recording
 
 LABELS = {"wlan0": "Wi-Fi", "wwan0": "Cellular"}
 
@@ -32,9 +32,11 @@ def run_demo(args: argparse.Namespace, scenario: Scenario) -> int:
     config = LabConfig(rate_mbit=dict(scenario.rate_mbit), client_endpoints=scenario.client_endpoints)  # type: ignore[arg-type]
     try:
         with exit_on_signals(), ExitStack() as stack:
-            record = open_record(args.record, stack)
-            if isinstance(record, int):
-                return record
+            try:
+                record = open_recording(args.record, stack)
+            except RecordingUnwritable as exc:
+                print(f"mptop: {exc}", file=sys.stderr)
+                return 2
             lab = stack.enter_context(Lab(config))
             player = ScenarioPlayer(lab, scenario)
             player.setup()
@@ -44,42 +46,48 @@ def run_demo(args: argparse.Namespace, scenario: Scenario) -> int:
                               interval=args.interval, labels=LABELS)
             if args.headless:
                 return _headless(args, session, player, record)
-            from mptop.commands._tui_run import run_demo_tui
-
-            return run_demo_tui(args, session, player, record)
+            return _run_tui(args, session, player, record)
     except LabError as exc:
         print(f"mptop demo: {exc}", file=sys.stderr)
         return 1
 
 
 def _headless(args: argparse.Namespace, session: Session, player: ScenarioPlayer, record: Sink | None) -> int:
-    close: Callable[[Summary | None], None] = lambda summary: None
-    if args.json:
-        view: Sink = NdjsonOut(sys.stdout, on_reader_gone=session.stop)
-    else:
-        from mptop.console import ConsoleView
-
-        console = ConsoleView(sys.stderr, unit=args.unit)
-        view, close = console_sink(console), console.close
-    sink = fan_out(view, record)
+    view = headless_view(args.json, args.unit, on_reader_gone=session.stop)
     summary = None
     try:
-        summary = asyncio.run(play(session, player, sink, args.duration))
+        summary = asyncio.run(play(session, player, fan_out(view, record), args.duration))
     except KeyboardInterrupt:
         pass
     finally:
-        close(summary)
+        view.close(summary)
     return exit_code(summary)
+
+
+def _run_tui(args: argparse.Namespace, session: Session, player: ScenarioPlayer, record: Sink | None) -> int:
+    from mptop.demo.app import DemoApp  # Textual only for the TUI run
+    from mptop.tui.app import run_app
+
+    done: list[Summary] = []
+
+    async def runner(feed: Sink) -> None:
+        done.append(await play(session, player, fan_out(feed, record), args.duration))
+
+    app = DemoApp(player, runner=runner, finished_text="demo finished — q to quit")
+    app.units = args.unit
+    crashed = run_app(app, theme=args.theme)
+    return exit_code(done[0] if done else None) or crashed
 
 
 async def play(session: Session, player: ScenarioPlayer, sink: Sink, duration: float | None,
                until: Callable[[], Awaitable[object]] | None = None) -> Summary:
     """Run the download and the scenario together until ``duration`` passes, ``until`` returns, or the
-    download ends; scenario steps appear in the stream as ``scenario`` events."""
-    player.on_note = lambda note: session.note(sink, "scenario", note)
+    download ends; scenario steps appear in the stream as ``scenario`` events, what the demo's keys did
+    as ``user_action`` events."""
+    player.on_note = lambda kind, note: session.note(sink, kind, note)
     script = asyncio.create_task(player.run(), name="mptop-scenario")
     run = asyncio.create_task(session.run(sink), name="mptop-session")
-    stoppers = [asyncio.create_task(asyncio.sleep(duration))] if duration else []
+    stoppers: list[asyncio.Future[Any]] = [asyncio.create_task(asyncio.sleep(duration))] if duration else []
     if until is not None:
         stoppers.append(asyncio.ensure_future(until()))
     try:

@@ -49,7 +49,6 @@ from mptop.kernel.diag_shapes import (
     _UID,
     NLMSG_DONE,
     NLMSG_ERROR,
-    NLMSG_HEADER,
     SOCK_DIAG_BY_FAMILY,
     SUBFLOW_ATTRS,
     _ip,
@@ -59,6 +58,7 @@ from mptop.kernel.diag_shapes import (
     _Shape,
     _tuple_new,
 )
+from mptop.kernel.structs import NLMSG_HEADER
 from mptop.kernel.types import (
     Address,
     DiagConnection,
@@ -72,6 +72,9 @@ from mptop.kernel.types import (
 _MskEntry = tuple[_Shape, tuple[Any, ...], tuple[Any, ...], Address, Address, int, int, int]
 # A subflow's, by cookie: (shape, fingerprint, subflow, its token, (subflow,)).
 _SubflowEntry = tuple[_Shape, tuple[Any, ...], DiagSubflow, int, tuple[DiagSubflow]]
+
+
+MAX_ERRNO = 4095    # the kernel's own bound (include/linux/err.h)
 
 
 class DiagDecoder:
@@ -139,6 +142,8 @@ class DiagDecoder:
         if length < NLMSG_HEADER.size + 4:
             raise KernelParseError(f"netlink {'error' if kind == NLMSG_ERROR else 'done'} message truncated")
         code = -_ERRNO.unpack_from(buf, off + NLMSG_HEADER.size)[0]
+        if code > MAX_ERRNO:        # no errno is that large (INT_MIN would overflow strerror)
+            raise KernelParseError(f"netlink error code {-code} is not an errno")
         if code > 0:
             raise OSError(code, f"sock_diag dump: {os.strerror(code)}")
         return kind == NLMSG_DONE
@@ -167,8 +172,8 @@ class DiagDecoder:
             values = shape.unpack_from(buf, off)
             if shape.check(values) == shape.expected:
                 return shape, values
-        shape = compile_(buf, off, length)
-        return (shape, shape.unpack_from(buf, off)) if shape is not None else (None, ())
+        compiled = compile_(buf, off, length)
+        return (compiled, compiled.unpack_from(buf, off)) if compiled is not None else (None, ())
 
     @staticmethod
     def _learn(shapes: dict[int, list[_Shape]], shape: _Shape) -> _Shape:
@@ -238,7 +243,8 @@ class DiagDecoder:
             wanted = [(rec.info[0], structs.TCP_INFO_FORMAT)] + [(rec.sub[k][0], f) for k, f in SUBFLOW_ATTRS.items()]
             shape = _Shape(length, rec, off, wanted)
             info, *sub = shape.starts
-            shape.relevant = itemgetter(*_SF_FIELDS, *sub, *(info + i for i in structs.TCP_INFO_ORDER))
+            relevant = (*_SF_FIELDS, *sub, *(info + i for i in structs.TCP_INFO_ORDER))
+            shape.relevant = itemgetter(*relevant)
             shape.set_fingerprint(rec.info[0] - off, structs.TCP_INFO_LAST_SPAN)
             return self._learn(self._tcp_shapes, shape)
         # An older kernel's short tcp_info, or missing subflow attributes.
@@ -305,11 +311,10 @@ class DiagDecoder:
                         info: MptcpInfo | None) -> None:
         subflows = self._by_token.get(info.token, ()) if info is not None and info.token else ()
         owner = self._owners.get(inode)
-        if owner is None:
-            if inode:
-                self.unnamed.append(len(self.connections))
-            owner = (None, None)  # type: ignore[assignment]
-        self.connections.append(DiagConnection(local, remote, state, inode, uid, info, subflows, owner[0], owner[1]))
+        if owner is None and inode:
+            self.unnamed.append(len(self.connections))
+        pid, process = owner if owner is not None else (None, None)
+        self.connections.append(DiagConnection(local, remote, state, inode, uid, info, subflows, pid, process))
 
     def _msk_shape(self, buf: Any, off: int, length: int) -> _Shape | None:
         rec = _Record(buf, off, length, nested=False)

@@ -14,6 +14,7 @@ from dataclasses import fields
 from operator import itemgetter
 from typing import Any
 
+from mptop.kernel.structs import V4_MAPPED
 from mptop.kernel.types import (
     DiagSubflow,
     KernelParseError,
@@ -28,7 +29,6 @@ INET_ULP_INFO_NAME, INET_ULP_INFO_MPTCP = 1, 3
 # MPTCP_SUBFLOW_ATTR_* a DiagSubflow carries, with their payload formats, in the order it wants them.
 SUBFLOW_ATTRS = {2: "I", 1: "I", 10: "B", 9: "B", 8: "I"}  # TOKEN_LOC, TOKEN_REM, ID_LOC, ID_REM, FLAGS
 
-NLMSG_HEADER = struct.Struct("=IHHII")        # nlmsghdr: len, type, flags, seq, pid
 _NLA = struct.Struct("=HH")                   # rtattr: len, type
 _NLA_TYPE_MASK = 0x3FFF
 _ERRNO = struct.Struct("=i")
@@ -68,14 +68,13 @@ def _fast_constructor(cls: type) -> Callable[..., Any]:
     env.update({f"_set_{n}": getattr(cls, n).__set__ for n in names})
     body = "".join(f"    _set_{n}(o, {n})\n" for n in names)
     exec(f"def build({', '.join(names)}):\n    o = _new(_cls)\n{body}    return o\n", env)
-    return env["build"]  # type: ignore[no-any-return]
+    return env["build"]
 
 
 _new_tcp_info = TcpInfo._make  # TcpInfo, MptcpInfo and DiagConnection are named tuples: one C call each
 _new_subflow = _fast_constructor(DiagSubflow)
 _tuple_new = tuple.__new__
 
-_V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 _ip_cache: dict[tuple[int, bytes], str] = {}
 
 
@@ -85,7 +84,7 @@ def _ip(family: int, raw: bytes) -> str:
     if text is None:
         if family == socket.AF_INET:
             text = socket.inet_ntop(socket.AF_INET, raw[:4])
-        elif raw[:12] == _V4_MAPPED:
+        elif raw[:12] == V4_MAPPED:
             text = socket.inet_ntop(socket.AF_INET, raw[12:])
         else:
             text = socket.inet_ntop(socket.AF_INET6, raw)
@@ -152,7 +151,7 @@ class _Record:
 
 def _header_word(length: int, kind: int) -> int:
     """An attribute header (u16 length, u16 type) read as one u32, as a compiled shape reads it."""
-    return struct.unpack("=I", _NLA.pack(length, kind))[0]  # type: ignore[no-any-return]
+    return struct.unpack("=I", _NLA.pack(length, kind))[0]
 
 
 class _Shape:
@@ -206,7 +205,8 @@ class _Shape:
         for start, end in sorted(volatile):
             if start > pos:
                 if pos < _COOKIE_SPAN[1] <= start:
-                    fmt += f"{_COOKIE_SPAN[0] - pos}sQ" + (f"{start - _COOKIE_SPAN[1]}s" if start > _COOKIE_SPAN[1] else "")
+                    fmt += f"{_COOKIE_SPAN[0] - pos}sQ"
+                    fmt += f"{start - _COOKIE_SPAN[1]}s" if start > _COOKIE_SPAN[1] else ""
                 else:
                     fmt += f"{start - pos}s"
             if end > max(start, pos):

@@ -34,6 +34,7 @@ from pyroute2.netlink import (
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.marshal import Marshal
 
+from mptop.kernel.structs import NLMSG_HEADER
 from mptop.kernel.types import KernelParseError
 
 NETLINK_GENERIC = 16
@@ -41,7 +42,6 @@ SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
 NETLINK_EXT_ACK = 11
 
-NLMSG_HEADER = struct.Struct("=IHHII")    # len, type, flags, seq, pid
 GENL_HEADER = struct.Struct("=BBH")       # cmd, version, reserved
 NLA_HEADER = struct.Struct("=HH")         # len, type
 NLA_TYPE_MASK = 0x3FFF                    # strips NLA_F_NESTED / NLA_F_NET_BYTEORDER

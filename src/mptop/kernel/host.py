@@ -101,7 +101,7 @@ def parse_netstat(text: str) -> dict[str, dict[str, int]]:
     """/proc/net/netstat: pairs of "Prefix: names..." / "Prefix: values..." lines, by prefix."""
     tables: dict[str, dict[str, int]] = {}
     lines = text.splitlines()
-    for header, values in zip(lines[::2], lines[1::2]):
+    for header, values in zip(lines[::2], lines[1::2], strict=False):   # a header without values: left out
         prefix, _, names = header.partition(":")
         value_prefix, _, numbers = values.partition(":")
         if prefix != value_prefix:
@@ -110,7 +110,7 @@ def parse_netstat(text: str) -> dict[str, dict[str, int]]:
         if len(keys) != len(counts):
             raise KernelParseError(f"netstat {prefix}: {len(keys)} names but {len(counts)} values")
         try:
-            tables[prefix] = {k: int(v) for k, v in zip(keys, counts)}
+            tables[prefix] = {k: int(v) for k, v in zip(keys, counts, strict=True)}
         except ValueError as e:
             raise KernelParseError(f"netstat {prefix}: {e}") from None
     return tables
@@ -171,23 +171,40 @@ def mptcp_socket_available() -> tuple[bool, str]:
 
 
 ROUTES = Path("/proc/thread-self/net/route")
+ROUTES6 = Path("/proc/thread-self/net/ipv6_route")
+_RTF_REJECT = 0x0200
 
 
-def default_route_interface(path: Path = ROUTES) -> str | None:
-    """The interface of this netns's IPv4 default route with the lowest metric (None without one):
-    the path the initial subflow of a connection usually takes."""
-    best: tuple[int, str] | None = None
+def default_routes(path: Path = ROUTES, path6: Path = ROUTES6) -> dict[str, int]:
+    """Interface → lowest metric of its default route (IPv4 or IPv6, main table) in this netns;
+    interfaces without one are absent.  Lower metric = preferred: the initial subflow leaves there."""
+    found: dict[str, int] = {}
+
+    def keep(iface: str, metric: int) -> None:
+        found[iface] = min(metric, found.get(iface, metric))
+
     try:
-        lines = path.read_text().splitlines()[1:]
-    except OSError:
-        return None
-    for line in lines:
-        fields = line.split()
-        if len(fields) >= 8 and fields[1] == "00000000" and fields[7] == "00000000":
-            metric = int(fields[6])
-            if best is None or metric < best[0]:
-                best = (metric, fields[0])
-    return best[1] if best else None
+        for line in path.read_text().splitlines()[1:]:
+            f = line.split()
+            if len(f) >= 8 and f[1] == "00000000" and f[7] == "00000000":
+                keep(f[0], int(f[6]))
+    except (OSError, ValueError):
+        pass
+    try:
+        for line in path6.read_text().splitlines():
+            f = line.split()
+            if len(f) >= 10 and f[1] == "00" and int(f[0], 16) == 0 and not int(f[8], 16) & _RTF_REJECT:
+                keep(f[9], int(f[5], 16))
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def default_route_interface(path: Path = ROUTES, path6: Path = ROUTES6) -> str | None:
+    """The interface of this netns's default route with the lowest metric (None without one):
+    the path the initial subflow of a connection usually takes."""
+    routes = default_routes(path, path6)
+    return min(routes, key=lambda iface: (routes[iface], iface)) if routes else None
 
 
 def sysctl(name: str) -> str | None:

@@ -109,10 +109,10 @@ _local = threading.local()
 
 def _scratch() -> _Scratch:
     try:
-        return _local.scratch  # type: ignore[no-any-return]
+        return _local.scratch
     except AttributeError:
         _local.scratch = _Scratch()
-        return _local.scratch  # type: ignore[no-any-return]
+        return _local.scratch
 
 
 def _fd_of(sock: socket.socket | int) -> int:
@@ -133,7 +133,8 @@ def _call(s: _Scratch, fd: int, level: int, name: int, buf: int | None, size: in
     err = ctypes.get_errno()
     if err in _NOT_SUPPORTED:
         return err
-    raise UnreadableSocket(err, fd, _NOT_A_SOCKET.get(err) or f"getsockopt({level}, {name}): {errno.errorcode.get(err, err)}")
+    why = _NOT_A_SOCKET.get(err) or f"getsockopt({level}, {name}): {errno.errorcode.get(err, err)}"
+    raise UnreadableSocket(err, fd, why)
 
 
 def socket_status(sock: socket.socket | int) -> SocketStatus:
@@ -230,15 +231,17 @@ def _read_legacy(s: _Scratch, fd: int) -> SocketReading | None:
     if _call(s, fd, SOL_MPTCP, MPTCP_INFO, s.info_p, _INFO_ROOM):
         return None
     info = parse_mptcp_info_from(s.info, 0, s.optlen.value)
-    for attempt in range(3):
+    attempt = 0
+    while True:
         tcp = _subflow_array(s, fd, MPTCP_TCPINFO, s.tcpinfo, s.tcpinfo_p, TCP_INFO_SIZE)
         addrs = _subflow_array(s, fd, MPTCP_SUBFLOW_ADDRS, s.sfinfo, s.sfinfo_p, _ADDRS_SIZE)
         if tcp is None or addrs is None:
             return None                     # fell back between the calls
-        if tcp[0] == addrs[0] <= s.capacity:
-            break                           # both calls saw the same subflows, all of them
-        if max(tcp[0], addrs[0]) > s.capacity and attempt < 2:
+        if tcp[0] == addrs[0] <= s.capacity or attempt == 2:
+            break                           # both calls saw the same subflows, all of them (or 3 tries)
+        if max(tcp[0], addrs[0]) > s.capacity:
             s.grow(max(tcp[0], addrs[0]) + _FIRST_CAPACITY)   # new, empty buffers: only before a retry
+        attempt += 1
     # after repeated changes, pair what both calls returned (the kernel lists in join order)
     count = min(tcp[0], addrs[0], s.capacity)
     tcp_size, addr_size, base = tcp[1], addrs[1], _SUBFLOW_DATA.size

@@ -11,6 +11,7 @@ without slicing it (the socket-option reader uses them on its preallocated buffe
 
 from __future__ import annotations
 
+import ctypes
 import socket
 import struct
 from bisect import bisect_right
@@ -19,7 +20,8 @@ from operator import itemgetter
 
 from mptop.kernel.types import Address, KernelParseError, MptcpInfo, TcpInfo
 
-Buffer = bytes | bytearray | memoryview
+# The socket-option reader hands its preallocated ctypes buffers over as they are.
+Buffer = bytes | bytearray | memoryview | ctypes.Array[ctypes.c_char]
 
 __all__ = [
     "MPTCP_INFO_MIN",
@@ -118,7 +120,9 @@ SOCKADDR_SIZE = 128  # struct __kernel_sockaddr_storage
 _FAMILY = struct.Struct("=H")
 _INET = struct.Struct(">H4B")     # sin_port, sin_addr (network order), after the family
 _PORT = struct.Struct(">H")
-_V4_MAPPED = b"\0" * 10 + b"\xff\xff"
+_IN6_ADDR = struct.Struct("16s")
+V4_MAPPED = b"\0" * 10 + b"\xff\xff"      # ::ffff:a.b.c.d
+NLMSG_HEADER = struct.Struct("=IHHII")       # nlmsghdr: len, type, flags, seq, pid
 
 
 def _room(buf: Buffer, offset: int, length: int | None) -> int:
@@ -168,8 +172,8 @@ def parse_sockaddr_from(buf: Buffer, offset: int = 0, length: int | None = None)
         if n < 24:
             raise KernelParseError(f"sockaddr_in6: {n} bytes, need 24")
         port = _PORT.unpack_from(buf, offset + 2)[0]
-        raw = bytes(buf[offset + 8:offset + 24])
-        if raw[:12] == _V4_MAPPED:
+        raw = _IN6_ADDR.unpack_from(buf, offset + 8)[0]
+        if raw[:12] == V4_MAPPED:
             return socket.inet_ntop(socket.AF_INET, raw[12:]), port
         return socket.inet_ntop(socket.AF_INET6, raw), port
     raise KernelParseError(f"sockaddr: unsupported address family {family}")

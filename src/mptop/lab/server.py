@@ -7,7 +7,8 @@ both listeners accept.
 Paths: ``/bytes/N`` (Content-Length, Range -> 206, HEAD, ETag), ``/status/CODE``,
 ``/redirect/K`` (K hops, then /bytes/1000), ``/truncated/N`` (declares N, sends half, closes),
 ``/reset/N`` (sends half, then RST via SO_LINGER 0), ``/disposition/N?name=F``
-(Content-Disposition filename), ``/slow/N?bps=B``, ``/forever[?bps=B]`` (endless, chunked).
+(Content-Disposition filename), ``/slow/N?bps=B``, ``/forever[?bps=B]`` (endless, chunked),
+``/fault/NAME`` (a server misbehaving on purpose: :mod:`mptop.lab.faults`).
 """
 
 from __future__ import annotations
@@ -22,17 +23,17 @@ import socket
 import struct
 import sys
 import termios
+import time
 from email.utils import encode_rfc2231
 from typing import Any
-import time
 
 from aiohttp import web
 from aiohttp.helpers import content_disposition_header
 
-from mptop.lab import content
+from mptop.lab import content, faults
 from mptop.lab.netns import set_pdeathsig, setns
 
-CHUNK = 1 << 20  # large writes: the server must not be the bottleneck of an unshaped lab
+SEND_CHUNK = 1 << 20  # large writes: the server must not be the bottleneck of an unshaped lab
 SLOW_TICK = 0.05
 
 
@@ -56,7 +57,7 @@ def _size(request: web.Request, key: str = "n") -> int:
 
 
 async def _send(resp: web.StreamResponse, start: int, length: int) -> None:
-    for view in content.chunks(start, length, CHUNK):
+    for view in content.chunks(start, length, SEND_CHUNK):
         await resp.write(view)
 
 
@@ -73,8 +74,9 @@ async def _send_paced(resp: web.StreamResponse, length: int | None, bps: float) 
 
 
 def _range(request: web.Request, size: int) -> tuple[int, int] | None:
-    """(start, length) of a satisfiable single Range, None without one; 416 otherwise."""
-    if "Range" not in request.headers:
+    """(start, length) of a satisfiable single Range, None without one (or with an If-Range that
+    names another entity: then the whole body); 416 otherwise."""
+    if "Range" not in request.headers or request.headers.get("If-Range", content.etag(size)) != content.etag(size):
         return None
     try:
         rng = request.http_range
@@ -133,7 +135,7 @@ async def handle_redirect(request: web.Request) -> web.StreamResponse:
 
 
 async def _send_half_then(request: web.Request, size: int) -> asyncio.Transport:
-    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream", "ETag": content.etag(size)})
     resp.content_length = size
     await resp.prepare(request)
     await _send(resp, 0, size // 2)
@@ -194,8 +196,8 @@ async def handle_forever(request: web.Request) -> web.StreamResponse:
         await _send_paced(resp, None, float(bps))
     offset = 0
     while True:
-        await _send(resp, offset, CHUNK)
-        offset += CHUNK
+        await _send(resp, offset, SEND_CHUNK)
+        offset += SEND_CHUNK
 
 
 @web.middleware
@@ -217,6 +219,7 @@ def make_app() -> web.Application:
     app.router.add_get("/disposition/{n}", handle_bytes)      # ?name=F: handle_bytes names it
     app.router.add_get("/slow/{n}", handle_slow)
     app.router.add_get("/forever", handle_forever)
+    faults.add_routes(app)                                    # /fault/NAME: see mptop.lab.faults
     return app
 
 

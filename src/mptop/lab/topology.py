@@ -26,7 +26,7 @@ NOT_ROOT = ("network namespaces need privileges: run as root, or as a user call 
 
 
 @dataclass
-class Endpoint:
+class LabEndpoint:
     """An `ip mptcp endpoint` the lab created (kept so it can be deleted and re-added)."""
 
     id: int
@@ -49,7 +49,7 @@ class LabBase:
         self.server_process: Any = None
         self._namespaces: list[Namespace] = []
         self._children: list[subprocess.Popen[Any]] = []
-        self.endpoints: dict[tuple[Side, str], Endpoint] = {}
+        self.endpoints: dict[tuple[Side, str], LabEndpoint] = {}
         self._started = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -187,7 +187,7 @@ class LabBase:
 
     def _remember(self, side: Side, p: LabPath, flags: tuple[str, ...]) -> None:
         addr, dev = (p.client_addr, p.iface) if side == "client" else (p.server_addr, p.server_iface)
-        self.endpoints[(side, p.iface)] = Endpoint(self.paths.index(p) + 1, addr, dev, flags)
+        self.endpoints[(side, p.iface)] = LabEndpoint(self.paths.index(p) + 1, addr, dev, flags)
 
     def _endpoint_cmds(self, side: Side) -> list[str]:
         return [endpoint_add_cmd(ep) for (s, _), ep in self.endpoints.items() if s == side]
@@ -276,7 +276,7 @@ class LabBase:
         return content.sha256(size)
 
 
-def endpoint_add_cmd(ep: Endpoint) -> str:
+def endpoint_add_cmd(ep: LabEndpoint) -> str:
     return f"mptcp endpoint add {ep.addr} dev {ep.dev} id {ep.id} {' '.join(ep.flags)}".rstrip()
 
 

@@ -8,6 +8,7 @@ Cards are Rich renderables laid out at render time, so they fit whatever width t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.console import Console, ConsoleOptions, RenderResult
@@ -15,9 +16,11 @@ from rich.style import Style
 from rich.text import Text
 
 from mptop.core.model import ConnectionSample, SubflowSample, TransferSample
+from mptop.core.safe_text import escape_controls
 from mptop.tui import format as fmt
 from mptop.tui.chart import RateChart
 from mptop.tui.format import Units
+from mptop.tui.watch_state import SPARK_S
 
 INDENT = 3
 
@@ -89,7 +92,7 @@ class TransferCard:
         pct = fmt.percent(fraction) if tr.total else "–"
         done = fmt.size(tr.bytes) + (f" / {fmt.size(tr.total)}" if tr.total else "")
         if tr.state == "failed":
-            return [(f"✗ {tr.error or 'failed'}", self.styles.error)]
+            return [(f"✗ {escape_controls(tr.error or 'failed')}", self.styles.error)]
         rate = fmt.rate(tr.rate_bps, self.units)
         if tr.state == "done":
             end = ("✓ done", self.styles.badge)
@@ -125,7 +128,7 @@ class TransferCard:
         yield _bar_line(bar, stats, width)
 
 
-def _bar_line(bar: Text, stats: list[tuple[str | Text, Style]], width: int) -> Text:
+def _bar_line(bar: Text, stats: Sequence[tuple[str | Text, Style]], width: int) -> Text:
     line = Text(" " * INDENT)
     line.append_text(bar)
     for text, style in stats:
@@ -135,9 +138,9 @@ def _bar_line(bar: Text, stats: list[tuple[str | Text, Style]], width: int) -> T
     return line
 
 
-def who(conn: ConnectionSample) -> str:
+def process_label(conn: ConnectionSample) -> str:
     """``curl [4242]`` (``?`` when the kernel does not say which process owns the socket)."""
-    return (conn.process or "?") + (f" [{conn.pid}]" if conn.pid else "")
+    return escape_controls(conn.process or "?") + (f" [{conn.pid}]" if conn.pid else "")
 
 
 def _ends(conn: ConnectionSample, room: int) -> str:
@@ -152,7 +155,6 @@ def _ends(conn: ConnectionSample, room: int) -> str:
 
 BAR_MIN, BAR_MAX = 6, 24            # a connection card's rate bar
 SPARK_MIN, SPARK_MAX = 8, 30        # and its sparkline: one cell per second at most
-SPARK_S = 30.0                      # seconds the sparkline spans
 PATHS_WIDTH = 26                    # the per-path rates of two paths: cards keep their columns aligned
 
 
@@ -236,7 +238,7 @@ class ConnectionCard:
         # short form: watch sees other programs' sockets and cannot tell why one is not MPTCP
         label, _ = fmt.badge(TransferSample(0, "", 0, None, 0.0, conn.status, subflows=conn.subflows), short=True)
         label = "closed" if self.closed else label
-        prefix = f"{who(conn)}  "
+        prefix = f"{process_label(conn)}  "
         yield _title_line(prefix, _ends(conn, width - len(prefix) - len(label) - 3), label, width, self.styles)
         bar_width, spark, stats = self._layout(width)
         fraction = 0.0 if self.closed or self.peak_bps <= 0 else conn.rate_bps / self.peak_bps

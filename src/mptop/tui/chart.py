@@ -34,7 +34,7 @@ def buckets(points: Sequence[tuple[float, float]], now: float, window: float, wi
         counts[index] += 1
     out: list[float | None] = []
     last: float | None = None
-    for total, count in zip(sums, counts):
+    for total, count in zip(sums, counts, strict=True):
         if count:
             last = total / count
         out.append(last)
@@ -72,8 +72,8 @@ class RateChart:
             if value is None:
                 levels.append(None)
                 continue
-            level = round(value / self.scale * eighths) if self.scale > 0 else 0
-            levels.append(max(1 if value > 0 else 0, min(eighths, level)))
+            filled = round(value / self.scale * eighths) if self.scale > 0 else 0
+            levels.append(max(1 if value > 0 else 0, min(eighths, filled)))
         for row in reversed(range(self.height)):
             line: list[Segment] = []
             for level in levels:

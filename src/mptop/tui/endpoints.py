@@ -1,4 +1,4 @@
-"""The Paths screen (key e): the in-kernel path manager's endpoints and limits, and changes to them.
+"""The Endpoints screen (key e): the in-kernel path manager's endpoints and limits, and changes to them.
 
 It draws the :class:`~mptop.core.endpoints.PathManagerView` the core hands it and changes things
 only through planned :class:`~mptop.core.endpoints.Change`\\ s, each confirmed with its exact
@@ -19,8 +19,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
-from mptop.core.endpoints import Change, EndpointError, EndpointManager, EndpointRow, PathManagerView
-from mptop.kernel.types import Limits
+from mptop.core.endpoints import Change, EndpointError, EndpointManager, EndpointRow, Limits, PathManagerView
 from mptop.tui.endpoints_forms import AddEndpointForm, AddRequest, ConfirmChange, LimitsForm
 from mptop.tui.style import kind_style
 
@@ -63,7 +62,7 @@ class EndpointsScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="pm-box") as box:
-            box.border_title = "Paths — MPTCP endpoints"
+            box.border_title = "Endpoints — the MPTCP path manager"
             yield Static(id="pm-banner")
             yield Static(id="pm-info")
             table: DataTable[str | Text] = DataTable(cursor_type="row", zebra_stripes=False, id="pm-table")
@@ -140,7 +139,7 @@ class EndpointsScreen(ModalScreen[None]):
         table: DataTable[str | Text] = self.query_one(DataTable)
         if self.view is None or table.row_count == 0:
             return None
-        return self.view.endpoint(int(table.get_row_at(table.cursor_row)[0]))
+        return self.view.endpoint(int(str(table.get_row_at(table.cursor_row)[0])))   # the id cell
 
     # -- keys ----------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

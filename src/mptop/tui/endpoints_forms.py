@@ -1,6 +1,6 @@
-"""The Paths screen's dialogs: add an endpoint, set the limits, confirm a change.
+"""The Endpoints screen's dialogs: add an endpoint, set the limits, confirm a change.
 
-Each is a small modal returning what was asked (or None when cancelled); the Paths screen plans
+Each is a small modal returning what was asked (or None when cancelled); the Endpoints screen plans
 the change through :mod:`mptop.core.endpoints` and confirms it with :class:`ConfirmChange`.
 """
 
@@ -16,8 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from mptop.core.endpoints import LIMIT_MAX, SETTABLE_FLAGS, Change, LocalAddress
-from mptop.kernel.types import Limits
+from mptop.core.endpoints import LIMIT_MAX, SETTABLE_FLAGS, Change, Limits, LocalAddress
 
 DIALOG_CSS = """
 {name} {{ align: center middle; }}

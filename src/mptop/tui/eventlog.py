@@ -8,6 +8,7 @@ from __future__ import annotations
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
@@ -29,8 +30,8 @@ class EventLog(VerticalScroll):
         self._shown: dict[int, tuple[Static, Text]] = {}
         self._version = -1
 
-    def on_mount(self) -> None:
-        self.mount(Static("no events yet", classes="-empty"))
+    def compose(self) -> ComposeResult:
+        yield Static("no events yet", classes="-empty")   # composed: an app quitting at once has nothing to mount
 
     def _line(self, entry: LogEntry, state: ViewState) -> Text:
         line = Text.assemble(("▍", kind_style(self.app, entry.severity)))

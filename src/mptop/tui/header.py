@@ -10,7 +10,7 @@ from textual.widget import Widget
 
 from mptop.core.model import HostInfo
 from mptop.tui import format as fmt
-from mptop.tui.style import kind_style, muted
+from mptop.tui.style import kind_style, muted, theme_style
 
 Fact = tuple[str, Style]
 
@@ -83,9 +83,7 @@ class HostBar(Widget):
         """Line 1: brand, as many host facts as fit, status on the right; the rest on line 2."""
         width, dim = self.size.width, muted(self.app)
         right = self._right()
-        variables = self.app.theme_variables
-        brand = Text.assemble((" mptop ", Style.parse(f"bold {variables.get('foreground', 'white')} "
-                                                      f"on {variables.get('primary', 'blue')}")))
+        brand = Text.assemble((" mptop ", theme_style(self.app, "foreground", "primary", bold=True)))
         indent = brand.cell_len + 1
         lines = [brand + Text(" "), Text(" " * indent)]
         rooms = [width - indent - right.cell_len - 1, width - indent - 1]

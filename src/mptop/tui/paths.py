@@ -14,7 +14,7 @@ from mptop.tui import format as fmt
 from mptop.tui.chart import RateChart
 from mptop.tui.format import Units
 from mptop.tui.state import ViewState
-from mptop.tui.style import kind_style, muted, path_style
+from mptop.tui.style import kind_style, muted, path_style, theme_style
 
 CHART_MIN_WIDTH = 64
 IFACE_MIN_WIDTH = 48
@@ -67,6 +67,10 @@ class PathsView(Widget):
             return Text("down", kind_style(app, "bad") + Style(bold=True))
         if path.stalled:
             return Text("stalled", kind_style(app, "warn") + Style(bold=True))
+        if path.no_subflow_s is not None:      # up, has an endpoint, lost its subflow: `e` re-adds it
+            return Text(f"no subflow {path.no_subflow_s:.0f}s·e", kind_style(app, "warn") + Style(bold=True))
+        if path.waiting_on:               # link up, quiet while the transfer moves on another path
+            return Text("waiting", muted(app))
         if path.link_up:
             return Text("up", kind_style(app, "good"))
         return Text("—", muted(app))
@@ -79,7 +83,7 @@ class PathsView(Widget):
             return Text(" no MPTCP traffic yet", muted(self.app))
         width = self.size.width
         chart, iface_col = width >= CHART_MIN_WIDTH, width >= IFACE_MIN_WIDTH
-        dim, track = muted(self.app), Style.parse(self.app.theme_variables.get("panel-lighten-2", "grey30"))
+        dim, track = muted(self.app), theme_style(self.app, "panel-lighten-2", fallback="grey30")
         table = Table.grid(padding=(0, 1), expand=True)
         table.add_column(no_wrap=True, vertical="bottom")           # ● label
         if iface_col:
@@ -106,7 +110,7 @@ class PathsView(Widget):
                 row.append(RateChart(points, now=state.now, window=state.chart_window, scale=scale,
                                      style=colour, baseline=track, height=height))
             table.add_row(*row)
-        row = [Text("  Total", Style(bold=True))] + ([Text("")] if iface_col else [])
+        row = [Text("  Total", Style(bold=True)), *([Text("")] if iface_col else [])]
         paths = state.sample.paths.values()
         total = fmt.size(sum(p.bytes for p in paths)) if ended else fmt.rate(sum(p.rate_bps for p in paths), self.units)
         row += [Text(total, Style(bold=True)), Text(""), Text("")]

@@ -6,32 +6,27 @@ the latest state.  Rate history is kept per path for the chart window.
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
-
+from mptop.core.history import History
 from mptop.core.model import (
-    ConnectionSample, Event, HostInfo, Record, Sample, SubflowSample, Summary, TransferSample,
+    ConnectionSample,
+    Event,
+    HostInfo,
+    Record,
+    Sample,
+    SubflowSample,
+    Summary,
+    TransferSample,
 )
 from mptop.tui.story import Narrator
 
 WINDOW_S = 60.0
 MIN_WINDOW_S = 5.0
 
-# Paths get stable colour slots: well-known labels their own, others the next free slot.
+# Paths get stable colour slots: each link type its own (by label for records without a type),
+# others the next free slot.
+TYPE_SLOTS = {"wifi": 0, "cellular": 1, "ethernet": 2, "tether": 3, "bluetooth": 4, "ppp": 5}
 PREFERRED_SLOTS = {"Wi-Fi": 0, "Cellular": 1, "Ethernet": 2}
 SLOTS = 6
-
-
-@dataclass(slots=True)
-class History:
-    """(t, rate) points of one series, trimmed to the chart window."""
-
-    points: deque[tuple[float, float]] = field(default_factory=deque)
-
-    def add(self, t: float, value: float, window: float) -> None:
-        self.points.append((t, value))
-        while self.points and self.points[0][0] < t - window - 1.0:
-            self.points.popleft()
 
 
 class ViewState:
@@ -43,7 +38,7 @@ class ViewState:
         self.labels: dict[str, str] = {}
         self.slots: dict[str, int] = {}
         self.history: dict[str, History] = {}
-        self.total = History()
+        self.total = History(window_s)
         self.story = Narrator(self.label)
         self.records = 0
         self.first_t: float | None = None
@@ -58,7 +53,7 @@ class ViewState:
         elif isinstance(record, HostInfo):
             self.host = record
             for iface, label in record.labels.items():
-                self._learn(iface, label)
+                self._learn(iface, label, record.link_types.get(iface))
         elif isinstance(record, Summary):
             self.summary = record
             self.story.on_summary(record)
@@ -68,19 +63,19 @@ class ViewState:
         if self.first_t is None:
             self.first_t = sample.t
         for iface, path in sample.paths.items():
-            self._learn(iface, path.label)
-            self.history.setdefault(iface, History()).add(sample.t, path.rate_bps, self.window_s)
+            self._learn(iface, path.label, path.link_type)
+            self.history.setdefault(iface, History(self.window_s)).add(sample.t, path.rate_bps)
         for sub in self._all_subflows(sample):
             self._learn(sub.iface, sub.path)
-        self.total.add(sample.t, sum(p.rate_bps for p in sample.paths.values()), self.window_s)
+        self.total.add(sample.t, sum(p.rate_bps for p in sample.paths.values()))
         self.story.on_sample(sample)
 
-    def _learn(self, iface: str, label: str) -> None:
+    def _learn(self, iface: str, label: str, link_type: str | None = None) -> None:
         if iface not in self.labels or self.labels[iface] == iface:
             self.labels[iface] = label or iface
         if iface not in self.slots:
             taken = set(self.slots.values())
-            preferred = PREFERRED_SLOTS.get(label)
+            preferred = TYPE_SLOTS.get(link_type or "", PREFERRED_SLOTS.get(label))
             free = [s for s in range(SLOTS) if s not in taken]
             slot = preferred if preferred is not None and preferred not in taken else None
             if slot is None:

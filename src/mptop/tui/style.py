@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from rich.style import Style
 from textual.app import App
+from textual.color import Color, ColorParseError
 
 # Wi-Fi blue, Cellular orange, Ethernet mint, then violet, pink, yellow (slots from ViewState).
 PATH_COLOURS = ("#4EA8FF", "#FF9F43", "#3DD9A4", "#B78CFF", "#FF6FA5", "#E3D35B")
@@ -30,15 +31,29 @@ def path_style(slot: int, bold: bool = False) -> Style:
     return Style(color=path_colour(slot), bold=bold)
 
 
+def theme_colour(app: App, name: str, fallback: str = "ansi_default") -> Color:
+    """A theme variable as a colour.  Themes may use Textual's colour names (``ansi_default``,
+    ``ansi_green`` in the ansi-* themes), which Rich cannot parse: go through Textual's parser."""
+    try:
+        return Color.parse(app.theme_variables.get(name, fallback))
+    except ColorParseError:
+        return Color.parse(fallback)
+
+
+def theme_style(app: App, fg: str, bg: str | None = None, *, bold: bool | None = None,
+                fallback: str = "ansi_default") -> Style:
+    """A Rich style from theme variables: foreground ``fg``, optional background ``bg``."""
+    return Style(color=theme_colour(app, fg, fallback).rich_color,
+                 bgcolor=theme_colour(app, bg).rich_color if bg else None, bold=bold)
+
+
 def kind_style(app: App, kind: str, pill: bool = False) -> Style:
     """The theme's colour for a status kind; ``pill`` adds its muted background (badges)."""
-    variables = app.theme_variables
     fg_name, bg_name = KINDS.get(kind, KINDS["info"])
-    fg = variables.get(fg_name, "default")
     if not pill:
-        return Style.parse(fg)
-    return Style.parse(f"bold {fg} on {variables.get(bg_name, 'default')}")
+        return theme_style(app, fg_name)
+    return theme_style(app, fg_name, bg_name, bold=True)
 
 
 def muted(app: App) -> Style:
-    return Style.parse(app.theme_variables.get("foreground-darken-3", "grey50"))
+    return theme_style(app, "foreground-darken-3", fallback="grey50")

@@ -34,7 +34,8 @@ class TopList(ScrollView, can_focus=True):
     """
     COMPONENT_CLASSES = {"toplist--highlight"}
     BINDINGS = [
-        Binding("up", "cursor(-1)", "Select", key_display="↑↓", tooltip="select a transfer (or connection): its subflows show below"),
+        Binding("up", "cursor(-1)", "Select", key_display="↑↓",
+                tooltip="select a transfer (or connection): its subflows show below"),
         Binding("down", "cursor(1)", "Select", show=False),
         Binding("pageup", "page(-1)", "Page up", show=False),
         Binding("pagedown", "page(1)", "Page down", show=False),

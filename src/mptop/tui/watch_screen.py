@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import Input
 
 from mptop.tui import format as fmt
-from mptop.tui.cards import SPARK_S, CardStyles, ConnectionCard, who
+from mptop.tui.cards import CardStyles, ConnectionCard, process_label
 from mptop.tui.screen import MainScreen
 from mptop.tui.state import ViewState
+from mptop.tui.style import muted, theme_style
 from mptop.tui.subflows import SubflowsTable
 from mptop.tui.toplist import CARD_HEIGHT
 from mptop.tui.watch_query import EXAMPLE, WatchQuery
-from mptop.tui.watch_state import FADE_S, SMOOTH_S, SORT_CYCLE, SortKey, WatchState
+from mptop.tui.watch_state import FADE_S, SMOOTH_S, SORT_CYCLE, SPARK_S, SortKey, WatchState
 from mptop.tui.watch_widgets import WatchEventLog, WatchHostBar, faded
 
 TOP_SHARE = 0.36         # of the screen's height, for the connection cards
@@ -118,7 +118,7 @@ class WatchScreen(MainScreen):
     def draw_top(self, state: ViewState, units: fmt.Units) -> None:
         assert isinstance(state, WatchState)
         listing = state.rows(self.watch_query, self.sort_key)
-        spark = Style.parse(self.app.theme_variables.get("foreground-darken-1", "grey70"))   # not a path colour
+        spark = theme_style(self.app, "foreground-darken-1", fallback="grey70")   # not a path colour
         styles = {kind: replace(s, spark=spark) for kind, s in self._card_styles(state).items()}
         rows = listing.rows
         peak = max((r.conn.rate_bps for r in rows if r.closed_for is None), default=0.0)
@@ -126,7 +126,7 @@ class WatchScreen(MainScreen):
         trends = [state.trend(r.conn.token) for r in rows]
         spark_scale = max((trend.peak for trend in trends), default=0.0)
         cards = []
-        for row, trend in zip(rows, trends):
+        for row, trend in zip(rows, trends, strict=True):
             style = styles[row.conn.status]
             if row.closed_for is not None:
                 style = self._fading_styles(style, row.closed_for)
@@ -146,7 +146,7 @@ class WatchScreen(MainScreen):
         return "s sort · / filter"
 
     def _empty_text(self, state: ViewState, total: int) -> Text:
-        dim = Style.parse(self.app.theme_variables.get("foreground-darken-3", "grey50"))
+        dim = muted(self.app)
         if state.sample is None:
             return Text("waiting for the first poll…", dim)
         if total and not self.watch_query.empty:
@@ -158,14 +158,14 @@ class WatchScreen(MainScreen):
         conn = state.find(int(key[1:])) if isinstance(state, WatchState) and key else None
         table = self.query_one(SubflowsTable)
         log = self.query_one(WatchEventLog)
-        if conn is None:
+        if conn is None or not isinstance(state, WatchState):
             self.query_one("#subflows-panel").border_title = "Subflows"
             table.show([], "", state.slots, units)
             log.border_subtitle = ""
             log.focus_on(None, state)
             return
         closed = conn.token in state.closed and state.connection(conn.token) is None
-        title = f"Subflows of {who(conn)} · {conn.local} → {conn.remote}"
+        title = f"Subflows of {process_label(conn)} · {conn.local} → {conn.remote}"
         if closed:
             title += " · closed"
         elif conn.status == "fallback":
@@ -173,5 +173,5 @@ class WatchScreen(MainScreen):
         subflows = [replace(s, rate_bps=0.0, closed=True) for s in conn.subflows] if closed else conn.subflows
         self.query_one("#subflows-panel").border_title = title
         table.show(subflows, key or "", state.slots, units, conn.status in ("fallback", "tcp"))
-        log.border_subtitle = f"{who(conn)} lit · other connections dimmed"
+        log.border_subtitle = f"{process_label(conn)} lit · other connections dimmed"
         log.focus_on(conn.token, state)

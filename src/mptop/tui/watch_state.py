@@ -15,14 +15,15 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from mptop.core.history import History
 from mptop.core.model import ConnectionSample, Record, Sample
-from mptop.tui.state import WINDOW_S, History, ViewState
+from mptop.tui.state import WINDOW_S, ViewState
 from mptop.tui.story import LogEntry
 from mptop.tui.watch_query import WatchQuery
 
 SortKey = Literal["rate", "bytes", "age"]
 SORT_CYCLE: tuple[SortKey, ...] = ("rate", "bytes", "age")     # the `s` key steps through these
-SPARK_S = 30.0          # the cards' rate history
+SPARK_S = 30.0          # seconds the cards' sparklines span (their rate history)
 FADE_S = 3.0            # a closed connection's card stays this long (run time), fading
 SMOOTH_S = 3.0          # sorting by rate uses the mean over this long, so cards do not swap every poll
 PAIRS_MAX = 20_000      # addresses remembered for the event log (oldest connections forgotten first)
@@ -91,8 +92,8 @@ class WatchState(ViewState):
         for token in [k for k, (t, _) in self.closed.items() if sample.t - t > FADE_S or k in live]:
             del self.closed[token]
         for token, conn in live.items():
-            history = self.rates.setdefault(token, History())
-            history.add(sample.t, conn.rate_bps, SPARK_S)
+            history = self.rates.setdefault(token, History(SPARK_S))
+            history.add(sample.t, conn.rate_bps)
             self.trends[token] = Trend.of(history)
             self._pair(conn)
         for token in [k for k in self.rates if k not in live and k not in self.closed]:

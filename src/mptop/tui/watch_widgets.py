@@ -5,21 +5,21 @@ from __future__ import annotations
 from rich.style import Style
 from rich.text import Span, Text
 from textual.app import App
-from textual.color import Color
 
 from mptop.tui.eventlog import EventLog
 from mptop.tui.header import Fact, HostBar
 from mptop.tui.state import ViewState
 from mptop.tui.story import LogEntry
+from mptop.tui.style import theme_colour
+
 INFERRED = "events inferred (no CAP_NET_ADMIN)"
 DIMMED = 0.4              # how far other connections' events fade towards the background
 
 
 def faded(app: App, amount: float) -> Style:
     """The theme's muted text colour taken ``amount`` (0..1) of the way to the background."""
-    variables = app.theme_variables
-    colour = Color.parse(variables.get("foreground-darken-3", "grey50"))
-    return Style(color=colour.blend(Color.parse(variables.get("background", "black")), amount).rich_color)
+    colour = theme_colour(app, "foreground-darken-3", "grey50")
+    return Style(color=colour.blend(theme_colour(app, "background", "black"), amount).rich_color)
 
 
 class WatchHostBar(HostBar):

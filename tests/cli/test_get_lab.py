@@ -38,7 +38,8 @@ def test_json_stream_has_the_documented_names(make_lab):
     assert {"id", "url", "bytes", "total", "rate_bps", "status", "reason", "subflows"} <= set(transfer)
     assert transfer["status"] == "mptcp"
     for subflow in transfer["subflows"]:
-        assert {"id", "local", "remote", "iface", "path", "bytes_received", "rate_bps", "rtt_ms", "backup"} <= set(subflow)
+        fields = {"id", "local", "remote", "iface", "path", "bytes_received", "rate_bps", "rtt_ms", "backup"}
+        assert fields <= set(subflow)
     assert {s["iface"] for s in transfer["subflows"]} == {"wlan0", "wwan0"}
     assert set(busy["paths"]) == {"wlan0", "wwan0"}
     assert {"label", "rate_bps", "bytes"} <= set(busy["paths"]["wlan0"])
@@ -121,3 +122,18 @@ def test_url_form_with_json_is_the_headless_get(lab):
     records = ndjson(result.stdout)
     assert (records[0]["type"], records[-1]["type"]) == ("host", "summary")
     assert records[-1]["transfers"][0]["bytes"] == size
+
+
+def test_json_and_record_spell_every_record_the_same(lab, tmp_path):
+    """One run, two writers: stdout (--json) and the recording (--record) hold the same bytes, line for line,
+    including the subflow events whose details carry non-ASCII (the arrow)."""
+    recording = tmp_path / "run.ndjson"
+    result = mptop(lab, "get", "--json", "--record", str(recording), "-o", "/dev/null", lab.url(2_000_000))
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.encode().splitlines()
+    recorded = recording.read_bytes().splitlines()
+    assert len(recorded) >= 4 and json.loads(recorded[-1])["type"] == "summary"
+    assert any("→" in json.loads(line).get("detail", "") for line in recorded)     # a record worth comparing
+    for number, (out, rec) in enumerate(zip(printed, recorded, strict=False), start=1):
+        assert out == rec, f"record {number} differs"
+    assert len(printed) == len(recorded)

@@ -1,12 +1,13 @@
-"""Run a function in a forked child as uid/gid 65534 (nobody), optionally inside a network namespace.
+"""Helpers the lab tests of several packages share: bounded waits and running code as an unprivileged user.
 
-After the uid drop the child may be unable to import anything more: root's interpreter can live under
-a directory only root may read (pyenv under /root, mode 0700).  Then an import on any path the child
-takes — Textual's error report (``rich.traceback``), a widget Textual loads lazily, a module some
-function imports only when it runs — fails with ModuleNotFoundError, and hides the child's real
-failure.  So before the first fork the parent imports every module of the packages the children run
-and every module those import inside functions; a forked child inherits them all.  Whatever the
-child raises comes back to the parent as :class:`ChildFailed` with the child's whole traceback.
+:func:`run_as_nobody`: after the uid drop a forked child may be unable to import anything more: root's
+interpreter can live under a directory only root may read (pyenv under /root, mode 0700).  Then an
+import on any path the child takes — Textual's error report (``rich.traceback``), a widget Textual
+loads lazily, a module some function imports only when it runs — fails with ModuleNotFoundError and
+hides the child's real failure.  So before the first fork the parent imports every module of the
+packages the children run and every module those import inside functions; a forked child inherits
+them all.  Whatever the child raises comes back to the parent as :class:`ChildFailed` with the
+child's whole traceback.
 """
 
 from __future__ import annotations
@@ -19,11 +20,23 @@ import os
 import pkgutil
 import re
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from mptop.lab import Namespace
 from mptop.lab.netns import setns
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 3.0) -> float:
+    """Poll ``cond`` until true; return seconds waited (fails after timeout)."""
+    start = time.monotonic()
+    while not cond():
+        assert time.monotonic() - start < timeout, "condition not reached in time"
+        time.sleep(0.02)
+    return time.monotonic() - start
+
 
 NOBODY = 65534
 PACKAGES = ("textual", "rich", "mptop")          # every module of these...
@@ -75,14 +88,14 @@ def preload() -> None:
                     _try_import(lazy)
 
 
-def run_as_nobody(body: Callable[[], Any], netns: str | None = None, close_fds: bool = False) -> Any:
-    """Fork; the child enters ``netns`` (a /proc/PID/ns/net path) while still root, drops to
-    uid/gid 65534 and returns ``body()`` (JSON-able) to the parent, or raises :class:`ChildFailed`.
+def run_as_nobody(ns: Namespace | None, body: Callable[[], Any], close_fds: bool = False) -> Any:
+    """Fork; the child enters ``ns`` (if any) while still root, drops to uid/gid 65534 and returns
+    ``body()`` (JSON-able) to the parent, or raises :class:`ChildFailed`.
 
     ``close_fds``: the child closes every fd it inherited (the parent's sockets stay root's alone).
     """
     preload()
-    target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC) if netns else None
+    target = ns.open_fd() if ns is not None else None
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:   # child: never returns into pytest (and cannot leave the netns once unprivileged)

@@ -1,12 +1,26 @@
-"""`mptop get` without the TUI: a live Rich display on a terminal, plain lines (≤ 1/s) otherwise.
+"""Record sinks: everything that consumes the records of a run, outside the TUI.
 
-Both only draw what :mod:`mptop.core` produced (samples, events, the summary) and write to stderr, so stdout stays
-free for ``-o -`` or ``--json``.
+A :data:`~mptop.core.model.Sink` takes one record at a time.  The ones here:
+
+* :class:`NdjsonOut`: NDJSON on a stream, one :func:`~mptop.core.model.to_ndjson` line per record,
+  flushed, so a pipe sees each as it happens.  ``get --json``, ``demo --json`` and ``watch --json``
+  write it to stdout; ``--record`` (:func:`open_recording`) writes the very same lines to a file.
+* :class:`ConsoleView`: `mptop get` without the TUI, on stderr (stdout stays free for ``-o -`` or
+  ``--json``): a live Rich display on a terminal, plain lines (<= 1/s) otherwise.
+* :func:`fan_out`: one sink feeding several.
+
+A reader of stdout that goes away (`| head -1`) is not an error of ours: the stream stops quietly,
+the fd is pointed at /dev/null so nothing (Python's flush at exit included) raises again, and
+``on_reader_gone`` lets the command stop its work.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import IO
 
 from rich.console import Console, Group
@@ -16,18 +30,70 @@ from rich.table import Table
 from rich.text import Text
 
 from mptop.core.badge import badge
-from mptop.core.model import Event, Sample, Summary, TransferSample
+from mptop.core.model import Event, Record, Sample, Sink, Summary, TransferSample, to_ndjson
+from mptop.core.rates import RATE_LABEL
+from mptop.core.safe_text import escape_controls
 from mptop.core.units import format_bytes, format_duration, format_rate
+
+
+def fan_out(*sinks: Sink | None) -> Sink:
+    """One sink that feeds each of ``sinks`` (None: left out) in turn."""
+    live = [s for s in sinks if s is not None]
+
+    def write(record: Record) -> None:
+        for sink in live:
+            sink(record)
+    return write
+
+
+class NdjsonOut:
+    """Writes each record as its NDJSON line to ``stream`` and flushes it."""
+
+    def __init__(self, stream: IO[str], on_reader_gone: Callable[[], None] | None = None) -> None:
+        self.stream = stream
+        self.on_reader_gone = on_reader_gone
+        self.reader_gone = False
+
+    def __call__(self, record: Record) -> None:
+        if self.reader_gone:
+            return
+        try:
+            self.stream.write(to_ndjson(record))
+            self.stream.flush()
+        except BrokenPipeError:
+            self.reader_gone = True
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            if self.on_reader_gone is not None:
+                self.on_reader_gone()
+
+    def close(self, summary: Summary | None = None) -> None:
+        """Nothing left to write: the summary was the last record (a view's ``close`` prints it)."""
+
+
+class RecordingUnwritable(Exception):
+    """``--record FILE`` cannot be opened for writing; the message is one line naming the cause."""
+
+
+def open_recording(path: str | None, stack: ExitStack) -> NdjsonOut | None:
+    """The ``--record`` sink writing to ``path`` (closed with ``stack``), or None without a path."""
+    if not path:
+        return None
+    try:
+        fp = stack.enter_context(open(path, "w", encoding="utf-8"))
+    except OSError as exc:
+        raise RecordingUnwritable(f"cannot write the recording {path}: {exc.strerror}") from None
+    return NdjsonOut(fp)
+
 
 PATH_STYLES = ("cyan", "magenta", "green", "yellow", "blue", "red")
 
 
 def _short_url(url: str, width: int = 40) -> str:
-    url = url.split("://", 1)[-1]
+    url = escape_controls(url.split("://", 1)[-1])
     return url if len(url) <= width else "…" + url[-(width - 1):]
 
 
-def _progress(t: TransferSample) -> str:
+def _progress_text(t: TransferSample) -> str:
     if t.total:
         return f"{100.0 * t.bytes / t.total:5.1f}% {format_bytes(t.bytes)}/{format_bytes(t.total)}"
     return format_bytes(t.bytes)
@@ -44,10 +110,12 @@ def plain_line(sample: Sample, unit: str = "bits") -> str:
     """One line per sample for logs and pipes, like wget/aria2c print when not on a terminal."""
     parts = [f"[{sample.t:6.1f}s]"]
     for t in sample.transfers:
-        parts.append(f"#{t.id} {_short_url(t.url, 30)} {_progress(t)} {_rate(t, unit)}"
+        parts.append(f"#{t.id} {_short_url(t.url, 30)} {_progress_text(t)} {_rate(t, unit)}"
                      f" ({badge(t)[0]}; ETA {format_duration(t.eta_s)})")
     if sample.paths:
         parts.append("| " + "  ".join(f"{iface} {format_rate(p.rate_bps, unit)}" for iface, p in sample.paths.items()))
+    if not sample.transfers_ended():
+        parts.append(f"(rates {RATE_LABEL})")
     return " ".join(parts)
 
 
@@ -74,10 +142,11 @@ class _Screen:
         head.add_column(no_wrap=True, overflow="ellipsis", justify="right", max_width=60)
         badge_style = {"mptcp": "bold green", "fallback": "bold yellow", "tcp": "bold red"}.get(t.status, "dim")
         head.add_row(Text(f"#{t.id} {_short_url(t.url, 60)}", style="bold"),
-                     Text(t.error or badge(t)[0], style="red" if t.error else badge_style))
+                     Text(escape_controls(t.error) if t.error else badge(t)[0],
+                          style="red" if t.error else badge_style))
         body = Table.grid(padding=(0, 1))
         body.add_row(Text("  "), ProgressBar(total=t.total or None, completed=t.bytes, width=24, pulse=not t.total),
-                     Text(_progress(t)), Text(_rate(t, self.unit), style="bold"),
+                     Text(_progress_text(t)), Text(_rate(t, self.unit), style="bold"),
                      Text("✓ done", style="green") if t.state == "done" else
                      Text(f"ETA {format_duration(t.eta_s)}", style="dim"))
         return Group(head, body)
@@ -85,12 +154,15 @@ class _Screen:
     def _paths(self, sample: Sample) -> Table:
         """One row per path: its share of the rate now; once every transfer ended, its share of
         the bytes (the rates of the last moments would tell little)."""
-        table = Table.grid(padding=(0, 1))
         ended, byte_shares = sample.transfers_ended(), sample.byte_shares()
+        table = Table.grid(padding=(0, 1))
+        if not ended:
+            table.caption, table.caption_style, table.caption_justify = f"rates {RATE_LABEL}", "dim", "left"
         for iface, p in sample.paths.items():
             style = self.style_for(iface)
             state = "" if p.link_up in (None, True) else " link down"
             state += " stalled" if p.stalled else ""
+            state += f" waiting on {p.waiting_on}" if p.waiting_on and not p.stalled else ""
             share = byte_shares[iface] if ended else p.share
             table.add_row(
                 Text(f"  {p.label}", style=f"bold {style}"), Text(iface, style="dim"),
@@ -102,7 +174,7 @@ class _Screen:
 
 
 class ConsoleView:
-    """Feeds samples and events to the terminal; `close(summary)` prints the final lines."""
+    """The console as a sink: samples and events to the terminal; `close(summary)` prints the final lines."""
 
     def __init__(self, stream: IO[str], unit: str = "bits", interactive: bool | None = None) -> None:
         self.console = Console(file=stream, highlight=False)
@@ -115,6 +187,12 @@ class ConsoleView:
             self._live = Live(self._screen, console=self.console, refresh_per_second=4, transient=False)
             self._live.start()
 
+    def __call__(self, record: Record) -> None:
+        if isinstance(record, Sample):
+            self.sample(record)
+        elif isinstance(record, Event):
+            self.event(record)
+
     def sample(self, sample: Sample) -> None:
         self._screen.sample = sample
         if self._live is None and time.monotonic() - self._last_line >= 1.0:
@@ -125,17 +203,27 @@ class ConsoleView:
         # A failure gets its one line from the command ("mptop: URL: cause"); a success its ✓ line at the end.
         if event.kind == "transfer_failed" or (event.kind == "transfer_done" and not self.interactive):
             return
-        self.console.print(f"[dim]{event.t:6.1f}s[/dim] {event.detail or event.kind}", soft_wrap=True)
+        self.console.print(Text.assemble((f"{event.t:6.1f}s", "dim"), " ", escape_controls(event.detail or event.kind)),
+                           soft_wrap=True)
 
     def close(self, summary: Summary | None = None) -> None:
         if self._live is not None:
             self._live.stop()
             self._live = None
-        for t in summary.transfers if summary else []:
+        if summary is None:
+            return
+        for t in summary.transfers:
             if t.ok:
-                where = t.file or "(stdout)"
+                where = escape_controls(t.file or "(stdout)")
                 paths = ", ".join(f"{k} {format_bytes(v)}" for k, v in t.path_bytes.items())
                 took = t.duration_s if t.duration_s is not None else summary.duration_s
-                self.console.print(f"[green]✓[/green] {t.url} → {where}: {format_bytes(t.bytes)} in "
-                                   f"{format_duration(took)} ({paths}) sha256 {t.sha256}",
+                self.console.print(Text.assemble(("✓", "green"), f" {escape_controls(t.url)} → {where}: "
+                                   f"{format_bytes(t.bytes)} in {format_duration(took)} ({paths}) sha256 {t.sha256}"),
                                    soft_wrap=True)
+
+
+def headless_view(json: bool, unit: str, on_reader_gone: Callable[[], None]) -> NdjsonOut | ConsoleView:
+    """What a run without the TUI shows: NDJSON on stdout with ``--json``, else the console on stderr."""
+    if json:
+        return NdjsonOut(sys.stdout, on_reader_gone=on_reader_gone)
+    return ConsoleView(sys.stderr, unit=unit)

@@ -19,7 +19,7 @@ import pytest
 
 from mptop.lab import Lab, LabConfig, LabUnavailable, content
 from mptop.lab.userns import enter_user_namespace
-from tests.nobody import ChildFailed, run_as_nobody
+from tests.support import ChildFailed, run_as_nobody, wait_for
 
 pytestmark = pytest.mark.lab
 IPPROTO_MPTCP = 262
@@ -68,15 +68,6 @@ class Download(threading.Thread):
         assert self.error is None, self.error
         assert self.received == self.size
         return self.sha.hexdigest()
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 3.0) -> float:
-    """Poll ``cond`` until true; return seconds waited (fails after timeout)."""
-    start = time.monotonic()
-    while not cond():
-        assert time.monotonic() - start < timeout, "condition not reached in time"
-        time.sleep(0.02)
-    return time.monotonic() - start
 
 
 def rx_delta(lab: Lab, seconds: float) -> dict[str, int]:
@@ -172,9 +163,9 @@ def test_set_backup_moves_server_traffic_off_the_path(make_lab: Callable[..., La
     wait_for(lambda: lab.subflows("wwan0") != [])
     for iface, other in (("wwan0", "wlan0"), ("wlan0", "wwan0")):
         lab.set_backup(iface, True)
-        wait_for(lambda: (d := rx_delta(lab, 0.3))[iface] < d[other] / 20, timeout=4)
+        wait_for(lambda iface=iface, other=other: (d := rx_delta(lab, 0.3))[iface] < d[other] / 20, timeout=4)
         lab.set_backup(iface, False)
-        wait_for(lambda: rx_delta(lab, 0.3)[iface] > 300_000, timeout=4)
+        wait_for(lambda iface=iface: rx_delta(lab, 0.3)[iface] > 300_000, timeout=4)
     assert dl.error is None
 
 
@@ -307,7 +298,7 @@ def test_unprivileged_user_namespace_runs_the_lab(lab_unavailable: Callable[[str
             return f"{os.getuid()} {digest} {lab.rx_bytes('wlan0') > 0} {lab.rx_bytes('wwan0') > 0}"
 
     try:
-        report = run_as_nobody(body)
+        report = run_as_nobody(None, body)
     except ChildFailed as e:
         if e.kind == "LabUnavailable":
             lab_unavailable(str(e).strip().splitlines()[-1])
@@ -324,5 +315,5 @@ def test_unprivileged_without_user_namespace_is_unavailable() -> None:
             return str(e)
         return "started?"
 
-    report = run_as_nobody(body)
+    report = run_as_nobody(None, body)
     assert "enter_user_namespace" in report and "\n" not in report, report

@@ -1,4 +1,4 @@
-"""The Paths screen (key e) changes the real kernel's endpoints and limits, in the lab's client netns.
+"""The Endpoints screen (key e) changes the real kernel's endpoints and limits, in the lab's client netns.
 
 The app runs with the main thread inside the client netns, as in the demo: every change made
 through the screen is checked with iproute2 in that netns.
@@ -27,9 +27,9 @@ from mptop.lab import Lab
 from mptop.tui.app import MptopApp
 from mptop.tui.endpoints import EndpointsScreen
 from mptop.tui.endpoints_forms import AddEndpointForm, ConfirmChange, LimitsForm
-from tests.lab import test_lab
-from tests.nobody import run_as_nobody
-from tests.tui.test_app import wait_for
+from tests import support
+from tests.support import run_as_nobody
+from tests.tui.pilot import screen_text, wait_for
 
 pytestmark = pytest.mark.lab
 WWAN_ADDR, WWAN = "198.51.100.2", "wwan0"
@@ -43,11 +43,7 @@ def ip_endpoints(lab: Lab) -> dict[str, dict[str, Any]]:
 
 def ip_limits(lab: Lab) -> dict[str, int]:
     words = lab.run(lab.client, ["ip", "mptcp", "limits", "show"]).stdout.split()
-    return dict(zip(words[::2], map(int, words[1::2])))
-
-
-def screen_text(app: MptopApp) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+    return dict(zip(words[::2], map(int, words[1::2]), strict=True))
 
 
 # Pilot's press() and pause() only guess when the app is done (wall clock against CPU time), and a
@@ -65,10 +61,10 @@ async def shows(pilot: Pilot[Any], text: str, present: bool = True) -> None:
                    lambda: f"{text!r} {'not ' if present else 'still '}on screen:\n{screen_text(pilot.app)}")
 
 
-async def open_paths(pilot: Pilot[Any]) -> EndpointsScreen:
+async def open_endpoints(pilot: Pilot[Any]) -> EndpointsScreen:
     await pilot.press("e")
     screen: EndpointsScreen = await on_screen(pilot, EndpointsScreen)
-    await wait_for(pilot, lambda: screen.view is not None, lambda: "the paths screen read nothing")
+    await wait_for(pilot, lambda: screen.view is not None, lambda: "the endpoints screen read nothing")
     return screen
 
 
@@ -115,7 +111,7 @@ async def test_add_backup_delete_an_endpoint_through_the_screen(lab: Lab, mode: 
     with lab.client.entered():
         app = MptopApp(mode=mode, clock=False)   # type: ignore[arg-type]
         async with run(app) as pilot:
-            screen = await open_paths(pilot)
+            screen = await open_endpoints(pilot)
             await shows(pilot, "no endpoints")
 
             await pilot.press("a")
@@ -163,7 +159,7 @@ async def test_limits_and_cancelled_changes(lab: Lab) -> None:
     with lab.client.entered():
         app = MptopApp(clock=False)
         async with run(app) as pilot:
-            screen = await open_paths(pilot)
+            screen = await open_endpoints(pilot)
             id = before[WWAN_ADDR]["id"]
             for key, command, answer in (("d", f"ip mptcp endpoint delete id {id}", "n"),
                                          ("b", f"ip mptcp endpoint change id {id} backup", "escape"),
@@ -207,7 +203,7 @@ async def test_errors_are_one_line_and_change_nothing(lab: Lab) -> None:
     with lab.client.entered():
         app = MptopApp(clock=False)
         async with run(app) as pilot:
-            screen = await open_paths(pilot)
+            screen = await open_endpoints(pilot)
             for typed in ("not-an-ip", WWAN_ADDR):      # refused by the planner; then by the kernel (duplicate)
                 await pilot.press("a")
                 form = await on_screen(pilot, AddEndpointForm)
@@ -263,7 +259,7 @@ def test_without_net_admin_the_facade_is_read_only(lab: Lab) -> None:
         return {"uid": os.getuid(), "writable": view.writable, "why": view.why_read_only,
                 "endpoints": [e.address for e in view.endpoints], "refused": refused}
 
-    result = run_as_nobody(body, netns=lab.client.path)
+    result = run_as_nobody(lab.client, body)
     assert result["uid"] == 65534
     assert result["writable"] is False and "CAP_NET_ADMIN" in result["why"]
     assert result["endpoints"] == [WWAN_ADDR]                        # reading needs no privilege
@@ -282,12 +278,12 @@ def test_read_only_screen_says_why_and_hides_write_keys(lab: Lab) -> None:
         writable = os.geteuid() == 0
         app = MptopApp(clock=False)
         async with run(app) as pilot:
-            screen = await open_paths(pilot)
+            screen = await open_endpoints(pilot)
             await shows(pilot, WWAN_ADDR)
             await shows(pilot, "Limits" if writable else "read-only")   # the footer's write keys, or the banner
             text = screen_text(app)
-            # Keys are handled in order: escape after l closes the paths screen itself only if l opened
-            # nothing on top of it (as root, l opens the limits form, which escape would close instead).
+            # Keys are handled in order: escape after l closes the endpoints screen itself only if l
+            # opened nothing on top of it (as root, l opens the limits form, which escape would close).
             await pilot.press("l") if writable else await pilot.press("l", "escape")
             await wait_for(pilot, lambda: app.screen is not screen, lambda: "the keys changed nothing")
             return {"text": text, "footer": text.splitlines()[-1], "after_l": type(app.screen).__name__}
@@ -299,7 +295,7 @@ def test_read_only_screen_says_why_and_hides_write_keys(lab: Lab) -> None:
     assert as_root["after_l"] == "LimitsForm"
 
     before = ip_endpoints(lab)
-    as_nobody = run_as_nobody(lambda: asyncio.run(drive()), netns=lab.client.path)
+    as_nobody = run_as_nobody(lab.client, lambda: asyncio.run(drive()))
     assert "read-only" in as_nobody["text"] and "needs CAP_NET_ADMIN" in as_nobody["text"], as_nobody["text"]
     assert WWAN_ADDR in as_nobody["text"]
     footer = as_nobody["footer"]
@@ -322,23 +318,23 @@ async def test_new_subflow_readds_the_endpoint_of_a_closed_subflow(make_lab: Cal
     lab = make_lab(client_endpoints="subflow")
     sock = mptcp_download(lab)
     try:
-        test_lab.wait_for(lambda: lab.subflows(WWAN) != [], timeout=20)
+        support.wait_for(lambda: lab.subflows(WWAN) != [], timeout=20)
         before = set(lab.subflows(WWAN))
         assert lab.reset_subflows(WWAN) >= 1
-        test_lab.wait_for(lambda: lab.subflows(WWAN) == [], timeout=20)
+        support.wait_for(lambda: lab.subflows(WWAN) == [], timeout=20)
         time.sleep(0.3)
         assert lab.subflows(WWAN) == []                                # the kernel does not reopen it
         id = ip_endpoints(lab)[WWAN_ADDR]["id"]
         with lab.client.entered():
             app = MptopApp(clock=False)
             async with run(app) as pilot:
-                screen = await open_paths(pilot)
+                screen = await open_endpoints(pilot)
                 table = screen.query_one(DataTable)
                 assert table.get_row_at(table.cursor_row)[1] == WWAN_ADDR
                 await pilot.press("n")
                 await confirm(pilot, f"ip mptcp endpoint delete id {id} && "
                                      f"ip mptcp endpoint add {WWAN_ADDR} id {id} dev {WWAN} subflow")
-                took = test_lab.wait_for(lambda: lab.subflows(WWAN) != [], timeout=20)
+                took = support.wait_for(lambda: lab.subflows(WWAN) != [], timeout=20)
         print(f"new subflow {took * 1000:.0f} ms after the re-add")
         after = lab.subflows(WWAN)
         assert not set(after) & before                                  # a new subflow, new port

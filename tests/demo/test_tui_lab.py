@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from mptop.commands._tui_run import DemoApp
 from mptop.core.session import Session
 from mptop.core.transfer import TransferOptions
+from mptop.demo.app import DemoApp
 from mptop.demo.player import ScenarioPlayer
 from mptop.demo.run import LABELS, demo_url, play
 from mptop.demo.scenario import load
@@ -49,7 +49,8 @@ def demo_app(make_lab, name: str = "aggregate"):   # aggregate's script changes 
 async def test_keys_toggle_wifi_cellular_backup_and_restore(make_lab):
     with demo_app(make_lab) as (lab, player, app):
         async with app.run_test(size=(100, 32)) as pilot:
-            await wait_until(lambda: app.state.sample is not None and app.state.sample.transfers[0].status == "mptcp", 10)
+            await wait_until(lambda: app.state.sample is not None
+                             and app.state.sample.transfers[0].status == "mptcp", 10)
             await pilot.press("w")
             await wait_until(lambda: not link_is_up(lab, "wlan0"))
             assert not player.scripted          # manual control pauses the script

@@ -1,0 +1,163 @@
+"""`mptop export`: MPTCP connections and paths of this network namespace as Prometheus metrics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mptop.commands import fail
+from mptop.commands.options import positive_float
+
+if TYPE_CHECKING:
+    from mptop.core.export import Exporter
+
+DEFAULT_LISTEN = "127.0.0.1:9464"
+TEXTFILE_NAME = "mptop.prom"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+EPILOG = """\
+Every value is read from the kernel when Prometheus scrapes (no timer of its own) in the current
+network namespace.  Cardinality guard: no address or port labels except listening ports (at most
+16, the rest as port="other"); closed value sets for every enum label; at most 16 interfaces, in
+the order first seen (the rest as interface="other", counted by mptcp_exporter_folded_interfaces);
+per-connection series only with --per-connection N (default 0, at most 50).  Path byte counters
+stay monotonic across closed subflows, but the bytes a subflow moved after the last scrape that
+saw it are lost when it closes: scrape often (1-15 s).  Path-manager events are counted only with
+CAP_NET_ADMIN (mptcp_exporter_pm_events_subscribed says which)."""
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` (argparse type: one-line errors)."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"want HOST:PORT (e.g. {DEFAULT_LISTEN}), got {text!r}")
+    return host, int(port)
+
+
+def per_connection(text: str) -> int:
+    from mptop.core.export import MAX_PER_CONNECTION
+
+    if not text.isdigit() or int(text) > MAX_PER_CONNECTION:
+        raise argparse.ArgumentTypeError(f"want 0 to {MAX_PER_CONNECTION}, got {text!r}")
+    return int(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--listen", type=listen_address, default=listen_address(DEFAULT_LISTEN),
+                        metavar="HOST:PORT", help=f"serve /metrics here (default {DEFAULT_LISTEN})")
+    parser.add_argument("--textfile", type=Path, metavar="DIR",
+                        help=f"instead of serving, write DIR/{TEXTFILE_NAME} for node_exporter's textfile "
+                             "collector (atomically: a temporary file, then rename), once")
+    parser.add_argument("--interval", type=positive_float, metavar="S",
+                        help="with --textfile: rewrite the file every S seconds until stopped")
+    parser.add_argument("--per-connection", type=per_connection, default=0, metavar="N",
+                        help="also export the top N connections by bytes, by a short hash of their token "
+                             "(default 0, at most 50)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mptop.core.export import Exporter, MptcpUnavailable
+
+    if args.interval is not None and args.textfile is None:
+        return fail("export", "--interval needs --textfile (Prometheus sets the pace when it scrapes)", 2)
+    if args.textfile is not None and not args.textfile.is_dir():
+        return fail("export", f"--textfile: {args.textfile} is not a directory", 2)
+    exporter = Exporter(per_connection=args.per_connection)
+    try:
+        exporter.open()
+    except OSError as e:                      # MptcpUnavailable says why in its reason
+        why = e.reason if isinstance(e, MptcpUnavailable) else e.strerror or e
+        return fail("export", f"cannot list MPTCP connections: {why}")
+    try:
+        if args.textfile is not None:
+            if args.interval is None:
+                return _write_textfile(exporter, args.textfile)
+            return asyncio.run(_textfile_loop(exporter, args.textfile, args.interval))
+        return asyncio.run(_serve(exporter, *args.listen))
+    finally:
+        exporter.close()
+
+
+def write_atomically(directory: Path, name: str, text: str) -> None:
+    """``directory/name`` holds ``text`` or its old content, never a part: a hidden temporary file
+    (the textfile collector reads ``*.prom`` only), fsync, then rename over the final name."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, directory / name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_textfile(exporter: Exporter, directory: Path) -> int:
+    try:
+        write_atomically(directory, TEXTFILE_NAME, exporter.scrape())
+    except OSError as e:
+        return fail("export", f"cannot write {directory / TEXTFILE_NAME}: {e.strerror or e}")
+    return 0
+
+
+def _terminated() -> asyncio.Event:
+    """Set on SIGTERM (a service manager stopping us): the loops end cleanly, exit 0."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    return stop
+
+
+async def _textfile_loop(exporter: Exporter, directory: Path, interval: float) -> int:
+    loop, stop = asyncio.get_running_loop(), _terminated()
+    async with exporter.events():
+        while not stop.is_set():
+            started = loop.time()
+            if (code := _write_textfile(exporter, directory)) != 0:
+                return code
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, interval - (loop.time() - started)))
+    return 0
+
+
+async def _serve(exporter: Exporter, host: str, port: int) -> int:
+    from aiohttp import web
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=exporter.scrape().encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text='mptop export: <a href="/metrics">/metrics</a>\n', content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", index)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        async with exporter.events():
+            try:
+                await web.TCPSite(runner, host, port).start()
+            except OSError as e:
+                return fail("export", f"cannot listen on {host}:{port}: {e.strerror or e}")
+            print(f"mptop export: serving http://{_url_host(host)}:{port}/metrics", file=sys.stderr, flush=True)
+            await _terminated().wait()
+            return 0
+    finally:
+        await runner.cleanup()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
