@@ -29,8 +29,9 @@ from mptop.lab import Namespace
 from mptop.lab.netns import setns
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 3.0) -> float:
-    """Poll ``cond`` until true; return seconds waited (fails after timeout)."""
+def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> float:
+    """Poll ``cond`` until true; return seconds waited (fails after timeout: generous, as it costs
+    nothing when the condition comes true, and a loaded machine can take many times the usual)."""
     start = time.monotonic()
     while not cond():
         assert time.monotonic() - start < timeout, "condition not reached in time"

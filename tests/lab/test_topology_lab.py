@@ -165,9 +165,9 @@ def test_set_backup_moves_server_traffic_off_the_path(make_lab: Callable[..., La
     wait_for(lambda: lab.subflows("wwan0") != [])
     for iface, other in (("wwan0", "wlan0"), ("wlan0", "wwan0")):
         lab.set_backup(iface, True)
-        wait_for(lambda iface=iface, other=other: (d := rx_delta(lab, 0.3))[iface] < d[other] / 20, timeout=4)
+        wait_for(lambda iface=iface, other=other: (d := rx_delta(lab, 0.3))[iface] < d[other] / 20, timeout=20)
         lab.set_backup(iface, False)
-        wait_for(lambda iface=iface: rx_delta(lab, 0.3)[iface] > 300_000, timeout=4)
+        wait_for(lambda iface=iface: rx_delta(lab, 0.3)[iface] > 300_000, timeout=20)
     assert dl.error is None
 
 
