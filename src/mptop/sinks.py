@@ -31,6 +31,7 @@ from rich.text import Text
 
 from mptop.core.badge import badge
 from mptop.core.model import Event, Record, Sample, Sink, Summary, TransferSample, to_ndjson
+from mptop.core.rates import RATE_LABEL
 from mptop.core.safe_text import escape_controls
 from mptop.core.units import format_bytes, format_duration, format_rate
 
@@ -113,6 +114,8 @@ def plain_line(sample: Sample, unit: str = "bits") -> str:
                      f" ({badge(t)[0]}; ETA {format_duration(t.eta_s)})")
     if sample.paths:
         parts.append("| " + "  ".join(f"{iface} {format_rate(p.rate_bps, unit)}" for iface, p in sample.paths.items()))
+    if not sample.transfers_ended():
+        parts.append(f"(rates {RATE_LABEL})")
     return " ".join(parts)
 
 
@@ -151,12 +154,15 @@ class _Screen:
     def _paths(self, sample: Sample) -> Table:
         """One row per path: its share of the rate now; once every transfer ended, its share of
         the bytes (the rates of the last moments would tell little)."""
-        table = Table.grid(padding=(0, 1))
         ended, byte_shares = sample.transfers_ended(), sample.byte_shares()
+        table = Table.grid(padding=(0, 1))
+        if not ended:
+            table.caption, table.caption_style, table.caption_justify = f"rates {RATE_LABEL}", "dim", "left"
         for iface, p in sample.paths.items():
             style = self.style_for(iface)
             state = "" if p.link_up in (None, True) else " link down"
             state += " stalled" if p.stalled else ""
+            state += f" waiting on {p.waiting_on}" if p.waiting_on and not p.stalled else ""
             share = byte_shares[iface] if ended else p.share
             table.add_row(
                 Text(f"  {p.label}", style=f"bold {style}"), Text(iface, style="dim"),

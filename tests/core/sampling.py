@@ -17,6 +17,7 @@ from mptop.lab import Lab
 # What the client's interface counts per received skb besides payload: Ethernet 14 + IPv4 20 +
 # TCP 20 + timestamps 12, and on MPTCP data a DSS option with data ACK and mapping (28).  GSO
 # batches vary with load (one header per skb), so rx bytes alone differ from payload by 0.4-4 %.
+SHAPED = {"wlan0": 40, "wwan0": 10}     # Mbit/s: the lab's 80/20 split, like Wi-Fi beside cellular
 TCP_HEADERS = 66
 MPTCP_HEADERS = TCP_HEADERS + 28
 # A plain-TCP server and a middlebox stripping MP_CAPABLE look the same from the client.
@@ -56,7 +57,7 @@ class Run:
 
 
 async def sample_download(lab: Lab, url: str, step: Step | None = None, require_mptcp: bool = False,
-                          **kwargs: object) -> Run:
+                          deadline_s: float = 30.0, **kwargs: object) -> Run:
     """Download ``url`` with the transfer engine while sampling, through the sampler's record stream."""
     rx0 = rx_counters(lab)
     records: list[Record] = []
@@ -71,7 +72,7 @@ async def sample_download(lab: Lab, url: str, step: Step | None = None, require_
                 # Like `mptop get`: the header (and the PM subscription) before any connection.
                 downloads = asyncio.create_task(manager.run())
             elif isinstance(record, Sample):
-                assert record.t < 30, "the download did not finish"
+                assert record.t < deadline_s, "the download did not finish"
                 if step is not None:
                     step(record)
         assert downloads is not None

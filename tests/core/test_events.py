@@ -12,6 +12,7 @@ from mptop.core.events import (
     describe_stall,
     describe_transfer,
     fallback_reason,
+    stall_threshold,
 )
 
 
@@ -174,3 +175,26 @@ def test_pm_router_waits_for_the_token_then_dedupes_with_polls() -> None:
     router.bind(0xCD, 3)
     router.dispatch(ctx(0.2 + WAIT_S), tracks)
     assert ledger.up((3, "192.0.2.2:1", "192.0.2.1:80")) is True   # the stranger's event was dropped
+
+
+def test_a_path_waiting_on_another_is_patient_then_stalls_and_the_threshold_is_two_polls() -> None:
+    assert stall_threshold(0.25) == pytest.approx(0.4375) and stall_threshold(1.0) == pytest.approx(1.75)
+    assert stall_threshold(0.1) == pytest.approx(0.4)
+    watch = StallWatch(threshold_s=stall_threshold(0.25), patience_s=5.0)
+    assert watch.observe(0.0, 100, True) is None and watch.observe(0.25, 200, True) is None
+    # Link up, the transfer moving on another path: waiting, not stalled, for up to patience_s.
+    waiting = []
+    for i in range(2, 21):                              # 0.5 .. 5.0 s: quiet for 0.25 .. 4.75 s
+        assert watch.observe(i * 0.25, 200, True, patient=True) is None
+        waiting.append(watch.waiting)
+    assert waiting == [False] + [True] * 18 and not watch.stalled
+    change = watch.observe(5.25, 200, True, patient=True)
+    assert change is not None and change.kind == "path_stalled" and change.outage_s == pytest.approx(5.0)
+    assert watch.stalled and not watch.waiting
+    # The other path stops too: impatient again — the 2nd quiet poll stalls.
+    watch = StallWatch(threshold_s=stall_threshold(0.25))
+    watch.observe(0.0, 100, True)
+    watch.observe(0.25, 200, True)
+    assert watch.observe(0.5, 200, True, patient=True) is None
+    change = watch.observe(0.75, 200, True, patient=False)
+    assert change is not None and change.outage_s == pytest.approx(0.5)

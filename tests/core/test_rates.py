@@ -14,8 +14,25 @@ def test_monotonic_counter_gives_delta_over_dt() -> None:
     assert c.update(10.5, 6_000) == 5_000
     assert c.rate == pytest.approx(10_000.0)
     c.update(11.0, 6_000)
-    assert c.rate == 0.0
+    assert c.rate == pytest.approx(5_000.0)        # the last second: 10.0 .. 11.0
+    c.update(11.5, 6_000)
+    assert c.rate == 0.0                            # 10.5 .. 11.5: nothing
     assert c.total == 6_000
+
+
+def test_rate_is_the_last_second_whatever_the_poll_interval() -> None:
+    # 0.25 s polls with a burst (a loss repaired: in-order bytes arrive at once) vs 1 s polls.
+    fine, coarse = CounterRate(), CounterRate()
+    counts = [0, 25_000, 50_000, 50_000, 150_000, 175_000, 200_000, 225_000, 250_000]
+    for i, n in enumerate(counts):
+        fine.update(i * 0.25, n)
+        if i % 4 == 0:
+            coarse.update(i * 0.25, n)
+    assert fine.rate == coarse.rate == pytest.approx(100_000.0)
+    fine = CounterRate()
+    for i, n in enumerate(counts[:5]):
+        fine.update(i * 0.25 + (0.01 if i % 2 else -0.01), n)     # jittery polls: nearest a second back
+    assert fine.rate == pytest.approx(150_000 / 1.0)
 
 
 def test_zero_length_interval_keeps_last_rate_and_counts_bytes_later() -> None:
@@ -36,7 +53,7 @@ def test_counter_going_backwards_is_a_reset_not_a_negative_rate() -> None:
     c.update(0.0, 50_000)
     c.update(1.0, 80_000)
     assert c.update(2.0, 4_000) == 4_000
-    assert c.rate == pytest.approx(4_000.0)
+    assert c.rate == pytest.approx(4_000.0)         # the last second counted 4 000, not -76 000
     assert c.total == 84_000
     assert counter_delta(80_000, 4_000) == 4_000
     assert counter_delta(4_000, 80_000) == 76_000

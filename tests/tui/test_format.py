@@ -111,7 +111,9 @@ def test_a_done_transfer_shows_what_it_averaged_not_its_last_rate() -> None:
     assert "48.7 Mbit/s" in card(done) and "avg" not in card(done)
     running = transfer("mptcp")
     running.rate_bps, running.avg_bps = 20e6, 37.5e6  # avg only counts once done
-    assert "20.0 Mbit/s" in card(running) and "avg" not in plain_line(Sample(t=1.0, transfers=[running], paths={}))
+    line = plain_line(Sample(t=1.0, transfers=[running], paths={}))
+    assert "20.0 Mbit/s" in card(running) and "avg 37.5" not in line
+    assert line.endswith("(rates 1 s avg)")          # the one rate definition of the line, said once
 
 
 def test_the_console_shows_rate_shares_while_running_and_byte_shares_once_done() -> None:

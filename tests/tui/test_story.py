@@ -221,10 +221,49 @@ def test_fallback_sentences_say_what_the_core_said_once() -> None:
     state = ViewState()
     state.ingest(Event(0.1, "fallback", None, 1, "plain TCP: MPTCP is disabled on this host (net.mptcp.enabled=0)"))
     state.ingest(Event(0.2, "fallback", None, 2, "fell back to TCP: after the MPTCP handshake (cause unknown)"))
-    state.ingest(Event(0.3, "fallback", None, None,
-                       "fell back to TCP: cause unknown — curl 192.0.2.2:1 → 192.0.2.1:80"))
+    watch = "fell back to TCP: cause unknown — curl 192.0.2.2:1 → 192.0.2.1:80"
+    state.ingest(Event(0.3, "fallback", None, None, watch))
     assert texts(state) == [
         "#1 plain TCP: MPTCP is disabled on this host (net.mptcp.enabled=0)",
         "#2 fell back to TCP: after the MPTCP handshake (cause unknown)",
-        "fell back to TCP: cause unknown — curl 192.0.2.2:1 → 192.0.2.1:80",
+        watch,
     ]
+
+
+def test_both_links_down_no_path_carries_and_back_needs_bytes() -> None:
+    # Wi-Fi goes down, then Cellular: nothing moves.  The Wi-Fi line must not keep saying
+    # "Cellular carrying 100 %", the transfer's stall is told, and "back" needs bytes.
+    state = ViewState()
+    state.ingest(HostInfo("6.18", True, None, None, None, None, labels={"wlan0": "Wi-Fi", "wwan0": "Cellular"}))
+    state.ingest(sample(10.0, 5_000, 1_000))
+    state.ingest(Event(10.0, "link_down", "wlan0"))
+    state.ingest(Event(10.5, "path_stalled", "wlan0"))
+    state.ingest(sample(11.0, 5_000, 2_000))
+    state.ingest(Event(11.0, "link_down", "wwan0"))
+    state.ingest(Event(11.5, "path_stalled", "wwan0"))
+    state.ingest(Event(11.5, "transfer_stalled", None, 1, "stalled — no path up"))
+    state.ingest(sample(21.5, 5_000, 2_000))
+    assert texts(state) == [
+        "Wi-Fi link down — no path carrying — for 11.5 s",
+        "Cellular link down — no path carrying — for 10.5 s",
+        "#1 stalled — no path up (10.0 s)",
+    ]
+    assert state.story.entries[2].severity == "bad"
+    state.ingest(Event(21.5, "link_up", "wlan0"))          # link up, no byte yet: not "back"
+    state.ingest(sample(22.0, 5_000, 2_000))
+    assert "back" not in texts(state)[0] and "(link up after 11.5 s)" not in texts(state)[0]
+    state.ingest(Event(22.5, "link_up", "wwan0"))
+    state.ingest(Event(23.0, "path_recovered", "wwan0"))
+    state.ingest(Event(23.0, "transfer_resumed", None, 1, "resumed after 12.0 s"))
+    state.ingest(sample(23.0, 5_000, 9_000))
+    state.ingest(Event(24.0, "path_recovered", "wlan0"))
+    assert texts(state) == [
+        "Wi-Fi link down — Cellular carried 100 % (itself out 12.0 s) — Wi-Fi back after 14.0 s"
+        " (link up after 11.5 s)",
+        "Cellular link down — Cellular back after 12.0 s (link up after 11.5 s)",
+        "#1 stalled — no path up — resumed after 12.0 s",
+    ]
+    # A link that goes down and up while its path carried nothing never stalled: no "back".
+    state.ingest(Event(30.0, "link_down", "wlan0"))
+    state.ingest(Event(32.0, "link_up", "wlan0"))
+    assert texts(state)[-1] == "Wi-Fi link down — link up after 2.0 s"

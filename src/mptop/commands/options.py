@@ -1,4 +1,5 @@
-"""Option value types shared by the commands (argparse `type=` callables with one-line errors)."""
+"""Option value types shared by the commands (argparse `type=` callables with one-line errors), and the
+one-line error a command ends with."""
 
 from __future__ import annotations
 
@@ -41,3 +42,25 @@ def port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"not a port: {text!r}")
     return value
+
+
+def theme_name(text: str) -> str:
+    from textual.theme import BUILTIN_THEMES
+
+    if text not in BUILTIN_THEMES:
+        raise argparse.ArgumentTypeError(f"no theme {text!r}; choose one of: {', '.join(sorted(BUILTIN_THEMES))}")
+    return text
+
+
+def add_display_arguments(parser: argparse.ArgumentParser, interval: float | None = None) -> None:
+    """--theme, --units (--bytes) and, with a default ``interval``, --interval.  Left out, each comes
+    from the config file (:mod:`mptop.config`), else the default; given, it is kept there for next time."""
+    parser.add_argument("--theme", type=theme_name, metavar="NAME",
+                        help="the TUI's colour theme, e.g. nord, ansi-dark (kept for next time)")
+    parser.add_argument("--units", dest="unit", choices=("bits", "bytes"),
+                        help="rates in bit/s (default) or B/s (kept for next time)")
+    parser.add_argument("--bytes", dest="unit", action="store_const", const="bytes", help="same as --units bytes")
+    if interval is not None:
+        parser.add_argument("--interval", type=positive_float, metavar="S",
+                            help=f"sampling interval in seconds (default {interval:g}; kept for next time)")
+        parser.set_defaults(_interval_default=interval)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mptop.commands.options import positive_float
+from mptop.commands.options import add_display_arguments, positive_float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="a recording: NDJSON written by --record")
     parser.add_argument("--speed", type=positive_float, default=1.0, metavar="X",
                         help="play X times faster than recorded (default 1; 0.5 = half speed)")
+    add_display_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,4 +45,5 @@ def run(args: argparse.Namespace) -> int:
     watch = any(isinstance(r, Sample) and r.connections is not None for r in head)
     app = MptopApp(ReplaySource(records, speed=args.speed), mode="watch" if watch else "transfers",
                    finished_text="replay finished")
-    return run_app(app)
+    app.units = args.unit
+    return run_app(app, theme=args.theme)

@@ -2,7 +2,7 @@
 
 - :class:`StallWatch`: a path that was carrying data gets no new bytes for ``threshold_s`` while a
   transfer still needs it → stalled; bytes again → recovered, with the outage length.  A link
-  that goes down raises no kernel event at all (measured.md), so this is the only way to see it.
+  that goes down raises no kernel event at all (docs/measured.md, "Handover"), so this is the only way to see it.
 - :class:`LinkWatch`: interface up/down changes between two listings.
 - :class:`SubflowLedger`: at most one ``subflow_up`` and one ``subflow_down`` per subflow, whether
   the path-manager events or the polls see it first.
@@ -20,7 +20,16 @@ from mptop.core.units import format_bytes, format_duration
 from mptop.kernel import host
 from mptop.kernel.types import KernelParseError, PmEvent
 
-STALL_AFTER_S = 1.0
+STALL_AFTER_S = 1.0       # a path's default quiet time before it counts as stalled (watch's default)
+STALL_TICKS = 2           # the sampler: stalled on the 2nd poll without bytes …
+STALL_MIN_S = 0.4         # … but never sooner than this (at --interval 0.1 one slow RTO is no outage)
+WAIT_LIMIT_S = 5.0        # a quiet path, link up, while the connection moves on another: "waiting" this long
+
+
+def stall_threshold(interval: float) -> float:
+    """Quiet time after which a path stalls: the second poll after its last byte (a poll may
+    come a little early, so 1.75 intervals count as two), at least :data:`STALL_MIN_S`."""
+    return max((STALL_TICKS - 0.25) * interval, STALL_MIN_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +47,24 @@ class StallWatch:
     progress, so a finished transfer, a path that turned backup, or a new transfer still in its
     handshake is not taken for an outage.  A stall that ends because the path stops being needed
     clears without a ``path_recovered`` (no bytes came back).
+
+    ``patient``: the path's link is up and the connection still moves bytes on another path.
+    A fast path then often waits for a slow one (the shared receive window is full of data that
+    waits for the slow path's bytes: 1-4.5 s gaps measured on a healthy 40 + 1 Mbit pair), so it
+    is only :attr:`waiting` — and stalls after ``patience_s`` without a byte.
     """
 
     threshold_s: float = STALL_AFTER_S
+    patience_s: float = WAIT_LIMIT_S
     stalled: bool = False
+    waiting: bool = False
     _bytes: int | None = None
     _last_progress: float | None = None
 
-    def observe(self, t: float, total_bytes: int, active: bool) -> StallChange | None:
+    def observe(self, t: float, total_bytes: int, active: bool, patient: bool = False) -> StallChange | None:
         progressed = self._bytes is not None and total_bytes > self._bytes
         self._bytes = total_bytes
+        self.waiting = False
         if progressed:
             change = None
             if self.stalled and self._last_progress is not None:
@@ -61,9 +78,10 @@ class StallWatch:
             return None
         if not self.stalled and self._last_progress is not None:
             quiet = t - self._last_progress
-            if quiet >= self.threshold_s:
+            if quiet >= (self.patience_s if patient else self.threshold_s):
                 self.stalled = True
                 return StallChange("path_stalled", quiet)
+            self.waiting = patient and quiet >= self.threshold_s
         return None
 
 
@@ -110,7 +128,7 @@ class SubflowLedger:
 
 
 # MPTcpExt counters (this netns) that say why a connection fell back, in the order they are trusted.
-# Measured (docs/fallback.md): an MPTCP option stripped on the server's ingress or egress, or a
+# Measured (docs/measured.md, "Fallback signals"): an MPTCP option stripped on the server's ingress or egress, or a
 # plain-TCP server, all grow MPCapableFallbackSYNACK on the client — from the client these are one
 # case; options stripped only after the handshake grow MPCapableSYNACKRX then MPCapableDataFallback.
 FALLBACK_COUNTERS: tuple[tuple[str, str], ...] = (

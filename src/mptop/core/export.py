@@ -29,12 +29,12 @@ from typing import Final
 
 from mptop import __version__
 from mptop.core.events import STALL_AFTER_S
-from mptop.core.export_paths import MAX_INTERFACES, OTHER, RTT_BUCKETS_S, TCP_LISTEN, PathLedger, PathView
+from mptop.core.export_paths import MAX_INTERFACES, OTHER, RTT_BUCKETS_S, PathLedger, PathView
 from mptop.core.exposition import Exposition
 from mptop.core.paths import InterfaceMap
 from mptop.core.polling import PmFeed
 from mptop.kernel import host
-from mptop.kernel.diag import DiagReader
+from mptop.kernel.diag import TCP_LISTEN, DiagReader
 from mptop.kernel.linktype import link_kind
 from mptop.kernel.pm import get_limits, list_endpoints
 from mptop.kernel.types import DiagConnection, EndpointFlag, KernelParseError, PmEvent, PmEventKind

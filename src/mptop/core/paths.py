@@ -2,7 +2,7 @@
 
 A path is keyed by the **local** interface (found from the subflow's local address), never by the
 remote address: with a server that announces a second address, two subflows may share a remote
-address while leaving through different links, or the other way round (measured.md).
+address while leaving through different links, or the other way round (docs/measured.md).
 """
 
 from __future__ import annotations
@@ -110,6 +110,7 @@ class PathState:
     subflows: int = 0
     link_up: bool | None = None
     stalled: bool = False
+    waiting_on: str | None = None     # quiet, link up, while the transfer moves on these paths
 
 
 class PathBook:
@@ -170,6 +171,7 @@ class PathBook:
                 link_up=s.link_up,
                 subflows=s.subflows,
                 stalled=s.stalled,
+                waiting_on=s.waiting_on,
             )
             for iface, s in self.paths.items()
         }

@@ -38,31 +38,30 @@ from dataclasses import replace
 from mptop.core.events import (
     FallbackCounters,
     LinkWatch,
-    StallWatch,
     SubflowLedger,
     describe_fallback,
     describe_link,
-    describe_stall,
     describe_transfer,
     fallback_reason,
 )
+from mptop.core.missing import MissingSubflows
 from mptop.core.model import Event, HostInfo, Record, Sample, Status, Summary, TransferSample, TransferSummary
 from mptop.core.paths import InterfaceMap, PathBook, label_for
 from mptop.core.pm_router import PmRouter
 from mptop.core.polling import PmFeed, rearming, sleep_unless
 from mptop.core.rates import eta_seconds
+from mptop.core.stalls import StallJudge
+from mptop.core.subflow_flags import SubflowFlags
 from mptop.core.tracking import (
     PollContext,
     TransferLike,
     TransferTrack,
     account_goodput,
     account_socket,
-    format_address,
     plain_subflow,
     status_of,
 )
 from mptop.kernel import host
-from mptop.kernel.diag import DiagReader
 from mptop.kernel.linktype import link_kind
 from mptop.kernel.pm import get_limits
 from mptop.kernel.sockopt import read_socket
@@ -70,51 +69,7 @@ from mptop.kernel.types import KernelParseError, SocketReading, SocketStatus
 
 TransfersSource = Iterable[TransferLike] | Callable[[], Iterable[TransferLike]]
 FINISHED = ("done", "failed")
-FLAGS_EVERY_S = 1.0        # subflow flags are re-read at least this often while a transfer runs
-FLAGS_KEPT = 4096          # flags of closed subflows are forgotten beyond this many
-
-
-class SubflowFlags:
-    """Each subflow's own backup flag, from sock_diag (the subflows' ULP info), by (local, remote).
-
-    Read while a transfer runs: when path-manager events wait (a subflow came up or changed
-    priority), when a subflow not read before shows up, and otherwise every :data:`FLAGS_EVERY_S`
-    (a client's own ``endpoint change … backup`` raises no event).  ``None`` when this kernel or
-    process cannot dump MPTCP sockets: the PM events' flags are then all there is.
-    """
-
-    def __init__(self) -> None:
-        self._reader: DiagReader | None = None
-        self._off = False
-        self._flags: dict[tuple[str, str], bool] = {}
-        self._at: float | None = None
-        self.due = False                   # set by the sampler when a subflow was not in the last read
-
-    def read(self, t: float, force: bool) -> dict[tuple[str, str], bool] | None:
-        if self._off:
-            return None
-        if force or self.due or self._at is None or t - self._at >= FLAGS_EVERY_S:
-            try:
-                if self._reader is None:
-                    self._reader = DiagReader(processes=False)
-                conns = self._reader.connections()
-            except (OSError, KernelParseError):
-                self.close()
-                self._off = True
-                return None
-            now = {(format_address(sf.local), format_address(sf.remote)): sf.backup
-                   for conn in conns for sf in conn.subflows}
-            # A subflow that just closed keeps its last flag (its transfer's final read still shows it).
-            self._flags = now if len(self._flags) > FLAGS_KEPT else {**self._flags, **now}
-            self._at, self.due = t, False
-        return self._flags
-
-    def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-
-
+APP_BACKLOG = 256 * 1024   # unread bytes in our socket beyond which quiet paths are waiting on mptop
 class Sampler:
     """See the module docstring.  ``labels``: ``{iface: name}`` from ``--label``."""
 
@@ -133,8 +88,9 @@ class Sampler:
         self._router = PmRouter()
         self._pm = PmFeed(lambda event: self._router.received(self.now(), event), enabled=pm_events)
         self._paths = PathBook(self.labels)
-        self._stalls: dict[str, StallWatch] = {}
+        self._stalls = StallJudge(interval)
         self._links = LinkWatch()
+        self._missing = MissingSubflows()
         self._ledger = SubflowLedger()
         self._tracks: dict[int, TransferTrack] = {}
         self._fallback_counters = FallbackCounters()
@@ -223,13 +179,17 @@ class Sampler:
             ctx.subflow_backup = self._flags.read(t, force=self._router.pending)
         samples = [self._sample_transfer(ctx, tr) for tr in transfers]
         self._flags.due = ctx.flags_missing
-        for iface, path in self._paths.paths.items():
-            watch = self._stalls.setdefault(iface, StallWatch())
-            change = watch.observe(t, path.bytes, iface in ctx.active_paths)
-            path.stalled = watch.stalled
-            if change is not None:
-                ctx.events.append(Event(t, change.kind, iface, None, describe_stall(path.label, change)))
+        ctx.events += self._stalls.paths(t, self._paths.paths, ctx.active_paths)
+        for ts in samples:
+            ifaces = {s.iface for s in ts.subflows if not s.closed and not s.backup}
+            needed = ts.state == "running" and bool(ifaces & ctx.active_paths)
+            event = self._stalls.transfer(t, ts.id, ts.bytes, needed, ifaces, self._paths.paths)
+            if event is not None:
+                ctx.events.append(event)
         sample = Sample(t=t, transfers=samples, paths=self._paths.samples())
+        live = {ts.id: {s.iface for s in ts.subflows if not s.closed} for ts in samples
+                if ts.state == "running" and ts.status == "mptcp"}
+        ctx.events += self._missing.poll(t, live, itfs, self._paths.label, sample.paths)
         ctx.events.sort(key=lambda e: e.t)
         return sample, ctx.events
 
@@ -253,26 +213,34 @@ class Sampler:
         # backup flag win over what the poll would infer (the ledger keeps one event per subflow).
         self._router.dispatch(ctx, self._tracks)
         goodputs: list[float] = []            # bytes/s of each socket read now that has a kernel counter
+        for index, _sock, reading in readings:
+            if reading is not None and account_goodput(ctx.t, track.socket_track(index), reading):
+                goodputs.append(track.socket_track(index).goodput.rate)
+        # Bytes the kernel received that mptop has not read yet: with a full receive buffer the
+        # paths go quiet because of us (a busy machine), which is no stall of theirs.
+        unread = sum(track.sockets[i].goodput.total for i, _s, r in readings if r is not None) \
+            - (tr.bytes_done - tr.resumed)
+        needed = running and (not goodputs or unread < APP_BACKLOG)
         subflows = []
         for index, sock, reading in readings:
             if reading is None:
                 continue
-            sock_track = track.socket_track(index)
-            if account_goodput(ctx.t, sock_track, reading):
-                goodputs.append(sock_track.goodput.rate)
             sfs = reading.subflows
             if not sfs and reading.tcp is not None:
                 plain = plain_subflow(sock, reading)
                 sfs = (plain,) if plain is not None else ()
-            subflows += account_socket(ctx, track, index, sfs, running)
+            subflows += account_socket(ctx, track, index, sfs, needed)
         self._update_status(ctx, tr, track, live)
         for note in _take_notes(tr):
             ctx.events.append(Event(ctx.t, "transfer_note", None, tr.id, note))
         track.app_bytes.update(ctx.t, tr.bytes_done)   # the rate when the kernel has no byte counters
         rate = sum(goodputs) if goodputs else track.app_bytes.rate
         smoothed = track.smoothed.update(ctx.t, rate)
+        # The rate shown is the one definition of every rate on screen (1 s avg of bytes received on
+        # the subflows), so the transfer's equals its paths' sum; in-order goodput only feeds the ETA.
+        shown = sum(s.rate_bps for s in subflows) if subflows else rate * 8
         sample = TransferSample(
-            id=tr.id, url=tr.url, bytes=tr.bytes_done, total=tr.total, rate_bps=track.shown.update(ctx.t, rate) * 8,
+            id=tr.id, url=tr.url, bytes=tr.bytes_done, total=tr.total, rate_bps=shown,
             status=track.status, reason=track.reason, subflows=subflows + list(track.closed),
             eta_s=None if finishing else eta_seconds(tr.bytes_done, tr.total, smoothed),
             state=tr.state,  # type: ignore[arg-type]

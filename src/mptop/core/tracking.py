@@ -84,7 +84,7 @@ def plain_subflow(sock: socket.socket, reading: SocketReading) -> SubflowReading
 
 def rtt_ms(sf: SubflowReading) -> float | None:
     """The receive-side RTT (tcpi_rcv_rtt): on the client of a download tcpi_rtt says little
-    (measured.md); fall back to tcpi_rtt while no rcv_rtt estimate exists yet (0)."""
+    (docs/measured.md); fall back to tcpi_rtt while no rcv_rtt estimate exists yet (0)."""
     if sf.tcp is None:
         return None
     us = sf.tcp.rcv_rtt_us or sf.tcp.rtt_us
@@ -128,9 +128,6 @@ class TransferTrack:
     born: dict[tuple[str, str], float] = field(default_factory=dict)    # (local, remote) → PM "up" time
     app_bytes: CounterRate = field(default_factory=CounterRate)
     smoothed: Ewma = field(default_factory=lambda: Ewma(tau_s=2.0))    # for the ETA
-    # Goodput as shown: mptcpi_bytes_received advances in bursts when data arrives out of order across
-    # paths (0.25 s deltas swing 20-100 Mbit/s on a steady 50), so the shown rate is smoothed over ~1 s.
-    shown: Ewma = field(default_factory=lambda: Ewma(tau_s=0.75))
     status: Status = "connecting"
     reason: str | None = None
     reported: Status | None = None       # the fallback/tcp status a `fallback` event was sent for

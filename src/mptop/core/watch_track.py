@@ -175,7 +175,9 @@ class WatchTracker:
         self._stalls(poll, track, deltas, busy_paths)
         live.sort(key=lambda s: s.id)
         return ConnectionSample(
-            token=token, local=local, remote=remote, process=conn.process, status=status, rate_bps=rate * 8,
+            # One rate definition on screen (1 s avg of subflow bytes): a card's rate is its paths' sum.
+            token=token, local=local, remote=remote, process=conn.process, status=status,
+            rate_bps=sum(s.rate_bps for s in live) if live else rate * 8,
             subflows=live + list(track.closed), bytes=track.counter.total, age_s=poll.t - track.first_seen,
             pid=conn.pid,
         )

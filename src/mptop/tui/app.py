@@ -27,6 +27,7 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 
+from mptop import config
 from mptop.core.model import Record, Sink
 from mptop.tui import format as fmt
 from mptop.tui.endpoints import EndpointsScreen
@@ -68,6 +69,7 @@ class MptopApp(App[int]):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (24, "-normal"), (30, "-tall")]
     BINDINGS = [
         Binding("q", "quit", "Quit", tooltip="quit mptop"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),     # not Textual's "press ctrl+q"
         Binding("p", "pause", "Pause", tooltip="pause or resume the display; data keeps being collected"),
         Binding("space", "replay_pause", "Play/pause", tooltip="pause or resume the replay"),
         Binding("u", "units", "Bits/bytes", tooltip="rates in bits or in bytes per second"),
@@ -200,14 +202,21 @@ class MptopApp(App[int]):
         self.main.top.move(delta)
 
     def action_endpoints(self) -> None:
-        if not isinstance(self.screen, EndpointsScreen):
+        if not self.replaying and not isinstance(self.screen, EndpointsScreen):
             self.push_screen(EndpointsScreen())
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.key_help()))
 
+    @property
+    def replaying(self) -> bool:
+        """A recording plays: nothing on screen is this host, so nothing may change it (no `e`)."""
+        return isinstance(self.source, Pausable)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "endpoints":
+            return not self.replaying
         if action == "replay_pause":   # hidden without a pausable source, greyed out once it ended
             return None if self.finished and isinstance(self.source, Pausable) else isinstance(self.source, Pausable)
         return True
@@ -246,11 +255,17 @@ class MptopApp(App[int]):
                                     "show its subflows", lambda i=index: setattr(top, "highlighted", i))
 
 
-def run_app(app: App[Any], *, headless: bool = False) -> int:
+def run_app(app: App[Any], *, theme: str | None = None, headless: bool = False) -> int:
     """Run a TUI app to its end; its exit status: non-zero when the display crashed (Textual has
-    printed the traceback by then, and sets return_code 1), 128 + N when signal N (a hangup) ended it."""
+    printed the traceback by then, and sets return_code 1), 128 + N when signal N (a hangup) ended it.
+    It starts in ``theme`` (else Textual's default); a theme chosen meanwhile (ctrl+p) is kept for next time."""
+    if theme:
+        app.theme = theme
+    start = app.theme
     with TerminalGuard(app) as guard:
         app.run(headless=headless)
+    if app.theme != start:
+        config.save({"theme": app.theme})
     code = app.return_code or 0
     if code and guard.ended_by is None:
         print(f"mptop: the display stopped on an error (exit status {code})", file=sys.stderr)

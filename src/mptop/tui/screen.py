@@ -13,6 +13,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from mptop.core.rates import RATE_LABEL
 from mptop.tui import format as fmt
 from mptop.tui.cards import CardStyles, TransferCard
 from mptop.tui.eventlog import EventLog
@@ -91,7 +92,7 @@ class MainScreen(Screen[None]):
         paths = self.query_one(PathsView)
         paths.show(state, units, chart_height=2 if self.size.height >= TALL else 1)
         paths.border_subtitle = (
-            f"last {state.chart_window:.0f} s · top {fmt.rate(paths.scale(), units)}"
+            f"rates {RATE_LABEL} · last {state.chart_window:.0f} s · top {fmt.rate(paths.scale(), units)}"
             if state.sample and state.sample.paths else ""
         )
         self.draw_subflows(state, units)

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
+from mptop.core.missing import for_tui
 from mptop.core.model import Event, Sample, Summary
 from mptop.core.safe_text import escape_controls
 from mptop.tui import format as fmt
@@ -25,6 +26,7 @@ _VERDICTS = ("fell back to TCP", "plain TCP")     # how the core's fallback deta
 _PHRASES: dict[str, tuple[str, Severity]] = {
     "subflow_up": ("subflow up on", "good"),
     "subflow_down": ("subflow closed on", "bad"),
+    "subflow_missing": ("missing subflow on", "warn"),
     "fallback": ("fell back to TCP", "warn"),
     "address_announced": ("peer announced", "info"),
     "address_removed": ("peer removed", "warn"),
@@ -65,6 +67,16 @@ class _Outage:
     now: float = 0.0
 
 
+@dataclass(slots=True)
+class _Stall:
+    """A transfer that no path moves ("no path up"), until its bytes flow again."""
+
+    entry: LogEntry
+    transfer: int
+    start: float
+    why: str
+
+
 class Narrator:
     """Turns events (and the samples between them) into log entries, updated in place."""
 
@@ -73,6 +85,8 @@ class Narrator:
         self.entries: deque[LogEntry] = deque(maxlen=MAX_ENTRIES)
         self._next_key = 0
         self._outages: dict[str, _Outage] = {}
+        self._stalls: dict[int, _Stall] = {}
+        self._spans: deque[tuple[str, float, float]] = deque(maxlen=MAX_ENTRIES)   # ended outages
         self._path_bytes: dict[str, int] = {}
         self._transfer_paths: dict[int, dict[str, int]] = {}
         self._transfer_bytes: dict[int, int] = {}
@@ -103,12 +117,16 @@ class Narrator:
                 for iface, count in self._path_bytes.items()
             }
             self._tell(outage)
+        for stall in self._stalls.values():
+            self._tell_stall(stall, sample.t)
 
     def on_event(self, event: Event) -> None:
         if event.kind in ("link_down", "path_stalled") and event.iface:
             self._outage_begins(event)
         elif event.kind in ("link_up", "path_recovered") and event.iface:
             self._outage_ends(event)
+        elif event.kind in ("transfer_stalled", "transfer_resumed") and event.transfer is not None:
+            self._transfer_stall(event, event.transfer)
         elif event.kind == "transfer_done":
             entry = self._add(event.t, self._transfer_done(event), "good")
             if event.transfer is not None:
@@ -125,6 +143,8 @@ class Narrator:
         detail = escape_controls(event.detail)
         if event.kind == "scenario":                  # a step of `mptop demo`'s script
             return [("scenario · ", None), (detail, None)]
+        if event.kind == "user_action":               # a key the user pressed in `mptop demo`
+            return [("you · ", None), (detail, None)]
         parts: list[Part] = [(f"#{event.transfer} ", None)] if event.transfer is not None else []
         if event.kind.startswith("address_") or (event.kind == "fallback" and detail.startswith(_VERDICTS)):
             # the detail, when there is one, is the sentence ("plain TCP: MPTCP is disabled…" is no fallback)
@@ -136,6 +156,8 @@ class Narrator:
             parts += [(" ", None), self._path(event.iface)]
         elif event.iface:
             parts += [(" (", None), self._path(event.iface), (")", None)]
+        if event.kind == "subflow_missing":            # the key that re-adds it, not the shell command
+            detail = for_tui(detail)
         if ": " in detail and event.kind in _PHRASES:
             detail = detail.split(": ", 1)[1]
         if detail:
@@ -183,11 +205,15 @@ class Narrator:
                 self._add(event.t, [self._path(event.iface), (" link up", None)], "good")
             return
         outage.now = event.t
-        if event.kind == "link_up" and outage.stalled:
-            outage.link_up_after = event.t - outage.start       # traffic has not resumed yet
+        if event.kind == "link_up":
+            outage.link_up_after = event.t - outage.start       # "back" only once bytes flow again
+            if not outage.stalled:                              # the path carried nothing: it never stalled
+                del self._outages[outage.iface]
+                self._spans.append((outage.iface, outage.start, event.t))
             self._tell(outage)
             return
         del self._outages[outage.iface]
+        self._spans.append((outage.iface, outage.start, event.t))
         self._tell(outage, back_after=event.t - outage.start)
         outage.entry.severity = "good"
 
@@ -195,7 +221,9 @@ class Narrator:
         iface = outage.iface
         parts: list[Part] = [self._path(iface), (" link down" if outage.link_down else " stalled", None)]
         parts += self._carriers(outage, ongoing=back_after is None)
-        if back_after is None:
+        if back_after is None and outage.iface not in self._outages:     # link up, no byte since
+            parts.append((f" — link up after {outage.link_up_after or 0.0:.1f} s", None))
+        elif back_after is None:
             parts.append((f" — for {outage.now - outage.start:.1f} s", None))
         else:
             parts += [(" — ", None), self._path(iface), (f" back after {back_after:.1f} s", None)]
@@ -206,10 +234,17 @@ class Narrator:
             self.version += 1
 
     def _carriers(self, outage: _Outage, ongoing: bool) -> list[Part]:
+        """Who carried the bytes since the outage began (shares of the bytes actually carried).
+        While it lasts, only paths that are not out themselves are "carrying"; afterwards a path
+        that was out for part of the time says so."""
         total = sum(max(0, n) for n in outage.carried.values())
         others = sorted(
             ((n, i) for i, n in outage.carried.items() if i != outage.iface and n > 0), reverse=True
         )
+        if ongoing:
+            others = [(n, i) for n, i in others if i not in self._outages]
+            if not others and len(self._outages) > 1:
+                return [(" — no path carrying", None)]
         if not total:
             return []
         verb = " carrying " if ongoing else " carried "
@@ -217,7 +252,39 @@ class Narrator:
         for index, (count, other) in enumerate(others):
             parts += [(" — " if index == 0 else ", ", None), self._path(other),
                       (f"{verb}{fmt.percent(count / total)}", None)]
+            out = self._time_out(other, outage.start, outage.now)
+            if not ongoing and out >= 0.05:
+                parts.append((f" (itself out {out:.1f} s)", None))
         return parts
+
+    def _time_out(self, iface: str, start: float, end: float) -> float:
+        """Seconds ``iface`` was out itself (an outage of its own) between ``start`` and ``end``."""
+        spans = [(a, b) for i, a, b in self._spans if i == iface]
+        if iface in self._outages:
+            spans.append((self._outages[iface].start, end))
+        return sum(max(0.0, min(b, end) - max(a, start)) for a, b in spans)
+
+    # -- transfer stalls -----------------------------------------------------------------------
+    def _transfer_stall(self, event: Event, transfer: int) -> None:
+        stall = self._stalls.get(transfer)
+        if event.kind == "transfer_stalled" and stall is None:
+            why = event.detail.split(" — ", 1)[1] if " — " in event.detail else ""
+            stall = self._stalls[transfer] = _Stall(self._add(event.t, [], "bad"), transfer, event.t, why)
+            self._tell_stall(stall, event.t)
+        elif event.kind == "transfer_resumed" and stall is not None:
+            del self._stalls[transfer]
+            self._tell_stall(stall, event.t, resumed=event.detail or "resumed")
+            stall.entry.severity = "good"
+
+    def _tell_stall(self, stall: _Stall, now: float, resumed: str | None = None) -> None:
+        """"#1 stalled — no path up (10.0 s)", then "#1 stalled — no path up — resumed after 10.3 s"
+        (the core's detail: measured from the last byte)."""
+        why = f" — {stall.why}" if stall.why else ""
+        tail = f" — {resumed}" if resumed else f" ({now - stall.start:.1f} s)"
+        parts: list[Part] = [(f"#{stall.transfer} stalled{why}{tail}", None)]
+        if parts != stall.entry.parts:
+            stall.entry.parts = parts
+            self.version += 1
 
     # -- helpers -------------------------------------------------------------------------------
     def _transfer_done(self, event: Event) -> list[Part]:

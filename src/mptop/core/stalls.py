@@ -1,0 +1,89 @@
+"""Stalls of paths and transfers, judged once per poll from byte counters and link states.
+
+A path stalls on the second poll without bytes (:func:`~mptop.core.events.stall_threshold`) while
+a running transfer needs it — unless its link is up and the transfer still moves bytes on another
+path: a fast path often waits for a slow one (the shared receive window is full of data waiting
+for the slow path's bytes), so it is "waiting on" that path, and stalls only after
+:data:`~mptop.core.events.WAIT_LIMIT_S`.  A transfer stalls when every path it uses is down or
+stalled and no byte came for as long: "no path up", or "no data on any path".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from mptop.core.events import StallWatch, describe_stall, stall_threshold
+from mptop.core.model import Event
+from mptop.core.paths import PathState
+from mptop.core.units import format_duration
+
+MOVING_S = 2.0
+
+
+@dataclass(slots=True)
+class _TransferQuiet:
+    bytes: int = 0
+    last_progress: float | None = None
+    stalled: bool = False
+
+
+class StallJudge:
+    """Path and transfer stalls for one sampler (``interval``: its poll interval)."""
+
+    def __init__(self, interval: float) -> None:
+        self.threshold_s = stall_threshold(interval)
+        # "Still moving" looks further back: a slow path has short gaps of its own (0.5 s measured
+        # at 1 Mbit on a loaded machine), and a fast path waiting on it is not stalled meanwhile.
+        self.moving_s = max(MOVING_S, 2 * self.threshold_s)
+        self._watches: dict[str, StallWatch] = {}
+        self._moved_at: dict[str, float] = {}
+        self._bytes: dict[str, int] = {}
+        self._transfers: dict[int, _TransferQuiet] = {}
+
+    def paths(self, t: float, paths: Mapping[str, PathState], active: set[str]) -> list[Event]:
+        """Judge every path; sets ``stalled`` / ``waiting_on`` on them; returns the events."""
+        for iface, path in paths.items():
+            if path.bytes > self._bytes.get(iface, 0):
+                self._moved_at[iface] = t
+            self._bytes[iface] = path.bytes
+        moving = {i for i, at in self._moved_at.items() if t - at < self.moving_s}
+        events = []
+        for iface, path in paths.items():
+            watch = self._watches.get(iface)
+            if watch is None:
+                watch = self._watches[iface] = StallWatch(threshold_s=self.threshold_s)
+            others = sorted(paths[i].label for i in moving - {iface} if i in paths)
+            patient = path.link_up is not False and bool(others)
+            change = watch.observe(t, path.bytes, iface in active, patient)
+            path.stalled = watch.stalled
+            path.waiting_on = ", ".join(others) if watch.waiting else None
+            if change is not None:
+                events.append(Event(t, change.kind, iface, None, describe_stall(path.label, change)))
+        return events
+
+    def transfer(self, t: float, transfer_id: int, nbytes: int, running: bool, ifaces: Iterable[str],
+                 paths: Mapping[str, PathState]) -> Event | None:
+        """A running transfer's stall (every path it uses down or stalled, no byte for the
+        threshold) and its end when bytes flow again."""
+        quiet = self._transfers.setdefault(transfer_id, _TransferQuiet(nbytes))
+        if nbytes > quiet.bytes or not running:
+            was, since = quiet.stalled, quiet.last_progress
+            quiet.bytes, quiet.stalled = nbytes, False
+            quiet.last_progress = t if running else None
+            if was and running and since is not None:
+                return Event(t, "transfer_resumed", None, transfer_id, f"resumed after {format_duration(t - since)}")
+            return None
+        if quiet.last_progress is None:
+            quiet.last_progress = t                 # running, nothing yet: count from here
+        used = [paths[i] for i in set(ifaces) if i in paths]
+        if quiet.stalled or not used or t - quiet.last_progress < self.threshold_s:
+            return None
+        if all(p.link_up is False for p in used):
+            why = "no path up"
+        elif all(p.link_up is False or p.stalled for p in used):
+            why = "no data on any path"
+        else:
+            return None
+        quiet.stalled = True
+        return Event(t, "transfer_stalled", None, transfer_id, f"stalled — {why}")
