@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="See Multipath TCP work: per-path throughput, subflows, path-manager events, fallback.",
         usage=USAGE,
     )
-    parser.add_argument("--version", action="version", version=f"mptop {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"mptop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         cmd = importlib.import_module(f"mptop.commands.{module}")
@@ -73,12 +73,39 @@ def _unknown_command(word: str) -> int:
     return 2
 
 
+def _unknown_options(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> int:
+    """One line for options the command does not take, with the nearest one it does take."""
+    import difflib
+
+    module = getattr(args, "_module", None)
+    ours = module.__name__.rsplit(".", 1)[-1] if module else None
+    command = next((name for name, (mod, _) in COMMANDS.items() if mod == ours), None)
+    known = [o for action in _subparser(parser, command)._actions for o in action.option_strings] if command else []
+    where = f"mptop {command}" if command else "mptop"
+    options = [w for w in extra if w.startswith("-")] or extra     # not the values that followed them
+    hints = []
+    for word in options:
+        option = word.split("=", 1)[0]
+        close = difflib.get_close_matches(option, known, n=1, cutoff=0.6) if option.startswith("-") else []
+        hints.append(f"{word!r} (did you mean {close[0]}?)" if close else repr(word))
+    print(f"{where}: unknown option{'s' if len(hints) > 1 else ''} {', '.join(hints)}; see `{where} --help`",
+          file=sys.stderr)
+    return 2
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _tune_malloc()
     if not argv:
         argv = ["watch"]
-    elif argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
+    elif argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "-V", "--version"):
         if not argv[0].startswith("-") and "://" not in argv[0]:
             return _unknown_command(argv[0])   # not a URL either: a mistyped command, say so
         # `mptop URL… [get options]` opens the TUI on those downloads; with --json, or without a
@@ -87,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
 
         argv = ["get", *argv] if "--json" in argv or not interactive() else ["get", "--tui", *argv]
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        return _unknown_options(parser, args, extra)
     if args.command is None:
         parser.print_help()
         return 2
