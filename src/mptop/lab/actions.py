@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from mptop.core.endpoints import SETTABLE_FLAGS  # as `ip -j` shows flags and `ip mptcp` takes them
 from mptop.lab.config import LabError
 from mptop.lab.netns import Namespace
 from mptop.lab.topology import LabBase, LabEndpoint, Side, endpoint_add_cmd
@@ -137,7 +136,7 @@ class Lab(LabBase):
         ns = self._ns(side)
         shown = json.loads(self.run(ns, ["ip", "-j", "mptcp", "endpoint", "show"]).stdout or "[]")
         endpoints = frozenset((int(e["id"]), str(e["address"]), e.get("dev"),
-                               tuple(word for word in SETTABLE_FLAGS if e.get(word))) for e in shown)
+                               tuple(word for word in IP_FLAG_WORDS if e.get(word))) for e in shown)
         words = self.run(ns, ["ip", "mptcp", "limits", "show"]).stdout.split()
         limits = dict(zip(words[::2], words[1::2], strict=False))
         return EndpointConfig(endpoints, f"subflows {limits.get('subflows', 0)} "
@@ -163,6 +162,9 @@ class Lab(LabBase):
 
     def _ns(self, side: Side) -> Namespace:
         return self.client if side == "client" else self.server
+
+
+IP_FLAG_WORDS = ("signal", "subflow", "backup", "fullmesh")   # as `ip -j` shows them and `ip mptcp` takes them
 
 
 @dataclass(frozen=True)
