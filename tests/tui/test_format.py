@@ -162,3 +162,8 @@ def test_the_done_line_says_resumed_and_explains_paths_above_the_file() -> None:
                             {"wlan0": 15 * 2**20, "wwan0": 7 * 2**20}, 2.0)
     assert "; 2.0 MiB more than fetched: sent again on another path (reinjection))" in done_line(again, 2.0)
     assert "reinjection" not in line
+
+
+def test_rtt_says_unknown_as_a_dash_and_keeps_sub_millisecond_digits() -> None:
+    assert fmt.rtt(None) == "—" and fmt.rtt(0.0) == "—"        # no estimate is not "0.0 ms"
+    assert fmt.rtt(0.04) == "0.04 ms" and fmt.rtt(12.34) == "12.3 ms"
