@@ -12,14 +12,19 @@ interleaved round by round (medians):
 * ``scrape``: ``Exporter.scrape()`` in this process (the exporter's own work, no HTTP);
 * ``ss``: ``ss -tiMn`` as a subprocess in the same namespace, output read, not parsed.
 
+Wall times on a loaded machine mostly measure waiting for a CPU, so CPU time is printed too
+(user + system, the kernel's dump work included): the in-process scrape's, and ss's from the
+children's rusage.
+
 The issue's target: a scrape takes less time than ``ss -tiMn``.  The bench prints; it never
-asserts.  The last line is ``RESULT conns=… http_ms=… scrape_ms=… ss_ms=… ratio=…`` (ratio =
-http / ss).
+asserts.  The last line is ``RESULT conns=… http_ms=… scrape_ms=… ss_ms=… ratio=… scrape_cpu_ms=…
+ss_cpu_ms=… cpu_ratio=…`` (ratio = http / ss wall time).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -40,6 +45,14 @@ PORT = 9464      # inside the lab's client namespace
 def fetch(url: str) -> int:
     with urllib.request.urlopen(url, timeout=30) as response:
         return len(response.read())
+
+
+def children_cpu_ms(fn: object) -> float:
+    """CPU ms (user + system) of the child processes ``fn`` ran and waited for."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    fn()  # type: ignore[operator]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1e3
 
 
 def wait_until_serving(url: str, timeout: float = 60.0) -> None:
@@ -71,11 +84,13 @@ def main(argv: list[str] | None = None) -> int:
                     series = sum(1 for line in urllib.request.urlopen(url).read().decode().splitlines()
                                  if line and not line.startswith("#"))
                     fetch(url), exporter.scrape(), run_ss()           # warm up every path once
-                    http, scrape, ss = [], [], []
+                    http, scrape, ss, scrape_cpu, ss_cpu = [], [], [], [], []
                     for _ in range(args.rounds):
                         http.append(timed(lambda: fetch(url))[0])
-                        scrape.append(timed(exporter.scrape)[0])
-                        ss.append(timed(run_ss)[0])
+                        wall, cpu = timed(exporter.scrape)
+                        scrape.append(wall)
+                        scrape_cpu.append(cpu)
+                        ss_cpu.append(children_cpu_ms(lambda: ss.append(timed(run_ss)[0])))
                 finally:
                     exporter.close()
                     kill_quietly(server)
@@ -84,9 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     h, s, o = statistics.median(http), statistics.median(scrape), statistics.median(ss)
     print(f"{args.connections} MPTCP connections (both ends in one netns), {series} series per scrape")
     print(f"{'':10}{'median ms':>10}{'min':>8}{'max':>8}")
-    for name, values in (("http", http), ("scrape", scrape), ("ss -tiMn", ss)):
+    for name, values in (("http", http), ("scrape", scrape), ("ss -tiMn", ss), ("scrape CPU", scrape_cpu),
+                         ("ss CPU", ss_cpu)):
         print(f"{name:10}{statistics.median(values):>10.1f}{min(values):>8.1f}{max(values):>8.1f}")
-    print(f"RESULT conns={args.connections} http_ms={h:.1f} scrape_ms={s:.1f} ss_ms={o:.1f} ratio={h / o:.2f}")
+    c, d = statistics.median(scrape_cpu), statistics.median(ss_cpu)
+    print(f"RESULT conns={args.connections} http_ms={h:.1f} scrape_ms={s:.1f} ss_ms={o:.1f} ratio={h / o:.2f} "
+          f"scrape_cpu_ms={c:.1f} ss_cpu_ms={d:.1f} cpu_ratio={c / d:.2f}")
     return 0
 
 

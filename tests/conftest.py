@@ -20,6 +20,13 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(f"lab unavailable: {reason}")
 
 
+@pytest.fixture(autouse=True)
+def own_config_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mptop keeps --theme/--units/--interval in $XDG_CONFIG_HOME/mptop/config.toml: every test (and the
+    mptop processes it starts) gets an empty one, never the user's."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))
+
+
 @pytest.fixture
 def lab_unavailable() -> Callable[[str], NoReturn]:
     """For tests that build labs themselves: skip (or fail under MPTOP_REQUIRE_LAB=1) with reason."""

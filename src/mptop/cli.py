@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from mptop import config
+
+    config.apply(args, args.command)          # --theme/--units/--interval: given, else the file's, else defaults
     try:
         return int(args._module.run(args) or 0)
     except KeyboardInterrupt:

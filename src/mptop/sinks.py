@@ -32,6 +32,7 @@ from rich.text import Text
 from mptop.core.badge import badge
 from mptop.core.model import Event, Record, Sample, Sink, Summary, TransferSample, TransferSummary, to_ndjson
 from mptop.core.rates import RATE_LABEL
+from mptop.core.safe_text import escape_controls
 from mptop.core.units import format_bytes, format_duration, format_rate
 
 
@@ -101,12 +102,13 @@ def done_line(t: TransferSummary, took: float | None) -> str:
     extra = carried - fetched
     if extra > max(REINJECTED_MIN, 0.005 * fetched):
         paths += f"; {format_bytes(extra)} more than fetched: sent again on another path (reinjection)"
-    return (f"{t.url} → {t.file or '(stdout)'}: {format_bytes(t.bytes)} in {format_duration(took)}{resumed} "
+    where = escape_controls(t.file or "(stdout)")
+    return (f"{escape_controls(t.url)} → {where}: {format_bytes(t.bytes)} in {format_duration(took)}{resumed} "
             f"({paths}) sha256 {t.sha256}")
 
 
 def _short_url(url: str, width: int = 40) -> str:
-    url = url.split("://", 1)[-1]
+    url = escape_controls(url.split("://", 1)[-1])
     return url if len(url) <= width else "…" + url[-(width - 1):]
 
 
@@ -159,7 +161,8 @@ class _Screen:
         head.add_column(no_wrap=True, overflow="ellipsis", justify="right", max_width=60)
         badge_style = {"mptcp": "bold green", "fallback": "bold yellow", "tcp": "bold red"}.get(t.status, "dim")
         head.add_row(Text(f"#{t.id} {_short_url(t.url, 60)}", style="bold"),
-                     Text(t.error or badge(t)[0], style="red" if t.error else badge_style))
+                     Text(escape_controls(t.error) if t.error else badge(t)[0],
+                          style="red" if t.error else badge_style))
         body = Table.grid(padding=(0, 1))
         body.add_row(Text("  "), ProgressBar(total=t.total or None, completed=t.bytes, width=24, pulse=not t.total),
                      Text(_progress_text(t)), Text(_rate(t, self.unit), style="bold"),
@@ -219,7 +222,8 @@ class ConsoleView:
         # A failure gets its one line from the command ("mptop: URL: cause"); a success its ✓ line at the end.
         if event.kind == "transfer_failed" or (event.kind == "transfer_done" and not self.interactive):
             return
-        self.console.print(f"[dim]{event.t:6.1f}s[/dim] {event.detail or event.kind}", soft_wrap=True)
+        self.console.print(Text.assemble((f"{event.t:6.1f}s", "dim"), " ", escape_controls(event.detail or event.kind)),
+                           soft_wrap=True)
 
     def close(self, summary: Summary | None = None) -> None:
         if self._live is not None:

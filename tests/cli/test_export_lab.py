@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -170,6 +171,7 @@ def test_prometheus_scraping_export_sees_each_paths_bytes_and_every_dashboard_qu
         for iface in PATHS:
             truth = (meter.at(at, iface) - meter.at(at - WINDOW_S, iface)) / WINDOW_S
             assert truth > 500_000, (iface, truth)
+            assert iface in rates, (rates, scrape)
             print(f"{iface}: Prometheus rate {rates[iface]:,.0f} B/s, interface payload {truth:,.0f} B/s, "
                   f"{rates[iface] / truth - 1:+.2%}")
             assert rates[iface] == pytest.approx(truth, rel=0.02), (iface, rates, truth)
@@ -181,6 +183,60 @@ def test_prometheus_scraping_export_sees_each_paths_bytes_and_every_dashboard_qu
         assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), check
         series = [line for line in scrape.decode().splitlines() if line and not line.startswith("#")]
         assert len(series) < 100, len(series)                  # a two-path client: under ~100 series
+        assert 'mptcp_subflows{interface="wwan0",link_type="cellular",backup="false"} 1' in series
+        assert "mptcp_exporter_pm_events_subscribed 1" in series  # root in the lab: events counted
+        joined = [line for line in series if line.startswith('mptcp_pm_events_total{kind="sub_established"}')]
+        assert joined and int(joined[0].rsplit(" ", 1)[1]) >= 1, joined
     finally:
         for proc in reversed(procs):
             kill_quietly(proc, timeout=10)
+
+
+def mptop(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    with lab.client.entered():
+        return subprocess.run([sys.executable, "-m", "mptop", "export", *args], capture_output=True, text=True,
+                              timeout=60)
+
+
+def test_textfile_is_written_whole_for_the_textfile_collector(lab: Lab, tmp_path: Path) -> None:
+    result = mptop(lab, "--textfile", str(tmp_path))
+    assert result.returncode == 0 and not result.stderr, result
+    assert [p.name for p in tmp_path.iterdir()] == ["mptop.prom"]      # no temporary file left
+    text = (tmp_path / "mptop.prom").read_text()
+    assert "mptcp_exporter_scrape_success 1\n" in text and "mptcp_enabled 1\n" in text
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), check
+
+
+def test_textfile_every_interval_until_sigterm(lab: Lab, tmp_path: Path) -> None:
+    proc = lab.popen(lab.client, [sys.executable, "-m", "mptop", "export", "--textfile", str(tmp_path),
+                                  "--interval", "0.2"], stderr=subprocess.PIPE, text=True)
+    try:
+        target = tmp_path / "mptop.prom"
+        wait_for("the first write", target.exists)
+        first = target.stat().st_mtime_ns
+        wait_for("a rewrite", lambda: target.stat().st_mtime_ns != first)
+    finally:
+        proc.terminate()
+        code, err = proc.wait(30), proc.stderr.read() if proc.stderr else ""
+        kill_quietly(proc)
+    assert code == 0 and err == "", (code, err)         # SIGTERM: a clean stop
+    assert [p.name for p in tmp_path.iterdir()] == ["mptop.prom"]
+
+
+def test_mistakes_end_in_one_line_and_a_non_zero_exit(lab: Lab, tmp_path: Path) -> None:
+    cases = [
+        (["--interval", "5"], 2, "mptop export: --interval needs --textfile"),
+        (["--textfile", str(tmp_path / "missing")], 2, "is not a directory"),
+        (["--per-connection", "51"], 2, "want 0 to 50"),
+        (["--listen", "nowhere"], 2, "want HOST:PORT"),
+    ]
+    with lab.client.entered(), socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        cases.append((["--listen", f"127.0.0.1:{port}"], 1, f"mptop export: cannot listen on 127.0.0.1:{port}"))
+        results = [(mptop(lab, *args), code, text) for args, code, text in cases]
+    for result, code, text in results:
+        assert result.returncode == code and text in result.stderr, result
+        assert "Traceback" not in result.stderr and result.stderr.strip().splitlines()[-1].count("\n") == 0
+    assert list(tmp_path.iterdir()) == []
+

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from mptop.cli import COMMANDS
+
 HEAVY = ("textual", "rich", "aiohttp", "mptop.core.transfer")
 
 CHILD = """
@@ -34,8 +36,7 @@ def heavy(modules: list[str]) -> list[str]:
     return [m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY)]
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["get", "--help"], ["demo", "--help"],
-                                  ["watch", "--help"], ["doctor", "--help"], ["replay", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], *([name, "--help"] for name in COMMANDS)])
 def test_help_and_version_load_no_ui_toolkit_nor_download_engine(argv: list[str]) -> None:
     out, modules = loaded_by(*argv)
     assert "mptop" in out                      # the help or the version was printed

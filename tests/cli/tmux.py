@@ -26,7 +26,7 @@ class Tmux:
         return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
 
     def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-t", self.name)
+        return self.tmux("capture-pane", "-p", "-J", "-t", self.name)   # -J: wrapped lines joined
 
     def keys(self, *keys: str) -> None:
         self.tmux("send-keys", "-t", self.name, *keys)

@@ -17,6 +17,7 @@ from mptop.lab import Lab
 # What the client's interface counts per received skb besides payload: Ethernet 14 + IPv4 20 +
 # TCP 20 + timestamps 12, and on MPTCP data a DSS option with data ACK and mapping (28).  GSO
 # batches vary with load (one header per skb), so rx bytes alone differ from payload by 0.4-4 %.
+SHAPED = {"wlan0": 40, "wwan0": 10}     # Mbit/s: the lab's 80/20 split, like Wi-Fi beside cellular
 TCP_HEADERS = 66
 MPTCP_HEADERS = TCP_HEADERS + 28
 # A plain-TCP server and a middlebox stripping MP_CAPABLE look the same from the client.

@@ -72,6 +72,7 @@ BREAKAGES = [
     ("sysctl -w net.mptcp.path_manager=userspace", "path manager", "fail"),
     ("ip mptcp endpoint flush", "endpoint wwan0", "advice"),
     ("ip mptcp endpoint flush && ip mptcp limits set subflows 2 add_addr_accepted 0", "limits", "advice"),
+    ("ip mptcp endpoint flush && ip mptcp limits set subflows 0 add_addr_accepted 0", "limits", "advice"),
     ("ip mptcp endpoint flush && ip mptcp endpoint add 198.51.100.2 id 2 subflow", "endpoint wwan0", "advice"),
     ("ip mptcp endpoint flush && ip mptcp endpoint add 198.51.100.2 dev wwan0 id 2 backup", "endpoint wwan0",
      "advice"),
@@ -96,6 +97,8 @@ def test_each_broken_thing_is_named_and_its_printed_fix_runs(make_lab):
         fixes = [c["fix"] for c in not_clean(report)]
         assert all(fixes) and check["fix"] in fixes, (breakage, report)
         assert not any("endpoint change" in fix for fix in fixes)      # iproute2: backup and fullmesh only
+        if name == "limits":       # no note that announcements bring subflows while the limits ignore them
+            assert "server-driven" not in by_name(report)
         for fix in dict.fromkeys(fixes):
             sh(lab, fix)
         code, report = doctor(lab)
@@ -126,3 +129,20 @@ def test_a_modem_preferred_over_wifi_is_noted(lab):
     note = by_name(report)["route metrics"]
     assert code == 0 and note["verdict"] == "info"
     assert note["detail"].startswith("wwan0 (Cellular, metric 100) is preferred over wlan0 (Wi-Fi, metric 600)")
+
+
+def test_strict_rp_filter_off_the_paths_is_not_a_failure(lab):
+    """A dock's LAN (a veth with an address, no default route, no endpoint) filtering strictly carries
+    no subflow: not a ✗. The same on a path (an endpoint, or a default route) is one."""
+    sh(lab, "ip route add default via 192.0.2.1 dev wlan0 metric 100 && "
+            "ip route add default via 198.51.100.1 dev wwan0 metric 200 && "
+            "ip link add dock0 type veth peer name dock0p && ip addr add 203.0.113.2/24 dev dock0 && "
+            "ip link set dock0p up && ip link set dock0 up && "
+            "sysctl -w net.ipv4.conf.dock0.rp_filter=1")
+    code, report = doctor(lab)
+    rp = by_name(report)["rp_filter"]
+    assert (code, rp["verdict"]) == (0, "ok") and "dock0" not in rp["detail"], rp
+    sh(lab, "ip mptcp endpoint add 203.0.113.2 dev dock0 subflow")
+    code, report = doctor(lab)
+    rp = by_name(report)["rp_filter"]
+    assert (code, rp["verdict"]) == (1, "fail") and "dock0" in rp["detail"], rp

@@ -17,7 +17,8 @@ def subflow(ip: str, port: int, rx: int, acked: int = 0, retrans: int = 0, token
             backup: bool = False, rcv_rtt_us: int = 15_000) -> DiagSubflow:
     tcp = TcpInfo(state=1, retransmits=0, rtt_us=20_000, rttvar_us=1_000, snd_cwnd=10, total_retrans=0,
                   rcv_rtt_us=rcv_rtt_us, bytes_acked=acked, bytes_received=rx, bytes_retrans=retrans)
-    return DiagSubflow((ip, port), ("203.0.113.1", 80), 0, port, 0, tcp, token, 99, 0, 0,   # inode: the port
+    # inode 0, as the kernel gives it for every subflow of an accepted connection
+    return DiagSubflow((ip, port), ("203.0.113.1", 80), 0, 0, 0, tcp, token, 99, 0, 0,
                        SUBFLOW_FLAG_BKUP_LOC if backup else 0)
 
 
@@ -53,6 +54,14 @@ def test_path_counters_stay_monotonic_when_subflows_and_connections_close() -> N
     third = by_name(ledger.observe(3.0, [], itfs))
     assert (third["wlan0"].totals.received, third["wwan0"].totals.received) == (1300, 800)
     assert third["wlan0"].subflows == {False: 0, True: 0} and third["wlan0"].totals.subflows_closed == 2
+
+
+def test_two_subflows_of_one_connection_keep_their_own_counters_scrape_after_scrape() -> None:
+    ledger = PathLedger()
+    for t, (wlan, wwan) in enumerate([(1000, 200), (2000, 400), (3000, 600)]):
+        views = by_name(ledger.observe(t, [connection(7, subflow(WLAN, 1, wlan), subflow(WWAN, 2, wwan))],
+                                       interfaces()))
+    assert (views["wlan0"].totals.received, views["wwan0"].totals.received) == (3000, 600)
 
 
 def test_a_subflow_whose_counters_go_back_is_a_new_socket_and_its_old_bytes_stay() -> None:

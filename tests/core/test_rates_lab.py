@@ -12,8 +12,7 @@ import pytest
 
 from mptop.core.model import Sample
 from mptop.lab import Lab
-from tests.core.sampling import sample_download
-from tests.core.test_sampler_lab import SHAPED
+from tests.core.sampling import SHAPED, sample_download
 
 pytestmark = pytest.mark.lab
 
@@ -47,8 +46,8 @@ async def test_transfer_and_path_rates_are_one_definition_through_a_handover(mak
     for iface in ("wlan0", "wwan0"):
         windows = running[4::4]
         counted = windows[-1].paths[iface].bytes - running[0].paths[iface].bytes
-        pairs = zip(running[0::4], windows, strict=False)
-        integrated = sum(w.paths[iface].rate_bps / 8 * (w.t - prev.t) for prev, w in pairs)
+        integrated = sum(w.paths[iface].rate_bps / 8 * (w.t - prev.t)
+                         for prev, w in zip(running[0::4], windows, strict=False))
         assert integrated == pytest.approx(counted, rel=0.1), iface
     for iface in ("wlan0", "wwan0"):             # and the paths' bytes are the interfaces'
         assert run.samples[-1].paths[iface].bytes == pytest.approx(run.payload(iface), rel=0.03), iface

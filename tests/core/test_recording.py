@@ -20,7 +20,7 @@ from mptop.core.model import (
     to_json,
     to_ndjson,
 )
-from mptop.core.recording import RecordingError, read_recording
+from mptop.core.recording import MAX_LINE, RecordingError, iter_recording, read_recording
 
 HOST = HostInfo(kernel="6.18.0", enabled=True, path_manager="in-kernel", scheduler="default",
                 subflows_limit=2, add_addr_accepted_limit=2, events="netlink", labels={"wlan0": "Wi-Fi"})
@@ -90,3 +90,53 @@ def test_unreadable_files(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(RecordingError, match="not a text file"):
         read_recording(binary)
+
+
+def _host_then(*lines: str) -> list[str]:
+    return [json.dumps(to_json(HOST)), *lines]
+
+
+SAMPLE = to_json(RECORDS[2])
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    (json.dumps({**SAMPLE, "paths": []}), "line 2: malformed sample record: paths: expected an object, got a list"),
+    (json.dumps({**SAMPLE, "transfers": [{**SAMPLE["transfers"][0], "subflows": [7]}]}),
+     "line 2: malformed sample record: transfers[0].subflows[0]: expected an object, got a number"),
+    ('{"type": "sample", "t": 1, "paths": {"a": ' * 1 + "[" * 100_000 + "]" * 100_000 + "}}",
+     "line 2: nested too deeply for a record"),
+    (json.dumps({**SAMPLE, "t": None}), "line 2: malformed sample record: t: expected float, got null"),
+    (json.dumps({"type": "event", "t": 1, "kind": "link_up", "detail": 5}),
+     "line 2: malformed event record: detail: expected str, got a number"),
+    (json.dumps({"type": "summary", "duration_s": 1, "transfers": [{"id": "x"}]}),
+     "line 2: malformed summary record: transfers[0].id: expected int, got a string"),
+    (json.dumps({**SAMPLE, "transfers": [{**SAMPLE["transfers"][0], "state": "exploded"}]}),
+     "line 2: malformed sample record: transfers[0].state: \"exploded\" is not one of"),
+])
+def test_a_corrupted_record_is_refused_with_its_line_number(tmp_path: Path, line: str, message: str) -> None:
+    path = write(tmp_path / "bad.ndjson", _host_then(line))
+    with pytest.raises(RecordingError) as info:
+        read_recording(path)
+    assert str(info.value) == f"{path}: {message}" or message in str(info.value), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_host_record_with_labels_as_a_string_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "bad.ndjson", [json.dumps({**to_json(HOST), "labels": "wlan0=Wi-Fi"})])
+    with pytest.raises(RecordingError, match="line 1: malformed host record: labels: expected an object, got a string"):
+        read_recording(path)
+
+
+def test_reading_streams_one_line_at_a_time(tmp_path: Path) -> None:
+    """The records before a bad line are delivered before it is even read (a 100 MB file plays at once)."""
+    path = write(tmp_path / "r.ndjson", _host_then(json.dumps(SAMPLE), "{broken"))
+    records = iter_recording(path)
+    assert next(records) == HOST and next(records) == RECORDS[2]
+    with pytest.raises(RecordingError, match="line 3: not JSON"):
+        next(records)
+
+
+def test_a_line_longer_than_any_record_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.ndjson", _host_then(json.dumps({**SAMPLE, "pad": "x" * (MAX_LINE + 10)})))
+    with pytest.raises(RecordingError, match="line 2: longer than 16 MiB"):
+        read_recording(path)

@@ -16,12 +16,11 @@ import pytest
 from mptop.core.model import Event, Sample
 from mptop.kernel import sockopt
 from mptop.lab import Lab
-from tests.core.sampling import SYNACK, TCP_HEADERS, Run, sample_download
+from tests.core.sampling import SHAPED, SYNACK, TCP_HEADERS, Run, sample_download
 
 pytestmark = pytest.mark.lab
 
 SIZE = 16_000_000
-SHAPED = {"wlan0": 40, "wwan0": 10}
 
 
 def assert_closed_path_bytes(run: Run, iface: str, nbytes: int) -> None:

@@ -12,8 +12,7 @@ import pytest
 from mptop.core.model import Event, Record, Sample
 from mptop.lab import Lab
 from mptop.tui.state import ViewState
-from tests.core.sampling import sample_download
-from tests.core.test_sampler_lab import SHAPED
+from tests.core.sampling import SHAPED, sample_download
 
 pytestmark = pytest.mark.lab
 

@@ -21,7 +21,10 @@ from mptop.core.transfer import (
     ("http://", "malformed URL: http:// (no host)"),
     ("http:///x", "malformed URL: http:///x (no host)"),
     ("http://h:99999/", "malformed URL: http://h:99999/ (port out of range 0-65535)"),
-    ("example.com/x", "malformed URL: example.com/x (no http:// or https://)"),
+    ("example.com/x", "no scheme: did you mean http://example.com/x?"),
+    ("10.78.1.2:8080/x", "no scheme: did you mean http://10.78.1.2:8080/x?"),
+    ("localhost:8080", "no scheme: did you mean http://localhost:8080?"),
+    ("mailto:a@b.c", "unsupported URL scheme 'mailto' in mailto:a@b.c (http and https only)"),
     ("", "malformed URL: (empty) (no http:// or https://)"),
     ("file:///etc/passwd", "unsupported URL scheme 'file' in file:///etc/passwd (http and https only)"),
 ])

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from mptop.core.partfile import VALIDATOR_XATTR
 from mptop.core.transfer import (
     Transfer,
     TransferManager,
@@ -45,6 +46,12 @@ def file_sha256(path: str | Path) -> str:
 
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_part(path: Path, data: bytes, size: int) -> None:
+    """A .part as mptop leaves it: the bytes and the validator of /bytes/SIZE (its ETag)."""
+    path.write_bytes(data)
+    os.setxattr(path, VALIDATOR_XATTR, lab_content.etag(size).encode())
 
 
 def assert_done(t: Transfer, lab: Lab, size: int) -> None:
@@ -186,7 +193,7 @@ async def test_existing_file_is_kept_without_force(lab: Lab, tmp_path: Path) -> 
 
 async def test_resume_completes_a_part_with_range(lab: Lab, tmp_path: Path) -> None:
     size, kept = 3_000_000, 2_000_000
-    (tmp_path / f"{size}.part").write_bytes(lab_content.content(kept))
+    write_part(tmp_path / f"{size}.part", lab_content.content(kept), size)
     rx_before = sum(lab.rx_bytes(p.iface) for p in lab.paths)
     [t] = await fetch(lab, [lab.url(size)], output=f"{tmp_path}/")
     assert_done(t, lab, size)
@@ -198,14 +205,14 @@ async def test_resume_completes_a_part_with_range(lab: Lab, tmp_path: Path) -> N
 
 async def test_resume_of_a_complete_part_and_of_a_server_named_file(lab: Lab, tmp_path: Path) -> None:
     size = 200_000
-    (tmp_path / f"{size}.part").write_bytes(lab_content.content(size))   # nothing left to fetch: 416
+    write_part(tmp_path / f"{size}.part", lab_content.content(size), size)   # nothing left to fetch: 416
     [t] = await fetch(lab, [lab.url(size)], output=f"{tmp_path}/")
     assert_done(t, lab, size)
     assert t.resumed == size
     assert os.listdir(tmp_path) == [str(size)]
     named = tmp_path / "named"
     named.mkdir()
-    (named / f"{size}.part").write_bytes(lab_content.content(50_000))
+    write_part(named / f"{size}.part", lab_content.content(50_000), size)
     [t] = await fetch(lab, [f"{lab.base_url()}/disposition/{size}?name=../report.bin"], output=f"{named}/")
     assert_done(t, lab, size)
     assert t.file == f"{named}/report.bin" and os.listdir(named) == ["report.bin"]

@@ -198,6 +198,13 @@ def test_an_older_kernels_short_tcp_info_is_decoded_by_structs() -> None:
     assert tcp_info is not None and tcp_info.rtt_us == 42 and tcp_info.pacing_rate is None
 
 
+@pytest.mark.parametrize("code", [-(2**31), -4096])
+def test_a_netlink_error_code_that_is_no_errno_is_a_parse_error(code: int) -> None:
+    error = struct.pack("=IHHIIi", 36, 2, 0, 1, 0, code) + bytes(16)
+    with pytest.raises(KernelParseError, match=f"netlink error code {code} is not an errno"):
+        DiagDecoder().feed(error, len(error), 1, MPTCP)
+
+
 def test_a_netlink_error_raises_oserror_and_the_mptcp_dump_names_the_cause() -> None:
     error = struct.pack("=IHHIIi", 36, 2, 0, 1, 0, -errno.ENOENT) + bytes(16)
     with pytest.raises(OSError) as caught:

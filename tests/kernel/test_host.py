@@ -29,7 +29,7 @@ def test_kernel_version_of_this_host() -> None:
         host.kernel_version("unknown")
 
 
-# feature -> the first kernel that has it (mptcp-kernel.md, mptcp.dev)
+# feature -> the first kernel that has it (docs/kernel-interfaces.md, mptcp.dev)
 SINCE = {"mptcp": (5, 6), "diag": (5, 9), "pm_events": (5, 12), "reset_reason": (5, 13),
          "sockopt_info": (5, 16), "userspace_pm": (5, 19), "listener_events": (6, 2), "full_info": (6, 5),
          "subflows_total": (6, 8), "tcp_is_mptcp": (6, 10), "laminar": (6, 18)}

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mptop.kernel.linktype import LINK_LABELS
+from tests.kernel.test_linktype import REAL_DEVICES, device
+
 pytestmark = pytest.mark.lab
 
 SIZE = 2_000_000
@@ -59,3 +62,28 @@ def test_the_hosts_sysfs_is_not_read_for_a_namespaces_device(lab) -> None:
     with lab.client.entered():
         for name in host_devices - {"lo"}:
             assert "another network namespace" in classify(name).evidence
+
+
+DEVICES = {name: (kwargs, expected) for name, kwargs, expected in REAL_DEVICES}
+PAIRS = [("wwp0s20f0u3i12", "enp0s20f0u1"), ("wwx0c5b8f279a64", "enx0a1b2c3d4e5f"), ("ppp0", "bnep0"),
+         ("wlp0s20f3", "wwan0"), ("eth0", "enp3s0")]
+
+
+@pytest.mark.parametrize(("first", "second"), PAIRS, ids=["-".join(p) for p in PAIRS])
+def test_get_json_names_real_devices_from_their_sysfs(lab, tmp_path: Path, first: str, second: str) -> None:
+    """The lab's two veths renamed as real devices, a synthetic sysfs of those devices (with the veths'
+    own ifindex and MAC) bind-mounted over /sys: `mptop get --json` gives each path its type and label."""
+    commands = []
+    for old, new in (("wlan0", first), ("wwan0", second)):
+        if old != new:
+            commands += [f"link set {old} down", f"link set {old} name {new}", f"link set {new} up"]
+    lab.ip_batch(lab.client, commands)
+    links = {link["ifname"]: link for link in json.loads(lab.run(lab.client, ["ip", "-j", "link", "show"]).stdout)}
+    sysfs = tmp_path / "sys"
+    for name in (first, second):
+        kwargs, _ = DEVICES[name]
+        device(sysfs, name, **{**kwargs, "ifindex": links[name]["ifindex"], "mac": links[name]["address"]})
+    paths, host = get_paths(lab, f"mount --bind {sysfs} /sys; ")
+    expected = {name: (DEVICES[name][1], LINK_LABELS[DEVICES[name][1]]) for name in (first, second)}
+    assert {i: (p["link_type"], p["label"]) for i, p in paths.items()} == expected
+    assert {i: host["link_types"][i] for i in (first, second)} == {i: t for i, (t, _) in expected.items()}

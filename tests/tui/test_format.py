@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mptop.core.model import SubflowSample, TransferSample
 from mptop.tui import format as fmt
 from mptop.tui.chart import bin_step, buckets, robust_top
@@ -38,6 +40,13 @@ def test_badges_say_mptcp_or_why_not() -> None:
         "TCP fallback — MP_CAPABLE stripped by a middlebox")
     assert fmt.badge(transfer("fallback"), short=True)[0] == "TCP fallback"
     assert fmt.badge(transfer("tcp")) == ("TCP — MPTCP disabled on this host", "tcp")
+
+
+def test_a_transfer_that_ended_before_connecting_is_not_connecting() -> None:
+    refused = replace(transfer("connecting"), state="failed", error="no such file or directory: /proc/nope")
+    assert fmt.badge(refused) == ("not connected", "connecting")
+    assert fmt.badge(replace(transfer("connecting"), state="done"))[0] == "done"
+    assert fmt.badge(replace(transfer("connecting"), state="connecting"))[0] == "connecting…"
 
 
 def test_chart_buckets_follow_time_not_sample_count() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -174,3 +174,31 @@ async def test_a_failing_source_is_said_in_one_line_and_the_app_stays_up() -> No
         assert app.state.host == HOST and app.state.now == cut
         for transfer in moments.samples(moments.until(FALLBACK, cut))[-1].transfers:   # its last frame stays
             assert f"#{transfer.id} {without_scheme(transfer.url)}" in text
+
+
+async def test_a_streamed_recording_plays_before_it_is_read_to_the_end() -> None:
+    """A recording read as it plays (iter_recording): the first records are out after pulling only
+    them, and the duration is the stream's own once it ended."""
+    pulled: list[Record] = []
+
+    def stream() -> Iterator[Record]:
+        for record in FALLBACK:
+            pulled.append(record)
+            yield record
+
+    source = ReplaySource(stream(), speed=64.0)
+    records = source.__aiter__()
+    assert await anext(records) is FALLBACK[0] and await anext(records) is FALLBACK[1]
+    assert len(pulled) == 2
+    rest = [record async for record in records]
+    assert [*FALLBACK[:2], *rest] == FALLBACK
+    assert source.finished and source.duration == pytest.approx(recorded_span(FALLBACK))
+
+
+def test_replay_refuses_a_corrupted_recording_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.ndjson"
+    lines = (ASSETS / "fallback.ndjson").read_text().splitlines()
+    bad.write_text("\n".join([lines[0], '{"type": "sample", "t": 0.5, "paths": [1, 2]}', *lines[1:]]) + "\n")
+    assert main(["replay", str(bad)]) == 2
+    assert capsys.readouterr().err == (
+        f"mptop replay: {bad}: line 2: malformed sample record: paths: expected an object, got a list\n")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from mptop.commands._tui_run import run_app
 from mptop.core import moments
-from mptop.tui.app import MptopApp
+from mptop.tui.app import MptopApp, run_app
 from mptop.tui.endpoints import EndpointsScreen
 from mptop.tui.help import HelpScreen
-from tests.tui.test_app import TWO, both_running, feed, screen_text
+from tests.tui.pilot import TWO, feed, screen_text
+from tests.tui.test_app import both_running
 from tests.tui.test_watch import BUSY, WATCH
 
 

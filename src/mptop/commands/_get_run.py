@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from contextlib import ExitStack
 
 from mptop.core.failures import TransferError
 from mptop.core.model import Sink, Summary
 from mptop.core.paths import parse_labels
+from mptop.core.safe_text import escape_controls
 from mptop.core.session import Session
 from mptop.core.transfer import TransferOptions
 from mptop.sinks import NdjsonOut, RecordingUnwritable, fan_out, headless_view, open_recording
@@ -30,7 +32,7 @@ def report_failures(summary: Summary) -> int:
     """One line per failed transfer on stderr; the exit code for the run."""
     for t in summary.transfers:
         if not t.ok:
-            print(f"mptop: {t.url}: {t.error or 'failed'}", file=sys.stderr)
+            print(f"mptop: {escape_controls(t.url)}: {escape_controls(t.error or 'failed')}", file=sys.stderr)
     return 0 if all(t.ok for t in summary.transfers) else 1
 
 
@@ -56,6 +58,23 @@ def open_run(args: argparse.Namespace, stack: ExitStack) -> tuple[Sink | None, S
     return session if isinstance(session, int) else (record, session)
 
 
+async def _run_until_interrupted(session: Session, sink: Sink, interrupted: list[bool]) -> Summary:
+    """The session, with Ctrl-C stopping it the way the end of a run does (the summary record is
+    still written, the .parts kept); a second Ctrl-C interrupts at once."""
+    loop = asyncio.get_running_loop()
+
+    def on_interrupt() -> None:
+        interrupted.append(True)
+        loop.remove_signal_handler(signal.SIGINT)
+        session.stop()
+
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    try:
+        return await session.run(sink)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
 def run_headless(args: argparse.Namespace) -> int:
     """The headless get: NDJSON on stdout with --json, else the console view on stderr."""
     with ExitStack() as stack:
@@ -65,10 +84,16 @@ def run_headless(args: argparse.Namespace) -> int:
         record, session = opened
         view = headless_view(args.json, args.unit, on_reader_gone=session.stop)
         summary: Summary | None = None
+        interrupted: list[bool] = []
         try:
-            summary = asyncio.run(session.run(fan_out(view, record)))
+            summary = asyncio.run(_run_until_interrupted(session, fan_out(view, record), interrupted))
         finally:
             view.close(summary)
+        if interrupted:
+            stopped = sum(not t.ok for t in summary.transfers)
+            print(f"mptop: interrupted: {stopped} of {len(summary.transfers)} transfers stopped "
+                  "(run the same command to resume)", file=sys.stderr)
+            return 130
         if isinstance(view, NdjsonOut) and view.reader_gone:
             print("mptop: the reader of the NDJSON output went away (broken pipe); downloads stopped",
                   file=sys.stderr)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from contextlib import ExitStack
 from dataclasses import replace
 
 from mptop.commands._get_run import open_run, report_failures
 from mptop.core.model import Sink, Summary, TransferSummary
 from mptop.core.session import Session
-from mptop.sinks import fan_out
+from mptop.sinks import ConsoleView, fan_out
 from mptop.tui.app import MptopApp, run_app
 
 
@@ -26,12 +27,17 @@ def run_downloads(args: argparse.Namespace) -> int:
 
         app = MptopApp(runner=runner, finished_text="all transfers finished — q to quit")
         app.units = args.unit
-        crashed = run_app(app)
-        return report_failures(with_resume_hint(done[0] if done else interrupted(session))) or crashed
+        crashed = run_app(app, theme=args.theme)
+        # What `get` prints at the end, once the TUI has left the screen: a line per transfer.
+        summary = with_resume_hint(done[0] if done else interrupted(session))
+        ConsoleView(sys.stderr, unit=args.unit, interactive=False).close(summary)
+        return report_failures(summary) or crashed
 
 
 def interrupted(session: Session) -> Summary:
-    """What to report when the app ended before the run could: each transfer as it stands."""
+    """What to report when the app ended before the run could (q, Ctrl-C): each transfer as it stands."""
+    if session.sampler is not None:
+        return session.sampler.summary()
     transfers = [TransferSummary(id=t.id, url=t.url, file=t.file, bytes=t.bytes_done, sha256=t.sha256,
                                  status="connecting", reason=None, ok=t.state == "done", error=t.error or "stopped")
                  for t in session.transfers]

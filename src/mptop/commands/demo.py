@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mptop.commands.options import positive_float
+from mptop.commands.options import add_display_arguments, positive_float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,10 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after S seconds (default: run until q / Ctrl-C)")
     parser.add_argument("--json", action="store_true", help="with --headless: NDJSON like `mptop get --json`")
     parser.add_argument("--record", metavar="FILE", help="also write the NDJSON stream to FILE")
-    parser.add_argument("--interval", type=positive_float, default=0.25, metavar="S",
-                        help="sampling interval in seconds (default 0.25)")
-    parser.add_argument("--bytes", dest="unit", action="store_const", const="bytes", default="bits",
-                        help="show rates in bytes/s instead of bit/s")
+    add_display_arguments(parser, interval=0.25)
 
 
 def run(args: argparse.Namespace) -> int:

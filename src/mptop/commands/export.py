@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mptop.commands import fail
 from mptop.commands.options import positive_float
 
 if TYPE_CHECKING:
@@ -56,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--textfile", type=Path, metavar="DIR",
                         help=f"instead of serving, write DIR/{TEXTFILE_NAME} for node_exporter's textfile "
                              "collector (atomically: a temporary file, then rename), once")
-    parser.add_argument("--interval", type=positive_float, metavar="S",
+    # dest "every": mptop.config keeps the display commands' --interval (args.interval) for next time;
+    # this one is not a display option.
+    parser.add_argument("--interval", dest="every", type=positive_float, metavar="S",
                         help="with --textfile: rewrite the file every S seconds until stopped")
     parser.add_argument("--per-connection", type=per_connection, default=0, metavar="N",
                         help="also export the top N connections by bytes, by a short hash of their token "
@@ -66,21 +70,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mptop.core.export import Exporter, MptcpUnavailable
 
-    if args.interval is not None and args.textfile is None:
-        return _fail("--interval needs --textfile (Prometheus sets the pace when it scrapes)", 2)
+    if args.every is not None and args.textfile is None:
+        return fail("export", "--interval needs --textfile (Prometheus sets the pace when it scrapes)", 2)
     if args.textfile is not None and not args.textfile.is_dir():
-        return _fail(f"--textfile: {args.textfile} is not a directory", 2)
+        return fail("export", f"--textfile: {args.textfile} is not a directory", 2)
     exporter = Exporter(per_connection=args.per_connection)
     try:
         exporter.open()
     except OSError as e:                      # MptcpUnavailable says why in its reason
         why = e.reason if isinstance(e, MptcpUnavailable) else e.strerror or e
-        return _fail(f"cannot list MPTCP connections: {why}")
+        return fail("export", f"cannot list MPTCP connections: {why}")
     try:
         if args.textfile is not None:
-            if args.interval is None:
+            if args.every is None:
                 return _write_textfile(exporter, args.textfile)
-            return asyncio.run(_textfile_loop(exporter, args.textfile, args.interval))
+            return asyncio.run(_textfile_loop(exporter, args.textfile, args.every))
         return asyncio.run(_serve(exporter, *args.listen))
     finally:
         exporter.close()
@@ -107,18 +111,27 @@ def _write_textfile(exporter: Exporter, directory: Path) -> int:
     try:
         write_atomically(directory, TEXTFILE_NAME, exporter.scrape())
     except OSError as e:
-        return _fail(f"cannot write {directory / TEXTFILE_NAME}: {e.strerror or e}")
+        return fail("export", f"cannot write {directory / TEXTFILE_NAME}: {e.strerror or e}")
     return 0
 
 
+def _terminated() -> asyncio.Event:
+    """Set on SIGTERM (a service manager stopping us): the loops end cleanly, exit 0."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    return stop
+
+
 async def _textfile_loop(exporter: Exporter, directory: Path, interval: float) -> int:
-    loop = asyncio.get_running_loop()
+    loop, stop = asyncio.get_running_loop(), _terminated()
     async with exporter.events():
-        while True:
+        while not stop.is_set():
             started = loop.time()
             if (code := _write_textfile(exporter, directory)) != 0:
                 return code
-            await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, interval - (loop.time() - started)))
+    return 0
 
 
 async def _serve(exporter: Exporter, host: str, port: int) -> int:
@@ -140,9 +153,9 @@ async def _serve(exporter: Exporter, host: str, port: int) -> int:
             try:
                 await web.TCPSite(runner, host, port).start()
             except OSError as e:
-                return _fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
+                return fail("export", f"cannot listen on {host}:{port}: {e.strerror or e}")
             print(f"mptop export: serving http://{_url_host(host)}:{port}/metrics", file=sys.stderr, flush=True)
-            await asyncio.Event().wait()
+            await _terminated().wait()
             return 0
     finally:
         await runner.cleanup()
@@ -150,8 +163,3 @@ async def _serve(exporter: Exporter, host: str, port: int) -> int:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _fail(message: str, code: int = 1) -> int:
-    print(f"mptop export: {message}", file=sys.stderr)
-    return code

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mptop.commands.options import positive_float
+from mptop.commands.options import add_display_arguments, count, positive_float
 
 
 def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,8 +17,6 @@ def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", "--insecure", action="store_true", help="do not verify TLS certificates")
     parser.add_argument("--require-mptcp", action="store_true",
                         help="fail a transfer that cannot use MPTCP or falls back to TCP")
-    parser.add_argument("--interval", type=positive_float, default=0.25, metavar="S",
-                        help="sampling interval in seconds (default 0.25)")
     parser.add_argument("--label", action="append", default=[], metavar="IFACE=NAME",
                         help="name a path, e.g. --label eth1=Starlink (repeatable)")
     parser.add_argument("--record", metavar="FILE", help="also write the NDJSON stream to FILE (for mptop replay)")
@@ -26,9 +24,8 @@ def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
                         help="give up connecting after S seconds (default 15)")
     parser.add_argument("--idle-timeout", type=positive_float, default=30.0, metavar="S",
                         help="give up when no byte arrives for S seconds (default 30)")
-    parser.add_argument("--max-redirects", type=int, default=10, metavar="N", help="follow at most N redirects")
-    parser.add_argument("--bytes", dest="unit", action="store_const", const="bytes", default="bits",
-                        help="show rates in bytes/s instead of bit/s")
+    parser.add_argument("--max-redirects", type=count, default=10, metavar="N", help="follow at most N redirects")
+    add_display_arguments(parser, interval=0.25)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

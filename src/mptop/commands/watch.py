@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from mptop.commands.options import port, positive_float, positive_int
+from mptop.commands import fail
+from mptop.commands.options import add_display_arguments, port, positive_int
 
 if TYPE_CHECKING:
     from mptop.core.watch import WatchSampler
@@ -16,8 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="NDJSON on stdout: a host record, then samples and events")
     parser.add_argument("--count", type=positive_int, metavar="N", help="stop after N samples")
-    parser.add_argument("--interval", type=positive_float, default=1.0, metavar="S",
-                        help="sampling interval in seconds (default 1)")
+    add_display_arguments(parser, interval=1.0)
     parser.add_argument("--process", metavar="NAME",
                         help="only connections of this process (name, shell pattern such as 'fire*', or pid)")
     parser.add_argument("--port", type=port, metavar="N", help="only connections with this local or remote port")
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         labels = parse_labels(args.label)
     except ValueError as e:
-        return _fail(str(e))
+        return fail("watch", str(e))
     if not args.json and not interactive():
         return no_terminal("watch", "use `mptop watch --json` (NDJSON; --count N to stop)")
     # The TUI filters in view (shown, and cleared with Esc); --json filters in the sampler.
@@ -44,13 +44,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         sampler.open()
     except MptcpUnavailable as e:
-        return _fail(f"cannot list MPTCP connections: {e.reason}")
+        return fail("watch", f"cannot list MPTCP connections: {e.reason}")
     except OSError as e:
-        return _fail(f"cannot list MPTCP connections: {e.strerror or e}")
+        return fail("watch", f"cannot list MPTCP connections: {e.strerror or e}")
     try:
         if args.json:
             return asyncio.run(_json_stream(sampler, args.count, sys.stdout))
-        return _tui(sampler, args.count, _filter_text(args.process, args.port))
+        return _tui(args, sampler, _filter_text(args.process, args.port))
     finally:
         sampler.close()
 
@@ -65,7 +65,7 @@ async def _json_stream(sampler: WatchSampler, count: int | None, out: TextIO) ->
             if write.reader_gone:       # `| head`: stop quietly
                 break
     except OSError as e:
-        return _fail(f"reading MPTCP connections failed: {e.strerror or e}")
+        return fail("watch", f"reading MPTCP connections failed: {e.strerror or e}")
     return 0
 
 
@@ -75,16 +75,12 @@ def _filter_text(process: str | None, port: int | None) -> str:
     return " ".join(terms)
 
 
-def _tui(sampler: WatchSampler, count: int | None, query: str = "") -> int:
+def _tui(args: argparse.Namespace, sampler: WatchSampler, query: str = "") -> int:
     from mptop.tui.app import MptopApp, run_app
     from mptop.tui.watch_screen import WatchScreen
 
-    app = MptopApp(sampler.records(count), mode="watch", finished_text="stopped")
+    app = MptopApp(sampler.records(args.count), mode="watch", finished_text="stopped")
+    app.units = args.unit
     if isinstance(app.main, WatchScreen):
         app.main.set_filter(query)
-    return run_app(app)
-
-
-def _fail(message: str) -> int:
-    print(f"mptop watch: {message}", file=sys.stderr)
-    return 1
+    return run_app(app, theme=args.theme)

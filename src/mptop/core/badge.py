@@ -24,4 +24,8 @@ def badge(transfer: TransferSample, short: bool = False) -> tuple[str, str]:
     if transfer.status == "tcp":
         reason = transfer.reason or "MPTCP disabled on this host"
         return ("TCP only" if short else f"TCP — {reason}"), "tcp"
+    if transfer.state == "failed":         # refused before (or while) connecting: it never will
+        return "not connected", "connecting"
+    if transfer.state == "done":           # too quick for a socket reading (e.g. a complete .part)
+        return "done", "connecting"
     return "connecting…", "connecting"

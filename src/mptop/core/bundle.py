@@ -41,7 +41,7 @@ from mptop.kernel import diag, host, pm
 from mptop.kernel.linktype import classify
 from mptop.kernel.types import NeedsNetAdmin, PmEvent
 
-COMMANDS = {   # file -> argv: the views maintainers know, where the tools exist
+BUNDLE_COMMANDS = {   # file -> argv: the views maintainers know, where the tools exist
     "ip-addr.txt": ["ip", "-d", "address", "show"],
     "ip-route.txt": ["ip", "route", "show", "table", "all"],
     "ip-rule.txt": ["ip", "rule", "show"],
@@ -192,7 +192,7 @@ def collect(url: str | None = None, *, insecure: bool = False, anonymize: bool =
     after = host.mptcp_counters()
     bundle.add_json("mptcpext-after.json", after)
     bundle.add_json("mptcpext-delta.json", _counter_delta(before, after))
-    for name, argv in COMMANDS.items():
+    for name, argv in BUNDLE_COMMANDS.items():
         _command(bundle, name, argv)
     bundle.files["README.txt"] = _readme(bundle, url, anonymize)
     if anonymize:

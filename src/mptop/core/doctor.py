@@ -14,7 +14,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from mptop.core.doctor_fix import NM_MPTCP_SINCE, EndpointManager
+from mptop.core.doctor_fix import NM_MPTCP_SINCE, EndpointOwner, readd_command
 from mptop.kernel import host, pm
 from mptop.kernel.linktype import link_kind
 from mptop.kernel.types import Endpoint, EndpointFlag, NeedsNetAdmin
@@ -115,9 +115,7 @@ def _endpoint_check(iface: str, endpoint: Endpoint) -> Check:
     if flags & EndpointFlag.IMPLICIT and not flags & (EndpointFlag.SUBFLOW | EndpointFlag.SIGNAL):
         return Check(name, "ok", f"{endpoint.address} id {endpoint.id} is implicit: the kernel made it for a "
                      "subflow towards an address the server announced (server-driven, nothing to fix)")
-    keep = " ".join(f.name.lower() for f in (EndpointFlag.BACKUP, EndpointFlag.FULLMESH) if f in flags and f.name)
-    readd = (f"ip mptcp endpoint delete id {endpoint.id} && ip mptcp endpoint add {endpoint.address} "
-             f"dev {iface} id {endpoint.id} subflow{' ' + keep if keep else ''}")
+    readd = readd_command(endpoint, iface)
     if not flags & (EndpointFlag.SUBFLOW | EndpointFlag.SIGNAL):
         return Check(name, "advice", f"endpoint {endpoint.id} ({endpoint.address}: {_flag_names(flags) or 'no flags'})"
                      " is neither `subflow` nor `signal`: no subflow leaves from it (`ip mptcp endpoint "
@@ -129,7 +127,7 @@ def _endpoint_check(iface: str, endpoint: Endpoint) -> Check:
     return Check(name, "ok", f"{endpoint.address} id {endpoint.id} ({_flag_names(flags)})")
 
 
-def check_endpoints(manager: EndpointManager) -> tuple[list[Check], int | None]:
+def check_endpoints(manager: EndpointOwner) -> tuple[list[Check], int | None]:
     """One line per interface that is up with a usable address, and the number of `subflow` endpoints
     (None when they cannot be listed).
 
@@ -171,8 +169,15 @@ def check_endpoints(manager: EndpointManager) -> tuple[list[Check], int | None]:
 
 def check_server_driven(subflow_endpoints: int | None) -> Check | None:
     """No `subflow` endpoint of its own: a client that relies on the server's ADD_ADDR (the kernel
-    then adds implicit endpoints) — a working setup, said as a note."""
+    then adds implicit endpoints) — a working setup, said as a note.  Not when the limits ignore the
+    announcements: the limits check says so, with its fix."""
     if subflow_endpoints != 0:
+        return None
+    try:
+        limits = pm.get_limits()
+    except (OSError, pm.PathManagerUnavailable):
+        return None
+    if limits.subflows == 0 or limits.add_addr_accepted == 0:
         return None
     announced = host.mptcp_counters().get("AddAddr", 0)
     seen = f"; {announced} announcement(s) received so far" if announced else ""
@@ -199,22 +204,31 @@ def check_route_metrics() -> Check | None:
 
 
 def check_rp_filter() -> Check:
-    """Strict reverse-path filtering drops the packets of a subflow on a second path: only interfaces
-    that can be a second path count (up, with a usable address, when there are at least two)."""
-    default_all = int(host.sysctl("net.ipv4.conf.all.rp_filter") or 0)
-    paths = [i.name for i in host.interfaces() if i.up and i.running and any(_usable(a) for a in i.addresses)]
+    """Strict reverse-path filtering drops the packets of a subflow on a second path.  Only interfaces
+    that are paths count — up with a usable address, and a default route or an MPTCP endpoint (of
+    any kind, implicit ones included) — when there are at least two: a dock's LAN, a container
+    bridge or a VPN with strict filtering carries no subflow."""
+    try:
+        listed = pm.list_endpoints()
+    except (OSError, pm.PathManagerUnavailable):
+        listed = []
+    with_endpoint = {e.ifname for e in listed if e.ifname} | {e.address for e in listed}
+    routes = host.default_routes()
+    paths = [i.name for i in host.interfaces() if i.up and i.running and any(_usable(a) for a in i.addresses)
+             and (i.name in routes or with_endpoint & {i.name, *(a.split("%")[0] for a in i.addresses)})]
     if len(paths) < 2:
-        return Check("rp_filter", "ok", "one path: reverse-path filtering cannot drop a second one")
+        return Check("rp_filter", "ok", "fewer than two paths: reverse-path filtering cannot drop a second one")
+    default_all = int(host.sysctl("net.ipv4.conf.all.rp_filter") or 0)
     strict = [name for name in paths
               if max(default_all, int(host.sysctl(f"net.ipv4.conf.{name}.rp_filter") or 0)) == 1]
     if strict:
         return Check("rp_filter", "fail", f"strict reverse-path filtering on {', '.join(strict)} drops "
                      "subflows that arrive on another interface", "sysctl -w net.ipv4.conf.all.rp_filter=2 "
                      + " ".join(f"net.ipv4.conf.{i}.rp_filter=2" for i in strict))
-    return Check("rp_filter", "ok", "no strict rp_filter on a path")
+    return Check("rp_filter", "ok", f"no strict rp_filter on the paths ({', '.join(paths)})")
 
 
-def check_endpoint_managers(manager: EndpointManager) -> Check:
+def check_endpoint_managers(manager: EndpointOwner) -> Check:
     both = manager.nm is not None and manager.nm >= NM_MPTCP_SINCE and host.process_running("mptcpd")
     if both:
         return Check("endpoint managers", "advice", "mptcpd and NetworkManager both manage MPTCP endpoints and "
@@ -256,7 +270,7 @@ def run_checks() -> list[Check]:
     checks = [check_kernel(), check_enabled(sysctls), check_socket()]
     if not sysctls:
         return checks
-    manager = EndpointManager.detect()
+    manager = EndpointOwner.detect()
     endpoint_checks, subflow_endpoints = check_endpoints(manager)
     checks += [check_path_manager(sysctls), check_limits(subflow_endpoints or 0), *endpoint_checks]
     checks += [c for c in (check_server_driven(subflow_endpoints), check_route_metrics()) if c is not None]

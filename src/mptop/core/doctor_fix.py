@@ -19,6 +19,7 @@ import subprocess
 from dataclasses import dataclass
 
 from mptop.kernel import host
+from mptop.kernel.types import Endpoint, EndpointFlag
 
 NM_MPTCP_SINCE = (1, 40)
 MPTCPD_CONF = "/etc/mptcpd/mptcpd.conf"
@@ -55,15 +56,25 @@ def nm_connection(iface: str) -> str | None:
     return connection.strip()
 
 
+def readd_command(endpoint: Endpoint, iface: str) -> str:
+    """Delete and re-add ``endpoint`` as a ``subflow`` endpoint bound to ``iface`` (its id, backup and
+    fullmesh kept).  Re-adding also makes the in-kernel PM open a subflow from it on live connections;
+    ``ip mptcp endpoint change`` cannot set ``subflow`` (backup and fullmesh only)."""
+    keep = "".join(f" {f.name.lower()}" for f in (EndpointFlag.BACKUP, EndpointFlag.FULLMESH)
+                   if f in endpoint.flags and f.name)
+    return (f"ip mptcp endpoint delete id {endpoint.id} && ip mptcp endpoint add {endpoint.address} "
+            f"dev {iface} id {endpoint.id} subflow{keep}")
+
+
 @dataclass(frozen=True, slots=True)
-class EndpointManager:
+class EndpointOwner:
     """What manages endpoints here: "NetworkManager", "mptcpd" or "ip" (by hand)."""
 
     name: str
     nm: tuple[int, int] | None = None
 
     @classmethod
-    def detect(cls) -> EndpointManager:
+    def detect(cls) -> EndpointOwner:
         nm = nm_version()
         if nm is not None and nm >= NM_MPTCP_SINCE:
             return cls("NetworkManager", nm)
@@ -81,6 +92,7 @@ class EndpointManager:
                         f"&& nmcli device reapply {shlex.quote(iface)}")
         if self.name == "mptcpd":
             return ("mptcpd manages endpoints (addr-flags in its configuration)",
-                    f"sed -i 's/^#* *addr-flags *=.*/addr-flags=subflow/' {MPTCPD_CONF} && systemctl restart mptcpd")
+                    f"sed -i -e '/^#* *addr-flags *=/d' -e '/^\\[core\\]/a addr-flags=subflow' {MPTCPD_CONF} "
+                    "&& systemctl restart mptcpd")
         return ("by hand, lost at reboot: persist it in the network configuration",
                 f"ip mptcp endpoint add {address} dev {iface} subflow")

@@ -2,7 +2,7 @@
 
 - :class:`StallWatch`: a path that was carrying data gets no new bytes for ``threshold_s`` while a
   transfer still needs it → stalled; bytes again → recovered, with the outage length.  A link
-  that goes down raises no kernel event at all (measured.md), so this is the only way to see it.
+  that goes down raises no kernel event at all (docs/measured.md, "Handover"), so this is the only way to see it.
 - :class:`LinkWatch`: interface up/down changes between two listings.
 - :class:`SubflowLedger`: at most one ``subflow_up`` and one ``subflow_down`` per subflow, whether
   the path-manager events or the polls see it first.
@@ -128,7 +128,7 @@ class SubflowLedger:
 
 
 # MPTcpExt counters (this netns) that say why a connection fell back, in the order they are trusted.
-# Measured (docs/fallback.md): an MPTCP option stripped on the server's ingress or egress, or a
+# Measured (docs/measured.md, "Fallback signals"): an MPTCP option stripped on the server's ingress or egress, or a
 # plain-TCP server, all grow MPCapableFallbackSYNACK on the client — from the client these are one
 # case; options stripped only after the handshake grow MPCapableSYNACKRX then MPCapableDataFallback.
 FALLBACK_COUNTERS: tuple[tuple[str, str], ...] = (

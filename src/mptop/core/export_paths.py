@@ -1,8 +1,8 @@
 """Per-path counters for ``mptop export``, monotonic across closed subflows and connections.
 
 Pure (no I/O, no clock): :class:`PathLedger` is fed one sock_diag dump per scrape.  A path is the
-local interface a subflow leaves from (as in ``watch``).  Each subflow, keyed by its socket's
-inode, keeps the counters it had at the last scrape; a path's totals are the running sum of its
+local interface a subflow leaves from (as in ``watch``).  Each subflow, keyed by its address
+pair, keeps the counters it had at the last scrape; a path's totals are the running sum of its
 subflows' growth between scrapes, so a subflow that goes away leaves its bytes in them and the
 totals never go down.  A subflow whose counters went back is a new socket (all its bytes count).
 
@@ -27,13 +27,15 @@ from dataclasses import dataclass, field, replace
 from mptop.core.events import STALL_AFTER_S, StallWatch
 from mptop.core.paths import InterfaceMap
 from mptop.core.tracking import rtt_ms
+from mptop.kernel.diag import TCP_LISTEN
 from mptop.kernel.linktype import LinkType, by_name
-from mptop.kernel.types import DiagConnection, DiagSubflow
+from mptop.kernel.types import Address, DiagConnection, DiagSubflow
 
 OTHER = "other"
 MAX_INTERFACES = 16
 RTT_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-TCP_LISTEN = 10
+
+SubflowKey = tuple[Address, Address]      # (local, remote): not the inode, 0 for every accepted subflow
 
 @dataclass(slots=True)
 class PathTotals:
@@ -70,7 +72,7 @@ class _Subflow:
 
 @dataclass(slots=True)
 class _Connection:
-    subflows: dict[int, _Subflow] = field(default_factory=dict)     # by socket inode
+    subflows: dict[SubflowKey, _Subflow] = field(default_factory=dict)
     path_bytes: dict[str, int] = field(default_factory=dict)        # bytes it moved on each path
     stalls: dict[str, StallWatch] = field(default_factory=dict)
     settled: bool = False                # idle, links up at the last judgement: every StallWatch is clear
@@ -151,7 +153,7 @@ class PathLedger:
         deltas: dict[str, int] = {}
         busy: set[str] = set()
         for sf in conn.subflows:
-            state = subflows.get(sf.inode)
+            state = subflows.get((sf.local, sf.remote))
             if state is None or state.reading is not sf:
                 state = self._reading(sf, state, subflows, interfaces, track, deltas)
             state.seen = scrape
@@ -173,7 +175,7 @@ class PathLedger:
             moved[path] = moved.get(path, 0) + delta
         self._connection_stalls(t, track, deltas, busy, interfaces)
 
-    def _reading(self, sf: DiagSubflow, state: _Subflow | None, subflows: dict[int, _Subflow],
+    def _reading(self, sf: DiagSubflow, state: _Subflow | None, subflows: dict[SubflowKey, _Subflow],
                  interfaces: InterfaceMap, track: _Connection, deltas: dict[str, int]) -> _Subflow:
         """A subflow that is new, or whose reading changed: its growth goes into its path's totals."""
         tcp = sf.tcp
@@ -184,7 +186,8 @@ class PathLedger:
         if state is None or rx < state.received or tx < state.sent or rtx < state.retransmitted:
             if state is not None:
                 self._paths[state.path].subflows_closed += 1
-            state = subflows[sf.inode] = _Subflow(self.path_name(interfaces.iface_for(sf.local[0]), interfaces))
+            path = self.path_name(interfaces.iface_for(sf.local[0]), interfaces)
+            state = subflows[sf.local, sf.remote] = _Subflow(path)
         path, totals = state.path, self._paths[state.path]
         d_rx, d_tx = rx - state.received, tx - state.sent
         totals.received += d_rx

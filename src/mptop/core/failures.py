@@ -2,7 +2,8 @@
 
 :func:`describe` knows aiohttp's exception tree, the socket and file errnos, and mptop's own
 :class:`TransferError` (raised with its final wording already).  It never returns more than one
-line and never a traceback: anything unforeseen becomes ``"<ExceptionType>: <message>"``.
+line and never a traceback: anything unforeseen becomes ``"<ExceptionType>: <message>"``.  What the
+server said (a reason phrase, a Location) has its control characters escaped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
+from mptop.core.safe_text import escape_controls
 from mptop.kernel.types import MptcpUnavailable
 
 
@@ -67,7 +69,7 @@ def describe(exc: BaseException, ctx: FailureContext = FailureContext()) -> str:
         line = _describe(exc, ctx)
     except Exception:
         line = _unforeseen(exc)
-    return " ".join(str(line).split()) or type(exc).__name__   # one line, never empty
+    return escape_controls(" ".join(str(line).split()) or type(exc).__name__)   # one safe line, never empty
 
 
 def _unforeseen(exc: BaseException) -> str:

@@ -20,9 +20,12 @@ EVENT_KINDS = (
     "subflow_up", "subflow_down", "path_stalled", "path_recovered", "fallback",
     "link_down", "link_up", "address_announced", "address_removed",
     "transfer_done", "transfer_failed",
+    "transfer_note",       # a transfer's one-line remark, e.g. a .part it could not resume
     "transfer_stalled", "transfer_resumed",   # every path of a transfer down or stalled; bytes again
     "connection_closed",   # watch mode: a connection left the dump
+    "subflow_missing",     # a live connection lost its subflow on a path that is up and has an endpoint
     "scenario",            # demo: a scripted lab step (link down, rate change, …)
+    "user_action",         # demo: what a key the user pressed did to the lab (w, c, b, r)
 )
 
 
@@ -86,8 +89,9 @@ class PathSample:
     link_up: bool | None = None
     subflows: int = 0
     stalled: bool = False
-    waiting_on: str | None = None  # quiet with its link up while the transfer moves on these paths (labels)
     link_type: LinkType = "other"   # from the kernel's evidence (mptop.kernel.linktype)
+    no_subflow_s: float | None = None   # up, has an endpoint, lost its subflow this long ago (core.missing)
+    waiting_on: str | None = None  # quiet with its link up while the transfer moves on these paths (labels)
 
 
 @dataclass(slots=True)

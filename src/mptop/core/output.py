@@ -43,7 +43,7 @@ from aiohttp.multipart import content_disposition_filename
 from yarl import URL
 
 from mptop.core.failures import TransferError
-from mptop.core.partfile import open_part
+from mptop.core.partfile import open_part, record_validator
 
 PART_SUFFIX = ".part"
 INDEX_NAME = "index.html"      # the URL names a directory (path empty or ending in "/")
@@ -73,6 +73,7 @@ class OutputTarget:
     part: str | None = None           # the .part written meanwhile (kind "file"): path + ".part"
     named_by_url: bool = False        # the name may still come from Content-Disposition
     resume_from: str | None = None    # the .part a resume continues (found before the response)
+    validator: str | None = None      # the entity's ETag or Last-Modified (mptop.core.partfile)
 
     @property
     def display(self) -> str:
@@ -234,6 +235,8 @@ class FileWriter:
             if offset:
                 self._hash_prefix(offset)
                 self._file.truncate(offset)
+            else:
+                record_validator(self._file, t.validator)
         except OSError as exc:
             raise _with_filename(exc, t.part or t.display) from None
 
@@ -282,6 +285,20 @@ def _make_directory(directory: str) -> None:
         os.makedirs(directory, exist_ok=True)
     except FileExistsError:     # a file where the directory should be
         raise TransferError(f"not a directory: {directory}") from None
+
+
+def prepare_directory(target: OutputTarget) -> None:
+    """Before connecting: the directory a file target goes to exists (made if missing) and is
+    writable, or :class:`TransferError`/``OSError`` says why (``-o /proc/nope/x`` fails at once)."""
+    if target.kind != "file" or target.part is None:
+        return
+    directory = os.path.dirname(target.part)
+    try:
+        _make_directory(directory)
+    except OSError as exc:
+        raise _with_filename(exc, directory or ".") from None
+    if not os.access(directory or ".", os.W_OK | os.X_OK):
+        raise TransferError(f"permission denied: {directory or '.'}")
 
 
 def _open_direct(path: str | None) -> BinaryIO:

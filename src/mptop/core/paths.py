@@ -2,7 +2,7 @@
 
 A path is keyed by the **local** interface (found from the subflow's local address), never by the
 remote address: with a server that announces a second address, two subflows may share a remote
-address while leaving through different links, or the other way round (measured.md).
+address while leaving through different links, or the other way round (docs/measured.md).
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ from mptop.core.events import (
     describe_transfer,
     fallback_reason,
 )
+from mptop.core.missing import MissingSubflows
 from mptop.core.model import Event, HostInfo, Record, Sample, Status, Summary, TransferSample, TransferSummary
 from mptop.core.paths import InterfaceMap, PathBook, label_for
 from mptop.core.pm_router import PmRouter
@@ -92,6 +93,7 @@ class Sampler:
         self._paths = PathBook(self.labels)
         self._stalls = StallJudge(interval)
         self._links = LinkWatch()
+        self._missing = MissingSubflows()
         self._ledger = SubflowLedger()
         self._tracks: dict[int, TransferTrack] = {}
         self._fallback_counters = FallbackCounters()
@@ -188,6 +190,9 @@ class Sampler:
             if event is not None:
                 ctx.events.append(event)
         sample = Sample(t=t, transfers=samples, paths=self._paths.samples())
+        live = {ts.id: {s.iface for s in ts.subflows if not s.closed} for ts in samples
+                if ts.state == "running" and ts.status == "mptcp"}
+        ctx.events += self._missing.poll(t, live, itfs, self._paths.label, sample.paths)
         ctx.events.sort(key=lambda e: e.t)
         return sample, ctx.events
 
@@ -229,6 +234,8 @@ class Sampler:
                 sfs = (plain,) if plain is not None else ()
             subflows += account_socket(ctx, track, index, sfs, needed)
         self._update_status(ctx, tr, track, live)
+        for note in _take_notes(tr):
+            ctx.events.append(Event(ctx.t, "transfer_note", None, tr.id, note))
         track.app_bytes.update(ctx.t, tr.bytes_done)   # the rate when the kernel has no byte counters
         rate = sum(goodputs) if goodputs else track.app_bytes.rate
         smoothed = track.smoothed.update(ctx.t, rate)
@@ -365,3 +372,13 @@ def _mean_bps(tr: TransferLike) -> float | None:
     if tr.started_at is None or tr.ended_at is None or tr.ended_at <= tr.started_at:
         return None
     return (tr.bytes_done - tr.resumed) * 8 / (tr.ended_at - tr.started_at)
+
+
+def _take_notes(tr: TransferLike) -> list[str]:
+    """The transfer's notes not reported yet (a Transfer's ``notes``; other TransferLikes have none)."""
+    notes: list[str] | None = getattr(tr, "notes", None)
+    if not notes:
+        return []
+    taken = notes[:]
+    del notes[: len(taken)]
+    return taken

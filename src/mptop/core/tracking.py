@@ -84,7 +84,7 @@ def plain_subflow(sock: socket.socket, reading: SocketReading) -> SubflowReading
 
 def rtt_ms(sf: SubflowReading) -> float | None:
     """The receive-side RTT (tcpi_rcv_rtt): on the client of a download tcpi_rtt says little
-    (measured.md); fall back to tcpi_rtt while no rcv_rtt estimate exists yet (0)."""
+    (docs/measured.md); fall back to tcpi_rtt while no rcv_rtt estimate exists yet (0)."""
     if sf.tcp is None:
         return None
     us = sf.tcp.rcv_rtt_us or sf.tcp.rtt_us

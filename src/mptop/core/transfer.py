@@ -32,18 +32,19 @@ the network.
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import os
-import re
 import socket
+import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
 from yarl import URL
 
 from mptop.core.failures import FailureContext, TransferError, describe
@@ -56,15 +57,16 @@ from mptop.core.output import (
     disposition_name,
     part_size,
     plan_output,
+    prepare_directory,
     rename_from_server,
     target_for,
 )
+from mptop.core.partfile import content_range, not_resumed, partial_mismatch, recorded_validator, validator_of
 from mptop.kernel.sockets import create_mptcp_socket, dup_handle
 from mptop.kernel.sockopt import socket_status
 from mptop.kernel.types import MptcpUnavailable, SocketStatus
 
 CHUNK = 1 << 20          # bytes per read at most: few enough chunks/s that per-chunk overhead is noise
-_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 State = Literal["connecting", "running", "done", "failed"]
 
@@ -100,6 +102,7 @@ class Transfer:
         self.file: str | None = None              # final path; None for stdout or a failure
         self.received = 0                         # bytes of the file received (incl. resumed prefix)
         self.resumed = 0                          # of those, a kept .part's: not fetched by this run
+        self.notes: list[str] = []                # one line each, for the views (the sampler takes them)
         self._writer: WriterThread | None = None
         self._fd_handles: dict[int, socket.socket] = {}
         self._task: asyncio.Task[None] | None = None
@@ -190,17 +193,14 @@ class TransferManager:
         """Download every URL concurrently; returns when all are done or failed (never raises
         for a failed transfer: see ``Transfer.error``)."""
         resolver = NetnsResolver()
-        try:
-            tasks = []
-            for t in self.transfers:
-                if t.finished:              # a URL that could not even be parsed, or failed early
-                    t.started_at = t.ended_at = t.started_at or time.monotonic()
-                    continue
-                t._task = asyncio.create_task(self._run_one(t, resolver, on_start), name=f"transfer-{t.id}")
-                tasks.append(t._task)
-            await asyncio.gather(*tasks)
-        finally:
-            resolver.shutdown()
+        tasks = []
+        for t in self.transfers:
+            if t.finished:              # a URL that could not even be parsed, or failed early
+                t.started_at = t.ended_at = t.started_at or time.monotonic()
+                continue
+            t._task = asyncio.create_task(self._run_one(t, resolver, on_start), name=f"transfer-{t.id}")
+            tasks.append(t._task)
+        await asyncio.gather(*tasks)
         return self.transfers
 
     async def _run_one(self, t: Transfer, resolver: NetnsResolver,
@@ -253,17 +253,22 @@ class TransferManager:
     async def _download(self, t: Transfer, resolver: NetnsResolver) -> None:
         target, o = t.target, self.options
         assert target is not None
+        prepare_directory(target)      # an unusable -o fails before connecting
         if not target.named_by_url:    # the name is final already: refuse before connecting
             self._claim_target(t)
             check_final(target, o.force)
         offset = part_size(target.part) if o.resume and target.kind == "file" else 0
         if offset and self._claim(t, target.part):   # a .part two URLs share is resumed once
-            target.resume_from = target.part
+            target.resume_from, target.validator = target.part, recorded_validator(target.part or "")
+            if target.validator is None:
+                t.notes.append(not_resumed(target.part or "", "nothing records which version of the file it holds"))
+                offset = 0
         else:
             offset = 0
         async with self._session(t, resolver) as session:
             for attempt_offset in (offset, 0) if offset else (0,):
-                headers = {"Range": f"bytes={attempt_offset}-"} if attempt_offset else None
+                headers = {"Range": f"bytes={attempt_offset}-", "If-Range": target.validator or ""} \
+                    if attempt_offset else None
                 async with session.get(t.url, headers=headers, max_redirects=o.max_redirects) as resp:
                     t._note_active(resp)
                     start = self._check_response(t, resp, attempt_offset)
@@ -278,25 +283,33 @@ class TransferManager:
         active = t.active_socket
         if self.options.require_mptcp and active is not None and socket_status(active) is not SocketStatus.MPTCP:
             raise TransferError("the server does not speak MPTCP (connection fell back to TCP)")
-        if resp.status == 416 and offset:
-            total = _content_range(resp.headers.get("Content-Range"))[2]
+        if resp.status == 416 and offset:       # If-Range matched (or the server would have sent 200)
+            total = content_range(resp.headers.get("Content-Range"))[2]
             if total == offset:           # the .part already holds the whole file
                 t.total = total
                 return offset
             return None
         if not 200 <= resp.status < 300:   # redirects were followed: a 3xx here has no Location
             raise TransferError(f"HTTP {resp.status} {resp.reason or ''}".rstrip())
-        disposition = resp.content_disposition
+        with warnings.catch_warnings():     # a malformed header just names nothing: no warning on stderr
+            warnings.simplefilter("ignore", BadContentDispositionHeader)
+            warnings.simplefilter("ignore", BadContentDispositionParam)
+            disposition = resp.content_disposition
         rename_from_server(t.target, disposition_name(disposition.parameters) if disposition else None)
         self._claim_target(t)
         check_final(t.target, self.options.force)
-        start = 0
+        start, part = 0, t.target.resume_from or t.target.part or ""
         if resp.status == 206 and offset:
-            first, _, total = _content_range(resp.headers.get("Content-Range"))
-            if first != offset:
+            why = partial_mismatch(resp.headers, offset, t.target.validator)
+            if why is not None:
+                t.notes.append(not_resumed(part, why))
                 return None
-            start, t.total = offset, total
-        elif resp.content_length is not None:
+            start, t.total = offset, content_range(resp.headers.get("Content-Range"))[2]
+        elif offset:
+            t.notes.append(not_resumed(part, "the server sent the whole file: it changed, or cannot resume"))
+        if start == 0:
+            t.target.validator = validator_of(resp.headers)
+        if start == 0 and resp.content_length is not None:
             t.total = resp.content_length
         return start
 
@@ -329,7 +342,9 @@ class TransferManager:
         for path in (target.path, target.part):
             if not self._claim(t, path):
                 owner = self._claimed[os.path.abspath(path or "")]
-                raise TransferError(f"{target.path} is also the target of transfer #{owner} — use -o DIR/")
+                hint = ("both URLs name this file: fetch one with -o FILE in another run" if self.plan.kind == "dir"
+                        else "use -o DIR/")
+                raise TransferError(f"{target.path} is also the target of transfer #{owner} — {hint}")
 
 
 async def run_transfers(urls: Sequence[str], options: TransferOptions,
@@ -353,33 +368,33 @@ def _parse_url(url: str) -> URL:
     return parsed
 
 
-def _content_range(header: str | None) -> tuple[int | None, int | None, int | None]:
-    """(first, last, total) of ``Content-Range: bytes A-B/T`` (``*`` parts are None)."""
-    m = _CONTENT_RANGE.fullmatch(header.strip()) if header else None
-    if m is None:
-        return None, None, None
-    first, last, total = m.groups()
-    as_int = lambda s: int(s) if s and s != "*" else None   # noqa: E731
-    return as_int(first), as_int(last), as_int(total)
-
-
 class NetnsResolver(AbstractResolver):
-    """getaddrinfo on threads started from the event loop's thread.
+    """getaddrinfo on threads started from the event loop's thread, never waited for at exit.
 
     Network namespaces are per thread, and a thread starts in the namespace of the thread that
     started it.  aiohttp's default resolver uses the loop's shared executor, whose threads may
     predate the loop thread entering a lab namespace: a lookup there would reach the host's DNS.
-    This pool starts its threads on first use, from the loop thread, in its namespace.
+    Each lookup here runs on a daemon thread started from the loop thread, in its namespace.  No
+    executor: Python joins an executor's threads at exit, so a lookup that never answers held the
+    process for as long as the resolver tried (seconds after --connect-timeout had given up).
     """
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix="mptop-dns")
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        lookup = functools.partial(socket.getaddrinfo, host, port, family, socket.SOCK_STREAM,
-                                   0, socket.AI_ADDRCONFIG)
-        infos = await asyncio.get_running_loop().run_in_executor(self._pool, lookup)
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[list[Any]] = loop.create_future()
+
+        def lookup() -> None:
+            try:
+                infos: list[Any] | BaseException = socket.getaddrinfo(
+                    host, port, family, socket.SOCK_STREAM, 0, socket.AI_ADDRCONFIG)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                infos = exc
+            with contextlib.suppress(RuntimeError):     # the loop is gone: nobody waits any more
+                loop.call_soon_threadsafe(_settle, answer, infos)
+
+        threading.Thread(target=lookup, name="mptop-dns", daemon=True).start()
+        infos = await answer
         numeric = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
         results = []
         for fam, _, proto, _, addr in infos:
@@ -392,7 +407,13 @@ class NetnsResolver(AbstractResolver):
         return results
 
     async def close(self) -> None:
-        pass        # shared by the run's sessions: the manager shuts it down
+        pass        # shared by the run's sessions; its threads are daemons
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+
+def _settle(answer: asyncio.Future[list[Any]], infos: list[Any] | BaseException) -> None:
+    if answer.done():          # the lookup's waiter was cancelled (connect timeout)
+        return
+    if isinstance(infos, BaseException):
+        answer.set_exception(infos)
+    else:
+        answer.set_result(infos)

@@ -28,6 +28,7 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from mptop.core.events import FallbackCounters
+from mptop.core.missing import MissingSubflows
 from mptop.core.model import ConnectionSample, Event, HostInfo, Record, Sample, Status
 from mptop.core.paths import InterfaceMap
 from mptop.core.polling import PmFeed, rearming, sleep_unless
@@ -102,6 +103,7 @@ class WatchSampler:
         self._woken: asyncio.Event | None = None     # made in run(): an Event belongs to one loop
         self._reader: DiagReader | None = None
         self._fallback_counters = FallbackCounters()
+        self._missing = MissingSubflows()
 
     def now(self) -> float:
         return self._clock() - self._t0
@@ -143,6 +145,8 @@ class WatchSampler:
         itfs = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
         connections, events = self.tracker.observe(t, conns, itfs, self._fallback_counters.grew())
         sample = Sample(t=t, paths=self.tracker.paths.samples(), connections=connections)
+        live = {c.token: {s.iface for s in c.subflows if not s.closed} for c in connections if c.status == "mptcp"}
+        events += self._missing.poll(t, live, itfs, self.tracker.paths.label, sample.paths)
         return sample, events
 
     async def run(self) -> AsyncGenerator[tuple[Sample, list[Event]], None]:

@@ -12,26 +12,31 @@ from collections.abc import Callable
 
 from mptop.demo.scenario import IFACES, Scenario, Step
 from mptop.lab import Lab
+from mptop.lab.actions import EndpointConfig
 
 WIFI, CELLULAR = IFACES
+Note = Callable[[str, str], None]    # (event kind: "scenario" or "user_action", what was done)
 
 
 class ScenarioPlayer:
     """Remembers what it changed, so keys can toggle links and `restore` undoes everything."""
 
-    def __init__(self, lab: Lab, scenario: Scenario, on_note: Callable[[str], None] | None = None) -> None:
+    def __init__(self, lab: Lab, scenario: Scenario, on_note: Note | None = None) -> None:
         self.lab = lab
         self.scenario = scenario
-        self.on_note = on_note or (lambda note: None)
+        self.on_note: Note = on_note or (lambda kind, note: None)
         self.link_up = {WIFI: True, CELLULAR: True}
         self.backup = {iface: iface in scenario.backup for iface in (WIFI, CELLULAR)}
         self.scripted = True
+        self.endpoints: EndpointConfig | None = None     # the client's, as setup() found them
         self._lock = asyncio.Lock()
 
     def setup(self) -> None:
-        """Apply the scenario's starting state (backup flags) before the download starts."""
+        """Apply the scenario's starting state (backup flags) before the download starts, and remember
+        the client's endpoints and limits then: `r` puts them back whatever `e` changed."""
         for iface in self.scenario.backup:
             self.lab.set_backup(iface, True)
+        self.endpoints = self.lab.endpoint_config("client")
 
     async def run(self, tick: float = 0.1) -> None:
         """Play the timed steps until cancelled; `scripted = False` pauses the script (keys take over)."""
@@ -45,8 +50,10 @@ class ScenarioPlayer:
                     await self.apply(step)
             played_until = now
 
-    async def apply(self, step: Step) -> None:
+    async def apply(self, step: Step, by_user: bool = False) -> None:
         async with self._lock:
+            # Said before it is done: the cause is in the stream before the kernel events it causes.
+            self.on_note("user_action" if by_user else "scenario", describe_step(step))
             await asyncio.to_thread(self._apply, step)
 
     def _apply(self, step: Step) -> None:
@@ -68,29 +75,37 @@ class ScenarioPlayer:
             lab.add_endpoint(iface)
         elif step.action == "reset_subflows":
             lab.reset_subflows(iface)
-        self.on_note(f"{_NAMES.get(iface, iface)}: {_VERBS[step.action]}"
-                     + (f" {step.mbit:g} Mbit/s" if step.mbit else ""))
 
     # -- keys: manual control stops the script so it does not undo what the user did -------------
     async def toggle_link(self, iface: str) -> None:
         self.scripted = False
-        await self.apply(Step(0, "link_up" if not self.link_up[iface] else "link_down", iface))
+        await self.apply(Step(0, "link_up" if not self.link_up[iface] else "link_down", iface), by_user=True)
 
     async def toggle_backup(self, iface: str = CELLULAR) -> None:
         self.scripted = False
-        await self.apply(Step(0, "clear_backup" if self.backup[iface] else "set_backup", iface))
+        await self.apply(Step(0, "clear_backup" if self.backup[iface] else "set_backup", iface), by_user=True)
 
     async def restore(self) -> None:
-        """Both links up at the scenario's rates, backup as the scenario set it; the script resumes."""
+        """Both links up at the scenario's rates, the client's endpoints and limits as at the start,
+        backup as the scenario set it; the script resumes."""
+        self.on_note("user_action", "restore: both links up, endpoints and rates as at the start, script resumed")
+        if self.endpoints is not None:
+            async with self._lock:
+                await asyncio.to_thread(self.lab.restore_endpoint_config, self.endpoints, "client")
         for iface in (WIFI, CELLULAR):
             if not self.link_up[iface]:
-                await self.apply(Step(0, "link_up", iface))
+                await self.apply(Step(0, "link_up", iface), by_user=True)
             await asyncio.to_thread(self.lab.set_rate, iface, self.scenario.rate_mbit.get(iface))
             wanted = iface in self.scenario.backup
             if self.backup[iface] != wanted:
-                await self.apply(Step(0, "set_backup" if wanted else "clear_backup", iface))
+                await self.apply(Step(0, "set_backup" if wanted else "clear_backup", iface), by_user=True)
         self.scripted = True
-        self.on_note("restored: both links up, scenario resumed")
+
+
+def describe_step(step: Step) -> str:
+    """``Wi-Fi: link down``, ``Cellular: rate set to 5 Mbit/s``."""
+    rate = f" {step.mbit:g} Mbit/s" if step.mbit else ""
+    return f"{_NAMES.get(step.iface, step.iface)}: {_VERBS[step.action]}{rate}"
 
 
 _NAMES = {WIFI: "Wi-Fi", CELLULAR: "Cellular"}

@@ -75,15 +75,16 @@ def _run_tui(args: argparse.Namespace, session: Session, player: ScenarioPlayer,
 
     app = DemoApp(player, runner=runner, finished_text="demo finished — q to quit")
     app.units = args.unit
-    crashed = run_app(app)
+    crashed = run_app(app, theme=args.theme)
     return exit_code(done[0] if done else None) or crashed
 
 
 async def play(session: Session, player: ScenarioPlayer, sink: Sink, duration: float | None,
                until: Callable[[], Awaitable[object]] | None = None) -> Summary:
     """Run the download and the scenario together until ``duration`` passes, ``until`` returns, or the
-    download ends; scenario steps appear in the stream as ``scenario`` events."""
-    player.on_note = lambda note: session.note(sink, "scenario", note)
+    download ends; scenario steps appear in the stream as ``scenario`` events, what the demo's keys did
+    as ``user_action`` events."""
+    player.on_note = lambda kind, note: session.note(sink, kind, note)
     script = asyncio.create_task(player.run(), name="mptop-scenario")
     run = asyncio.create_task(session.run(sink), name="mptop-session")
     stoppers: list[asyncio.Future[Any]] = [asyncio.create_task(asyncio.sleep(duration))] if duration else []

@@ -12,7 +12,7 @@ has IPv6 TCP sockets):
 A subflow joins its connection by token (TOKEN_LOC == mptcpi_token).  Decoding lives in
 :mod:`mptop.kernel.diag_decode`; the owning processes come from :mod:`mptop.kernel.procs`.
 
-Why our own codec, not pyroute2 (0.9.7, see measured.md): it packs sdiag_protocol as a u8 (262 is a
+Why our own codec, not pyroute2 (0.9.7, docs/measured.md "pyroute2 gaps"): it packs sdiag_protocol as a u8 (262 is a
 struct.error), sends no INET_DIAG_REQ_PROTOCOL, decodes every INET_DIAG_INFO as tcp_info, hands the
 ULP info back as hex, and its TCP dump alone takes ~140 ms for 2,000 subflows.
 

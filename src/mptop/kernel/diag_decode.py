@@ -74,6 +74,9 @@ _MskEntry = tuple[_Shape, tuple[Any, ...], tuple[Any, ...], Address, Address, in
 _SubflowEntry = tuple[_Shape, tuple[Any, ...], DiagSubflow, int, tuple[DiagSubflow]]
 
 
+MAX_ERRNO = 4095    # the kernel's own bound (include/linux/err.h)
+
+
 class DiagDecoder:
     """Decodes a poll's dump datagrams (TCP dumps first, then MPTCP) into connections.
 
@@ -139,6 +142,8 @@ class DiagDecoder:
         if length < NLMSG_HEADER.size + 4:
             raise KernelParseError(f"netlink {'error' if kind == NLMSG_ERROR else 'done'} message truncated")
         code = -_ERRNO.unpack_from(buf, off + NLMSG_HEADER.size)[0]
+        if code > MAX_ERRNO:        # no errno is that large (INT_MIN would overflow strerror)
+            raise KernelParseError(f"netlink error code {-code} is not an errno")
         if code > 0:
             raise OSError(code, f"sock_diag dump: {os.strerror(code)}")
         return kind == NLMSG_DONE

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 from mptop.lab.config import LabError
 from mptop.lab.netns import Namespace
 from mptop.lab.topology import LabBase, LabEndpoint, Side, endpoint_add_cmd
@@ -127,8 +130,50 @@ class Lab(LabBase):
             self.run(self._ns(s), ["ip", "mptcp", "endpoint", "change", "id", str(ep.id), word])
             ep.flags = tuple(f for f in ep.flags if f != "backup") + (("backup",) if backup else ())
 
+    # -- a side's endpoints and limits as a whole (the demo's `r` puts back what `e` changed) -------
+    def endpoint_config(self, side: Side = "client") -> EndpointConfig:
+        """The side's MPTCP endpoints and limits as the kernel has them now."""
+        ns = self._ns(side)
+        shown = json.loads(self.run(ns, ["ip", "-j", "mptcp", "endpoint", "show"]).stdout or "[]")
+        endpoints = frozenset((int(e["id"]), str(e["address"]), e.get("dev"),
+                               tuple(word for word in IP_FLAG_WORDS if e.get(word))) for e in shown)
+        words = self.run(ns, ["ip", "mptcp", "limits", "show"]).stdout.split()
+        limits = dict(zip(words[::2], words[1::2], strict=False))
+        return EndpointConfig(endpoints, f"subflows {limits.get('subflows', 0)} "
+                                         f"add_addr_accepted {limits.get('add_addr_accepted', 0)}")
+
+    def restore_endpoint_config(self, saved: EndpointConfig, side: Side = "client") -> int:
+        """Put the side's endpoints and limits back as ``saved``: endpoints added or changed since are
+        deleted, deleted ones added again (same id, address, device, flags).  Returns the changes made."""
+        now = self.endpoint_config(side)
+        commands = [f"mptcp endpoint delete id {id_}" for id_, *_ in now.endpoints - saved.endpoints]
+        for id_, address, dev, flags in sorted(saved.endpoints - now.endpoints):
+            commands.append(f"mptcp endpoint add {address}{f' dev {dev}' if dev else ''} id {id_} {' '.join(flags)}"
+                            .rstrip())
+        if now.limits != saved.limits:
+            commands.append(f"mptcp limits set {saved.limits}")
+        if commands:
+            self.ip_batch(self._ns(side), commands)
+        present = {id_ for id_, *_ in saved.endpoints}
+        for (s, _), ep in self.endpoints.items():
+            if s == side:
+                ep.present = ep.id in present
+        return len(commands)
+
     def _ns(self, side: Side) -> Namespace:
         return self.client if side == "client" else self.server
+
+
+IP_FLAG_WORDS = ("signal", "subflow", "backup", "fullmesh")   # as `ip -j` shows them and `ip mptcp` takes them
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """What `ip mptcp endpoint show` and `ip mptcp limits show` say: (id, address, device, flags) per
+    endpoint, and the limits as ``ip mptcp limits set`` takes them."""
+
+    endpoints: frozenset[tuple[int, str, str | None, tuple[str, ...]]]
+    limits: str
 
 
 def _strip_dev(addr: str) -> str:

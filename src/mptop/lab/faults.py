@@ -145,7 +145,7 @@ async def range_ignored(request: web.Request) -> None:
     await _send_raw(request, _body_head(n, extra=[("ETag", '"same"')]), content.content(n))
 
 
-async def disposition(request: web.Request) -> None:
+async def raw_disposition(request: web.Request) -> None:
     n = _n(request)
     cd = request.query.get("cd", 'attachment; filename="../../evil"')
     await _send_raw(request, _body_head(n, extra=[("Content-Disposition", cd)]), content.content(n))
@@ -194,7 +194,7 @@ async def no_length(request: web.Request) -> None:
 FAULTS: dict[str, Fault] = {
     "location": location, "loop": loop, "reason": reason, "stall": stall, "silent": silent,
     "entity": entity, "liar": liar, "wrong-range": wrong_range, "range-ignored": range_ignored,
-    "disposition": disposition, "gzip": gzipped, "chunked": chunked, "chunked-cut": chunked_cut,
+    "disposition": raw_disposition, "gzip": gzipped, "chunked": chunked, "chunked-cut": chunked_cut,
     "garbage": garbage, "huge-header": huge_header, "bad-length": bad_length, "overlong": overlong,
     "no-length": no_length,
 }

@@ -135,7 +135,7 @@ async def handle_redirect(request: web.Request) -> web.StreamResponse:
 
 
 async def _send_half_then(request: web.Request, size: int) -> asyncio.Transport:
-    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream", "ETag": content.etag(size)})
     resp.content_length = size
     await resp.prepare(request)
     await _send(resp, 0, size // 2)

@@ -20,13 +20,14 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 
+from mptop import config
 from mptop.core.model import Record, Sink
 from mptop.tui import format as fmt
 from mptop.tui.endpoints import EndpointsScreen
@@ -35,6 +36,7 @@ from mptop.tui.screen import MainScreen, Mode
 from mptop.tui.sources import Pausable
 from mptop.tui.state import ViewState
 from mptop.tui.terminal import TerminalGuard
+from mptop.tui.too_small import TooSmallScreen, too_small
 from mptop.tui.toplist import TopList
 from mptop.tui.watch_screen import WatchScreen
 from mptop.tui.watch_state import WatchState
@@ -68,13 +70,14 @@ class MptopApp(App[int]):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (24, "-normal"), (30, "-tall")]
     BINDINGS = [
         Binding("q", "quit", "Quit", tooltip="quit mptop"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),     # not Textual's "press ctrl+q"
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),   # 2nd: 60 columns show it
         Binding("p", "pause", "Pause", tooltip="pause or resume the display; data keeps being collected"),
         Binding("space", "replay_pause", "Play/pause", tooltip="pause or resume the replay"),
         Binding("u", "units", "Bits/bytes", tooltip="rates in bits or in bytes per second"),
         Binding("up", "select(-1)", "Select", key_display="↑↓", show=False),
         Binding("down", "select(1)", "Select", show=False),
         Binding("e", "endpoints", "Endpoints", tooltip="MPTCP endpoints and limits: add, delete, backup, new subflow"),
-        Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),
     ]
 
     HELP_ONLY_KEYS: frozenset[str] = frozenset()     # bound, left out of the footer, listed by `?`
@@ -146,6 +149,22 @@ class MptopApp(App[int]):
         self.redraw()
         if self.source is not None or self.runner is not None:
             self._consume()
+        self.call_after_refresh(self.fit_terminal)
+
+    def on_resize(self, _: events.Resize) -> None:
+        self.call_after_refresh(self.fit_terminal)
+
+    def fit_terminal(self) -> None:
+        """Below 60×20 one line says so over every screen; it goes once the terminal is big enough."""
+        small = too_small(self.size)
+        if isinstance(self.screen, TooSmallScreen):
+            if small:
+                self.screen.show(self.size)
+            else:
+                self.pop_screen()
+        elif small and self.is_running and not self._exit:
+            self.clear_notifications()
+            self.push_screen(TooSmallScreen())
 
     def _status(self) -> list[tuple[str, str]]:
         pills: list[tuple[str, str]] = []
@@ -200,14 +219,22 @@ class MptopApp(App[int]):
         self.main.top.move(delta)
 
     def action_endpoints(self) -> None:
-        if not isinstance(self.screen, EndpointsScreen):
+        if not self.replaying and not isinstance(self.screen, EndpointsScreen | TooSmallScreen):
             self.push_screen(EndpointsScreen())
 
     def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
+        if not isinstance(self.screen, HelpScreen | TooSmallScreen):
+            self.clear_notifications()          # nothing on top of the help
             self.push_screen(HelpScreen(self.key_help()))
 
+    @property
+    def replaying(self) -> bool:
+        """A recording plays: nothing on screen is this host, so nothing may change it (no `e`)."""
+        return isinstance(self.source, Pausable)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "endpoints":
+            return not self.replaying
         if action == "replay_pause":   # hidden without a pausable source, greyed out once it ended
             return None if self.finished and isinstance(self.source, Pausable) else isinstance(self.source, Pausable)
         return True
@@ -246,11 +273,17 @@ class MptopApp(App[int]):
                                     "show its subflows", lambda i=index: setattr(top, "highlighted", i))
 
 
-def run_app(app: App[Any], *, headless: bool = False) -> int:
+def run_app(app: App[Any], *, theme: str | None = None, headless: bool = False) -> int:
     """Run a TUI app to its end; its exit status: non-zero when the display crashed (Textual has
-    printed the traceback by then, and sets return_code 1), 128 + N when signal N (a hangup) ended it."""
+    printed the traceback by then, and sets return_code 1), 128 + N when signal N (a hangup) ended it.
+    It starts in ``theme`` (else Textual's default); a theme chosen meanwhile (ctrl+p) is kept for next time."""
+    if theme:
+        app.theme = theme
+    start = app.theme
     with TerminalGuard(app) as guard:
         app.run(headless=headless)
+    if app.theme != start:
+        config.save({"theme": app.theme})
     code = app.return_code or 0
     if code and guard.ended_by is None:
         print(f"mptop: the display stopped on an error (exit status {code})", file=sys.stderr)

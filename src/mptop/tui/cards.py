@@ -16,6 +16,7 @@ from rich.style import Style
 from rich.text import Text
 
 from mptop.core.model import ConnectionSample, SubflowSample, TransferSample
+from mptop.core.safe_text import escape_controls
 from mptop.tui import format as fmt
 from mptop.tui.chart import RateChart
 from mptop.tui.format import Units
@@ -91,7 +92,7 @@ class TransferCard:
         pct = fmt.percent(fraction) if tr.total else "–"
         done = fmt.size(tr.bytes) + (f" / {fmt.size(tr.total)}" if tr.total else "")
         if tr.state == "failed":
-            return [(f"✗ {tr.error or 'failed'}", self.styles.error)]
+            return [(f"✗ {escape_controls(tr.error or 'failed')}", self.styles.error)]
         rate = fmt.rate(tr.rate_bps, self.units)
         if tr.state == "done":
             end = ("✓ done", self.styles.badge)
@@ -139,7 +140,7 @@ def _bar_line(bar: Text, stats: Sequence[tuple[str | Text, Style]], width: int) 
 
 def process_label(conn: ConnectionSample) -> str:
     """``curl [4242]`` (``?`` when the kernel does not say which process owns the socket)."""
-    return (conn.process or "?") + (f" [{conn.pid}]" if conn.pid else "")
+    return escape_controls(conn.process or "?") + (f" [{conn.pid}]" if conn.pid else "")
 
 
 def _ends(conn: ConnectionSample, room: int) -> str:

@@ -9,6 +9,7 @@ from typing import Literal
 
 from mptop.core.badge import badge as badge  # re-exported: the TUI's cards and titles
 from mptop.core.model import SubflowSample
+from mptop.core.safe_text import escape_controls
 from mptop.core.units import format_bytes, format_duration, format_rate
 
 Units = Literal["bits", "bytes"]
@@ -59,7 +60,7 @@ def clip(text: str, width: int) -> str:
 def short_url(url: str, width: int) -> str:
     """The URL without its scheme, fitted to ``width``: the host stays whole when it can, and the
     tail of the path starts at a segment (``192.0.2.1/…/file.iso``)."""
-    text = url.split("://", 1)[-1]
+    text = escape_controls(url.split("://", 1)[-1])
     if len(text) <= width or width < 5:
         return text[: max(width, 0)]
     host, slash, path = text.partition("/")

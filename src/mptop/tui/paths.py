@@ -67,6 +67,8 @@ class PathsView(Widget):
             return Text("down", kind_style(app, "bad") + Style(bold=True))
         if path.stalled:
             return Text("stalled", kind_style(app, "warn") + Style(bold=True))
+        if path.no_subflow_s is not None:      # up, has an endpoint, lost its subflow: `e` re-adds it
+            return Text(f"no subflow {path.no_subflow_s:.0f}s·e", kind_style(app, "warn") + Style(bold=True))
         if path.waiting_on:               # link up, quiet while the transfer moves on another path
             return Text("waiting", muted(app))
         if path.link_up:

@@ -8,8 +8,9 @@ iterates; a source that can pause is recognised by :class:`Pausable`.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 from mptop.core.model import Record
@@ -29,11 +30,14 @@ def _time_of(record: Record) -> float | None:
 class ReplaySource:
     """Yields a recording's records when their time comes, ``speed`` times faster than recorded.
 
-    Records without a time (host info, summary) follow the record before them at once.
+    Records without a time (host info, summary) follow the record before them at once.  A sequence
+    is timed up front; any other iterable (a recording read as it plays,
+    :func:`mptop.core.recording.iter_recording`) is pulled one record at a time, its start taken
+    from its first timed record and its duration known once it ends.
     """
 
     def __init__(
-        self, records: Sequence[Record], speed: float = 1.0, clock: Callable[[], float] = time.monotonic
+        self, records: Iterable[Record], speed: float = 1.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
@@ -42,9 +46,10 @@ class ReplaySource:
         self.paused = False
         self.finished = False
         self._clock = clock
-        times = [t for t in map(_time_of, records) if t is not None]
+        self._timed = isinstance(records, Sequence)
+        times = [t for t in map(_time_of, records) if t is not None] if isinstance(records, Sequence) else []
         self.start = times[0] if times else 0.0
-        self.duration = (times[-1] - self.start) if times else 0.0
+        self.duration = (times[-1] - self.start) if times else (0.0 if self._timed else math.inf)
         self._anchor_wall = clock()
         self._anchor_t = self.start
         self._wake: asyncio.Event | None = None
@@ -96,10 +101,17 @@ class ReplaySource:
     async def __aiter__(self) -> AsyncIterator[Record]:
         self._wake = asyncio.Event()
         self._anchor_wall, self._anchor_t = self._clock(), self.start
+        last: float | None = None
         for record in self.records:
             t = _time_of(record)
             if t is not None:
+                if last is None and not self._timed:      # a stream: its first time is its start
+                    self.start = self._anchor_t = t
+                    self._anchor_wall = self._clock()
                 await self._wait_until(t)
+                last = t
             yield record
+        if not self._timed:
+            self.duration = (last - self.start) if last is not None else 0.0
         self._anchor_t = self.start + self.duration
         self.finished = True

@@ -12,7 +12,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
+from mptop.core.missing import for_tui
 from mptop.core.model import Event, Sample, Summary
+from mptop.core.safe_text import escape_controls
 from mptop.tui import format as fmt
 
 Severity = Literal["info", "good", "warn", "bad"]
@@ -24,10 +26,12 @@ _VERDICTS = ("fell back to TCP", "plain TCP")     # how the core's fallback deta
 _PHRASES: dict[str, tuple[str, Severity]] = {
     "subflow_up": ("subflow up on", "good"),
     "subflow_down": ("subflow closed on", "bad"),
+    "subflow_missing": ("missing subflow on", "warn"),
     "fallback": ("fell back to TCP", "warn"),
     "address_announced": ("peer announced", "info"),
     "address_removed": ("peer removed", "warn"),
     "transfer_failed": ("failed", "bad"),
+    "transfer_note": ("note", "warn"),
     "connection_closed": ("connection closed", "info"),
 }
 
@@ -136,9 +140,11 @@ class Narrator:
         The core's details are often whole sentences ("Wi-Fi subflow up: a → b"): where ours
         already says the first half, only what follows the colon is kept.
         """
-        detail = event.detail
+        detail = escape_controls(event.detail)
         if event.kind == "scenario":                  # a step of `mptop demo`'s script
             return [("scenario · ", None), (detail, None)]
+        if event.kind == "user_action":               # a key the user pressed in `mptop demo`
+            return [("you · ", None), (detail, None)]
         parts: list[Part] = [(f"#{event.transfer} ", None)] if event.transfer is not None else []
         if event.kind.startswith("address_") or (event.kind == "fallback" and detail.startswith(_VERDICTS)):
             # the detail, when there is one, is the sentence ("plain TCP: MPTCP is disabled…" is no fallback)
@@ -150,6 +156,8 @@ class Narrator:
             parts += [(" ", None), self._path(event.iface)]
         elif event.iface:
             parts += [(" (", None), self._path(event.iface), (")", None)]
+        if event.kind == "subflow_missing":            # the key that re-adds it, not the shell command
+            detail = for_tui(detail)
         if ": " in detail and event.kind in _PHRASES:
             detail = detail.split(": ", 1)[1]
         if detail:
@@ -283,7 +291,7 @@ class Narrator:
         parts: list[Part] = [(f"#{event.transfer} done", None)]
         per_path = self._transfer_paths.get(event.transfer or -1)
         if not per_path:
-            return parts + ([(f" — {event.detail}", None)] if event.detail else [])
+            return parts + ([(f" — {escape_controls(event.detail)}", None)] if event.detail else [])
         parts.append((f" — {fmt.size(self._transfer_bytes.get(event.transfer or -1, 0))}", None))
         total = sum(per_path.values()) or 1
         for iface, count in sorted(per_path.items(), key=lambda kv: -kv[1]):
