@@ -71,7 +71,7 @@ from mptop.kernel.types import KernelParseError, SocketReading, SocketStatus
 
 TransfersSource = Iterable[TransferLike] | Callable[[], Iterable[TransferLike]]
 FINISHED = ("done", "failed")
-APP_BACKLOG = 256 * 1024   # unread bytes in our socket beyond which quiet paths are waiting on mptop
+APP_BACKLOG = 4 << 20    # unread bytes in our socket beyond which quiet paths are waiting on mptop
 class Sampler:
     """See the module docstring.  ``labels``: ``{iface: name}`` from ``--label``."""
 
