@@ -11,6 +11,7 @@ import pytest
 
 from mptop.lab import Lab
 from mptop.lab import content as lab_content
+from tests.core.test_transfer_lab import write_part
 
 pytestmark = pytest.mark.lab
 
@@ -22,7 +23,7 @@ def get(lab: Lab, *args: str) -> tuple[int, str]:
 
 def test_a_resumed_download_says_from_where(lab: Lab, tmp_path: Path) -> None:
     size, kept = 3_000_000, 2_000_000
-    (tmp_path / f"{size}.part").write_bytes(lab_content.content(kept))
+    write_part(tmp_path / f"{size}.part", lab_content.content(kept), size)
     code, err = get(lab, lab.url(size), "-o", f"{tmp_path}/")
     assert code == 0, err
     line = err.strip().splitlines()[-1]

@@ -51,3 +51,7 @@ async def test_transfer_and_path_rates_are_one_definition_through_a_handover(mak
         assert integrated == pytest.approx(counted, rel=0.1), iface
     for iface in ("wlan0", "wwan0"):             # and the paths' bytes are the interfaces'
         assert run.samples[-1].paths[iface].bytes == pytest.approx(run.payload(iface), rel=0.03), iface
+    # After the end nothing looks live: every subflow at rate 0 with no RTT, its bytes kept.
+    final = run.samples[-1].transfers[0]
+    assert final.state == "done" and final.rate_bps == 0
+    assert all(f.rate_bps == 0 and f.rtt_ms is None and f.bytes_received > 0 for f in final.subflows)

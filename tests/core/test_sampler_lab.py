@@ -56,7 +56,9 @@ async def test_shaped_two_path_download_shares_bytes_and_subflows(make_lab: Call
     assert set(by_iface) == {"wlan0", "wwan0"}
     assert by_iface["wlan0"].join is False and by_iface["wwan0"].join is True
     assert by_iface["wlan0"].path == "Wi-Fi" and by_iface["wwan0"].path == "Cellular"
-    assert all(s.rtt_ms and 0 < s.rtt_ms < 1000 and s.cwnd for s in t.subflows)
+    live = samples[-2].transfers[0].subflows                  # the last poll while it ran
+    assert len(live) == 2 and all(s.rtt_ms and 0 < s.rtt_ms < 1000 and s.cwnd for s in live)
+    assert all(s.rtt_ms is None and s.rate_bps == 0 for s in t.subflows)       # nothing live after the end
 
     # Shares while both paths carry the download: ≈ 80/20.  The median, because the shared
     # receive buffer sometimes holds the fast path back for a poll (head-of-line blocking behind

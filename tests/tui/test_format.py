@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from mptop.core.model import SubflowSample, TransferSample
 from mptop.tui import format as fmt
-from mptop.tui.chart import buckets
+from mptop.tui.chart import bin_step, buckets, robust_top
 
 
 def test_stamps_and_percentages() -> None:
@@ -51,9 +51,9 @@ def test_a_transfer_that_ended_before_connecting_is_not_connecting() -> None:
 
 def test_chart_buckets_follow_time_not_sample_count() -> None:
     points = [(t / 4, 10.0 if t < 20 else 0.0) for t in range(1, 41)]     # 10 s at 4 Hz: 5 s busy, 5 s idle
-    cols = buckets(points, now=10.0, window=20.0, width=10)               # 2 s per column
-    assert cols[:5] == [None] * 5                                           # before the run started
-    assert cols[5:7] == [10.0, 10.0] and cols[-2:] == [0.0, 0.0]
+    cols = buckets(points, now=10.0, window=20.0, width=10)               # 2 s per column, now's the last
+    assert cols[:4] == [None] * 4                                           # before the run started
+    assert cols[4:6] == [10.0, 10.0] and cols[-3:] == [0.0, 0.0, 0.0]
     wide = buckets(points, now=10.0, window=10.0, width=100)                # 0.1 s per column: no holes
     assert None not in wide[2:] and wide[45] == 10.0 and wide[55] == 0.0 and wide[-1] == 0.0
 
@@ -171,3 +171,25 @@ def test_the_done_line_says_resumed_and_explains_paths_above_the_file() -> None:
                             {"wlan0": 15 * 2**20, "wwan0": 7 * 2**20}, 2.0)
     assert "; 2.0 MiB more than fetched: sent again on another path (reinjection))" in done_line(again, 2.0)
     assert "reinjection" not in line
+
+
+def test_rtt_says_unknown_as_a_dash_and_keeps_sub_millisecond_digits() -> None:
+    assert fmt.rtt(None) == "—" and fmt.rtt(0.0) == "—"        # no estimate is not "0.0 ms"
+    assert fmt.rtt(0.04) == "0.04 ms" and fmt.rtt(12.34) == "12.3 ms"
+
+
+def test_chart_columns_are_fixed_slices_of_time_that_scroll() -> None:
+    # 0.3 s apart, a 67-column chart of a growing run: every finished column keeps its value and
+    # only moves left (re-binning every frame changed 28 of 67 columns).
+    points = [(i * 0.25, float((i * 7919) % 13)) for i in range(1, 161)]      # 40 s of jumpy rates
+    before = buckets(points, now=39.7, window=39.7, width=67)
+    after = buckets(points + [(40.0, 5.0)], now=40.0, window=40.0, width=67)
+    assert bin_step(39.7, 67) == bin_step(40.0, 67) == 1.0
+    assert before[1:-1] == after[:-2] or before[:-1] == after[:-1]           # scrolled by at most one column
+    # The step changes only when the window outgrows the columns: 0.25 → 0.5 → 1 s here.
+    assert [bin_step(w, 67) for w in (5, 16, 17, 33, 34, 60)] == [0.1, 0.25, 0.5, 0.5, 1.0, 1.0]
+
+
+def test_one_outlier_does_not_set_the_chart_scale() -> None:
+    rates = [70e6] * 239 + [155e6]                                           # a minute at 4 Hz, one spike
+    assert robust_top(rates) == 70e6 * 1.1 and robust_top([]) == 0.0 and robust_top([0.0, 0.0]) == 0.0

@@ -267,3 +267,13 @@ def test_both_links_down_no_path_carries_and_back_needs_bytes() -> None:
     state.ingest(Event(30.0, "link_down", "wlan0"))
     state.ingest(Event(32.0, "link_up", "wlan0"))
     assert texts(state)[-1] == "Wi-Fi link down — link up after 2.0 s"
+
+
+def test_a_link_down_that_never_stalled_is_told_in_the_past_once_the_link_is_up() -> None:
+    state = ViewState()
+    state.ingest(sample(1.0, 100, 100))
+    state.ingest(Event(1.0, "link_down", "wlan0"))
+    state.ingest(sample(2.0, 100, 900))
+    assert texts(state) == ["Wi-Fi link down — Cellular carrying 100 % — for 1.0 s"]
+    state.ingest(Event(3.0, "link_up", "wlan0"))
+    assert texts(state) == ["Wi-Fi link down — Cellular carried 100 % — link up after 2.0 s"]

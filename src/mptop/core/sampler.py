@@ -71,7 +71,7 @@ from mptop.kernel.types import KernelParseError, SocketReading, SocketStatus
 
 TransfersSource = Iterable[TransferLike] | Callable[[], Iterable[TransferLike]]
 FINISHED = ("done", "failed")
-APP_BACKLOG = 256 * 1024   # unread bytes in our socket beyond which quiet paths are waiting on mptop
+APP_BACKLOG = 4 << 20    # unread bytes in our socket beyond which quiet paths are waiting on mptop
 class Sampler:
     """See the module docstring.  ``labels``: ``{iface: name}`` from ``--label``."""
 
@@ -252,6 +252,7 @@ class Sampler:
         )
         if finishing:
             self._finish(ctx, tr, track, sample)
+            return track.last or sample      # the final read's sample: nothing live any more
         return sample
 
     def _update_status(self, ctx: PollContext, tr: TransferLike, track: TransferTrack,
@@ -288,8 +289,9 @@ class Sampler:
         tr.release_sockets()
         self._ledger.forget(tr.id)
         self._router.forget(tr.id)
-        track.last = replace(sample, rate_bps=0.0, eta_s=None,
-                             subflows=[replace(s, rate_bps=0.0) for s in sample.subflows])
+        # After the end nothing is live: no rate, no RTT estimate (the bytes stay).
+        ended = [replace(s, rate_bps=0.0, rtt_ms=None) for s in sample.subflows]
+        track.last = replace(sample, rate_bps=0.0, eta_s=None, subflows=ended)
 
     # -- records for views ---------------------------------------------------------------------
     def host_info(self) -> HostInfo:

@@ -20,6 +20,7 @@ events are inferred from the polls.  Everything is read in the netns of the thre
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fnmatch
 import time
@@ -30,16 +31,17 @@ from mptop.core.events import FallbackCounters
 from mptop.core.missing import MissingSubflows
 from mptop.core.model import ConnectionSample, Event, HostInfo, Record, Sample, Status
 from mptop.core.paths import InterfaceMap
-from mptop.core.polling import PmFeed, rearming
+from mptop.core.polling import PmFeed, rearming, sleep_unless
 from mptop.core.sampler import Sampler, wall_clock_now
 from mptop.core.watch_track import WatchTracker, connection_status
 from mptop.kernel import host
 from mptop.kernel.diag import DiagReader
 from mptop.kernel.linktype import link_kind
-from mptop.kernel.types import DiagConnection
+from mptop.kernel.types import DiagConnection, PmEvent, PmEventKind
 from mptop.kernel.types import MptcpUnavailable as MptcpUnavailable  # what open() raises, for views
 
 WATCH_INTERVAL_S = 1.0
+WAKE_ON = (PmEventKind.ESTABLISHED, PmEventKind.SUB_ESTABLISHED, PmEventKind.SUB_CLOSED)
 
 
 # -- filtering (for --process/--port and the TUI's / filter) ---------------------------------------------
@@ -97,13 +99,21 @@ class WatchSampler:
         self._clock = clock
         self._t0 = clock()
         self.started = wall_clock_now()
-        self._pm = PmFeed(lambda event: self.tracker.pm_event(self.now(), event), enabled=pm_events)
+        self._pm = PmFeed(self._pm_event, enabled=pm_events)
+        self._woken: asyncio.Event | None = None     # made in run(): an Event belongs to one loop
         self._reader: DiagReader | None = None
         self._fallback_counters = FallbackCounters()
         self._missing = MissingSubflows()
 
     def now(self) -> float:
         return self._clock() - self._t0
+
+    def _pm_event(self, event: PmEvent) -> None:
+        """A path-manager event; a connection or subflow coming or going also polls right away, so a
+        connection shorter than the interval is still seen, with the bytes it had by then."""
+        self.tracker.pm_event(self.now(), event)
+        if event.kind in WAKE_ON and self._woken is not None:
+            self._woken.set()
 
     # -- lifecycle -----------------------------------------------------------------------------
     def open(self) -> None:
@@ -144,7 +154,8 @@ class WatchSampler:
         ``contextlib.aclosing`` when breaking out early."""
         self.open()
         self.start_events()
-        polls = rearming(self.poll, self.interval, self._clock)
+        self._woken = woken = asyncio.Event()
+        polls = rearming(self.poll, self.interval, self._clock, lambda seconds: sleep_unless(woken, seconds))
         try:
             async with self._pm.consuming(), contextlib.aclosing(polls):
                 async for result in polls:

@@ -57,7 +57,7 @@ class SocketOwners:
     looked for yet, at most every ``min_interval`` seconds (a scan reads every fd link of the host,
     milliseconds).  ``named`` holds every owner found so far (inode -> (pid, name))."""
 
-    def __init__(self, min_interval: float = 2.0, proc: str = "/proc",
+    def __init__(self, min_interval: float = 0.5, proc: str = "/proc",
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.min_interval = min_interval
         self.proc = proc

@@ -4,6 +4,7 @@ to its own min..max and spreads samples by count, which would make a stalled pat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from rich.console import Console, ConsoleOptions, RenderResult
@@ -15,23 +16,36 @@ BARS = " ▁▂▃▄▅▆▇█"          # index = eighths of a cell filled f
 BASELINE = "▁"
 
 
-def buckets(points: Sequence[tuple[float, float]], now: float, window: float, width: int) -> list[float | None]:
-    """The mean value per column over ``now - window .. now``; None before the first point.
+# Column widths in seconds.  A column is a fixed slice of time (k·step .. (k+1)·step since the run
+# began) that scrolls left as time passes, so a drawn column never changes once its slice is over;
+# the step only changes when the chart's window outgrows ``width`` columns of the current step.
+STEPS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0)
+TOP_QUANTILE = 0.95           # the scale: this quantile of the columns, so one outlier does not set it
+TOP_HEADROOM = 1.1
 
-    Columns without a point of their own (charts wider than the sample rate) carry the previous
-    column's value, so the line has no holes.
+
+def bin_step(window: float, width: int) -> float:
+    """The column width: the smallest of :data:`STEPS` that fits ``window`` into ``width`` columns."""
+    need = window / max(width, 1)
+    return next((step for step in STEPS if step >= need - 1e-9), need)
+
+
+def buckets(points: Sequence[tuple[float, float]], now: float, window: float, width: int) -> list[float | None]:
+    """The mean value per column, the rightmost being the slice holding ``now``; None before the
+    first point.  Columns without a point of their own (charts wider than the sample rate) carry
+    the previous column's value, so the line has no holes.
     """
     if width <= 0:
         return []
+    step = bin_step(window, width)
+    first = math.floor(now / step + 1e-9) - width + 1
     sums = [0.0] * width
     counts = [0] * width
-    start, step = now - window, window / width
     for t, value in points:
-        if t < start:
-            continue
-        index = min(width - 1, int((t - start) / step))
-        sums[index] += value
-        counts[index] += 1
+        index = math.floor(t / step + 1e-9) - first
+        if 0 <= index < width:
+            sums[index] += value
+            counts[index] += 1
     out: list[float | None] = []
     last: float | None = None
     for total, count in zip(sums, counts, strict=True):
@@ -39,6 +53,16 @@ def buckets(points: Sequence[tuple[float, float]], now: float, window: float, wi
             last = total / count
         out.append(last)
     return out
+
+
+def robust_top(values: Sequence[float]) -> float:
+    """A chart's top: the :data:`TOP_QUANTILE` of ``values`` with some headroom (0 when empty).
+    A single spike is drawn clipped at the top instead of flattening everything else for a minute."""
+    ordered = sorted(v for v in values if v > 0)
+    if not ordered:
+        return 0.0
+    index = min(len(ordered) - 1, math.ceil(TOP_QUANTILE * len(ordered)) - 1)
+    return ordered[index] * TOP_HEADROOM
 
 
 class RateChart:

@@ -39,6 +39,13 @@ def stamp(t: float) -> str:
     return f"{minutes:02d}:{secs:02d}.{tenth}"
 
 
+def rtt(ms: float | None) -> str:
+    """A round-trip time; "—" when unknown (no estimate yet, or the subflow has ended)."""
+    if ms is None or ms <= 0:
+        return "—"
+    return f"{ms:.2f} ms" if ms < 1 else f"{ms:.1f} ms"
+
+
 def percent(fraction: float) -> str:
     return f"{round(max(0.0, min(1.0, fraction)) * 100):d} %"
 

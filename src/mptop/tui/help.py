@@ -13,7 +13,7 @@ from textual.widgets import Static
 PANELS = (
     ("Transfers", "progress split by the path that carried the bytes; the badge says MPTCP or why not"),
     ("Paths", "rate per interface over the last minute, all rows on one scale; share of the total"),
-    ("Subflows", "the TCP subflows of the highlighted transfer: RTT, cwnd, retransmits, flags"),
+    ("Subflows", "the TCP subflows of the highlighted transfer: rate, RTT, bytes received and sent, flags"),
     ("Events", "path-manager events and stalls, an outage told as one line from start to recovery"),
 )
 

@@ -11,7 +11,7 @@ from textual.widget import Widget
 
 from mptop.core.model import PathSample
 from mptop.tui import format as fmt
-from mptop.tui.chart import RateChart
+from mptop.tui.chart import RateChart, robust_top
 from mptop.tui.format import Units
 from mptop.tui.state import ViewState
 from mptop.tui.style import kind_style, muted, path_style, theme_style
@@ -54,12 +54,12 @@ class PathsView(Widget):
         self.refresh(layout=reshaped)
 
     def scale(self) -> float:
-        """The top of the chart: the highest total rate in the window (all rows share it)."""
+        """The top of the chart: the total rate's robust top over the window (all rows share it)."""
         state = self.state
         if state is None:
             return 1.0
         start = state.now - state.chart_window
-        return max((v for t, v in state.total.points if t >= start), default=0.0) or 1.0
+        return robust_top([v for t, v in state.total.points if t >= start]) or 1.0
 
     def _state_cell(self, path: PathSample) -> Text:
         app = self.app

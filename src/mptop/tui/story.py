@@ -220,8 +220,9 @@ class Narrator:
     def _tell(self, outage: _Outage, back_after: float | None = None) -> None:
         iface = outage.iface
         parts: list[Part] = [self._path(iface), (" link down" if outage.link_down else " stalled", None)]
-        parts += self._carriers(outage, ongoing=back_after is None)
-        if back_after is None and outage.iface not in self._outages:     # link up, no byte since
+        over = back_after is not None or outage.iface not in self._outages
+        parts += self._carriers(outage, ongoing=not over)
+        if back_after is None and over:                                    # link up, no byte since
             parts.append((f" — link up after {outage.link_up_after or 0.0:.1f} s", None))
         elif back_after is None:
             parts.append((f" — for {outage.now - outage.start:.1f} s", None))

@@ -36,8 +36,8 @@ COLUMNS = (
     Col("rate", "rate", 11, 0),
     Col("share", "share", 5, 0),
     Col("rtt", "RTT", 8, 1),
-    Col("cwnd", "cwnd", 5, 5),
-    Col("retx", "retx", 4, 4),
+    Col("recv", "received", 8, 4),     # what a receiver's subflow did (cwnd/retx of a download never move)
+    Col("sent", "sent", 8, 5),
     Col("flags", "flags", 11, 2, "left"),
     Col("age", "age", 5, 6),
 )
@@ -93,9 +93,9 @@ class SubflowsTable(DataTable[Text]):
             "ends": f"{sub.local} → {sub.remote}",
             "rate": fmt.rate(sub.rate_bps, units),
             "share": fmt.percent(share),
-            "rtt": "—" if sub.rtt_ms is None else f"{sub.rtt_ms:.1f} ms",
-            "cwnd": "—" if sub.cwnd is None else str(sub.cwnd),
-            "retx": "—" if sub.retransmits is None else str(sub.retransmits),
+            "rtt": fmt.rtt(None if sub.closed else sub.rtt_ms),
+            "recv": fmt.size(sub.bytes_received),
+            "sent": fmt.size(sub.bytes_sent),
             "flags": "plain TCP" if plain else fmt.subflow_flags(sub),
             "age": fmt.duration(sub.age_s),
         }
