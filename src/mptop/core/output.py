@@ -288,17 +288,28 @@ def _make_directory(directory: str) -> None:
 
 
 def prepare_directory(target: OutputTarget) -> None:
-    """Before connecting: the directory a file target goes to exists (made if missing) and is
-    writable, or :class:`TransferError`/``OSError`` says why (``-o /proc/nope/x`` fails at once)."""
+    """Before connecting: the directory a file target goes to can be made and written, or
+    :class:`TransferError`/``OSError`` says why (``-o /proc/nope/x`` fails at once).  Directories it
+    had to make for the check are removed again: a transfer that fails later leaves nothing behind,
+    and the writer makes them for real once the body starts."""
     if target.kind != "file" or target.part is None:
         return
-    directory = os.path.dirname(target.part)
+    directory = os.path.dirname(target.part) or "."
+    missing = []
+    probe = directory
+    while probe and not os.path.lexists(probe):
+        missing.append(probe)
+        probe = os.path.dirname(probe)
     try:
         _make_directory(directory)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise TransferError(f"permission denied: {directory}")
     except OSError as exc:
-        raise _with_filename(exc, directory or ".") from None
-    if not os.access(directory or ".", os.W_OK | os.X_OK):
-        raise TransferError(f"permission denied: {directory or '.'}")
+        raise _with_filename(exc, directory) from None
+    finally:
+        for made in missing:                 # deepest first
+            with contextlib.suppress(OSError):
+                os.rmdir(made)
 
 
 def _open_direct(path: str | None) -> BinaryIO:

@@ -355,6 +355,8 @@ async def run_transfers(urls: Sequence[str], options: TransferOptions,
 
 
 def _parse_url(url: str) -> URL:
+    if url and _lacks_scheme(url):
+        raise TransferError(f"no scheme: did you mean http://{url}?")
     try:
         parsed = URL(url)
     except (ValueError, TypeError) as exc:
@@ -366,6 +368,18 @@ def _parse_url(url: str) -> URL:
     if not parsed.host:
         raise TransferError(f"malformed URL: {url} (no host)")
     return parsed
+
+
+def _lacks_scheme(url: str) -> bool:
+    """``example.com/x``, ``10.78.1.2:8080/x``, ``localhost:8080``: a host where the scheme should be
+    (yarl would read ``10.78.1.2`` as a scheme).  ``mailto:a@b.c`` names a scheme, just not ours."""
+    if "://" in url:
+        return False
+    head, colon, rest = url.partition(":")
+    if not colon:
+        return True
+    port = rest.split("/", 1)[0]
+    return "." in head or head.startswith("[") or port.isdigit()
 
 
 class NetnsResolver(AbstractResolver):
