@@ -62,6 +62,7 @@ from mptop.core.output import (
     target_for,
 )
 from mptop.core.partfile import content_range, not_resumed, partial_mismatch, recorded_validator, validator_of
+from mptop.core.safe_text import escape_controls
 from mptop.kernel.sockets import create_mptcp_socket, dup_handle
 from mptop.kernel.sockopt import socket_status
 from mptop.kernel.types import MptcpUnavailable, SocketStatus
@@ -355,6 +356,12 @@ async def run_transfers(urls: Sequence[str], options: TransferOptions,
 
 
 def _parse_url(url: str) -> URL:
+    if url and "://" not in url:
+        # A host, not a scheme, before the colon ("10.78.1.2:8080/x" would parse with the scheme
+        # "10.78.1.2", "localhost:8080" with "localhost"); "mailto:x" keeps its scheme below.
+        head, colon, rest = url.partition(":")
+        if not colon or "." in head or head.startswith("[") or rest[:1].isdigit():
+            raise TransferError(f"no scheme: did you mean http://{escape_controls(url)}?")
     try:
         parsed = URL(url)
     except (ValueError, TypeError) as exc:
