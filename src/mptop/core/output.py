@@ -287,18 +287,28 @@ def _make_directory(directory: str) -> None:
         raise TransferError(f"not a directory: {directory}") from None
 
 
-def prepare_directory(target: OutputTarget) -> None:
-    """Before connecting: the directory a file target goes to exists (made if missing) and is
-    writable, or :class:`TransferError`/``OSError`` says why (``-o /proc/nope/x`` fails at once)."""
+def prepare_directory(target: OutputTarget) -> list[str]:
+    """Before connecting: make the directory a file target goes to, or raise why it cannot be
+    (``-o /proc/nope/x`` fails at once).  Returns the directories made, outermost first, for
+    :func:`remove_made` to take back when the transfer fails."""
     if target.kind != "file" or target.part is None:
-        return
-    directory = os.path.dirname(target.part)
+        return []
+    missing, directory = [], os.path.dirname(target.part)
+    while directory and not os.path.lexists(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
     try:
-        _make_directory(directory)
+        _make_directory(os.path.dirname(target.part))
     except OSError as exc:
-        raise _with_filename(exc, directory or ".") from None
-    if not os.access(directory or ".", os.W_OK | os.X_OK):
-        raise TransferError(f"permission denied: {directory or '.'}")
+        raise _with_filename(exc, os.path.dirname(target.part) or ".") from None
+    return missing[::-1]
+
+
+def remove_made(directories: list[str]) -> None:
+    """Remove the directories :func:`prepare_directory` made, innermost first, if still empty."""
+    for directory in reversed(directories):
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
 
 
 def _open_direct(path: str | None) -> BinaryIO:

@@ -58,6 +58,7 @@ from mptop.core.output import (
     part_size,
     plan_output,
     prepare_directory,
+    remove_made,
     rename_from_server,
     target_for,
 )
@@ -108,6 +109,7 @@ class Transfer:
         self._fd_handles: dict[int, socket.socket] = {}
         self._task: asyncio.Task[None] | None = None
         self._abort: str | None = None
+        self._made_dirs: list[str] = []           # directories made for the output: gone again on failure
 
     @property
     def bytes_done(self) -> int:
@@ -215,11 +217,13 @@ class TransferManager:
         except asyncio.CancelledError:
             t.state, t.error = "failed", t._abort or "interrupted"
             await self._close_writer(t)
+            remove_made(t._made_dirs)
             if t._abort is None:
                 raise
         except Exception as exc:  # every failure ends as one plain line on the transfer
             t.state, t.error = "failed", describe(exc, self._context(t))
             await self._close_writer(t)
+            remove_made(t._made_dirs)
         finally:
             t.ended_at = time.monotonic()
             if t._writer is not None:
@@ -254,7 +258,7 @@ class TransferManager:
     async def _download(self, t: Transfer, resolver: NetnsResolver) -> None:
         target, o = t.target, self.options
         assert target is not None
-        prepare_directory(target)      # an unusable -o fails before connecting
+        t._made_dirs = prepare_directory(target)      # an unusable -o fails before connecting
         if not target.named_by_url:    # the name is final already: refuse before connecting
             self._claim_target(t)
             check_final(target, o.force)
