@@ -34,8 +34,9 @@ System-wide — every MPTCP connection of the network namespace
 Download engine — HTTP over MPTCP sockets (aiohttp)
     transfer     TransferManager and Transfer: downloads, the MPTCP socket factory
     output       where the bytes go: naming, ``-o``, resume, the writer thread
-    partfile     ``NAME.part`` files, opened without following links
+    partfile     ``NAME.part`` files, opened without following links; the validator a resume proves
     failures     whatever a download raised → one plain line naming the cause
+    safe_text    outside text (servers, recordings) with control characters escaped for a terminal
 
 Host admin — MPTCP on this host, checked and changed
     doctor       ``mptop doctor``: is MPTCP usable here, and the exact fix where not
