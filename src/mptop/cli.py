@@ -78,8 +78,8 @@ def _unknown_options(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     import difflib
 
     module = getattr(args, "_module", None)
-    command = next((name for name, (mod, _) in COMMANDS.items()
-                    if module and module.__name__.endswith(f".{mod}")), None)
+    ours = module.__name__.rsplit(".", 1)[-1] if module else None
+    command = next((name for name, (mod, _) in COMMANDS.items() if mod == ours), None)
     known = [o for action in _subparser(parser, command)._actions for o in action.option_strings] if command else []
     where = f"mptop {command}" if command else "mptop"
     options = [w for w in extra if w.startswith("-")] or extra     # not the values that followed them

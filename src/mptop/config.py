@@ -36,7 +36,7 @@ def warn(message: str) -> None:
     print(f"mptop: {message}", file=sys.stderr)
 
 
-def load(path: Path | None = None) -> dict[str, Any] | None:
+def load_config(path: Path | None = None) -> dict[str, Any] | None:
     """The settings in the file ({} when there is none); None, after one warning, when it cannot be read
     or parsed.  A bad value: one warning, that value left out."""
     path = path or config_path()
@@ -87,7 +87,7 @@ def save(changes: dict[str, Any], path: Path | None = None, settings: dict[str, 
     """Merge ``changes`` into the file's ``settings`` (read again when not given) and write it atomically.
     A file that could not be read is left alone (its owner was warned); a failed write: one warning."""
     path = path or config_path()
-    current = load(path) if settings is None else settings
+    current = load_config(path) if settings is None else settings
     if current is None:
         return
     merged = {**current, "interval": dict(current.get("interval") or {})}
@@ -116,7 +116,7 @@ def apply(args: argparse.Namespace, command: str) -> None:
     keep what the command line set for the next run."""
     given = {"theme": getattr(args, "theme", None), "units": getattr(args, "unit", None),
              "interval": getattr(args, "interval", None)}
-    read = load()
+    read = load_config()
     settings = read or {}
     if hasattr(args, "theme"):
         args.theme = given["theme"] or settings.get("theme")

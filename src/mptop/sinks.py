@@ -30,7 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mptop.core.badge import badge
-from mptop.core.model import Event, Record, Sample, Sink, Summary, TransferSample, to_ndjson
+from mptop.core.model import Event, Record, Sample, Sink, Summary, TransferSample, TransferSummary, to_ndjson
 from mptop.core.rates import RATE_LABEL
 from mptop.core.safe_text import escape_controls
 from mptop.core.units import format_bytes, format_duration, format_rate
@@ -86,6 +86,25 @@ def open_recording(path: str | None, stack: ExitStack) -> NdjsonOut | None:
 
 
 PATH_STYLES = ("cyan", "magenta", "green", "yellow", "blue", "red")
+REINJECTED_MIN = 64 * 1024      # paths carrying this much more than the file fetched: say why
+
+
+def done_line(t: TransferSummary, took: float | None) -> str:
+    """A finished transfer in one line: where it went, how much, how long, per path, sha256.
+
+    A resumed download says from where; bytes per path that add up to more than this run fetched
+    are explained (MPTCP sends data again on another path after a loss or an outage: reinjection).
+    """
+    fetched = t.bytes - t.resumed
+    resumed = f", resumed from {format_bytes(t.resumed)}" if t.resumed else ""
+    paths = ", ".join(f"{k} {format_bytes(v)}" for k, v in t.path_bytes.items()) or "no path counted"
+    carried = sum(t.path_bytes.values())
+    extra = carried - fetched
+    if extra > max(REINJECTED_MIN, 0.005 * fetched):
+        paths += f"; {format_bytes(extra)} more than fetched: sent again on another path (reinjection)"
+    where = escape_controls(t.file or "(stdout)")
+    return (f"{escape_controls(t.url)} → {where}: {format_bytes(t.bytes)} in {format_duration(took)}{resumed} "
+            f"({paths}) sha256 {t.sha256}")
 
 
 def _short_url(url: str, width: int = 40) -> str:
@@ -214,12 +233,8 @@ class ConsoleView:
             return
         for t in summary.transfers:
             if t.ok:
-                where = escape_controls(t.file or "(stdout)")
-                paths = ", ".join(f"{k} {format_bytes(v)}" for k, v in t.path_bytes.items())
                 took = t.duration_s if t.duration_s is not None else summary.duration_s
-                self.console.print(Text.assemble(("✓", "green"), f" {escape_controls(t.url)} → {where}: "
-                                   f"{format_bytes(t.bytes)} in {format_duration(took)} ({paths}) sha256 {t.sha256}"),
-                                   soft_wrap=True)
+                self.console.print(Text.assemble(("✓", "green"), " ", done_line(t, took)), soft_wrap=True)
 
 
 def headless_view(json: bool, unit: str, on_reader_gone: Callable[[], None]) -> NdjsonOut | ConsoleView:

@@ -46,7 +46,7 @@ def test_what_the_command_line_sets_is_kept_and_wins_over_the_file() -> None:
     assert (args.theme, args.unit, args.interval) == ("dracula", "bytes", 0.5)
     args = parsed("get", "http://x/", "--units", "bits")
     assert (args.theme, args.unit, args.interval) == ("dracula", "bits", 0.25)
-    assert config.load() == {"theme": "dracula", "units": "bits", "interval": {"watch": 0.5}}
+    assert config.load_config() == {"theme": "dracula", "units": "bits", "interval": {"watch": 0.5}}
 
 
 def test_a_theme_chosen_in_the_app_is_kept_and_the_next_run_starts_in_it() -> None:
@@ -61,7 +61,7 @@ def test_a_theme_chosen_in_the_app_is_kept_and_the_next_run_starts_in_it() -> No
             self.exit()
 
     assert run_app(ChoosesNord(clock=False), theme="gruvbox", headless=True) == 0
-    assert config.load() == {"theme": "nord"}
+    assert config.load_config() == {"theme": "nord"}
     assert parsed("demo").theme == "nord"
 
 

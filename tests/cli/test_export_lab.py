@@ -208,6 +208,22 @@ def test_textfile_is_written_whole_for_the_textfile_collector(lab: Lab, tmp_path
     assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), check
 
 
+def test_textfile_every_interval_until_sigterm(lab: Lab, tmp_path: Path) -> None:
+    proc = lab.popen(lab.client, [sys.executable, "-m", "mptop", "export", "--textfile", str(tmp_path),
+                                  "--interval", "0.2"], stderr=subprocess.PIPE, text=True)
+    try:
+        target = tmp_path / "mptop.prom"
+        wait_for("the first write", target.exists)
+        first = target.stat().st_mtime_ns
+        wait_for("a rewrite", lambda: target.stat().st_mtime_ns != first)
+    finally:
+        proc.terminate()
+        code, err = proc.wait(30), proc.stderr.read() if proc.stderr else ""
+        kill_quietly(proc)
+    assert code == 0 and err == "", (code, err)         # SIGTERM: a clean stop
+    assert [p.name for p in tmp_path.iterdir()] == ["mptop.prom"]
+
+
 def test_mistakes_end_in_one_line_and_a_non_zero_exit(lab: Lab, tmp_path: Path) -> None:
     cases = [
         (["--interval", "5"], 2, "mptop export: --interval needs --textfile"),

@@ -21,7 +21,7 @@ EXIT = re.compile(r"mptop-exit=(\d+)")
 def in_lab(lab: Lab, argv: list[str]) -> str:
     """``argv`` in the lab's client netns, then its exit status on the terminal; the pane stays."""
     run = " ".join(shlex.quote(a) for a in ["nsenter", f"--net={lab.client.path}", *argv])
-    return f"{run}; echo mptop-exit=$?; sleep 600"
+    return f"{run}; echo mptop-exit=$?; sleep 60"
 
 
 def started(lab: Lab, tmp_path: Path, size: int) -> tuple[Tmux, str]:

@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 MPTOP = [sys.executable, "-m", "mptop"]
+LIFETIME_S = 300          # the longest any session lives, whatever happens to the test
 
 
 class Tmux:
@@ -69,7 +70,9 @@ def session(argv: list[str], width: int = 100, height: int = 30, wrap: str = "",
     if shutil.which("tmux") is None:
         pytest.fail("tmux is needed (apt-get install tmux)")
     term = Tmux(f"mptop-test-{uuid.uuid4().hex[:8]}")
-    command = " ".join([wrap, *(shlex.quote(a) for a in argv)]).strip()
+    # Bounded: a test killed before its `finally` (a CI timeout) must not leave mptop running in tmux.
+    command = " ".join(["timeout", "-k", "5", str(LIFETIME_S), wrap, *(shlex.quote(a) for a in argv)]).strip()
+    command = " ".join(command.split())
     environment = {**os.environ, "TERM": "xterm-256color", **(env or {})}
     subprocess.run(["tmux", "new-session", "-d", "-s", term.name, "-x", str(width), "-y", str(height),
                     command], check=True, env=environment)

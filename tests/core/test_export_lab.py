@@ -94,3 +94,15 @@ def test_unprivileged_a_scrape_works_and_says_events_are_not_counted(lab: Lab) -
     assert "mptcp_exporter_pm_events_subscribed 0\n" in text and "mptcp_exporter_scrape_success 1\n" in text
     assert "mptcp_pm_events_total{" not in text and "mptcp_enabled 1\n" in text
 
+
+def test_an_endpoint_is_labelled_by_its_interface_before_any_subflow_used_it(make_lab: Any) -> None:
+    lab: Lab = make_lab(client_endpoints="subflow")
+    exporter = Exporter()
+    try:
+        with lab.client.entered():
+            text = exporter.scrape()
+    finally:
+        exporter.close()
+    assert 'mptcp_endpoints{interface="wwan0",flags="subflow"} 1\n' in text
+    assert not [line for line in text.splitlines() if 'interface="other"' in line and not line.startswith("#")]
+

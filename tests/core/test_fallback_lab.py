@@ -45,7 +45,7 @@ async def test_a_middlebox_stripping_mptcp_gets_the_verdict_its_evidence_allows(
 
 async def test_a_backup_subflow_the_client_asked_for_is_flagged_backup(make_lab: Callable[..., Lab]) -> None:
     # The client's endpoint on Cellular is `subflow backup`: its MP_JOIN carries the backup bit, yet
-    # SF_ESTABLISHED says backup=0 (docs); the subflow's own flags (sock_diag) say backup.
+    # SF_ESTABLISHED says backup=0 (docs/measured.md); the subflow's own flags (sock_diag) say backup.
     lab = make_lab(rate_mbit={"wlan0": 40, "wwan0": 10}, client_endpoints="subflow", server_signal=False)
     ep = lab.endpoints[("client", "wwan0")]
     lab.run(lab.client, ["ip", "mptcp", "endpoint", "change", "id", str(ep.id), "backup"])

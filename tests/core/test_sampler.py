@@ -47,3 +47,17 @@ async def test_rearming_poll_never_overlaps_nor_catches_up() -> None:
                 break
     assert sleeps == pytest.approx([0.15, 0.0, 0.15])
     assert starts == pytest.approx([0.0, 0.25, 0.85, 1.1])   # late after the slow one, then on pace
+
+
+def test_the_host_record_says_when_the_run_started_and_which_mptop() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from mptop import __version__
+    from mptop.core.sampler import Sampler
+
+    before = datetime.now(timezone.utc)
+    host = Sampler(pm_events=False).host_info()
+    started = datetime.fromisoformat(host.started or "")
+    assert host.version == __version__ and started.tzinfo is not None
+    assert before - timedelta(seconds=1) <= started <= datetime.now(timezone.utc)
+    assert record_from_json(to_json(host)) == host

@@ -351,5 +351,6 @@ def test_unwritable_directory_is_one_line(lab: Lab, tmp_path: Path) -> None:
     prefix = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
               "--bounding-set=-dac_override,-dac_read_search", "--"]
     result = _child_transfer(lab, prefix, lab.url(1000), out)
-    assert result == {"state": "failed", "error": f"permission denied: {out}/1000.part",
+    # Checked before connecting: the line names the directory that cannot be written.
+    assert result == {"state": "failed", "error": f"permission denied: {out}",
                       "file": None, "listing": []}

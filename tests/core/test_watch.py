@@ -129,6 +129,10 @@ def test_first_poll_is_a_baseline_and_later_arrivals_are_events() -> None:
     assert kinds(events) == [("subflow_up", "wlan0"), ("fallback", None)]
     assert events[1].detail == ("fell back to TCP: no MPTCP option in the server's SYN-ACK (the server does not "
                                 "speak MPTCP, or a middlebox removes it) — curl 192.0.2.2:40009 → 192.0.2.1:80")
+    # NDJSON readers tell connections apart by the token each connection's event carries.
+    assert [e.connection for e in events] == [9, 9]
+    _, events = tracker.observe(2.0, [two_paths(10, 10), old], interfaces())
+    assert [(e.kind, e.connection) for e in events] == [("connection_closed", 9)]
 
 
 def test_a_connection_that_disappears_drops_out_and_its_bytes_stay_on_its_paths() -> None:

@@ -31,10 +31,9 @@ from mptop.kernel.types import (
     DiagConnection,
 )
 from mptop.lab import Lab
-from mptop.lab.netns import setns
+from tests.support import NOBODY, run_as_nobody
 
 pytestmark = pytest.mark.lab
-NOBODY = 65534
 
 
 # -- the real kernel, in the lab ---------------------------------------------------------------------
@@ -272,34 +271,18 @@ def test_unprivileged_user_sees_connections_and_subflows(lab: Lab) -> None:
 
 
 def dump_as_nobody(lab: Lab) -> dict[str, object]:
-    """A forked child enters the client netns while still root, becomes nobody, and dumps."""
-    netns = os.open(lab.client.path, os.O_RDONLY)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
+    """A forked child enters the client netns while still root, becomes nobody, and dumps; it holds
+    no inherited fd of the parent's sockets: only root's process owns them."""
+
+    def body() -> dict[str, object]:
         try:
-            setns(netns)
-            # Hold no inherited fd of the parent's sockets: only root's process owns them now.
-            os.closerange(3, write_end)
-            os.closerange(write_end + 1, 1 << 16)
-            os.setgroups([])
-            os.setresgid(NOBODY, NOBODY, NOBODY)
-            os.setresuid(NOBODY, NOBODY, NOBODY)
-            try:
-                os.listdir(f"/proc/{os.getppid()}/fd")
-                fds_readable = True
-            except PermissionError:
-                fds_readable = False
-            conns = [[list(c.local), c.token, c.pid,
-                      [[list(sf.local), sf.token_local, sf.id_local] for sf in c.subflows]]
-                     for c in dump_connections()]
-            os.write(write_end, json.dumps({"uid": os.geteuid(), "fds_readable": fds_readable,
-                                            "conns": conns}).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    os.close(netns)
-    with os.fdopen(read_end, "rb") as pipe:
-        report: dict[str, object] = json.loads(pipe.read() or b"{}")
-    os.waitpid(pid, 0)
+            os.listdir(f"/proc/{os.getppid()}/fd")
+            fds_readable = True
+        except PermissionError:
+            fds_readable = False
+        conns = [[list(c.local), c.token, c.pid, [[list(sf.local), sf.token_local, sf.id_local] for sf in c.subflows]]
+                 for c in dump_connections()]
+        return {"uid": os.geteuid(), "fds_readable": fds_readable, "conns": conns}
+
+    report: dict[str, object] = run_as_nobody(lab.client, body, close_fds=True)
     return report

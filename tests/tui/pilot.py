@@ -34,11 +34,15 @@ def without_scheme(url: str) -> str:
     return url.split("://", 1)[-1]
 
 
-async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Let the app run until ``condition`` holds (bounded: the machine is shared and busy)."""
+async def wait_for(pilot: Pilot, condition: Callable[[], bool], why: Callable[[], str] = lambda: "",
+                   timeout: float = 20.0) -> None:
+    """Let the app run until ``condition`` holds (bounded: the machine is shared and busy); ``why``
+    says what failed when it never does."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
+        if pilot.app._exception is not None:    # the app crashed: nothing will change any more
+            raise pilot.app._exception
+        assert time.monotonic() < deadline, f"condition not met in {timeout:g} s: {why()}"
         await pilot.pause(0.05)
 
 

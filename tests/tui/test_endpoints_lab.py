@@ -11,11 +11,15 @@ import json
 import os
 import socket
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from textual.message import Message
+from textual.notifications import Notify
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import DataTable, Input, Select
 
 from mptop.core.endpoints import EndpointError, EndpointManager
@@ -23,7 +27,9 @@ from mptop.lab import Lab
 from mptop.tui.app import MptopApp
 from mptop.tui.endpoints import EndpointsScreen
 from mptop.tui.endpoints_forms import AddEndpointForm, ConfirmChange, LimitsForm
-from tests.support import run_as_nobody, wait_for
+from tests import support
+from tests.support import run_as_nobody
+from tests.tui.pilot import screen_text, wait_for
 
 pytestmark = pytest.mark.lab
 WWAN_ADDR, WWAN = "198.51.100.2", "wwan0"
@@ -40,31 +46,63 @@ def ip_limits(lab: Lab) -> dict[str, int]:
     return dict(zip(words[::2], map(int, words[1::2]), strict=True))
 
 
-def screen_text(app: MptopApp) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+# Pilot's press() and pause() only guess when the app is done (wall clock against CPU time), and a
+# loaded machine fools the guess: every step below waits for what it needs to see instead.
+async def on_screen(pilot: Pilot[Any], kind: type[Screen[Any]]) -> Any:
+    """Wait until the app shows a ``kind`` screen (a pushed screen is mounted asynchronously)."""
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, kind) and pilot.app.screen.is_mounted,
+                   lambda: f"{kind.__name__} not shown; on screen:\n{screen_text(pilot.app)}")
+    return pilot.app.screen
+
+
+async def shows(pilot: Pilot[Any], text: str, present: bool = True) -> None:
+    """Wait until the screen shows ``text`` (or, present=False, no longer does)."""
+    await wait_for(pilot, lambda: (text in screen_text(pilot.app)) == present,
+                   lambda: f"{text!r} {'not ' if present else 'still '}on screen:\n{screen_text(pilot.app)}")
 
 
 async def open_endpoints(pilot: Pilot[Any]) -> EndpointsScreen:
     await pilot.press("e")
-    await pilot.pause()
-    screen = pilot.app.screen
-    assert isinstance(screen, EndpointsScreen)
+    screen: EndpointsScreen = await on_screen(pilot, EndpointsScreen)
+    await wait_for(pilot, lambda: screen.view is not None, lambda: "the endpoints screen read nothing")
     return screen
 
 
 async def confirm(pilot: Pilot[Any], command: str, key: str = "y") -> None:
-    """The confirmation shows exactly ``command``; ``key`` answers it (y applies, n/escape cancel)."""
-    await pilot.pause()
-    assert isinstance(pilot.app.screen, ConfirmChange), screen_text(pilot.app)
-    assert pilot.app.screen.change.command == command
-    text = screen_text(pilot.app)
-    assert all(step in text for step in command.split(" && ")), text
+    """The confirmation shows exactly ``command``; ``key`` answers it (y applies, n/escape cancel).
+
+    Returns once the answer took effect: an applied change always ends in a notification (done or
+    the error), which the screen posts after it called the kernel."""
+    app = pilot.app
+    dialog = await on_screen(pilot, ConfirmChange)
+    assert dialog.change.command == command
+    for step in command.split(" && "):
+        await shows(pilot, step)
+    notified = len(notices(app))
     await pilot.press(key)
-    await pilot.pause()
+    await wait_for(pilot, lambda: dialog not in app.screen_stack, lambda: f"{key} did not close the confirmation")
+    if key == "y":
+        await wait_for(pilot, lambda: len(notices(app)) > notified, lambda: "applied, but no notification")
+
+
+NOTICES: weakref.WeakKeyDictionary[MptopApp, list[str]] = weakref.WeakKeyDictionary()
+
+
+def run(app: MptopApp) -> Any:
+    """``app.run_test()`` at 80×24 that records every notification for :func:`notices`: Textual's own
+    list forgets each after its timeout (5 s by default), which a test on a loaded machine outlives."""
+    seen = NOTICES.setdefault(app, [])
+
+    def record(message: Message) -> None:
+        if isinstance(message, Notify):
+            seen.append(message.notification.message)
+
+    return app.run_test(size=(80, 24), message_hook=record)
 
 
 def notices(app: MptopApp) -> list[str]:
-    return [n.message for n in app._notifications]
+    """Every notification ``app`` raised, in order."""
+    return NOTICES.get(app, [])
 
 
 @pytest.mark.parametrize("mode", ["transfers", "watch"])
@@ -72,31 +110,30 @@ async def test_add_backup_delete_an_endpoint_through_the_screen(lab: Lab, mode: 
     assert ip_endpoints(lab) == {}
     with lab.client.entered():
         app = MptopApp(mode=mode, clock=False)   # type: ignore[arg-type]
-        async with app.run_test(size=(80, 24)) as pilot:
+        async with run(app) as pilot:
             screen = await open_endpoints(pilot)
-            assert "no endpoints" in screen_text(app)
+            await shows(pilot, "no endpoints")
 
             await pilot.press("a")
-            await pilot.pause()
-            form = app.screen
-            assert isinstance(form, AddEndpointForm)
+            form = await on_screen(pilot, AddEndpointForm)
             picks = [a.address for a in form.addresses]
             assert {"192.0.2.2", WWAN_ADDR} <= set(picks)            # the client netns's addresses
             form.query_one("#pick", Select).value = picks.index(WWAN_ADDR)   # fills address and interface
-            await pilot.pause()
-            assert form.query_one("#address", Input).value == WWAN_ADDR
+            await wait_for(pilot, lambda: form.query_one("#address", Input).value == WWAN_ADDR,
+                           lambda: "picking an address did not fill the form")
             assert form.query_one("#interface", Select).value == WWAN
             await pilot.click("#ok")
             await confirm(pilot, f"ip mptcp endpoint add {WWAN_ADDR} dev {WWAN} subflow")
             shown = ip_endpoints(lab)[WWAN_ADDR]
             assert (shown["dev"], shown.get("subflow"), shown.get("backup")) == (WWAN, True, None)
-            assert app.screen is screen and WWAN_ADDR in screen_text(app)
+            assert app.screen is screen
+            await shows(pilot, WWAN_ADDR)
             id = shown["id"]
 
             await pilot.press("b")
             await confirm(pilot, f"ip mptcp endpoint change id {id} backup")
             assert ip_endpoints(lab)[WWAN_ADDR].get("backup") is True
-            assert "subflow backup" in screen_text(app)
+            await shows(pilot, "subflow backup")
 
             await pilot.press("b")                                    # toggles back
             await confirm(pilot, f"ip mptcp endpoint change id {id} nobackup")
@@ -110,11 +147,10 @@ async def test_add_backup_delete_an_endpoint_through_the_screen(lab: Lab, mode: 
             await confirm(pilot, f"ip mptcp endpoint delete id {id}")
             assert ip_endpoints(lab) == {}
             assert f"endpoint {id} ({WWAN_ADDR}) deleted" in notices(app)
-            assert WWAN_ADDR not in screen_text(app)
+            await shows(pilot, WWAN_ADDR, present=False)
 
             await pilot.press("e")                                    # e closes it again
-            await pilot.pause()
-            assert not isinstance(app.screen, EndpointsScreen)
+            await wait_for(pilot, lambda: screen not in app.screen_stack, lambda: "e did not close the screen")
 
 
 async def test_limits_and_cancelled_changes(lab: Lab) -> None:
@@ -122,7 +158,7 @@ async def test_limits_and_cancelled_changes(lab: Lab) -> None:
     before, limits = ip_endpoints(lab), ip_limits(lab)
     with lab.client.entered():
         app = MptopApp(clock=False)
-        async with app.run_test(size=(80, 24)) as pilot:
+        async with run(app) as pilot:
             screen = await open_endpoints(pilot)
             id = before[WWAN_ADDR]["id"]
             for key, command, answer in (("d", f"ip mptcp endpoint delete id {id}", "n"),
@@ -135,27 +171,27 @@ async def test_limits_and_cancelled_changes(lab: Lab) -> None:
             assert ip_endpoints(lab) == before
 
             await pilot.press("l")
-            await pilot.pause()
-            assert isinstance(app.screen, LimitsForm)
-            assert app.screen.query_one("#subflows", Input).value == str(limits["subflows"])
+            form = await on_screen(pilot, LimitsForm)
+            assert form.query_one("#subflows", Input).value == str(limits["subflows"])
             await pilot.press("escape")                                # form cancelled
-            await pilot.pause()
-            assert app.screen is screen and ip_limits(lab) == limits
+            await wait_for(pilot, lambda: app.screen is screen, lambda: "escape did not cancel the form")
+            assert ip_limits(lab) == limits
 
             await pilot.press("l")
-            await pilot.pause()
-            app.screen.query_one("#subflows", Input).value = "3"
-            app.screen.query_one("#add_addr_accepted", Input).value = "5"
+            form = await on_screen(pilot, LimitsForm)
+            form.query_one("#subflows", Input).value = "3"
+            form.query_one("#add_addr_accepted", Input).value = "5"
             await pilot.click("#ok")
             await confirm(pilot, "ip mptcp limits set subflows 3 add_addr_accepted 5")
             assert ip_limits(lab) == {"subflows": 3, "add_addr_accepted": 5}
-            assert "subflows 3  ·  add_addr_accepted 5" in screen_text(app)
+            await shows(pilot, "subflows 3  ·  add_addr_accepted 5")
 
             await pilot.press("l")                                    # the kernel's own refusal, in one line
-            await pilot.pause()
-            app.screen.query_one("#subflows", Input).value = "9"
+            form = await on_screen(pilot, LimitsForm)
+            form.query_one("#subflows", Input).value = "9"
+            notified = len(notices(app))
             await pilot.click("#ok")
-            await pilot.pause()
+            await wait_for(pilot, lambda: len(notices(app)) > notified, lambda: "no notice of the refusal")
             assert app.screen is screen                               # refused before any confirmation
             assert "subflows must be between 0 and 8, not 9" in notices(app)
             assert ip_limits(lab) == {"subflows": 3, "add_addr_accepted": 5}
@@ -166,16 +202,18 @@ async def test_errors_are_one_line_and_change_nothing(lab: Lab) -> None:
     before = ip_endpoints(lab)
     with lab.client.entered():
         app = MptopApp(clock=False)
-        async with app.run_test(size=(80, 24)) as pilot:
+        async with run(app) as pilot:
             screen = await open_endpoints(pilot)
             for typed in ("not-an-ip", WWAN_ADDR):      # refused by the planner; then by the kernel (duplicate)
                 await pilot.press("a")
-                await pilot.pause()
-                app.screen.query_one("#address", Input).value = typed
+                form = await on_screen(pilot, AddEndpointForm)
+                form.query_one("#address", Input).value = typed
+                notified = len(notices(app))
                 await pilot.click("#ok")
-                await pilot.pause()
                 if typed == WWAN_ADDR:
                     await confirm(pilot, f"ip mptcp endpoint add {WWAN_ADDR} subflow")
+                await wait_for(pilot, lambda n=notified: len(notices(app)) > n,
+                               lambda t=typed: f"no notice after {t}")
                 assert app.screen is screen
             first, second = notices(app)[-2:]
             assert first == "'not-an-ip' is not an IP address"
@@ -237,13 +275,17 @@ def test_read_only_screen_says_why_and_hides_write_keys(lab: Lab) -> None:
     lab.run(lab.client, ["ip", "mptcp", "endpoint", "add", WWAN_ADDR, "dev", WWAN, "id", "3", "subflow"])
 
     async def drive() -> dict[str, Any]:
+        writable = os.geteuid() == 0
         app = MptopApp(clock=False)
-        async with app.run_test(size=(80, 24)) as pilot:
-            await open_endpoints(pilot)
-            await pilot.pause()
+        async with run(app) as pilot:
+            screen = await open_endpoints(pilot)
+            await shows(pilot, WWAN_ADDR)
+            await shows(pilot, "Limits" if writable else "read-only")   # the footer's write keys, or the banner
             text = screen_text(app)
-            await pilot.press("l")
-            await pilot.pause()
+            # Keys are handled in order: escape after l closes the endpoints screen itself only if l
+            # opened nothing on top of it (as root, l opens the limits form, which escape would close).
+            await pilot.press("l") if writable else await pilot.press("l", "escape")
+            await wait_for(pilot, lambda: app.screen is not screen, lambda: "the keys changed nothing")
             return {"text": text, "footer": text.splitlines()[-1], "after_l": type(app.screen).__name__}
 
     with lab.client.entered():
@@ -258,7 +300,7 @@ def test_read_only_screen_says_why_and_hides_write_keys(lab: Lab) -> None:
     assert WWAN_ADDR in as_nobody["text"]
     footer = as_nobody["footer"]
     assert "Close" in footer and not any(word in footer for word in ("Add", "Delete", "Backup", "Limits")), footer
-    assert as_nobody["after_l"] == "EndpointsScreen"                      # l opened nothing
+    assert as_nobody["after_l"] == "MainScreen"                           # l opened nothing
     assert ip_endpoints(lab) == before
 
 
@@ -276,22 +318,23 @@ async def test_new_subflow_readds_the_endpoint_of_a_closed_subflow(make_lab: Cal
     lab = make_lab(client_endpoints="subflow")
     sock = mptcp_download(lab)
     try:
-        wait_for(lambda: lab.subflows(WWAN) != [], timeout=5)
+        support.wait_for(lambda: lab.subflows(WWAN) != [], timeout=20)
         before = set(lab.subflows(WWAN))
         assert lab.reset_subflows(WWAN) >= 1
+        support.wait_for(lambda: lab.subflows(WWAN) == [], timeout=20)
         time.sleep(0.3)
         assert lab.subflows(WWAN) == []                                # the kernel does not reopen it
         id = ip_endpoints(lab)[WWAN_ADDR]["id"]
         with lab.client.entered():
             app = MptopApp(clock=False)
-            async with app.run_test(size=(80, 24)) as pilot:
+            async with run(app) as pilot:
                 screen = await open_endpoints(pilot)
                 table = screen.query_one(DataTable)
                 assert table.get_row_at(table.cursor_row)[1] == WWAN_ADDR
                 await pilot.press("n")
                 await confirm(pilot, f"ip mptcp endpoint delete id {id} && "
                                      f"ip mptcp endpoint add {WWAN_ADDR} id {id} dev {WWAN} subflow")
-                took = wait_for(lambda: lab.subflows(WWAN) != [], timeout=5)
+                took = support.wait_for(lambda: lab.subflows(WWAN) != [], timeout=20)
         print(f"new subflow {took * 1000:.0f} ms after the re-add")
         after = lab.subflows(WWAN)
         assert not set(after) & before                                  # a new subflow, new port

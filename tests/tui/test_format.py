@@ -155,3 +155,19 @@ def test_a_transfer_the_quit_stopped_says_how_to_resume() -> None:
         "stopped before the end (run the same command to resume)"
     assert with_resume_hint(summary_of("HTTP 404 Not Found")).transfers[0].error == "HTTP 404 Not Found"
     assert with_resume_hint(summary_of(None, ok=True)).transfers[0].error is None
+
+
+def test_the_done_line_says_resumed_and_explains_paths_above_the_file() -> None:
+    from mptop.core.model import TransferSummary
+    from mptop.sinks import done_line
+
+    resumed = TransferSummary(1, "http://x/f", "f", 100 * 2**20, "ab", "mptcp", None, True, None,
+                              {"wlan0": 30 * 2**20, "wwan0": 10 * 2**20 + 300}, 4.0, resumed=int(59.6 * 2**20))
+    line = done_line(resumed, 4.0)
+    assert line == ("http://x/f → f: 100 MiB in 4.0 s, resumed from 59.6 MiB (wlan0 30.0 MiB, wwan0 10.0 MiB)"
+                    " sha256 ab")
+    # Paths carried 2 MiB more than this run fetched: MPTCP sent it again (reinjection) — said, not hidden.
+    again = TransferSummary(2, "http://x/g", "g", 20 * 2**20, "cd", "mptcp", None, True, None,
+                            {"wlan0": 15 * 2**20, "wwan0": 7 * 2**20}, 2.0)
+    assert "; 2.0 MiB more than fetched: sent again on another path (reinjection))" in done_line(again, 2.0)
+    assert "reinjection" not in line

@@ -58,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--textfile", type=Path, metavar="DIR",
                         help=f"instead of serving, write DIR/{TEXTFILE_NAME} for node_exporter's textfile "
                              "collector (atomically: a temporary file, then rename), once")
-    parser.add_argument("--interval", type=positive_float, metavar="S",
+    # dest "every": mptop.config keeps the display commands' --interval (args.interval) for next time;
+    # this one is not a display option.
+    parser.add_argument("--interval", dest="every", type=positive_float, metavar="S",
                         help="with --textfile: rewrite the file every S seconds until stopped")
     parser.add_argument("--per-connection", type=per_connection, default=0, metavar="N",
                         help="also export the top N connections by bytes, by a short hash of their token "
@@ -68,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mptop.core.export import Exporter, MptcpUnavailable
 
-    if args.interval is not None and args.textfile is None:
+    if args.every is not None and args.textfile is None:
         return fail("export", "--interval needs --textfile (Prometheus sets the pace when it scrapes)", 2)
     if args.textfile is not None and not args.textfile.is_dir():
         return fail("export", f"--textfile: {args.textfile} is not a directory", 2)
@@ -80,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
         return fail("export", f"cannot list MPTCP connections: {why}")
     try:
         if args.textfile is not None:
-            if args.interval is None:
+            if args.every is None:
                 return _write_textfile(exporter, args.textfile)
-            return asyncio.run(_textfile_loop(exporter, args.textfile, args.interval))
+            return asyncio.run(_textfile_loop(exporter, args.textfile, args.every))
         return asyncio.run(_serve(exporter, *args.listen))
     finally:
         exporter.close()

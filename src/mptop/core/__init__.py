@@ -5,43 +5,46 @@ Data flows one way (see ARCHITECTURE.md): :mod:`mptop.kernel` reads → the modu
 on are in ``docs/``.
 
 Records — what views and files see
-    model        Sample, Event, HostInfo, Summary…: the records, their NDJSON form and its inverse
-    recording    NDJSON recordings (``--record``) read back for ``mptop replay``
-    moments      named moments found in a recording (sharing, stalled, fallen back) for screenshots
-    badge        the words every view puts on a transfer's status
-    units        human-readable sizes, rates and durations
+    model          Sample, Event, HostInfo, Summary…: the records, their NDJSON form and its inverse
+    recording      NDJSON recordings (``--record``) read back for ``mptop replay``
+    moments        named moments found in a recording (sharing, stalled, fallen back) for screenshots
+    badge          the words every view puts on a transfer's status
+    units          human-readable sizes, rates and durations
+    safe_text      text from outside (servers, recordings) with control characters spelled out
 
 Measuring — shared by our transfers and the system-wide view (never the HTTP client)
-    rates        kernel byte counters → rates (resets, smoothing, ETA)
-    paths        interfaces and addresses → paths keyed by the local interface, labels, link types
-    events       small state machines: stalls, link up/down, subflow ledger, fallback reasons and counters
-    history      the one time series behind charts and sparklines
-    polling      a poll that re-arms itself, and path-manager events on the side
+    rates          kernel byte counters → rates (resets, smoothing, ETA)
+    paths          interfaces and addresses → paths keyed by the local interface, labels, link types
+    events         small state machines: stalls, link up/down, subflow ledger, fallback reasons and counters
+    stalls         path and transfer stalls judged once per poll from bytes and link states
+    missing        a path that is up, has an endpoint, and lost its subflow (the kernel never re-adds it)
+    history        the one time series behind charts and sparklines
+    polling        a poll that re-arms itself, and path-manager events on the side
 
 Our transfers — the sockets mptop opened itself
-    sampler      every interval: each transfer's sockets → a Sample and new Events
-    tracking     per-transfer bookkeeping between polls (subflows, path bytes, TransferLike)
-    pm_router    path-manager events → the transfers they belong to, by token
-    session      one download run: transfers and sampler side by side, records to the sinks
+    sampler        every interval: each transfer's sockets → a Sample and new Events
+    tracking       per-transfer bookkeeping between polls (subflows, path bytes, TransferLike)
+    subflow_flags  our subflows' own flags (backup) from sock_diag, which FULL_INFO lacks
+    pm_router      path-manager events → the transfers they belong to, by token
+    session        one download run: transfers and sampler side by side, records to the sinks
 
 System-wide — every MPTCP connection of the network namespace
-    watch        ``mptop watch``: the sampler over sock_diag dumps
-    watch_track  each dump → ConnectionSamples, paths and events (pure)
-    export       ``mptop export``: the namespace's MPTCP state as Prometheus metrics
-    export_paths per-path counters that stay monotonic across closed subflows
-    exposition   the Prometheus text format
+    watch          ``mptop watch``: the sampler over sock_diag dumps
+    watch_track    each dump → ConnectionSamples, paths and events (pure)
+    export         ``mptop export``: the namespace's MPTCP state as Prometheus metrics
+    export_paths   per-path counters that stay monotonic across closed subflows
+    exposition     the Prometheus text format
 
 Download engine — HTTP over MPTCP sockets (aiohttp)
-    transfer     TransferManager and Transfer: downloads, the MPTCP socket factory
-    output       where the bytes go: naming, ``-o``, resume, the writer thread
-    partfile     ``NAME.part`` files, opened without following links; the validator a resume proves
-    failures     whatever a download raised → one plain line naming the cause
-    safe_text    outside text (servers, recordings) with control characters escaped for a terminal
+    transfer       TransferManager and Transfer: downloads, the MPTCP socket factory
+    output         where the bytes go: naming, ``-o``, resume, the writer thread
+    partfile       ``NAME.part`` files, opened without following links
+    failures       whatever a download raised → one plain line naming the cause
 
 Host admin — MPTCP on this host, checked and changed
-    doctor       ``mptop doctor``: is MPTCP usable here, and the exact fix where not
-    doctor_fix   who manages endpoints here, and the command that adds one their way
-    doctor_url   ``doctor --url``: does a server speak MPTCP, how many subflows came up
-    bundle       ``doctor --bundle``: a bug-report archive
-    endpoints    the path manager's endpoints and limits, planned then applied (Endpoints screen)
+    doctor         ``mptop doctor``: is MPTCP usable here, and the exact fix where not
+    doctor_fix     who manages endpoints here, and the command that adds one their way
+    doctor_url     ``doctor --url``: does a server speak MPTCP, how many subflows came up
+    bundle         ``doctor --bundle``: a bug-report archive
+    endpoints      the path manager's endpoints and limits, planned then applied (Endpoints screen)
 """

@@ -110,6 +110,7 @@ class Exporter:
         self._pm_counts = dict.fromkeys(PM_KINDS, 0)
         self._pm = PmFeed(self._pm_event)
         self.last_series = 0
+        self._interfaces = InterfaceMap()      # as read at the last scrape that could read them
 
     # -- lifecycle -----------------------------------------------------------------------------
     def open(self) -> None:
@@ -155,7 +156,7 @@ class Exporter:
             self.open()
             assert self._reader is not None
             conns = self._reader.connections()
-            interfaces = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
+            interfaces = self._interfaces = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
         except (OSError, KernelParseError):
             self._paths(out, [], None)
             return False
@@ -247,10 +248,10 @@ class Exporter:
             limit_addrs.add(limits.add_addr_accepted)
         with contextlib.suppress(OSError):
             counts: dict[tuple[str, str], int] = {}
-            named = set(self.ledger.names)
             for ep in list_endpoints():
-                iface = ep.ifname if ep.ifname in named or ep.ifname is None else OTHER
-                key = (iface or "any", endpoint_flags(ep.flags))
+                # An endpoint's interface takes a path label (the same 16, first come) or "other".
+                iface = "any" if ep.ifname is None else self.ledger.path_name(ep.ifname, self._interfaces)
+                key = (iface, endpoint_flags(ep.flags))
                 counts[key] = counts.get(key, 0) + 1
             for (iface, flags), count in sorted(counts.items()):
                 endpoints.add(count, interface=iface, flags=flags)

@@ -119,6 +119,7 @@ class Event:
     iface: str | None = None
     transfer: int | None = None
     detail: str = ""
+    connection: int | None = None   # watch mode: the connection's token (its id in `mptop watch --json`)
     type: Literal["event"] = "event"
 
 
@@ -135,6 +136,7 @@ class TransferSummary:
     error: str | None
     path_bytes: dict[str, int] = field(default_factory=dict)
     duration_s: float | None = None      # this transfer's start to end
+    resumed: int = 0                     # of ``bytes``, what a .part file already held (not fetched now)
 
 
 @dataclass(slots=True)
@@ -157,6 +159,8 @@ class HostInfo:
     events: Literal["netlink", "inferred"] = "inferred"
     labels: dict[str, str] = field(default_factory=dict)   # iface -> label
     link_types: dict[str, LinkType] = field(default_factory=dict)   # iface -> link type
+    started: str | None = None     # wall-clock start of the run, UTC ISO 8601 (times are relative to it)
+    version: str | None = None     # mptop's version
     type: Literal["host"] = "host"
 
 

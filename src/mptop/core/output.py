@@ -287,28 +287,29 @@ def _make_directory(directory: str) -> None:
         raise TransferError(f"not a directory: {directory}") from None
 
 
-def prepare_directory(target: OutputTarget) -> list[str]:
-    """Before connecting: make the directory a file target goes to, or raise why it cannot be
-    (``-o /proc/nope/x`` fails at once).  Returns the directories made, outermost first, for
-    :func:`remove_made` to take back when the transfer fails."""
+def prepare_directory(target: OutputTarget) -> None:
+    """Before connecting: the directory a file target goes to can be made and written, or
+    :class:`TransferError`/``OSError`` says why (``-o /proc/nope/x`` fails at once).  Directories it
+    had to make for the check are removed again: a transfer that fails later leaves nothing behind,
+    and the writer makes them for real once the body starts."""
     if target.kind != "file" or target.part is None:
-        return []
-    missing, directory = [], os.path.dirname(target.part)
-    while directory and not os.path.lexists(directory):
-        missing.append(directory)
-        directory = os.path.dirname(directory)
+        return
+    directory = os.path.dirname(target.part) or "."
+    missing = []
+    probe = directory
+    while probe and not os.path.lexists(probe):
+        missing.append(probe)
+        probe = os.path.dirname(probe)
     try:
-        _make_directory(os.path.dirname(target.part))
+        _make_directory(directory)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise TransferError(f"permission denied: {directory}")
     except OSError as exc:
-        raise _with_filename(exc, os.path.dirname(target.part) or ".") from None
-    return missing[::-1]
-
-
-def remove_made(directories: list[str]) -> None:
-    """Remove the directories :func:`prepare_directory` made, innermost first, if still empty."""
-    for directory in reversed(directories):
-        with contextlib.suppress(OSError):
-            os.rmdir(directory)
+        raise _with_filename(exc, directory) from None
+    finally:
+        for made in missing:                 # deepest first
+            with contextlib.suppress(OSError):
+                os.rmdir(made)
 
 
 def _open_direct(path: str | None) -> BinaryIO:

@@ -9,7 +9,7 @@ the last rate is kept and the bytes are counted on the next interval.
 One rate definition everywhere a rate is shown: :class:`CounterRate` gives the bytes counted over
 the last :data:`RATE_WINDOW_S` (about 1 s: the poll nearest to a second back) divided by that
 time — "1 s avg".  Over 0.25 s, in-order byte counters swing up to 2× the link rate right after a
-loss is repaired (docs/measured); over a second they agree with the interface counters.  Sums of
+loss is repaired (docs/measured.md); over a second they agree with the interface counters.  Sums of
 such rates read at the same polls (paths, a transfer's subflows) are the same kind of rate.
 :class:`Ewma` smooths any series (for an ETA), and nothing mixes the two.
 """

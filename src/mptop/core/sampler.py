@@ -34,7 +34,9 @@ import socket
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime, timezone
 
+from mptop import __version__
 from mptop.core.events import (
     FallbackCounters,
     LinkWatch,
@@ -85,6 +87,7 @@ class Sampler:
         self._sources: list[TransfersSource] = [] if transfers is None else [transfers]
         self._clock = clock
         self._t0 = clock()
+        self.started = wall_clock_now()          # what t = 0 is, for the host record
         self._router = PmRouter()
         self._pm = PmFeed(lambda event: self._router.received(self.now(), event), enabled=pm_events)
         self._paths = PathBook(self.labels)
@@ -309,6 +312,7 @@ class Sampler:
             path_manager=host.path_manager(sysctls),
             scheduler=sysctls.get("scheduler"), subflows_limit=subflows, add_addr_accepted_limit=accepted,
             events=self._pm.mode, labels=labels, link_types={name: kind.type for name, kind in kinds.items()},
+            started=self.started, version=__version__,
         )
 
     def summary(self) -> Summary:
@@ -321,6 +325,7 @@ class Sampler:
                 status=track.status if track else "connecting",
                 reason=track.reason if track else None, ok=tr.state == "done", error=tr.error,
                 path_bytes=dict(track.path_bytes) if track else {}, duration_s=_span([tr]),
+                resumed=getattr(tr, "resumed", 0),
             ))
         return Summary(duration_s=_span(self.transfers()) or self.now(), transfers=out)
 
@@ -348,6 +353,11 @@ def _live_reading(tr: TransferLike, readings: Sequence[tuple[int, socket.socket,
         if reading is not None:
             return index, reading
     return None
+
+
+def wall_clock_now() -> str:
+    """UTC now as ISO 8601 to the millisecond (``2026-12-04T13:29:00.123+00:00``)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _kernel_release() -> str:

@@ -2,7 +2,8 @@
 
 ``MPTCP_FULL_INFO`` on our own sockets carries no subflow flags, and the path-manager events are
 not enough for the backup flag: a backup subflow the client asked for (a ``backup`` endpoint) is
-announced with backup=0, and a client's own ``endpoint change … backup`` raises no event (docs).
+announced with backup=0, and a client's own ``endpoint change … backup`` raises no event
+(docs/measured.md, "Paths, endpoints and events").
 """
 
 from __future__ import annotations

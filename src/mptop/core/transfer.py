@@ -58,12 +58,10 @@ from mptop.core.output import (
     part_size,
     plan_output,
     prepare_directory,
-    remove_made,
     rename_from_server,
     target_for,
 )
 from mptop.core.partfile import content_range, not_resumed, partial_mismatch, recorded_validator, validator_of
-from mptop.core.safe_text import escape_controls
 from mptop.kernel.sockets import create_mptcp_socket, dup_handle
 from mptop.kernel.sockopt import socket_status
 from mptop.kernel.types import MptcpUnavailable, SocketStatus
@@ -109,7 +107,6 @@ class Transfer:
         self._fd_handles: dict[int, socket.socket] = {}
         self._task: asyncio.Task[None] | None = None
         self._abort: str | None = None
-        self._made_dirs: list[str] = []           # directories made for the output: gone again on failure
 
     @property
     def bytes_done(self) -> int:
@@ -217,13 +214,11 @@ class TransferManager:
         except asyncio.CancelledError:
             t.state, t.error = "failed", t._abort or "interrupted"
             await self._close_writer(t)
-            remove_made(t._made_dirs)
             if t._abort is None:
                 raise
         except Exception as exc:  # every failure ends as one plain line on the transfer
             t.state, t.error = "failed", describe(exc, self._context(t))
             await self._close_writer(t)
-            remove_made(t._made_dirs)
         finally:
             t.ended_at = time.monotonic()
             if t._writer is not None:
@@ -258,7 +253,7 @@ class TransferManager:
     async def _download(self, t: Transfer, resolver: NetnsResolver) -> None:
         target, o = t.target, self.options
         assert target is not None
-        t._made_dirs = prepare_directory(target)      # an unusable -o fails before connecting
+        prepare_directory(target)      # an unusable -o fails before connecting
         if not target.named_by_url:    # the name is final already: refuse before connecting
             self._claim_target(t)
             check_final(target, o.force)
@@ -360,12 +355,8 @@ async def run_transfers(urls: Sequence[str], options: TransferOptions,
 
 
 def _parse_url(url: str) -> URL:
-    if url and "://" not in url:
-        # A host, not a scheme, before the colon ("10.78.1.2:8080/x" would parse with the scheme
-        # "10.78.1.2", "localhost:8080" with "localhost"); "mailto:x" keeps its scheme below.
-        head, colon, rest = url.partition(":")
-        if not colon or "." in head or head.startswith("[") or rest[:1].isdigit():
-            raise TransferError(f"no scheme: did you mean http://{escape_controls(url)}?")
+    if url and _lacks_scheme(url):
+        raise TransferError(f"no scheme: did you mean http://{url}?")
     try:
         parsed = URL(url)
     except (ValueError, TypeError) as exc:
@@ -377,6 +368,18 @@ def _parse_url(url: str) -> URL:
     if not parsed.host:
         raise TransferError(f"malformed URL: {url} (no host)")
     return parsed
+
+
+def _lacks_scheme(url: str) -> bool:
+    """``example.com/x``, ``10.78.1.2:8080/x``, ``localhost:8080``: a host where the scheme should be
+    (yarl would read ``10.78.1.2`` as a scheme).  ``mailto:a@b.c`` names a scheme, just not ours."""
+    if "://" in url:
+        return False
+    head, colon, rest = url.partition(":")
+    if not colon:
+        return True
+    port = rest.split("/", 1)[0]
+    return "." in head or head.startswith("[") or port.isdigit()
 
 
 class NetnsResolver(AbstractResolver):

@@ -31,7 +31,7 @@ from mptop.core.missing import MissingSubflows
 from mptop.core.model import ConnectionSample, Event, HostInfo, Record, Sample, Status
 from mptop.core.paths import InterfaceMap
 from mptop.core.polling import PmFeed, rearming
-from mptop.core.sampler import Sampler
+from mptop.core.sampler import Sampler, wall_clock_now
 from mptop.core.watch_track import WatchTracker, connection_status
 from mptop.kernel import host
 from mptop.kernel.diag import DiagReader
@@ -96,6 +96,7 @@ class WatchSampler:
         self.tracker = WatchTracker(self.labels, stall_after_s)
         self._clock = clock
         self._t0 = clock()
+        self.started = wall_clock_now()
         self._pm = PmFeed(lambda event: self.tracker.pm_event(self.now(), event), enabled=pm_events)
         self._reader: DiagReader | None = None
         self._fallback_counters = FallbackCounters()
@@ -171,4 +172,4 @@ class WatchSampler:
         """MPTCP on this host (the calling thread's netns); ``events`` tells whether PM events are
         subscribed ("netlink") or inferred from polls."""
         base = Sampler(pm_events=False, labels=self.labels).host_info()
-        return replace(base, events=self._pm.mode)
+        return replace(base, events=self._pm.mode, started=self.started)

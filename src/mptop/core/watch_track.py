@@ -190,7 +190,7 @@ class WatchTracker:
         track.subflows[key] = st
         if self._ledger.up((track.token, *key)) and not poll.baseline:
             detail = describe_subflow(label, key[0], key[1], True, sf.backup)
-            poll.events.append(Event(poll.t, "subflow_up", iface, None, detail))
+            poll.events.append(Event(poll.t, "subflow_up", iface, None, detail, connection=track.token))
         return st
 
     def _close(self, poll: _Poll, track: ConnectionTrack, key: SubflowKey) -> None:
@@ -201,7 +201,7 @@ class WatchTracker:
             track.closed.append(replace(st.last, rate_bps=0.0, closed=True))
         if self._ledger.down((track.token, *key)):
             detail = describe_subflow(st.label, st.local, st.remote, False)
-            poll.events.append(Event(poll.t, "subflow_down", st.iface, None, detail))
+            poll.events.append(Event(poll.t, "subflow_down", st.iface, None, detail, connection=track.token))
 
     def _subflow(self, poll: _Poll, st: ConnectionSubflowTrack, sf: DiagSubflow) -> tuple[SubflowSample, int]:
         tcp, delta = sf.tcp, 0
@@ -246,13 +246,14 @@ class WatchTracker:
             grown=poll.fallback_counters,
         )
         detail = f"{describe_fallback('fallback', reason)} — {track.name}"
-        poll.events.append(Event(poll.t, "fallback", None, None, detail))
+        poll.events.append(Event(poll.t, "fallback", None, None, detail, connection=track.token))
 
     def _gone(self, poll: _Poll, token: int) -> None:
         """A connection no longer in the dump: it drops out (its bytes stay in the path totals)."""
         track = self._tracks.pop(token)
         self._ledger.forget(token)
-        poll.events.append(Event(poll.t, "connection_closed", None, None, f"connection closed: {track.name}"))
+        poll.events.append(Event(poll.t, "connection_closed", None, None, f"connection closed: {track.name}",
+                                 connection=token))
 
     # -- stalls --------------------------------------------------------------------------------
     def _stalls(self, poll: _Poll, track: ConnectionTrack, deltas: dict[str, int], busy_paths: set[str]) -> None:
@@ -310,7 +311,8 @@ class WatchTracker:
     def _pm(self, poll: _Poll, t: float, ev: PmEvent) -> None:
         if ev.kind in (PmEventKind.ANNOUNCED, PmEventKind.REMOVED):
             kind = "address_announced" if ev.kind is PmEventKind.ANNOUNCED else "address_removed"
-            poll.events.append(Event(t, kind, None, None, describe_address(ev, ev.kind is PmEventKind.ANNOUNCED)))
+            poll.events.append(Event(t, kind, None, None, describe_address(ev, ev.kind is PmEventKind.ANNOUNCED),
+                                     connection=ev.token))
             return
         if ev.saddr is None or ev.daddr is None or ev.token is None:
             return
@@ -320,7 +322,7 @@ class WatchTracker:
         key = (ev.token, local, remote)
         if ev.kind in _PM_UP and self._ledger.up(key):
             detail = describe_subflow(label, local, remote, True, bool(ev.backup))
-            poll.events.append(Event(t, "subflow_up", iface, None, detail))
+            poll.events.append(Event(t, "subflow_up", iface, None, detail, connection=ev.token))
         elif ev.kind is PmEventKind.SUB_CLOSED and self._ledger.down(key):
             detail = describe_subflow(label, local, remote, False, error=ev.error)
-            poll.events.append(Event(t, "subflow_down", iface, None, detail))
+            poll.events.append(Event(t, "subflow_down", iface, None, detail, connection=ev.token))

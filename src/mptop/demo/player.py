@@ -53,7 +53,7 @@ class ScenarioPlayer:
     async def apply(self, step: Step, by_user: bool = False) -> None:
         async with self._lock:
             # Said before it is done: the cause is in the stream before the kernel events it causes.
-            self.on_note("user_action" if by_user else "scenario", describe(step))
+            self.on_note("user_action" if by_user else "scenario", describe_step(step))
             await asyncio.to_thread(self._apply, step)
 
     def _apply(self, step: Step) -> None:
@@ -102,7 +102,7 @@ class ScenarioPlayer:
         self.scripted = True
 
 
-def describe(step: Step) -> str:
+def describe_step(step: Step) -> str:
     """``Wi-Fi: link down``, ``Cellular: rate set to 5 Mbit/s``."""
     rate = f" {step.mbit:g} Mbit/s" if step.mbit else ""
     return f"{_NAMES.get(step.iface, step.iface)}: {_VERBS[step.action]}{rate}"

@@ -136,7 +136,7 @@ class Lab(LabBase):
         ns = self._ns(side)
         shown = json.loads(self.run(ns, ["ip", "-j", "mptcp", "endpoint", "show"]).stdout or "[]")
         endpoints = frozenset((int(e["id"]), str(e["address"]), e.get("dev"),
-                               tuple(word for word in FLAG_WORDS if e.get(word))) for e in shown)
+                               tuple(word for word in IP_FLAG_WORDS if e.get(word))) for e in shown)
         words = self.run(ns, ["ip", "mptcp", "limits", "show"]).stdout.split()
         limits = dict(zip(words[::2], words[1::2], strict=False))
         return EndpointConfig(endpoints, f"subflows {limits.get('subflows', 0)} "
@@ -164,7 +164,7 @@ class Lab(LabBase):
         return self.client if side == "client" else self.server
 
 
-FLAG_WORDS = ("signal", "subflow", "backup", "fullmesh")   # as `ip -j` shows them and `ip mptcp` takes them
+IP_FLAG_WORDS = ("signal", "subflow", "backup", "fullmesh")   # as `ip -j` shows them and `ip mptcp` takes them
 
 
 @dataclass(frozen=True)

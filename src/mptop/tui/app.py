@@ -20,7 +20,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -36,6 +36,7 @@ from mptop.tui.screen import MainScreen, Mode
 from mptop.tui.sources import Pausable
 from mptop.tui.state import ViewState
 from mptop.tui.terminal import TerminalGuard
+from mptop.tui.too_small import TooSmallScreen, too_small
 from mptop.tui.toplist import TopList
 from mptop.tui.watch_screen import WatchScreen
 from mptop.tui.watch_state import WatchState
@@ -70,13 +71,13 @@ class MptopApp(App[int]):
     BINDINGS = [
         Binding("q", "quit", "Quit", tooltip="quit mptop"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),     # not Textual's "press ctrl+q"
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),   # 2nd: 60 columns show it
         Binding("p", "pause", "Pause", tooltip="pause or resume the display; data keeps being collected"),
         Binding("space", "replay_pause", "Play/pause", tooltip="pause or resume the replay"),
         Binding("u", "units", "Bits/bytes", tooltip="rates in bits or in bytes per second"),
         Binding("up", "select(-1)", "Select", key_display="↑↓", show=False),
         Binding("down", "select(1)", "Select", show=False),
         Binding("e", "endpoints", "Endpoints", tooltip="MPTCP endpoints and limits: add, delete, backup, new subflow"),
-        Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),
     ]
 
     HELP_ONLY_KEYS: frozenset[str] = frozenset()     # bound, left out of the footer, listed by `?`
@@ -148,6 +149,22 @@ class MptopApp(App[int]):
         self.redraw()
         if self.source is not None or self.runner is not None:
             self._consume()
+        self.call_after_refresh(self.fit_terminal)
+
+    def on_resize(self, _: events.Resize) -> None:
+        self.call_after_refresh(self.fit_terminal)
+
+    def fit_terminal(self) -> None:
+        """Below 60×20 one line says so over every screen; it goes once the terminal is big enough."""
+        small = too_small(self.size)
+        if isinstance(self.screen, TooSmallScreen):
+            if small:
+                self.screen.show(self.size)
+            else:
+                self.pop_screen()
+        elif small and self.is_running and not self._exit:
+            self.clear_notifications()
+            self.push_screen(TooSmallScreen())
 
     def _status(self) -> list[tuple[str, str]]:
         pills: list[tuple[str, str]] = []
@@ -202,11 +219,12 @@ class MptopApp(App[int]):
         self.main.top.move(delta)
 
     def action_endpoints(self) -> None:
-        if not self.replaying and not isinstance(self.screen, EndpointsScreen):
+        if not self.replaying and not isinstance(self.screen, EndpointsScreen | TooSmallScreen):
             self.push_screen(EndpointsScreen())
 
     def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
+        if not isinstance(self.screen, HelpScreen | TooSmallScreen):
+            self.clear_notifications()          # nothing on top of the help
             self.push_screen(HelpScreen(self.key_help()))
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -122,6 +123,10 @@ class EndpointsScreen(ModalScreen[None]):
             return                      # unchanged: keep the cursor and avoid a redraw
         selected = self.selected
         table.clear()
+        # Widths now: DataTable measures new rows only once idle, and a frame drawn before that
+        # stays cached at the old widths (the address cut to "198.51." until the next change).
+        for column, cells in zip(table.ordered_columns, zip(*rows, strict=True), strict=bool(rows)):
+            column.content_width = max(column.content_width, *map(cell_len, cells))
         for row in rows:
             table.add_row(*row, key=row[0])
         if selected is not None and (index := next((i for i, r in enumerate(rows) if r[0] == str(selected.id)),

@@ -26,6 +26,7 @@ from mptop.tui.toplist import TopList
 
 Mode = Literal["transfers", "watch"]
 TALL = 30          # from this many rows the path charts are two lines high
+NARROW = 80        # below this many columns the footer leaves out the command palette's hint
 
 
 class MainScreen(Screen[None]):
@@ -62,8 +63,11 @@ class MainScreen(Screen[None]):
             redraw()
 
     def on_resize(self) -> None:
-        # Compact (less padding) where the footer would not show every key otherwise.
-        self.query_one(Footer).compact = self.size.width < getattr(self.app, "FOOTER_FULL_WIDTH", 80)
+        # Compact (less padding) where the footer would not show every key otherwise; below 80 columns
+        # the keys need the palette hint's room too (`?` and the help list ctrl+p).
+        footer = self.query_one(Footer)
+        footer.compact = self.size.width < getattr(self.app, "FOOTER_FULL_WIDTH", 80)
+        footer.show_command_palette = self.size.width >= NARROW
 
     @property
     def top(self) -> TopList:
