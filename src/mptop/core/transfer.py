@@ -32,10 +32,8 @@ the network.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
-import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -43,7 +41,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
 from yarl import URL
 
@@ -62,6 +59,7 @@ from mptop.core.output import (
     target_for,
 )
 from mptop.core.partfile import content_range, not_resumed, partial_mismatch, recorded_validator, validator_of
+from mptop.core.resolver import NetnsResolver
 from mptop.kernel.sockets import create_mptcp_socket, dup_handle
 from mptop.kernel.sockopt import socket_status
 from mptop.kernel.types import MptcpUnavailable, SocketStatus
@@ -380,54 +378,3 @@ def _lacks_scheme(url: str) -> bool:
         return True
     port = rest.split("/", 1)[0]
     return "." in head or head.startswith("[") or port.isdigit()
-
-
-class NetnsResolver(AbstractResolver):
-    """getaddrinfo on threads started from the event loop's thread, never waited for at exit.
-
-    Network namespaces are per thread, and a thread starts in the namespace of the thread that
-    started it.  aiohttp's default resolver uses the loop's shared executor, whose threads may
-    predate the loop thread entering a lab namespace: a lookup there would reach the host's DNS.
-    Each lookup here runs on a daemon thread started from the loop thread, in its namespace.  No
-    executor: Python joins an executor's threads at exit, so a lookup that never answers held the
-    process for as long as the resolver tried (seconds after --connect-timeout had given up).
-    """
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[list[Any]] = loop.create_future()
-
-        def lookup() -> None:
-            try:
-                infos: list[Any] | BaseException = socket.getaddrinfo(
-                    host, port, family, socket.SOCK_STREAM, 0, socket.AI_ADDRCONFIG)
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
-                infos = exc
-            with contextlib.suppress(RuntimeError):     # the loop is gone: nobody waits any more
-                loop.call_soon_threadsafe(_settle, answer, infos)
-
-        threading.Thread(target=lookup, name="mptop-dns", daemon=True).start()
-        infos = await answer
-        numeric = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
-        results = []
-        for fam, _, proto, _, addr in infos:
-            if fam not in (socket.AF_INET, socket.AF_INET6):
-                continue
-            ip, port_ = str(addr[0]), int(addr[1])
-            scope = addr[3] if fam == socket.AF_INET6 and len(addr) == 4 else 0   # (ip, port, flowinfo, scope_id)
-            results.append(ResolveResult(hostname=host, host=f"{ip}%{scope}" if scope else ip, port=port_,
-                                         family=fam, proto=proto, flags=numeric))
-        return results
-
-    async def close(self) -> None:
-        pass        # shared by the run's sessions; its threads are daemons
-
-
-def _settle(answer: asyncio.Future[list[Any]], infos: list[Any] | BaseException) -> None:
-    if answer.done():          # the lookup's waiter was cancelled (connect timeout)
-        return
-    if isinstance(infos, BaseException):
-        answer.set_exception(infos)
-    else:
-        answer.set_result(infos)
