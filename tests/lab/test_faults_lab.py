@@ -247,10 +247,10 @@ def rx_total(lab: Lab) -> int:
 
 def rx_settled(lab: Lab) -> int:
     """rx_total once the paths are quiet (an earlier case's abandoned body may still be arriving)."""
-    deadline, last = time.monotonic() + 10, -1
+    deadline, last = time.monotonic() + 15, -1
     while (now := rx_total(lab)) != last and time.monotonic() < deadline:
         last = now
-        time.sleep(0.3)
+        time.sleep(1.0)       # a whole second without a byte: a loaded machine can pause a stream 0.3 s
     return now
 
 

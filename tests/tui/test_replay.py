@@ -95,8 +95,7 @@ async def test_a_paused_replay_holds_its_next_record() -> None:
 async def test_the_app_plays_a_replay_to_the_end_and_holds_the_last_frame() -> None:
     app = MptopApp(ReplaySource(FALLBACK, speed=40.0), clock=False, finished_text="replay finished")
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.pause()
-        assert "space Play/pause" in screen_text(app)               # the footer offers space
+        await wait_for(pilot, lambda: "space Play/pause" in screen_text(app))   # the footer offers space
         await wait_for(pilot, lambda: app.finished)
         await pilot.pause()
         text = screen_text(app)
