@@ -93,8 +93,11 @@ def test_watch_json_shows_another_process_download_on_both_paths_and_a_fallback(
     # --process curl --port 8080: only the fallback connection, so only its path.
     filtered = [r for r in finish(only_fallback) if r["type"] == "sample"]
     conns = [c for s in filtered for c in s["connections"]]
-    assert conns and {(c["pid"], c["status"], remote_port(c)) for c in conns} == \
-        {(fallback.pid, "fallback", lab.config.tcp_port)}
+    assert conns and {(c["pid"], remote_port(c)) for c in conns} == {(fallback.pid, lab.config.tcp_port)}
+    # Watch polls at once on a new connection's events, so it may first see it mid-handshake.
+    statuses = [c["status"] for c in conns]
+    first_fallback = statuses.index("fallback")
+    assert set(statuses[:first_fallback]) <= {"connecting"} and set(statuses[first_fallback:]) == {"fallback"}
     assert set(filtered[-1]["paths"]) == {"wlan0"}
 
 
