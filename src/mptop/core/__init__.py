@@ -27,6 +27,7 @@ Our transfers — the sockets mptop opened itself
     subflow_flags  our subflows' own flags (backup) from sock_diag, which FULL_INFO lacks
     pm_router      path-manager events → the transfers they belong to, by token
     session        one download run: transfers and sampler side by side, records to the sinks
+    compare        ``--compare-tcp``: the MPTCP and the plain-TCP download of one URL, side by side and in words
 
 System-wide — every MPTCP connection of the network namespace
     watch          ``mptop watch``: the sampler over sock_diag dumps

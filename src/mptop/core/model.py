@@ -15,6 +15,7 @@ from typing import Any, Literal, Union
 from mptop.kernel.linktype import LinkType
 
 Status = Literal["mptcp", "fallback", "tcp", "connecting"]
+CompareSide = Literal["mptcp", "tcp"]   # which download of a ``--compare-tcp`` pair (the same URL twice)
 
 EVENT_KINDS = (
     "subflow_up", "subflow_down", "path_stalled", "path_recovered", "fallback",
@@ -26,6 +27,7 @@ EVENT_KINDS = (
     "subflow_missing",     # a live connection lost its subflow on a path that is up and has an endpoint
     "scenario",            # demo: a scripted lab step (link down, rate change, …)
     "user_action",         # demo: what a key the user pressed did to the lab (w, c, b, r)
+    "comparison",          # --compare-tcp: MPTCP against plain TCP in words, with the run's numbers
 )
 
 
@@ -62,6 +64,8 @@ class TransferSample:
     state: Literal["connecting", "running", "done", "failed"] = "running"
     error: str | None = None
     avg_bps: float | None = None     # once finished: bits/s fetched over the whole transfer (start to end)
+    compare: CompareSide | None = None   # --compare-tcp: this is the MPTCP or the plain-TCP download
+    duration_s: float | None = None  # once finished: its start to its end
 
 
 @dataclass(slots=True)
@@ -137,6 +141,7 @@ class TransferSummary:
     path_bytes: dict[str, int] = field(default_factory=dict)
     duration_s: float | None = None      # this transfer's start to end
     resumed: int = 0                     # of ``bytes``, what a .part file already held (not fetched now)
+    compare: CompareSide | None = None   # --compare-tcp: this is the MPTCP or the plain-TCP download
 
 
 @dataclass(slots=True)

@@ -249,6 +249,8 @@ class Sampler:
             state=tr.state,  # type: ignore[arg-type]
             error=tr.error,
             avg_bps=_mean_bps(tr) if finishing else None,
+            compare=getattr(tr, "compare", None),
+            duration_s=_span([tr]) if finishing else None,
         )
         if finishing:
             self._finish(ctx, tr, track, sample)
@@ -327,7 +329,7 @@ class Sampler:
                 status=track.status if track else "connecting",
                 reason=track.reason if track else None, ok=tr.state == "done", error=tr.error,
                 path_bytes=dict(track.path_bytes) if track else {}, duration_s=_span([tr]),
-                resumed=getattr(tr, "resumed", 0),
+                resumed=getattr(tr, "resumed", 0), compare=getattr(tr, "compare", None),
             ))
         return Summary(duration_s=_span(self.transfers()) or self.now(), transfers=out)
 
