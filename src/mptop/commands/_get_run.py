@@ -20,7 +20,8 @@ from mptop.sinks import NdjsonOut, RecordingUnwritable, fan_out, headless_view, 
 def options_from(args: argparse.Namespace) -> TransferOptions:
     return TransferOptions(output=args.output, force=args.force, insecure=args.insecure,
                            require_mptcp=args.require_mptcp, connect_timeout=args.connect_timeout,
-                           idle_timeout=args.idle_timeout, max_redirects=args.max_redirects)
+                           idle_timeout=args.idle_timeout, max_redirects=args.max_redirects,
+                           sha256=not args.no_hash)
 
 
 def usage_error(message: str) -> int:

@@ -25,6 +25,8 @@ def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle-timeout", type=positive_float, default=30.0, metavar="S",
                         help="give up when no byte arrives for S seconds (default 30)")
     parser.add_argument("--max-redirects", type=count, default=10, metavar="N", help="follow at most N redirects")
+    parser.add_argument("--no-hash", action="store_true",
+                        help="do not compute each file's sha256 (it is on by default, off the event loop)")
     add_display_arguments(parser, interval=0.25)
 
 
