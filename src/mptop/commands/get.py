@@ -16,6 +16,8 @@ def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--force", action="store_true", help="overwrite an existing file")
     add_connection_arguments(parser)
     parser.add_argument("--max-redirects", type=count, default=10, metavar="N", help="follow at most N redirects")
+    parser.add_argument("--no-hash", action="store_true",
+                        help="do not compute each file's sha256 (it is on by default, off the event loop)")
     add_display_arguments(parser, interval=0.25)
 
 

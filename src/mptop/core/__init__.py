@@ -41,7 +41,9 @@ System-wide — every MPTCP connection of the network namespace
 Download engine — HTTP over MPTCP sockets (aiohttp)
     transfer       TransferManager and Transfer: downloads, the MPTCP socket factory
     resolver       DNS in the calling thread's network namespace, never waited for at exit
-    output         where the bytes go: naming, ``-o``, resume, the writer thread
+    output         where the bytes go: naming, ``-o``, ``NAME.part`` and resume
+    writer         the writer thread: writes and hashes a body off the event loop (or without a hash)
+    sockbody       a plain-HTTP body read from the socket into preallocated buffers, on its own thread
     partfile       ``NAME.part`` files, opened without following links
     failures       whatever a download raised → one plain line naming the cause
 

@@ -148,14 +148,14 @@ class UploadManager(TransferManager):
         async with self._session(t, resolver) as session:
             watchdog = asyncio.create_task(self._watch_idle(t), name=f"upload-idle-{t.id}")
             try:
-                async with session.request(self.method, t.url, data=self._body(t, reader), headers=headers,
+                async with session.request(self.method, t.url, data=self._sent(t, reader), headers=headers,
                                            allow_redirects=False) as resp:
                     t._note_active(resp)
                     await self._answer(t, resp, reader.hash.hexdigest())
             finally:
                 watchdog.cancel()
 
-    async def _body(self, t: Upload, reader: _Reader) -> AsyncIterator[bytes]:
+    async def _sent(self, t: Upload, reader: _Reader) -> AsyncIterator[bytes]:
         """The body aiohttp sends; a failure here ends the transfer through :meth:`Transfer.fail`
         (aiohttp would wrap an exception raised from a body into a line that names no cause)."""
         t.state = "running"       # connected, headers sent: the connection is MPTCP or it is not
