@@ -25,6 +25,7 @@ The bench prints; it never asserts.  The last lines are ``RESULT name=… ratio=
 from __future__ import annotations
 
 import argparse
+import compileall
 import fcntl
 import os
 import re
@@ -45,6 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _lab_common import ensure_debian_tools, fmt, load_average, median, ratio  # noqa: E402
 
+import mptop  # noqa: E402
 from mptop.lab import Lab, LabConfig, LabError, Namespace  # noqa: E402
 from mptop.lab.signals import exit_on_signals  # noqa: E402
 
@@ -214,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     ensure_debian_tools({"curl": "curl"})
+    # Bytecode as `pip install` leaves it (an editable install under PYTHONDONTWRITEBYTECODE has none,
+    # and compiling ~50 modules at every start would be measured instead).
+    compileall.compile_dir(Path(mptop.__file__).parent, quiet=1)
     print(f"load average before: {load_average()}   python: {PY}")
     results: list[str] = []
     try:
