@@ -43,7 +43,8 @@ def make_session(args: argparse.Namespace) -> Session | int:
     except ValueError as exc:
         return usage_error(str(exc))
     try:
-        return Session(args.urls, options_from(args), interval=args.interval, labels=labels)
+        return Session(args.urls, options_from(args), interval=args.interval, labels=labels,
+                       upload=getattr(args, "source", None), method=getattr(args, "method", "PUT"))
     except TransferError as exc:
         return usage_error(str(exc))
 
