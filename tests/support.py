@@ -41,7 +41,7 @@ def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> float:
 
 NOBODY = 65534
 PACKAGES = ("textual", "rich", "mptop")          # every module of these...
-LAZY_FROM = (*PACKAGES, "pyroute2", "aiohttp")    # ...and what these import inside functions
+LAZY_FROM = (*PACKAGES, "aiohttp")    # ...and what these import inside functions
 NOT_IMPORTED = {"textual._sleep"}                 # runs a timing benchmark when imported
 
 

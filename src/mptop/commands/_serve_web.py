@@ -99,7 +99,7 @@ class Tabs:
         process = TabProcess(self.argv, websocket, self.downloads)
         self.running.add(process)
         try:
-            await process.start(_size(request, "width", 80), _size(request, "height", 24))
+            await process.start(_query_size(request, "width", 80), _query_size(request, "height", 24))
             await _relay(websocket, process)
         finally:
             self.running.discard(process)
@@ -111,7 +111,7 @@ class Tabs:
         await asyncio.gather(*(process.end() for process in list(self.running)))
 
 
-def _size(request: web.Request, name: str, default: int) -> int:
+def _query_size(request: web.Request, name: str, default: int) -> int:
     try:
         return max(1, min(int(request.query.get(name, default)), 1000))
     except ValueError:
@@ -162,7 +162,7 @@ def loopback(sock: socket.socket) -> bool:
     return ipaddress.ip_address(sock.getsockname()[0]).is_loopback
 
 
-def serve(command: list[str], what: str, *, host: str, port: int, font_size: int) -> int:
+def serve_tabs(command: list[str], what: str, *, host: str, port: int, font_size: int) -> int:
     """Serve ``mptop COMMAND…`` (``what``: how the user said it) until Ctrl-C/SIGTERM; the exit status."""
     from mptop.commands import fail
 
