@@ -166,9 +166,9 @@ def test_prometheus_scraping_export_sees_each_paths_bytes_and_every_dashboard_qu
             at = time.time() - 1.5
             took = {t: float(v) for t, v in prom_query(
                 lab.client, f'scrape_duration_seconds{{job="mptop"}}[{WINDOW_S}s]', at)[0]["values"]}
-            counters = {r["metric"]["interface"]: [(t, float(v)) for t, v in r["values"]] for r in prom_query(
-                lab.client, f"mptcp_path_received_bytes_total[{WINDOW_S}s]", at)}
-            assert set(PATHS) <= set(counters), counters
+            series = prom_query(lab.client, f"mptcp_path_received_bytes_total[{WINDOW_S}s]", at)
+            counters = {r["metric"]["interface"]: [(t, float(v)) for t, v in r["values"]] for r in series}
+            assert sorted(r["metric"]["interface"] for r in series) == sorted(PATHS), (series, took)  # one each
             # rate() over exactly the window's scrapes (a range 1 ms longer, ending at the last one):
             # Prometheus' slope of the samples compared below, with no extrapolation past them.
             first, last = counters[PATHS[0]][0][0], counters[PATHS[0]][-1][0]
