@@ -78,6 +78,7 @@ class ConnectionSample:
     bytes: int = 0
     age_s: float = 0.0
     pid: int | None = None
+    closed: bool = False       # its last listing, once it is gone: final bytes, rate 0
 
 
 @dataclass(slots=True)
