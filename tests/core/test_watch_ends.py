@@ -11,7 +11,7 @@ from tests.core.test_watch import WLAN, WWAN, connection, interfaces, subflow, t
 
 def end(path: tuple[str, str], port: int, rx: int, tx: int = 0) -> SubflowEnd:
     tcp = TcpInfo(state=7, retransmits=0, rtt_us=1, rttvar_us=1, snd_cwnd=10, total_retrans=0,
-                  bytes_received=rx, bytes_sent=tx)
+                  bytes_received=rx, bytes_acked=tx, bytes_sent=tx)
     return SubflowEnd((path[0], port), (path[1], 80), 1, tcp)
 
 

@@ -1,5 +1,6 @@
-"""Where a destroyed subflow belongs: its final counters (sock_diag destroy broadcasts) matched to the
-connection and subflow track that polls or path-manager events made for its address pair.
+"""The tracks of watched connections and their subflows, and where a destroyed subflow belongs: its
+final counters (sock_diag destroy broadcasts) matched to the subflow track that polls or path-manager
+events made for its address pair.
 
 Pure (no I/O, no clock).  A destroy message names a subflow by its address pair only (no token, no
 inode: docs/kernel-interfaces.md §3), so every subflow a poll or a PM event showed is registered here
@@ -13,11 +14,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field
 
+from mptop.core.events import StallWatch
+from mptop.core.model import Status, SubflowSample
+from mptop.core.rates import CounterRate
+from mptop.core.tracking import CLOSED_KEPT, SubflowIdentity
 from mptop.kernel.diag_destroy import SubflowEnd
 
-Track = TypeVar("Track")
 SubflowKey = tuple[str, str]            # (local "ip:port", remote "ip:port")
 
 END_WAIT_S = 5.0
@@ -26,15 +30,51 @@ HOMES_MAX = 1 << 16
 ENDS_MAX = 4096
 
 
-class SubflowHomes(Generic[Track]):
+@dataclass(slots=True)
+class ConnectionSubflowTrack(SubflowIdentity):
+    id: int = 0
+    rx: CounterRate = field(default_factory=CounterRate)
+    tx: CounterRate = field(default_factory=CounterRate)
+    last: SubflowSample | None = None
+
+
+@dataclass(slots=True)
+class ConnectionTrack:
+    token: int
+    first_seen: float
+    subflows: dict[SubflowKey, ConnectionSubflowTrack] = field(default_factory=dict)
+    closed: deque[SubflowSample] = field(default_factory=lambda: deque(maxlen=CLOSED_KEPT))
+    next_id: int = 1
+    counter: CounterRate = field(default_factory=CounterRate)
+    counter_source: str | None = None   # "mptcp" (mptcpi_bytes_*) or "subflows": a switch restarts it
+    subflow_bytes: int = 0              # rx + tx of every subflow ever seen (live and closed)
+    path_bytes: dict[str, int] = field(default_factory=dict)
+    stalls: dict[str, StallWatch] = field(default_factory=dict)
+    stalled_since: dict[str, float] = field(default_factory=dict)   # iface → last progress before the stall
+    seen_mptcp: bool = False
+    fallback_reported: bool = False
+    name: str = ""                      # who(): for event details
+    local: str = "?"
+    remote: str = "?"
+    process: str | None = None
+    pid: int | None = None
+    status: Status = "connecting"
+    in_dump: bool = False               # a poll listed it (else known from PM events only)
+    pm_closed: bool = False             # its CLOSED event arrived
+    closing: float | None = None        # when it left the dump: waiting for its subflows' final counters
+    pending: set[SubflowKey] = field(default_factory=set)   # subflows whose final counters are due
+    tail: int = 0                       # bytes from final counters since the last poll that listed it
+
+
+class SubflowHomes:
     """``(local, remote)`` → ``(token, subflow track)``, and the destroy messages waiting for one."""
 
     def __init__(self) -> None:
-        self._homes: dict[SubflowKey, tuple[int, Track]] = {}
+        self._homes: dict[SubflowKey, tuple[int, ConnectionSubflowTrack]] = {}
         self._expiry: dict[SubflowKey, float] = {}     # homes of gone connections: forgotten then
         self._ends: deque[tuple[float, SubflowKey, SubflowEnd]] = deque(maxlen=ENDS_MAX)
 
-    def register(self, key: SubflowKey, token: int, track: Track) -> None:
+    def register(self, key: SubflowKey, token: int, track: ConnectionSubflowTrack) -> None:
         self._homes[key] = (token, track)
         self._expiry.pop(key, None)
         if len(self._homes) > HOMES_MAX:
@@ -46,7 +86,7 @@ class SubflowHomes(Generic[Track]):
         """A destroy message received at ``t``; matched at the next :meth:`matched`."""
         self._ends.append((t, key, end))
 
-    def matched(self, now: float) -> Iterator[tuple[int, Track, SubflowEnd]]:
+    def matched(self, now: float) -> Iterator[tuple[int, ConnectionSubflowTrack, SubflowEnd]]:
         """Each waiting message whose subflow is known, once (its registration goes with it)."""
         waiting: deque[tuple[float, SubflowKey, SubflowEnd]] = deque(maxlen=ENDS_MAX)
         ends, self._ends = self._ends, waiting

@@ -8,9 +8,11 @@ path-manager events as they arrive.  Keys:
   gives PM endpoint ids (shared by the subflows of one endpoint, 0 for every initial subflow), not
   the kernel's subflow ids.  The ``id`` shown is ours: 1, 2, … in the order subflows were first seen.
 
-Rates count both directions (received + sent): a watched connection may be a download or an upload.
-Connection bytes come from ``mptcpi_bytes_received + mptcpi_bytes_sent`` when the kernel fills them,
-else from the sum of its subflows.  A path is the local interface a subflow leaves from; a closed
+Rates count both directions (received + acknowledged, ``tcpi_bytes_acked``: ``tcpi_bytes_sent`` counts
+retransmissions again): a watched connection may be a download or an upload; each direction is also
+kept apart (``rx_bps``/``tx_bps``, ``bytes_received``/``bytes_acked``).  Connection bytes come from
+``mptcpi_bytes_received + mptcpi_bytes_acked`` when the kernel fills them, else from the sum of its
+subflows.  A path is the local interface a subflow leaves from; a closed
 subflow's (or connection's) bytes stay in its path's totals.
 
 A connection's last interval comes from the kernel's destroy broadcast of each subflow
@@ -30,12 +32,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from mptop.core.events import (
     STALL_AFTER_S,
     LinkWatch,
-    StallWatch,
     SubflowLedger,
     describe_address,
     describe_fallback,
@@ -47,8 +48,13 @@ from mptop.core.model import ConnectionSample, Event, Status, SubflowSample
 from mptop.core.paths import InterfaceMap, PathBook
 from mptop.core.rates import CounterRate
 from mptop.core.stalls import WatchStalls
-from mptop.core.tracking import CLOSED_KEPT, SubflowIdentity, format_address, rtt_ms
-from mptop.core.watch_ends import SubflowHomes, SubflowKey
+from mptop.core.tracking import (
+    count_directions,
+    direction_sample,
+    format_address,
+    rtt_ms,
+)
+from mptop.core.watch_ends import ConnectionSubflowTrack, ConnectionTrack, SubflowHomes, SubflowKey
 from mptop.kernel.diag_destroy import SubflowEnd
 from mptop.kernel.types import DiagConnection, DiagSubflow, MptcpInfo, PmEvent, PmEventKind
 
@@ -78,42 +84,6 @@ def who(process: str | None, local: str, remote: str) -> str:
 
 
 @dataclass(slots=True)
-class ConnectionSubflowTrack(SubflowIdentity):
-    id: int = 0
-    rx: CounterRate = field(default_factory=CounterRate)
-    tx: CounterRate = field(default_factory=CounterRate)
-    last: SubflowSample | None = None
-
-
-@dataclass(slots=True)
-class ConnectionTrack:
-    token: int
-    first_seen: float
-    subflows: dict[SubflowKey, ConnectionSubflowTrack] = field(default_factory=dict)
-    closed: deque[SubflowSample] = field(default_factory=lambda: deque(maxlen=CLOSED_KEPT))
-    next_id: int = 1
-    counter: CounterRate = field(default_factory=CounterRate)
-    counter_source: str | None = None   # "mptcp" (mptcpi_bytes_*) or "subflows": a switch restarts it
-    subflow_bytes: int = 0              # rx + tx of every subflow ever seen (live and closed)
-    path_bytes: dict[str, int] = field(default_factory=dict)
-    stalls: dict[str, StallWatch] = field(default_factory=dict)
-    stalled_since: dict[str, float] = field(default_factory=dict)   # iface → last progress before the stall
-    seen_mptcp: bool = False
-    fallback_reported: bool = False
-    name: str = ""                      # who(): for event details
-    local: str = "?"
-    remote: str = "?"
-    process: str | None = None
-    pid: int | None = None
-    status: Status = "connecting"
-    in_dump: bool = False               # a poll listed it (else known from PM events only)
-    pm_closed: bool = False             # its CLOSED event arrived
-    closing: float | None = None        # when it left the dump: waiting for its subflows' final counters
-    pending: set[SubflowKey] = field(default_factory=set)   # subflows whose final counters are due
-    tail: int = 0                       # bytes from final counters since the last poll that listed it
-
-
-@dataclass(slots=True)
 class _Poll:
     t: float
     interfaces: InterfaceMap
@@ -130,7 +100,7 @@ class WatchTracker:
         self.paths = PathBook(labels)
         self.unseen = unseen                # list connections known from PM events only (no filter on)
         self.ends_subscribed = False        # destroy messages come: a gone connection waits for them
-        self._homes: SubflowHomes[ConnectionSubflowTrack] = SubflowHomes()
+        self._homes: SubflowHomes = SubflowHomes()
         self._stalls = WatchStalls(STALL_AFTER_S if stall_after_s is None else stall_after_s)
         self._tracks: dict[int, ConnectionTrack] = {}
         self._links = LinkWatch()
@@ -204,12 +174,14 @@ class WatchTracker:
         self._stalls.connection(poll.t, track.stalls, track.stalled_since, track.path_bytes, deltas, busy_paths,
                                 poll.interfaces.link_up)
         live.sort(key=lambda s: s.id)
+        received, acked = _direction_totals(conn.info, live + list(track.closed))
         return ConnectionSample(
             # One rate definition on screen (1 s avg of subflow bytes): a card's rate is its paths' sum.
             token=token, local=local, remote=remote, process=track.process, status=status,
             rate_bps=sum(s.rate_bps for s in live) if live else rate * 8,
             subflows=live + list(track.closed), bytes=track.counter.total, age_s=poll.t - track.first_seen,
-            pid=track.pid,
+            pid=track.pid, rx_bps=sum(s.rx_bps for s in live), tx_bps=sum(s.tx_bps for s in live),
+            bytes_received=received, bytes_acked=acked,
         )
 
     def _open(self, poll: _Poll, track: ConnectionTrack, key: SubflowKey, sf: DiagSubflow) -> ConnectionSubflowTrack:
@@ -240,27 +212,22 @@ class WatchTracker:
             poll.events.append(Event(poll.t, "subflow_down", st.iface, None, detail, connection=track.token))
 
     def _subflow(self, poll: _Poll, st: ConnectionSubflowTrack, sf: DiagSubflow) -> tuple[SubflowSample, int]:
-        tcp, delta = sf.tcp, 0
-        if tcp is not None and tcp.bytes_received is not None:
-            delta += st.rx.update(poll.t, tcp.bytes_received)
-        if tcp is not None and tcp.bytes_sent is not None:
-            delta += st.tx.update(poll.t, tcp.bytes_sent)
+        got, acked = count_directions(poll.t, st.rx, st.tx, sf.tcp)
+        delta = got + acked
         self.paths.add_bytes(st.iface, delta)
+        self.paths.add_directions(st.iface, got, acked)
         rate_bps = (st.rx.rate + st.tx.rate) * 8
-        self.paths.add_live_subflow(st.iface, rate_bps)
-        st.last = SubflowSample(
-            id=st.id, local=st.local, remote=st.remote, iface=st.iface, path=st.label,
-            bytes_received=st.rx.total, rate_bps=rate_bps, rtt_ms=rtt_ms(sf),  # type: ignore[arg-type]
-            backup=sf.backup, bytes_sent=st.tx.total, cwnd=tcp.snd_cwnd if tcp else None,
-            retransmits=tcp.total_retrans if tcp else None, join=st.join, age_s=poll.t - st.first_seen,
-        )
+        self.paths.add_live_subflow(st.iface, rate_bps, st.rx.rate * 8, st.tx.rate * 8)
+        sending = st.tx.rate > st.rx.rate       # the RTT that means something: the sender's
+        st.last = direction_sample(st, st.id, sf.tcp, st.rx, st.tx, t=poll.t, rate_bps=rate_bps,
+                                   rtt=rtt_ms(sf, sending), backup=sf.backup)  # type: ignore[arg-type]
         return st.last, delta
 
     @staticmethod
     def _connection_rate(t: float, track: ConnectionTrack, info: MptcpInfo | None) -> float:
         """Bytes/s at the MPTCP level (both directions), else the sum of the subflows."""
-        if info is not None and info.bytes_received is not None and info.bytes_sent is not None:
-            source, value = "mptcp", info.bytes_received + info.bytes_sent
+        if info is not None and info.bytes_received is not None and info.bytes_acked is not None:
+            source, value = "mptcp", info.bytes_received + info.bytes_acked
         else:
             source, value = "subflows", track.subflow_bytes
         if source != track.counter_source:     # two different counters: switching is no reset
@@ -288,12 +255,12 @@ class WatchTracker:
     def _apply_ends(self, poll: _Poll) -> None:
         """Final counters of destroyed subflows: the bytes since the last poll that listed them."""
         for token, st, end in self._homes.matched(poll.t):
-            delta = 0
-            if end.tcp.bytes_received is not None:
-                delta += st.rx.final(end.tcp.bytes_received)
-            if end.tcp.bytes_sent is not None:
-                delta += st.tx.final(end.tcp.bytes_sent)
+            tcp = end.tcp
+            got = st.rx.final(tcp.bytes_received) if tcp.bytes_received is not None else 0
+            acked = st.tx.final(tcp.bytes_acked) if tcp.bytes_acked is not None else 0
+            delta = got + acked
             self.paths.add_bytes(st.iface, delta)
+            self.paths.add_directions(st.iface, got, acked)
             track = self._tracks.get(token)
             if track is None:
                 continue
@@ -302,12 +269,10 @@ class WatchTracker:
             track.path_bytes[st.iface] = track.path_bytes.get(st.iface, 0) + delta
             track.subflow_bytes += delta
             track.tail += delta
-            final = SubflowSample(
-                id=st.id, local=st.local, remote=st.remote, iface=st.iface, path=st.label,
-                bytes_received=st.rx.total, rate_bps=0.0, rtt_ms=None, backup=False, bytes_sent=st.tx.total,
-                join=st.join, age_s=poll.t - st.first_seen)
+            final = direction_sample(st, st.id, tcp, st.rx, st.tx, t=poll.t, rate_bps=0.0, rtt=None, backup=False)
             if st.last is not None:
-                final = replace(st.last, bytes_received=st.rx.total, bytes_sent=st.tx.total, rate_bps=0.0)
+                final = replace(st.last, bytes_received=st.rx.total, bytes_acked=st.tx.total,
+                                bytes_sent=tcp.bytes_sent or st.last.bytes_sent, rate_bps=0.0, rx_bps=0.0, tx_bps=0.0)
             if key in track.subflows:        # not closed yet: _close files it
                 st.last = final
             else:
@@ -340,10 +305,12 @@ class WatchTracker:
             # lags it by what was held out of order then, and the final counts are the subflows'.
             total = track.subflow_bytes or track.counter.total + track.tail
             if track.in_dump or total:
+                received, acked = _direction_totals(None, list(track.closed))
                 out.append(ConnectionSample(
                     token=track.token, local=track.local, remote=track.remote, process=track.process,
                     status=track.status, rate_bps=0.0, subflows=list(track.closed), bytes=total,
                     age_s=poll.t - track.first_seen, pid=track.pid, closed=True,
+                    bytes_received=received, bytes_acked=acked,
                 ))
                 poll.events.append(Event(poll.t, "connection_closed", None, None,
                                          f"connection closed: {track.name}", connection=track.token))
@@ -398,3 +365,11 @@ class WatchTracker:
         elif ev.kind is PmEventKind.SUB_CLOSED and self._ledger.down(key):
             detail = describe_subflow(label, local, remote, False, error=ev.error)
             poll.events.append(Event(t, "subflow_down", iface, None, detail, connection=ev.token))
+
+
+def _direction_totals(info: MptcpInfo | None, subflows: list[SubflowSample]) -> tuple[int, int]:
+    """A connection's bytes by direction: the MPTCP-level counters when the kernel fills them (a
+    byte sent again on another path counts once), else its subflows' (live and the closed kept)."""
+    if info is not None and info.bytes_received is not None and info.bytes_acked is not None:
+        return info.bytes_received, info.bytes_acked
+    return sum(s.bytes_received for s in subflows), sum(s.bytes_acked for s in subflows)
