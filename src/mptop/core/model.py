@@ -103,6 +103,7 @@ class ConnectionSample:
     tx_bps: float = 0.0
     bytes_received: int = 0
     bytes_acked: int = 0
+    closed: bool = False       # its last listing, once it is gone: final bytes, rate 0
 
 
 @dataclass(slots=True)

@@ -113,7 +113,8 @@ class ViewState:
 
     @property
     def connections(self) -> list[ConnectionSample]:
-        return (self.sample.connections or []) if self.sample else []
+        """The live connections (a ``closed`` one's last listing is not)."""
+        return [c for c in self.sample.connections or [] if not c.closed] if self.sample else []
 
     def transfer(self, transfer_id: int) -> TransferSample | None:
         return next((t for t in self.transfers if t.id == transfer_id), None)
