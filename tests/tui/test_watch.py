@@ -107,7 +107,7 @@ async def test_cards_show_what_each_connection_receives_and_sends_apart() -> Non
         for conn in conns(last):
             line = next(line for line in text.splitlines() if f"{conn.local} → {conn.remote}" in line)
             card = text.split(line, 1)[1].splitlines()[1]             # the card's second line
-            assert f"↓{fmt.rate(conn.rx_bps):>11}  ↑{fmt.rate(conn.tx_bps):>11}" in card
+            assert f"↓{fmt.rate(conn.rx_bps):>12}  ↑{fmt.rate(conn.tx_bps):>12}" in card
 
 
 # -- sort ----------------------------------------------------------------------------------------

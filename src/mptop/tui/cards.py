@@ -209,8 +209,8 @@ class ConnectionCard:
         elif not conn.rx_bps and not conn.tx_bps and conn.rate_bps:     # a recording older than directions
             stats["rate"] = (f"{fmt.rate(conn.rate_bps, self.units):>11}", Style(bold=True))
         else:
-            stats["down"] = (f"↓{fmt.rate(conn.rx_bps, self.units):>11}", Style(bold=conn.rx_bps >= conn.tx_bps))
-            stats["up"] = (f"↑{fmt.rate(conn.tx_bps, self.units):>11}", Style(bold=conn.tx_bps > conn.rx_bps))
+            stats["down"] = (f"↓{fmt.rate(conn.rx_bps, self.units):>12}", Style(bold=conn.rx_bps >= conn.tx_bps))
+            stats["up"] = (f"↑{fmt.rate(conn.tx_bps, self.units):>12}", Style(bold=conn.tx_bps > conn.rx_bps))
         stats |= {
             "paths": (self._path_rates(), Style()),
             "bytes": (f"{fmt.size(conn.bytes):>9}", Style()),
