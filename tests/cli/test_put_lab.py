@@ -123,6 +123,17 @@ def test_failures_are_one_line_with_the_exit_code(lab, tmp_path):
     assert plain.returncode == 1 and "fell back to TCP" in plain.stderr and plain.stderr.count("\n") == 1, plain.stderr
 
 
+def test_mptop_upload_without_a_terminal_is_the_headless_put(lab, tmp_path):
+    """`mptop --upload FILE URL…` is the TUI's upload; with --json (or no terminal) it is `put`."""
+    path, sha = random_file(tmp_path, 200_000)
+    with lab.client.entered():
+        result = subprocess.run([sys.executable, "-m", "mptop", "--upload", str(path), lab.upload_url(), "--json"],
+                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    done = records(result.stdout)[-1]["transfers"][0]
+    assert done["direction"] == "upload" and server_reply(done) == {"bytes": 200_000, "sha256": sha}
+
+
 def test_post_from_standard_input_is_chunked_and_arrives_whole(lab, tmp_path):
     path, sha = random_file(tmp_path, 3_000_000)
     with lab.client.entered(), path.open("rb") as stdin:
