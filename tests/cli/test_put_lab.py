@@ -123,6 +123,30 @@ def test_failures_are_one_line_with_the_exit_code(lab, tmp_path):
     assert plain.returncode == 1 and "fell back to TCP" in plain.stderr and plain.stderr.count("\n") == 1, plain.stderr
 
 
+def test_an_upload_no_path_takes_fails_on_the_idle_timeout_in_one_line(make_lab, tmp_path):
+    lab = make_lab(upload_rate_mbit={"wlan0": 20, "wwan0": 5})
+    path, _ = random_file(tmp_path, 40_000_000)        # 13 s at 25 Mbit/s: still sending when the links go
+    with lab.client.entered():
+        proc = subprocess.Popen([sys.executable, "-m", "mptop", "put", "--json", "--idle-timeout", "3", str(path),
+                                 lab.upload_url()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:                   # until the upload is under way
+            record = json.loads(line)
+            if record["type"] == "sample" and record["transfers"][0]["bytes_acked"] > 1_000_000:
+                break
+        lab.link_down("wlan0")
+        lab.link_down("wwan0")
+        rest, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1 and err.count("\n") == 1, err
+    assert "took no data for 3 s (idle timeout)" in err
+    assert not records(rest)[-1]["transfers"][0]["ok"]
+
+
 def test_mptop_upload_without_a_terminal_is_the_headless_put(lab, tmp_path):
     """`mptop --upload FILE URL…` is the TUI's upload; with --json (or no terminal) it is `put`."""
     path, sha = random_file(tmp_path, 200_000)
