@@ -28,7 +28,7 @@ Our transfers — the sockets mptop opened itself
     pm_router      path-manager events → the transfers they belong to, by token
     threads        blocking work on a daemon thread, awaited on the loop (DNS, upload reads)
     upload         ``mptop put``: uploads over MPTCP sockets, on the download engine
-    session        one download run: transfers and sampler side by side, records to the sinks
+    session        one download (or upload) run: transfers and sampler side by side, records to the sinks
     compare        ``--compare-tcp``: the MPTCP and the plain-TCP download of one URL, side by side and in words
 
 System-wide — every MPTCP connection of the network namespace

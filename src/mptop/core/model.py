@@ -197,6 +197,14 @@ class HostInfo:
     type: Literal["host"] = "host"
 
 
+def bytes_per_path(subflows: list[SubflowSample], upload: bool = False) -> dict[str, int]:
+    """What each path carried of these subflows: received bytes, or for an upload the acknowledged ones."""
+    out: dict[str, int] = {}
+    for sub in subflows:
+        out[sub.iface] = out.get(sub.iface, 0) + (sub.bytes_acked if upload else sub.bytes_received)
+    return out
+
+
 Record = Union[Sample, Event, Summary, HostInfo]
 
 Sink = Callable[[Record], None]

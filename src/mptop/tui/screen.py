@@ -95,6 +95,8 @@ class MainScreen(Screen[None]):
         self.draw_top(state, units)
         paths = self.query_one(PathsView)
         paths.show(state, units, chart_height=2 if self.size.height >= TALL else 1)
+        uploads = bool(state.transfers) and all(t.direction == "upload" for t in state.transfers)
+        paths.border_title = "Paths · ↑ sent" if uploads else "Paths"      # the chart too: send rates
         paths.border_subtitle = (
             f"rates {RATE_LABEL} · last {state.chart_window:.0f} s · top {fmt.rate(paths.scale(), units)}"
             if state.sample and state.sample.paths else ""
@@ -104,11 +106,12 @@ class MainScreen(Screen[None]):
 
     def draw_subflows(self, state: ViewState, units: fmt.Units) -> None:
         key = self.top.selected_id
-        subflows, title, plain = [], "Subflows", False
+        subflows, title, plain, upload = [], "Subflows", False, False
         if key and key.startswith("t") and (transfer := state.transfer(int(key[1:]))):
             subflows, plain = transfer.subflows, transfer.status in ("fallback", "tcp")
-            title = f"Subflows of #{transfer.id}"
+            upload = transfer.direction == "upload"
+            title = f"Subflows of #{transfer.id}" + (" · sending" if upload else "")
             if transfer.status != "mptcp":
                 title += f" · {fmt.badge(transfer)[0]}"
         self.query_one("#subflows-panel").border_title = title
-        self.query_one(SubflowsTable).show(subflows, key or "", state.slots, units, plain)
+        self.query_one(SubflowsTable).show(subflows, key or "", state.slots, units, plain, upload)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 from mptop.core.missing import for_tui
-from mptop.core.model import Event, Sample, Summary
+from mptop.core.model import Event, Sample, Summary, bytes_per_path
 from mptop.core.safe_text import escape_controls
 from mptop.tui import format as fmt
 
@@ -97,10 +97,7 @@ class Narrator:
     def on_sample(self, sample: Sample) -> None:
         self._path_bytes = {iface: p.bytes for iface, p in sample.paths.items()}
         for transfer in sample.transfers:
-            per_path: dict[str, int] = {}
-            for sub in transfer.subflows:
-                per_path[sub.iface] = per_path.get(sub.iface, 0) + sub.bytes_received
-            self._transfer_paths[transfer.id] = per_path
+            self._transfer_paths[transfer.id] = bytes_per_path(transfer.subflows, transfer.direction == "upload")
             self._transfer_bytes[transfer.id] = transfer.bytes
         for event, entry in self._done.values():
             entry.parts = self._transfer_done(event)
