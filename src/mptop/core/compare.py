@@ -53,6 +53,7 @@ class SideState:
     first_t: float | None = None             # first sample that had it
     progress_t: float | None = None          # last sample in which its bytes grew (or it started running)
     other_bytes: dict[str, int] = field(default_factory=dict)   # the other side's path bytes then
+    other_end_bytes: dict[str, int] | None = None   # and when this side ended
     stalls: list[tuple[float, float]] = field(default_factory=list)   # ended stalls (from, to)
     stalled_from: float | None = None        # the current stall began (its last byte) here
     ended_t: float | None = None
@@ -101,6 +102,7 @@ class SideState:
         ended = transfer.state in ("done", "failed")
         if ended and self.ended_t is None:
             self.ended_t = t
+            self.other_end_bytes = path_bytes(other) if other is not None else {}
         started = transfer.state == "running" and (was is None or was.state != "running")
         if started or (was is not None and transfer.bytes > was.bytes):
             if self.stalled_from is not None:
@@ -111,7 +113,7 @@ class SideState:
         elif transfer.state == "running" and self.progress_t is not None and self.stalled_from is None \
                 and t - self.progress_t >= STALL_S:
             self.stalled_from = self.progress_t
-        if transfer.state == "done" and self.stalled_from is not None:
+        if ended and self.stalled_from is not None:     # a failure ends its stall (a done one resumed)
             self.stalls.append((self.stalled_from, t))
             self.stalled_from = None
 
@@ -215,7 +217,8 @@ class Comparison:
         now = mptcp.ended_t if mptcp.ended_t is not None else self.now
         end = stalled.ended_t if stalled.ended_t is not None else now
         span = min(end, now) - stalled.progress_t
-        carried = {iface: n - stalled.other_bytes.get(iface, 0) for iface, n in path_bytes(mptcp.transfer).items()}
+        until = stalled.other_end_bytes if stalled.other_end_bytes is not None else path_bytes(mptcp.transfer)
+        carried = {iface: n - stalled.other_bytes.get(iface, 0) for iface, n in until.items()}
         total = sum(v for v in carried.values() if v > 0)
         if span <= 0 or total <= 0:
             return "MPTCP stalled too" if not mptcp.ended else f"MPTCP {self._live(mptcp)}"
