@@ -26,7 +26,7 @@ from mptop.tui.state import ViewState
 
 NAME_WIDTH = 6           # "MPTCP " / "TCP   ": both sides' paths start in the same column
 STALL_WIDTH = 14         # "stalled 1m02s" / "no stall": the badge column starts at the same place too
-BAR_MIN = 8
+FAILED_BAR = 8           # the bar a failed side keeps beside its reason
 
 
 @dataclass(slots=True)
@@ -96,7 +96,7 @@ class CompareCard:
             return stats[:-1] + [(f"✓ in {fmt.duration(took)}", styles.badge)]
         if tr.state == "failed":
             pct = fmt.percent(tr.bytes / tr.total) if tr.total else "–"
-            room = max(8, width - INDENT - BAR_MIN - 2 - 7 - 2 - 11)
+            room = max(8, width - INDENT - FAILED_BAR - 2 - 7 - 2 - 11)
             error = fmt.clip(f"✗ {escape_controls(tr.error or 'failed')}", room)
             return [(f"{pct:>5}", Style(bold=True)), (f"{fmt.size(tr.bytes):>9}", Style()), (error, styles.error)]
         return self.card._stats(width)
