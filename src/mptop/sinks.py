@@ -91,7 +91,7 @@ REINJECTED_MIN = 64 * 1024      # paths carrying this much more than the file fe
 
 
 def done_line(t: TransferSummary, took: float | None) -> str:
-    """A finished transfer in one line: where it went, how much, how long, per path, sha256.
+    """A finished transfer in one line: where it went, how much, how long, per path, sha256 (unless --no-hash).
 
     A resumed download says from where; bytes per path that add up to more than this run fetched
     are explained (MPTCP sends data again on another path after a loss or an outage: reinjection).
@@ -103,9 +103,19 @@ def done_line(t: TransferSummary, took: float | None) -> str:
     extra = carried - fetched
     if extra > max(REINJECTED_MIN, 0.005 * fetched):
         paths += f"; {format_bytes(extra)} more than fetched: sent again on another path (reinjection)"
+    if t.direction == "upload":      # FILE → URL, and what the server answered
+        reply = f"; the server answered: {_clip(t.reply, 200)}" if t.reply else ""
+        return (f"{escape_controls(t.file or '(stdin)')} → {escape_controls(t.url)}: {format_bytes(t.bytes)} in "
+                f"{format_duration(took)} ({paths}) sha256 {t.sha256}{reply}")
     where = escape_controls(t.file or "(stdout)")
+    digest = f" sha256 {t.sha256}" if t.sha256 is not None else ""
     return (f"{escape_controls(t.url)} → {where}: {format_bytes(t.bytes)} in {format_duration(took)}{resumed} "
-            f"({paths}) sha256 {t.sha256}")
+            f"({paths}){digest}")
+
+
+def _clip(text: str, width: int) -> str:
+    line = " ".join(escape_controls(text).split())
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def _short_url(url: str, width: int = 40) -> str:

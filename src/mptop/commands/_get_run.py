@@ -22,7 +22,8 @@ def options_from(args: argparse.Namespace) -> TransferOptions:
     return TransferOptions(output=args.output, force=args.force, insecure=args.insecure,
                            require_mptcp=args.require_mptcp, connect_timeout=args.connect_timeout,
                            idle_timeout=args.idle_timeout, max_redirects=args.max_redirects,
-                           compare_tcp=args.compare_tcp)
+                           compare_tcp=args.compare_tcp,
+                           sha256=not getattr(args, "no_hash", False))   # `put` hashes what it sends
 
 
 def usage_error(message: str) -> int:
@@ -49,7 +50,8 @@ def make_session(args: argparse.Namespace) -> Session | int:
     if args.compare_tcp and len(args.urls) != 1:
         return usage_error(f"--compare-tcp compares one URL over MPTCP and plain TCP (got {len(args.urls)})")
     try:
-        return Session(args.urls, options_from(args), interval=args.interval, labels=labels)
+        return Session(args.urls, options_from(args), interval=args.interval, labels=labels,
+                       upload=getattr(args, "source", None), method=getattr(args, "method", "PUT"))
     except TransferError as exc:
         return usage_error(str(exc))
 

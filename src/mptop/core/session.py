@@ -1,4 +1,4 @@
-"""One download run: transfers and their sampler side by side, every record handed to the views.
+"""One download (or upload) run: transfers and their sampler side by side, every record handed to the views.
 
 ``get``, ``mptop URL…`` (the TUI) and ``demo`` all run this; they differ only in the sinks they pass
 (NDJSON on stdout, a recording file, the console, the Textual app).
@@ -15,6 +15,7 @@ from mptop.core.compare import Comparison
 from mptop.core.model import Event, Sink, Summary
 from mptop.core.sampler import Sampler
 from mptop.core.transfer import Transfer, TransferManager, TransferOptions
+from mptop.core.upload import Method, UploadManager
 
 
 @dataclass
@@ -27,12 +28,16 @@ class Session:
     labels: Mapping[str, str] = field(default_factory=dict)
     pm_events: bool = True
     sampler: Sampler | None = None
+    upload: str | None = None          # a file (or "-") to send to every URL instead of downloading
+    method: Method = "PUT"
     comparison: Comparison | None = None     # --compare-tcp: MPTCP against plain TCP, once running
     _stop: asyncio.Event | None = None
 
     def __post_init__(self) -> None:
-        # Made here, not in run(): a bad -o raises TransferError before any event loop starts.
-        self.manager = TransferManager(self.urls, self.options)
+        # Made here, not in run(): a bad -o (or an unreadable upload) raises TransferError before any
+        # event loop starts.
+        self.manager = TransferManager(self.urls, self.options) if self.upload is None \
+            else UploadManager(self.urls, self.options, self.upload, self.method)
 
     @property
     def transfers(self) -> list[Transfer]:
