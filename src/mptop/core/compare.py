@@ -37,10 +37,12 @@ def counts_for_exit(transfer: TransferSummary) -> bool:
 
 
 def path_bytes(transfer: TransferSample) -> dict[str, int]:
-    """Bytes received per path (interface), closed subflows included."""
+    """Bytes carried per path (interface), closed subflows included: received for a download,
+    sent and acknowledged for an upload."""
     out: dict[str, int] = {}
     for sub in transfer.subflows:
-        out[sub.iface] = out.get(sub.iface, 0) + sub.bytes_received
+        count = sub.bytes_acked if transfer.direction == "upload" else sub.bytes_received
+        out[sub.iface] = out.get(sub.iface, 0) + count
     return out
 
 
