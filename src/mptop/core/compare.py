@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from mptop.core.model import CompareSide, Event, Record, Sample, Sink, Summary, TransferSample, TransferSummary
 from mptop.core.units import format_bytes, format_duration, format_rate
 
-STALL_S = 2.0            # no byte for this long while running: the side is stalled
+STALL_S = 2.0            # no byte (by the kernel's count or the app's) for this long while running: stalled
 CARRIER_SHARE = 0.1      # a path that carried at least this share of a side's bytes is named as carrying it
 NAMES: dict[CompareSide, str] = {"mptcp": "MPTCP", "tcp": "TCP"}
 SIDES: tuple[CompareSide, ...] = ("mptcp", "tcp")
@@ -106,7 +106,10 @@ class SideState:
             self.ended_t = t
             self.other_end_bytes = path_bytes(other) if other is not None else {}
         started = transfer.state == "running" and (was is None or was.state != "running")
-        if started or (was is not None and transfer.bytes > was.bytes):
+        # Bytes the kernel counted on its paths, or the app's: a busy machine can leave one behind.
+        moved = was is not None and (transfer.bytes > was.bytes
+                                     or sum(path_bytes(transfer).values()) > sum(path_bytes(was).values()))
+        if started or moved:
             if self.stalled_from is not None:
                 self.stalls.append((self.stalled_from, t))
                 self.stalled_from = None

@@ -137,6 +137,9 @@ class Narrator:
             if event.transfer is not None:
                 self._done[event.transfer] = (event, entry)
         else:
+            if event.kind == "transfer_failed" and event.transfer in self._stalls:   # the stall ends with it
+                stall = self._stalls.pop(event.transfer)
+                self._tell_stall(stall, event.t, resumed=f"failed after {fmt.duration(event.t - stall.start)}")
             self._add(event.t, self._sentence(event), _PHRASES.get(event.kind, ("", "info"))[1])
 
     def _sentence(self, event: Event) -> list[Part]:
