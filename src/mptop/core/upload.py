@@ -128,7 +128,7 @@ class UploadManager(TransferManager):
         super().__init__(urls, TransferOptions(
             output=None, insecure=options.insecure, require_mptcp=options.require_mptcp,
             connect_timeout=options.connect_timeout, idle_timeout=options.idle_timeout,
-            max_redirects=0, resume=False))
+            max_redirects=0, resume=False, compare_tcp=options.compare_tcp))
 
     def _new_transfer(self, id_: int, url: str) -> Transfer:
         t = Upload(id_, url, self.source)
