@@ -85,16 +85,19 @@ def _port(address: str) -> int:
 # -- the sampler ---------------------------------------------------------------------------------
 class WatchSampler:
     """See the module docstring.  ``labels``: ``{iface: name}`` from ``--label``; ``only``: which
-    connections to track (paths and events then cover those only)."""
+    connections to track (paths and events then cover those only); ``keep``: picks them from each
+    dump instead (``mptop run``: :meth:`mptop.core.proctree.ProcessTree.select`)."""
 
     def __init__(self, interval: float = WATCH_INTERVAL_S, labels: Mapping[str, str] | None = None, *,
                  only: ConnectionFilter | None = None, pm_events: bool = True,
+                 keep: Callable[[list[DiagConnection]], list[DiagConnection]] | None = None,
                  stall_after_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         if interval <= 0:
             raise ValueError("the sampling interval must be > 0")
         self.interval = interval
         self.labels = dict(labels or {})
         self.only = only if only is not None and not only.empty else None
+        self.keep = keep
         self.tracker = WatchTracker(self.labels, stall_after_s)
         self._clock = clock
         self._t0 = clock()
@@ -142,6 +145,8 @@ class WatchSampler:
         t = self.now()
         if self.only is not None:
             conns = [c for c in conns if self.only.matches_diag(c)]
+        if self.keep is not None:
+            conns = self.keep(conns)
         itfs = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
         connections, events = self.tracker.observe(t, conns, itfs, self._fallback_counters.grew())
         sample = Sample(t=t, paths=self.tracker.paths.samples(), connections=connections)
