@@ -35,8 +35,8 @@ from typing import IO, Any
 from mptop.core.model import Event, Record, Sample, Sink, Summary
 from mptop.core.proctree import ProcessTree, RunTally
 from mptop.core.watch import WatchSampler
+from mptop.kernel.descendants import become_subreaper
 from mptop.kernel.mptcpize import PACKAGE, preload_library
-from mptop.kernel.procs import become_subreaper
 
 Stream = int | IO[Any] | None           # a Popen stdin/stdout/stderr: an fd, a file, PIPE/DEVNULL, None
 Stdio = tuple[Stream, Stream, Stream]

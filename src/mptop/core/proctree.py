@@ -14,7 +14,7 @@ that shows a connection not yet decided — so a connection is attributed in the
 lists it.  The decision is kept per token: once the command's, always (its process may close the
 socket or exit before the connection's last poll; a closed socket has inode 0).  Processes are
 followed as they fork because the tree is walked each time; mptop is their subreaper
-(:func:`~mptop.kernel.procs.become_subreaper`), so what a daemonising child orphans stays in it.
+(:func:`~mptop.kernel.descendants.become_subreaper`), so what a daemonising child orphans stays in it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import os
 from collections.abc import Iterable
 
 from mptop.core.model import ConnectionSample, ConnectionSummary, Event, Outage, Record, Sample, Summary
-from mptop.kernel.procs import Owner, descendants, reap_zombies, tree_socket_owners
+from mptop.kernel.descendants import descendants, reap_zombies, tree_socket_owners
+from mptop.kernel.procs import Owner
 from mptop.kernel.types import DiagConnection
 
 SubflowKey = tuple[str, str]          # (local, remote) of one subflow of a connection

@@ -28,14 +28,15 @@ READ_SIZE = 1 << 16
 
 
 class RunScreen(WatchScreen):
-    """The watch screen with an Output panel above the footer (a third of the event log's room)."""
+    """The watch screen with an Output panel above the footer: CMD's last line below 30 rows, up to
+    eight lines on taller screens."""
 
     DEFAULT_CSS = """
-    RunScreen #output { height: 1fr; min-height: 3; max-height: 10; scrollbar-size-vertical: 1;
+    RunScreen #output { height: 3; overflow-x: hidden; scrollbar-size-vertical: 1; padding: 0 1;
                         border: round $primary 50%; border-title-color: $text-primary;
-                        border-title-style: bold; border-subtitle-color: $text-muted; padding: 0 1; }
-    RunScreen.-short #output { border: none; border-top: round $primary 50%; min-height: 2; max-height: 4; }
-    RunScreen #events { height: 2fr; }
+                        border-title-style: bold; border-subtitle-color: $text-muted; }
+    RunScreen.-tall #output { height: 1fr; min-height: 4; max-height: 10; }
+    RunScreen.-short #output { border: none; border-top: round $primary 50%; height: 2; }
     """
 
     def __init__(self, command: str, clock: bool = True) -> None:
@@ -104,7 +105,11 @@ class RunApp(MptopApp):
         *lines, self._partial = (self._partial + data).replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
         if lines:
             text = [escape_controls(line.decode("utf-8", "replace")) for line in lines if line.strip()]
-            self.main.query_one("#output", Log).write_lines(text)
+            log = self.main.query_one("#output", Log)
+            follow = log.scroll_y >= log.max_scroll_y - 1       # not scrolled back by the user
+            log.write_lines(text, scroll_end=False)
+            if follow:
+                log.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def _status(self) -> list[tuple[str, str]]:
         if not self.finished and self.session.command.interrupts:
