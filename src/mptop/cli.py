@@ -11,24 +11,28 @@ from mptop import __version__
 # name -> (module under mptop.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "get": ("get", "download URLs over MPTCP without the TUI (--json for NDJSON)"),
+    "put": ("put", "upload a file over MPTCP (PUT, or --post) and see each path's send rate"),
     "demo": ("demo", "a two-path lab with scripted handovers, in one command"),
     "watch": ("watch", "every MPTCP connection on this host, live"),
     "run": ("run", "start a command and watch its MPTCP connections live (mptcpize)"),
     "doctor": ("doctor", "is MPTCP really usable here, and how to fix it"),
     "replay": ("replay", "play a recording (--record) in the TUI"),
     "export": ("export", "Prometheus metrics of MPTCP connections and paths (/metrics)"),
+    "serve": ("serve", "the TUI in a browser tab (watch, demo or URLs), one mptop per tab"),
 }
 
 USAGE = """\
 mptop URL…              download URLs over Multipath TCP and watch every path live
 mptop                   same as `mptop watch`
 mptop get URL… [--json] headless download (NDJSON with --json)
+mptop put FILE URL…     upload over MPTCP (mptop --upload FILE URL… in the TUI)
 mptop demo              two-path lab with Wi-Fi/cellular handovers, one command
 mptop watch             every MPTCP connection on this host
 mptop run -- CMD…       run CMD over MPTCP (mptcpize) and watch its connections live
 mptop doctor            is MPTCP really usable here, and how to fix it
 mptop replay FILE       play a recording in the TUI
-mptop export            Prometheus /metrics of MPTCP paths (or --textfile DIR)"""
+mptop export            Prometheus /metrics of MPTCP paths (or --textfile DIR)
+mptop serve [demo|URL…] the TUI in a browser tab (http://127.0.0.1:8000/)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         # terminal (cron, a script), it is the headless `get`.
         from mptop.commands.tty import interactive
 
-        argv = ["get", *argv] if "--json" in argv or not interactive() else ["get", "--tui", *argv]
+        command = "get"
+        if "--upload" in argv[:-1]:          # mptop --upload FILE URL…: the upload, in the TUI
+            at = argv.index("--upload")
+            command, argv = "put", [argv[at + 1], *argv[:at], *argv[at + 2:]]
+        argv = [command, *argv] if "--json" in argv or not interactive() else [command, "--tui", *argv]
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:

@@ -30,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mptop.core.badge import badge
+from mptop.core.compare import ended_verdict, pairs, side_name
 from mptop.core.model import Event, Record, Sample, Sink, Summary, TransferSample, TransferSummary, to_ndjson
 from mptop.core.rates import RATE_LABEL
 from mptop.core.safe_text import escape_controls
@@ -90,7 +91,7 @@ REINJECTED_MIN = 64 * 1024      # paths carrying this much more than the file fe
 
 
 def done_line(t: TransferSummary, took: float | None) -> str:
-    """A finished transfer in one line: where it went, how much, how long, per path, sha256.
+    """A finished transfer in one line: where it went, how much, how long, per path, sha256 (unless --no-hash).
 
     A resumed download says from where; bytes per path that add up to more than this run fetched
     are explained (MPTCP sends data again on another path after a loss or an outage: reinjection).
@@ -102,9 +103,19 @@ def done_line(t: TransferSummary, took: float | None) -> str:
     extra = carried - fetched
     if extra > max(REINJECTED_MIN, 0.005 * fetched):
         paths += f"; {format_bytes(extra)} more than fetched: sent again on another path (reinjection)"
+    if t.direction == "upload":      # FILE → URL, and what the server answered
+        reply = f"; the server answered: {_clip(t.reply, 200)}" if t.reply else ""
+        return (f"{escape_controls(t.file or '(stdin)')} → {escape_controls(t.url)}: {format_bytes(t.bytes)} in "
+                f"{format_duration(took)} ({paths}) sha256 {t.sha256}{reply}")
     where = escape_controls(t.file or "(stdout)")
+    digest = f" sha256 {t.sha256}" if t.sha256 is not None else ""
     return (f"{escape_controls(t.url)} → {where}: {format_bytes(t.bytes)} in {format_duration(took)}{resumed} "
-            f"({paths}) sha256 {t.sha256}")
+            f"({paths}){digest}")
+
+
+def _clip(text: str, width: int) -> str:
+    line = " ".join(escape_controls(text).split())
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def _short_url(url: str, width: int = 40) -> str:
@@ -125,11 +136,17 @@ def _rate(t: TransferSample, unit: str) -> str:
     return format_rate(t.rate_bps, unit)
 
 
+def _name(t: TransferSample | TransferSummary) -> str:
+    """``#1``, or ``#1 MPTCP`` / ``#2 TCP`` for the two sides of a --compare-tcp run."""
+    side = side_name(t)
+    return f"#{t.id} {side}" if side else f"#{t.id}"
+
+
 def plain_line(sample: Sample, unit: str = "bits") -> str:
     """One line per sample for logs and pipes, like wget/aria2c print when not on a terminal."""
     parts = [f"[{sample.t:6.1f}s]"]
     for t in sample.transfers:
-        parts.append(f"#{t.id} {_short_url(t.url, 30)} {_progress_text(t)} {_rate(t, unit)}"
+        parts.append(f"{_name(t)} {_short_url(t.url, 30)} {_progress_text(t)} {_rate(t, unit)}"
                      f" ({badge(t)[0]}; ETA {format_duration(t.eta_s)})")
     if sample.paths:
         parts.append("| " + "  ".join(f"{iface} {format_rate(p.rate_bps, unit)}" for iface, p in sample.paths.items()))
@@ -160,7 +177,7 @@ class _Screen:
         head.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         head.add_column(no_wrap=True, overflow="ellipsis", justify="right", max_width=60)
         badge_style = {"mptcp": "bold green", "fallback": "bold yellow", "tcp": "bold red"}.get(t.status, "dim")
-        head.add_row(Text(f"#{t.id} {_short_url(t.url, 60)}", style="bold"),
+        head.add_row(Text(f"{_name(t)} {_short_url(t.url, 60)}", style="bold"),
                      Text(escape_controls(t.error) if t.error else badge(t)[0],
                           style="red" if t.error else badge_style))
         body = Table.grid(padding=(0, 1))
@@ -202,6 +219,7 @@ class ConsoleView:
         self._screen = _Screen(unit)
         self._live: Live | None = None
         self._last_line = time.monotonic()   # the first line after a second: a quick failure is one line
+        self.verdict: str | None = None      # --compare-tcp: the comparison's last word, for the end
         if self.interactive:
             self._live = Live(self._screen, console=self.console, refresh_per_second=4, transient=False)
             self._live.start()
@@ -219,11 +237,21 @@ class ConsoleView:
             self.console.print(plain_line(sample, self.unit), soft_wrap=True)
 
     def event(self, event: Event) -> None:
-        # A failure gets its one line from the command ("mptop: URL: cause"); a success its ✓ line at the end.
-        if event.kind == "transfer_failed" or (event.kind == "transfer_done" and not self.interactive):
+        # A failure gets its one line from the command ("mptop: URL: cause"); a success its ✓ line at the end,
+        # and so does the comparison's final word (its word when TCP fails is told as it happens).
+        if event.kind == "comparison" and event.transfer is None:
+            self.verdict = event.detail
+        if event.kind == "transfer_failed" or (event.kind == "transfer_done" and not self.interactive) \
+                or (event.kind == "comparison" and event.transfer is None):
             return
-        self.console.print(Text.assemble((f"{event.t:6.1f}s", "dim"), " ", escape_controls(event.detail or event.kind)),
-                           soft_wrap=True)
+        self.console.print(Text.assemble((f"{event.t:6.1f}s", "dim"), " ", self._side(event),
+                                         escape_controls(event.detail or event.kind)), soft_wrap=True)
+
+    def _side(self, event: Event) -> str:
+        """``#2 TCP `` before an event of one side of a --compare-tcp run: both fetch the same URL."""
+        sample = self._screen.sample
+        transfer = next((t for t in sample.transfers if t.id == event.transfer), None) if sample else None
+        return f"{_name(transfer)} " if transfer is not None and transfer.compare and event.kind != "comparison" else ""
 
     def close(self, summary: Summary | None = None) -> None:
         if self._live is not None:
@@ -234,7 +262,11 @@ class ConsoleView:
         for t in summary.transfers:
             if t.ok:
                 took = t.duration_s if t.duration_s is not None else summary.duration_s
-                self.console.print(Text.assemble(("✓", "green"), " ", done_line(t, took)), soft_wrap=True)
+                side = f"{side_name(t)} " if side_name(t) else ""
+                self.console.print(Text.assemble(("✓", "green"), " ", side, done_line(t, took)), soft_wrap=True)
+        if pairs(summary.transfers):
+            self.console.print(f"MPTCP vs TCP: {escape_controls(self.verdict or ended_verdict(summary))}",
+                               soft_wrap=True)
 
 
 def headless_view(json: bool, unit: str, on_reader_gone: Callable[[], None]) -> NdjsonOut | ConsoleView:

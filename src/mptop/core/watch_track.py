@@ -8,9 +8,11 @@ path-manager events as they arrive.  Keys:
   gives PM endpoint ids (shared by the subflows of one endpoint, 0 for every initial subflow), not
   the kernel's subflow ids.  The ``id`` shown is ours: 1, 2, … in the order subflows were first seen.
 
-Rates count both directions (received + sent): a watched connection may be a download or an upload.
-Connection bytes come from ``mptcpi_bytes_received + mptcpi_bytes_sent`` when the kernel fills them,
-else from the sum of its subflows.  A path is the local interface a subflow leaves from; a closed
+Rates count both directions (received + acknowledged, ``tcpi_bytes_acked``: ``tcpi_bytes_sent`` counts
+retransmissions again): a watched connection may be a download or an upload; each direction is also
+kept apart (``rx_bps``/``tx_bps``, ``bytes_received``/``bytes_acked``).  Connection bytes come from
+``mptcpi_bytes_received + mptcpi_bytes_acked`` when the kernel fills them, else from the sum of its
+subflows.  A path is the local interface a subflow leaves from; a closed
 subflow's (or connection's) bytes stay in its path's totals.
 
 Stalls are judged per (connection, path) with :class:`StallWatch`: the path carried data of that
@@ -42,7 +44,14 @@ from mptop.core.events import (
 from mptop.core.model import ConnectionSample, Event, Status, SubflowSample
 from mptop.core.paths import InterfaceMap, PathBook
 from mptop.core.rates import CounterRate
-from mptop.core.tracking import CLOSED_KEPT, SubflowIdentity, format_address, rtt_ms
+from mptop.core.tracking import (
+    CLOSED_KEPT,
+    SubflowIdentity,
+    count_directions,
+    direction_sample,
+    format_address,
+    rtt_ms,
+)
 from mptop.kernel.types import DiagConnection, DiagSubflow, MptcpInfo, PmEvent, PmEventKind
 
 SubflowKey = tuple[str, str]            # (local "ip:port", remote "ip:port")
@@ -179,7 +188,8 @@ class WatchTracker:
             token=token, local=local, remote=remote, process=conn.process, status=status,
             rate_bps=sum(s.rate_bps for s in live) if live else rate * 8,
             subflows=live + list(track.closed), bytes=track.counter.total, age_s=poll.t - track.first_seen,
-            pid=conn.pid,
+            pid=conn.pid, rx_bps=sum(s.rx_bps for s in live), tx_bps=sum(s.tx_bps for s in live),
+            **_direction_totals(conn.info, live + list(track.closed)),
         )
 
     def _open(self, poll: _Poll, track: ConnectionTrack, key: SubflowKey, sf: DiagSubflow) -> ConnectionSubflowTrack:
@@ -204,27 +214,22 @@ class WatchTracker:
             poll.events.append(Event(poll.t, "subflow_down", st.iface, None, detail, connection=track.token))
 
     def _subflow(self, poll: _Poll, st: ConnectionSubflowTrack, sf: DiagSubflow) -> tuple[SubflowSample, int]:
-        tcp, delta = sf.tcp, 0
-        if tcp is not None and tcp.bytes_received is not None:
-            delta += st.rx.update(poll.t, tcp.bytes_received)
-        if tcp is not None and tcp.bytes_sent is not None:
-            delta += st.tx.update(poll.t, tcp.bytes_sent)
+        got, acked = count_directions(poll.t, st.rx, st.tx, sf.tcp)
+        delta = got + acked
         self.paths.add_bytes(st.iface, delta)
+        self.paths.add_directions(st.iface, got, acked)
         rate_bps = (st.rx.rate + st.tx.rate) * 8
-        self.paths.add_live_subflow(st.iface, rate_bps)
-        st.last = SubflowSample(
-            id=st.id, local=st.local, remote=st.remote, iface=st.iface, path=st.label,
-            bytes_received=st.rx.total, rate_bps=rate_bps, rtt_ms=rtt_ms(sf),  # type: ignore[arg-type]
-            backup=sf.backup, bytes_sent=st.tx.total, cwnd=tcp.snd_cwnd if tcp else None,
-            retransmits=tcp.total_retrans if tcp else None, join=st.join, age_s=poll.t - st.first_seen,
-        )
+        self.paths.add_live_subflow(st.iface, rate_bps, st.rx.rate * 8, st.tx.rate * 8)
+        sending = st.tx.rate > st.rx.rate       # the RTT that means something: the sender's
+        st.last = direction_sample(st, st.id, sf.tcp, st.rx, st.tx, t=poll.t, rate_bps=rate_bps,
+                                   rtt=rtt_ms(sf, sending), backup=sf.backup)  # type: ignore[arg-type]
         return st.last, delta
 
     @staticmethod
     def _connection_rate(t: float, track: ConnectionTrack, info: MptcpInfo | None) -> float:
         """Bytes/s at the MPTCP level (both directions), else the sum of the subflows."""
-        if info is not None and info.bytes_received is not None and info.bytes_sent is not None:
-            source, value = "mptcp", info.bytes_received + info.bytes_sent
+        if info is not None and info.bytes_received is not None and info.bytes_acked is not None:
+            source, value = "mptcp", info.bytes_received + info.bytes_acked
         else:
             source, value = "subflows", track.subflow_bytes
         if source != track.counter_source:     # two different counters: switching is no reset
@@ -326,3 +331,12 @@ class WatchTracker:
         elif ev.kind is PmEventKind.SUB_CLOSED and self._ledger.down(key):
             detail = describe_subflow(label, local, remote, False, error=ev.error)
             poll.events.append(Event(t, "subflow_down", iface, None, detail, connection=ev.token))
+
+
+def _direction_totals(info: MptcpInfo | None, subflows: list[SubflowSample]) -> dict[str, int]:
+    """A connection's bytes by direction: the MPTCP-level counters when the kernel fills them (a
+    byte sent again on another path counts once), else its subflows' (live and the closed kept)."""
+    if info is not None and info.bytes_received is not None and info.bytes_acked is not None:
+        return {"bytes_received": info.bytes_received, "bytes_acked": info.bytes_acked}
+    return {"bytes_received": sum(s.bytes_received for s in subflows),
+            "bytes_acked": sum(s.bytes_acked for s in subflows)}
