@@ -7,6 +7,7 @@ from typing import IO
 from mptop.core.model import ConnectionSummary, Event, Record, Sample, Summary
 from mptop.core.safe_text import escape_controls
 from mptop.core.units import format_bytes, format_duration
+from mptop.tui.format import clip
 
 SHOWN_EVENTS = frozenset({"subflow_up", "subflow_down", "fallback", "path_stalled", "path_recovered",
                           "link_down", "link_up", "subflow_missing", "connection_closed"})
@@ -46,7 +47,7 @@ def summary_lines(summary: Summary, labels: dict[str, str]) -> list[str]:
     name = escape_controls(" ".join(summary.command or []))
     conns = summary.connections or []
     count = f"{len(conns)} MPTCP connection{'s' if len(conns) != 1 else ''}"
-    lines = [f"mptop run: `{_clip(name, 60)}` exited with code {summary.exit_code} after "
+    lines = [f"mptop run: `{clip(name, 60)}` exited with code {summary.exit_code} after "
              f"{format_duration(summary.duration_s)} · {count}"]
     lines += [_connection_line(c, labels) for c in conns]
     fallbacks = [c for c in conns if c.status == "fallback" or c.fallback]
@@ -71,7 +72,3 @@ def _connection_line(c: ConnectionSummary, labels: dict[str, str]) -> str:
         for iface, n in sorted(c.path_bytes.items(), key=lambda kv: -kv[1]))
     who = _who(c.process, c.local, c.remote)
     return f"  {who} · {c.status} · {format_bytes(c.bytes)}: {paths or 'no subflow seen'}"
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width - 1] + "…"

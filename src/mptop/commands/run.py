@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from mptop.core.launch import RunSession
     from mptop.core.model import Summary
 
-DESCRIPTION = """\
+RUN_HELP = """\
 Start CMD with its TCP sockets made MPTCP (mptcpize's LD_PRELOAD library) and show, live, the MPTCP
 connections of CMD and every process it starts: per path, per connection, fallbacks and their
 reasons, stalls and handovers. When CMD ends, a summary (bytes per path per connection, fallbacks,
@@ -23,7 +23,7 @@ In the TUI, CMD's output goes to a panel (or --output-log FILE) and it reads no 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = DESCRIPTION
+    parser.description = RUN_HELP
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--no-force", dest="force", action="store_false",
                         help="do not preload mptcpize's library: watch a program that opens MPTCP sockets "
