@@ -160,3 +160,38 @@ def test_a_command_that_is_not_there_is_one_line_and_127(lab) -> None:
     assert result.returncode == 127
     assert result.stderr.strip() == "mptop run: no-such-command-mptop: command not found"
     assert result.stdout == ""
+
+
+def test_a_fallback_says_why_in_the_summary(make_lab) -> None:
+    lab = make_lab(rate_mbit=SHAPED)                             # ~1 s: several polls see it
+    result = mptop_run(lab, "--json", "--interval", "0.2", "--", "curl", "-s", "-o", "/dev/null",
+                       lab.url(3_000_000, tcp=True))               # the lab's plain-TCP server
+    assert result.returncode == 0, result.stderr
+    [conn] = records(result.stdout)[-1]["connections"]
+    assert conn["status"] == "fallback" and "SYN-ACK" in conn["fallback"], conn
+    assert "fallbacks: curl" in result.stderr
+
+
+def test_wifi_going_down_is_an_outage_and_cellular_carries_the_rest(make_lab) -> None:
+    lab = make_lab(rate_mbit={"wlan0": 20, "wwan0": 10})
+    with lab.client.entered():
+        proc = subprocess.Popen([sys.executable, "-m", "mptop", "run", "--json", "--interval", "0.2", "--",
+                                 "curl", "-s", "-o", "/dev/null", lab.url(10_000_000)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:                 # until both paths carry curl's bytes
+            record = json.loads(line)
+            if record["type"] == "sample" and all(record["paths"].get(p, {}).get("bytes") for p in ("wlan0", "wwan0")):
+                break
+        lab.link_down("wlan0")
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err
+    finally:
+        proc.kill()
+        proc.wait()
+    summary = records(out)[-1]
+    [conn] = summary["connections"]
+    assert conn["path_bytes"]["wwan0"] > 2_000_000, conn
+    assert any(o["iface"] == "wlan0" and o["kind"] == "link_down" for o in summary["outages"]), summary["outages"]
+    assert "Wi-Fi link down at" in err

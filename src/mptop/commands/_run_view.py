@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import IO
 
 from mptop.core.model import ConnectionSummary, Event, Record, Sample, Summary
@@ -44,7 +45,7 @@ class EventLines:
 def summary_lines(summary: Summary, labels: dict[str, str]) -> list[str]:
     """What ``mptop run`` prints when CMD has ended: the exit, each connection's bytes per path, its
     fallback, each outage."""
-    name = escape_controls(" ".join(summary.command or []))
+    name = escape_controls(shlex.join(summary.command or []))
     conns = summary.connections or []
     count = f"{len(conns)} MPTCP connection{'s' if len(conns) != 1 else ''}"
     lines = [f"mptop run: `{clip(name, 60)}` exited with code {summary.exit_code} after "
