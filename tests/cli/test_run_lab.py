@@ -195,3 +195,15 @@ def test_wifi_going_down_is_an_outage_and_cellular_carries_the_rest(make_lab) ->
     assert conn["path_bytes"]["wwan0"] > 2_000_000, conn
     assert any(o["iface"] == "wlan0" and o["kind"] == "link_down" for o in summary["outages"]), summary["outages"]
     assert "Wi-Fi link down at" in err
+
+
+def test_mptcp_disabled_is_one_line_before_cmd_starts(lab) -> None:
+    lab.sysctl(lab.client, "net.mptcp.enabled", "0")
+    result = mptop_run(lab, "--json", "--", "curl", "-s", "-o", "/dev/null", lab.url(1000))
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("mptop run: MPTCP is disabled here (net.mptcp.enabled = 0)"), line
+    # Not forced, CMD runs (plain TCP): nothing of it to show, its exit code all the same.
+    plain = mptop_run(lab, "--no-force", "--json", "--", "curl", "-s", "-o", "/dev/null", lab.url(1000))
+    assert plain.returncode == 0, plain.stderr
+    assert records(plain.stdout)[-1]["connections"] == []

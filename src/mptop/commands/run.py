@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
     from mptop.commands.tty import interactive, no_terminal
-    from mptop.core.launch import CommandUnavailable, PreloadMissing, RunSession, Stdio
+    from mptop.core.launch import CommandUnavailable, MptcpDisabled, PreloadMissing, RunSession, Stdio
     from mptop.core.paths import parse_labels
     from mptop.core.watch import MptcpUnavailable
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                              stdio=stdio)
         try:
             session.start()
-        except PreloadMissing as e:
+        except (PreloadMissing, MptcpDisabled) as e:
             return fail("run", str(e))
         except CommandUnavailable as e:
             return fail("run", str(e), e.code)

@@ -4,7 +4,7 @@ that watches its connections (:class:`RunSession`).
 ::
 
     run = RunSession(["curl", "-O", url], force=True, interval=1.0)
-    run.start()            # PreloadMissing, MptcpUnavailable, CommandUnavailable: nothing started
+    run.start()            # PreloadMissing, MptcpDisabled, MptcpUnavailable, CommandUnavailable: nothing started
     summary = await run.run(sink)            # records until CMD has ended; Summary with exit_code
 
 
@@ -50,6 +50,12 @@ class PreloadMissing(Exception):
     def __str__(self) -> str:
         return (f"mptcpize's library is not installed (Debian/Ubuntu: apt install {PACKAGE}); "
                 "--no-force watches a program that opens MPTCP sockets itself, e.g. curl --mptcp")
+
+
+class MptcpDisabled(Exception):
+    def __str__(self) -> str:
+        return ("MPTCP is disabled here (net.mptcp.enabled = 0): every socket mptcpize's library makes "
+                "would fail; `mptop doctor` says how to enable it")
 
 
 class CommandUnavailable(Exception):
@@ -208,6 +214,10 @@ class RunSession:
         self.sampler = WatchSampler(self.interval, self.labels, keep=self.tree.select)
         self.sampler.open()
         self.sampler.start_events()
+        self._host = self.sampler.host_info()
+        if self.force and self._host.enabled is False:    # socket(IPPROTO_MPTCP) fails: CMD could not connect
+            self.sampler.close()
+            raise MptcpDisabled()
         self._first = self.sampler.poll()
         self.command = Command(self.argv, env, own_session=self.own_session, stdin=self.stdio[0],
                                stdout=self.stdio[1], stderr=self.stdio[2])
@@ -222,7 +232,7 @@ class RunSession:
         """Records until CMD has ended and its connections have closed (:data:`LINGER_S` at most),
         then the Summary (also fed to ``sink``)."""
         feed = _tee(sink, self.tally)
-        feed(self.sampler.host_info())
+        feed(self._host)
         self._emit(feed, self._first)
         ended = asyncio.ensure_future(self.command.wait())
         polls = asyncio.ensure_future(self._feed(feed))
