@@ -99,7 +99,7 @@ class Tabs:
         process = TabProcess(self.argv, websocket, self.downloads)
         self.running.add(process)
         try:
-            await process.start(_tab_size(request, "width", 80), _tab_size(request, "height", 24))
+            await process.start(_query_size(request, "width", 80), _query_size(request, "height", 24))
             await _relay(websocket, process)
         finally:
             self.running.discard(process)
@@ -111,7 +111,7 @@ class Tabs:
         await asyncio.gather(*(process.end() for process in list(self.running)))
 
 
-def _tab_size(request: web.Request, name: str, default: int) -> int:
+def _query_size(request: web.Request, name: str, default: int) -> int:
     try:
         return max(1, min(int(request.query.get(name, default)), 1000))
     except ValueError:
