@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "is MPTCP really usable here, and how to fix it"),
     "replay": ("replay", "play a recording (--record) in the TUI"),
     "export": ("export", "Prometheus metrics of MPTCP connections and paths (/metrics)"),
+    "serve": ("serve", "the TUI in a browser tab (watch, demo or URLs), one mptop per tab"),
 }
 
 USAGE = """\
@@ -29,7 +30,8 @@ mptop demo              two-path lab with Wi-Fi/cellular handovers, one command
 mptop watch             every MPTCP connection on this host
 mptop doctor            is MPTCP really usable here, and how to fix it
 mptop replay FILE       play a recording in the TUI
-mptop export            Prometheus /metrics of MPTCP paths (or --textfile DIR)"""
+mptop export            Prometheus /metrics of MPTCP paths (or --textfile DIR)
+mptop serve [demo|URL…] the TUI in a browser tab (http://127.0.0.1:8000/)"""
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -26,7 +26,10 @@ Our transfers — the sockets mptop opened itself
     tracking       per-transfer bookkeeping between polls (subflows, path bytes, TransferLike)
     subflow_flags  our subflows' own flags (backup) from sock_diag, which FULL_INFO lacks
     pm_router      path-manager events → the transfers they belong to, by token
+    threads        blocking work on a daemon thread, awaited on the loop (DNS, upload reads)
+    upload         ``mptop put``: uploads over MPTCP sockets, on the download engine
     session        one download run: transfers and sampler side by side, records to the sinks
+    compare        ``--compare-tcp``: the MPTCP and the plain-TCP download of one URL, side by side and in words
 
 System-wide — every MPTCP connection of the network namespace
     watch          ``mptop watch``: the sampler over sock_diag dumps
@@ -38,7 +41,9 @@ System-wide — every MPTCP connection of the network namespace
 Download engine — HTTP over MPTCP sockets (aiohttp)
     transfer       TransferManager and Transfer: downloads, the MPTCP socket factory
     resolver       DNS in the calling thread's network namespace, never waited for at exit
-    output         where the bytes go: naming, ``-o``, resume, the writer thread
+    output         where the bytes go: naming, ``-o``, ``NAME.part`` and resume
+    writer         the writer thread: writes and hashes a body off the event loop (or without a hash)
+    sockbody       a plain-HTTP body read from the socket into preallocated buffers, on its own thread
     partfile       ``NAME.part`` files, opened without following links
     failures       whatever a download raised → one plain line naming the cause
 

@@ -23,6 +23,7 @@ from mptop.kernel.linktype import LinkType
 
 Status = Literal["mptcp", "fallback", "tcp", "connecting"]
 Direction = Literal["download", "upload"]
+CompareSide = Literal["mptcp", "tcp"]   # which download of a ``--compare-tcp`` pair (the same URL twice)
 
 EVENT_KINDS = (
     "subflow_up", "subflow_down", "path_stalled", "path_recovered", "fallback",
@@ -34,6 +35,7 @@ EVENT_KINDS = (
     "subflow_missing",     # a live connection lost its subflow on a path that is up and has an endpoint
     "scenario",            # demo: a scripted lab step (link down, rate change, …)
     "user_action",         # demo: what a key the user pressed did to the lab (w, c, b, r)
+    "comparison",          # --compare-tcp: MPTCP against plain TCP in words, with the run's numbers
 )
 
 
@@ -79,6 +81,8 @@ class TransferSample:
     tx_bps: float = 0.0
     bytes_received: int = 0          # the subflows' totals, as the kernel counted them
     bytes_acked: int = 0
+    compare: CompareSide | None = None   # --compare-tcp: this is the MPTCP or the plain-TCP download
+    duration_s: float | None = None  # once finished: its start to its end
 
 
 @dataclass(slots=True)
@@ -164,6 +168,7 @@ class TransferSummary:
     resumed: int = 0                     # of ``bytes``, what a .part file already held (not fetched now)
     direction: Direction = "download"    # an upload's ``file`` is what was sent (None: standard input)
     reply: str | None = None             # an upload: the start of the server's answer, control characters escaped
+    compare: CompareSide | None = None   # --compare-tcp: this is the MPTCP or the plain-TCP download
 
 
 @dataclass(slots=True)

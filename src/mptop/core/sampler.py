@@ -264,6 +264,8 @@ class Sampler:
             rx_bps=sum(s.rx_bps for s in subflows), tx_bps=sum(s.tx_bps for s in subflows),
             bytes_received=sum(s.bytes_received for s in subflows + list(track.closed)),
             bytes_acked=sum(s.bytes_acked for s in subflows + list(track.closed)),
+            compare=getattr(tr, "compare", None),
+            duration_s=_span([tr]) if finishing else None,
         )
         if finishing:
             self._finish(ctx, tr, track, sample)
@@ -344,6 +346,7 @@ class Sampler:
                 path_bytes=dict(track.path_bytes) if track else {}, duration_s=_span([tr]),
                 resumed=getattr(tr, "resumed", 0),
                 direction=direction_of(tr), reply=getattr(tr, "reply", None),
+                compare=getattr(tr, "compare", None),
             ))
         return Summary(duration_s=_span(self.transfers()) or self.now(), transfers=out)
 

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mptop.core.compare import Comparison
 from mptop.core.model import Event, Sink, Summary
 from mptop.core.sampler import Sampler
 from mptop.core.transfer import Transfer, TransferManager, TransferOptions
@@ -29,6 +30,7 @@ class Session:
     sampler: Sampler | None = None
     upload: str | None = None          # a file (or "-") to send to every URL instead of downloading
     method: Method = "PUT"
+    comparison: Comparison | None = None     # --compare-tcp: MPTCP against plain TCP, once running
     _stop: asyncio.Event | None = None
 
     def __post_init__(self) -> None:
@@ -45,6 +47,9 @@ class Session:
         """Run every transfer to its end (or until :meth:`stop`), feeding ``sink`` each record:
         HostInfo first, then events and samples as they come, the Summary last."""
         self._stop = asyncio.Event()
+        if self.options.compare_tcp:     # the comparison told in words, in the stream itself
+            self.comparison = Comparison()
+            sink = self.comparison.narrating(sink)
         async with self.manager as manager:
             self.sampler = Sampler(manager.transfers, self.interval, self.labels, pm_events=self.pm_events,
                                    require_mptcp=self.options.require_mptcp)

@@ -25,13 +25,11 @@ seconds fails the upload; so does a 2xx answer whose JSON names a ``sha256`` oth
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
 import stat
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import BinaryIO, Literal
@@ -41,6 +39,7 @@ import aiohttp
 from mptop.core.failures import TransferError
 from mptop.core.resolver import NetnsResolver
 from mptop.core.safe_text import escape_controls
+from mptop.core.threads import on_daemon_thread
 from mptop.core.transfer import CHUNK, Transfer, TransferManager, TransferOptions, _parse_url
 from mptop.kernel.sockopt import socket_status
 from mptop.kernel.types import SocketStatus
@@ -106,40 +105,17 @@ class _Reader:
             self._left -= len(chunk)
         return chunk
 
-    def _ahead(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[bytes]:
-        done: asyncio.Future[bytes] = loop.create_future()
-
-        def work() -> None:
-            try:
-                result: bytes | BaseException = self._read()
-            except BaseException as exc:
-                result = exc
-            with contextlib.suppress(RuntimeError):      # the loop is gone: nobody waits any more
-                loop.call_soon_threadsafe(_settle, done, result)
-        threading.Thread(target=work, name="mptop-upload-read", daemon=True).start()
-        return done
-
     async def chunks(self) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        ahead = self._ahead(loop)
+        ahead = on_daemon_thread(self._read, name="mptop-upload-read")
         try:
             while chunk := await ahead:
-                ahead = self._ahead(loop)
+                ahead = on_daemon_thread(self._read, name="mptop-upload-read")
                 yield chunk
         finally:
             if ahead.done():
                 self._file.close()
             else:                 # the thread still reads: it closes nothing; the handle goes with it
                 ahead.add_done_callback(lambda _: self._file.close())
-
-
-def _settle(done: asyncio.Future[bytes], result: bytes | BaseException) -> None:
-    if done.done():
-        return
-    if isinstance(result, BaseException):
-        done.set_exception(result)
-    else:
-        done.set_result(result)
 
 
 class UploadManager(TransferManager):
@@ -172,14 +148,14 @@ class UploadManager(TransferManager):
         async with self._session(t, resolver) as session:
             watchdog = asyncio.create_task(self._watch_idle(t), name=f"upload-idle-{t.id}")
             try:
-                async with session.request(self.method, t.url, data=self._body(t, reader), headers=headers,
+                async with session.request(self.method, t.url, data=self._sent(t, reader), headers=headers,
                                            allow_redirects=False) as resp:
                     t._note_active(resp)
                     await self._answer(t, resp, reader.hash.hexdigest())
             finally:
                 watchdog.cancel()
 
-    async def _body(self, t: Upload, reader: _Reader) -> AsyncIterator[bytes]:
+    async def _sent(self, t: Upload, reader: _Reader) -> AsyncIterator[bytes]:
         """The body aiohttp sends; a failure here ends the transfer through :meth:`Transfer.fail`
         (aiohttp would wrap an exception raised from a body into a line that names no cause)."""
         t.state = "running"       # connected, headers sent: the connection is MPTCP or it is not

@@ -25,6 +25,7 @@ from contextlib import ExitStack
 from typing import IO, TYPE_CHECKING
 
 from mptop.core.badge import badge
+from mptop.core.compare import ended_verdict, pairs, side_name
 from mptop.core.model import Event, Record, Sample, Sink, Summary, TransferSample, TransferSummary, to_ndjson
 from mptop.core.rates import RATE_LABEL
 from mptop.core.safe_text import escape_controls
@@ -87,7 +88,7 @@ REINJECTED_MIN = 64 * 1024      # paths carrying this much more than the file fe
 
 
 def done_line(t: TransferSummary, took: float | None) -> str:
-    """A finished transfer in one line: where it went, how much, how long, per path, sha256.
+    """A finished transfer in one line: where it went, how much, how long, per path, sha256 (unless --no-hash).
 
     A resumed download says from where; bytes per path that add up to more than this run fetched
     are explained (MPTCP sends data again on another path after a loss or an outage: reinjection).
@@ -104,8 +105,9 @@ def done_line(t: TransferSummary, took: float | None) -> str:
         return (f"{escape_controls(t.file or '(stdin)')} → {escape_controls(t.url)}: {format_bytes(t.bytes)} in "
                 f"{format_duration(took)} ({paths}) sha256 {t.sha256}{reply}")
     where = escape_controls(t.file or "(stdout)")
+    digest = f" sha256 {t.sha256}" if t.sha256 is not None else ""
     return (f"{escape_controls(t.url)} → {where}: {format_bytes(t.bytes)} in {format_duration(took)}{resumed} "
-            f"({paths}) sha256 {t.sha256}")
+            f"({paths}){digest}")
 
 
 def _clip(text: str, width: int) -> str:
@@ -131,11 +133,17 @@ def shown_rate(t: TransferSample, unit: str) -> str:
     return format_rate(t.rate_bps, unit)
 
 
+def transfer_name(t: TransferSample | TransferSummary) -> str:
+    """``#1``, or ``#1 MPTCP`` / ``#2 TCP`` for the two sides of a --compare-tcp run."""
+    side = side_name(t)
+    return f"#{t.id} {side}" if side else f"#{t.id}"
+
+
 def plain_line(sample: Sample, unit: str = "bits") -> str:
     """One line per sample for logs and pipes, like wget/aria2c print when not on a terminal."""
     parts = [f"[{sample.t:6.1f}s]"]
     for t in sample.transfers:
-        parts.append(f"#{t.id} {console_url(t.url, 30)} {progress_text(t)} {shown_rate(t, unit)}"
+        parts.append(f"{transfer_name(t)} {console_url(t.url, 30)} {progress_text(t)} {shown_rate(t, unit)}"
                      f" ({badge(t)[0]}; ETA {format_duration(t.eta_s)})")
     if sample.paths:
         parts.append("| " + "  ".join(f"{iface} {format_rate(p.rate_bps, unit)}" for iface, p in sample.paths.items()))
@@ -153,6 +161,8 @@ class ConsoleView:
         self.interactive = terminal if interactive is None else interactive
         self.unit = unit
         self._last_line = time.monotonic()   # the first line after a second: a quick failure is one line
+        self._sample: Sample | None = None   # the newest
+        self.verdict: str | None = None      # --compare-tcp: the comparison's last word, for the end
         self._rich: RichConsole | None = None
         if terminal or self.interactive:
             # Rich only for a terminal (colours, the live display): its import is the largest part
@@ -168,6 +178,7 @@ class ConsoleView:
             self.event(record)
 
     def sample(self, sample: Sample) -> None:
+        self._sample = sample
         if self._rich is not None and self._rich.live:
             self._rich.show(sample)
         elif time.monotonic() - self._last_line >= 1.0:
@@ -175,10 +186,22 @@ class ConsoleView:
             self._print((plain_line(sample, self.unit), ""))
 
     def event(self, event: Event) -> None:
-        # A failure gets its one line from the command ("mptop: URL: cause"); a success its ✓ line at the end.
-        if event.kind == "transfer_failed" or (event.kind == "transfer_done" and not self.interactive):
+        # A failure gets its one line from the command ("mptop: URL: cause"); a success its ✓ line at the end,
+        # and so does the comparison's final word (its word when TCP fails is told as it happens).
+        if event.kind == "comparison" and event.transfer is None:
+            self.verdict = event.detail
+        if event.kind == "transfer_failed" or (event.kind == "transfer_done" and not self.interactive) \
+                or (event.kind == "comparison" and event.transfer is None):
             return
-        self._print((f"{event.t:6.1f}s", "dim"), (" " + escape_controls(event.detail or event.kind), ""))
+        text = f" {self._side(event)}{escape_controls(event.detail or event.kind)}"
+        self._print((f"{event.t:6.1f}s", "dim"), (text, ""))
+
+    def _side(self, event: Event) -> str:
+        """``#2 TCP `` before an event of one side of a --compare-tcp run: both fetch the same URL."""
+        sample = self._sample
+        transfer = next((t for t in sample.transfers if t.id == event.transfer), None) if sample else None
+        shown = transfer is not None and transfer.compare and event.kind != "comparison"
+        return f"{transfer_name(transfer)} " if shown and transfer is not None else ""
 
     def close(self, summary: Summary | None = None) -> None:
         if self._rich is not None:
@@ -188,7 +211,10 @@ class ConsoleView:
         for t in summary.transfers:
             if t.ok:
                 took = t.duration_s if t.duration_s is not None else summary.duration_s
-                self._print(("✓", "green"), (" " + done_line(t, took), ""))
+                side = f"{side_name(t)} " if side_name(t) else ""
+                self._print(("✓", "green"), (f" {side}{done_line(t, took)}", ""))
+        if pairs(summary.transfers):
+            self._print((f"MPTCP vs TCP: {escape_controls(self.verdict or ended_verdict(summary))}", ""))
 
     def _print(self, *parts: tuple[str, str]) -> None:
         """One line of (text, Rich style) parts: styled on a terminal, plain text otherwise."""

@@ -19,7 +19,7 @@ from mptop.core.model import Sample, TransferSample
 from mptop.core.rates import RATE_LABEL
 from mptop.core.safe_text import escape_controls
 from mptop.core.units import format_bytes, format_duration, format_rate
-from mptop.sinks import console_url, progress_text, shown_rate
+from mptop.sinks import console_url, progress_text, shown_rate, transfer_name
 
 PATH_STYLES = ("cyan", "magenta", "green", "yellow", "blue", "red")
 
@@ -73,7 +73,7 @@ class LiveScreen:
         head.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         head.add_column(no_wrap=True, overflow="ellipsis", justify="right", max_width=60)
         badge_style = {"mptcp": "bold green", "fallback": "bold yellow", "tcp": "bold red"}.get(t.status, "dim")
-        head.add_row(Text(f"#{t.id} {console_url(t.url, 60)}", style="bold"),
+        head.add_row(Text(f"{transfer_name(t)} {console_url(t.url, 60)}", style="bold"),
                      Text(escape_controls(t.error) if t.error else badge(t)[0],
                           style="red" if t.error else badge_style))
         body = Table.grid(padding=(0, 1))
