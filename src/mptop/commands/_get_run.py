@@ -22,7 +22,8 @@ def options_from(args: argparse.Namespace) -> TransferOptions:
     return TransferOptions(output=args.output, force=args.force, insecure=args.insecure,
                            require_mptcp=args.require_mptcp, connect_timeout=args.connect_timeout,
                            idle_timeout=args.idle_timeout, max_redirects=args.max_redirects,
-                           compare_tcp=args.compare_tcp)
+                           compare_tcp=args.compare_tcp,
+                           sha256=not getattr(args, "no_hash", False))   # `put` hashes what it sends
 
 
 def usage_error(message: str) -> int:

@@ -15,10 +15,9 @@ def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
                         help="FILE (one URL), DIR/, - for stdout, or /dev/null (default: the URL's name here)")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite an existing file")
     add_connection_arguments(parser)
-    parser.add_argument("--compare-tcp", action="store_true",
-                        help="fetch the URL a second time at once over plain TCP (discarded) and show both side "
-                             "by side; the exit code follows the MPTCP download, TCP's failure is reported")
     parser.add_argument("--max-redirects", type=count, default=10, metavar="N", help="follow at most N redirects")
+    parser.add_argument("--no-hash", action="store_true",
+                        help="do not compute each file's sha256 (it is on by default, off the event loop)")
     add_display_arguments(parser, interval=0.25)
 
 
@@ -27,6 +26,9 @@ def add_connection_arguments(parser: argparse.ArgumentParser, idle: str = "no by
     parser.add_argument("-k", "--insecure", action="store_true", help="do not verify TLS certificates")
     parser.add_argument("--require-mptcp", action="store_true",
                         help="fail a transfer that cannot use MPTCP or falls back to TCP")
+    parser.add_argument("--compare-tcp", action="store_true",
+                        help="the same transfer a second time at once over plain TCP (a download's copy is "
+                             "discarded), both side by side; the exit code follows the MPTCP one")
     parser.add_argument("--label", action="append", default=[], metavar="IFACE=NAME",
                         help="name a path, e.g. --label eth1=Starlink (repeatable)")
     parser.add_argument("--record", metavar="FILE", help="also write the NDJSON stream to FILE (for mptop replay)")

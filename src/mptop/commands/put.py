@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_display_arguments(parser, interval=0.25)
     parser.add_argument("--json", action="store_true", help="NDJSON samples, events and a summary on stdout")
     parser.add_argument("--tui", action="store_true", help=argparse.SUPPRESS)
-    parser.set_defaults(output=None, force=False, max_redirects=0, compare_tcp=False)
+    parser.set_defaults(output=None, force=False, max_redirects=0)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -128,7 +128,7 @@ class UploadManager(TransferManager):
         super().__init__(urls, TransferOptions(
             output=None, insecure=options.insecure, require_mptcp=options.require_mptcp,
             connect_timeout=options.connect_timeout, idle_timeout=options.idle_timeout,
-            max_redirects=0, resume=False))
+            max_redirects=0, resume=False, compare_tcp=options.compare_tcp))
 
     def _new_transfer(self, id_: int, url: str) -> Transfer:
         t = Upload(id_, url, self.source)
@@ -149,14 +149,14 @@ class UploadManager(TransferManager):
         async with self._session(t, resolver) as session:
             watchdog = asyncio.create_task(self._watch_idle(t), name=f"upload-idle-{t.id}")
             try:
-                async with session.request(self.method, t.url, data=self._body(t, reader), headers=headers,
+                async with session.request(self.method, t.url, data=self._sent(t, reader), headers=headers,
                                            allow_redirects=False) as resp:
                     t._note_active(resp)
                     await self._answer(t, resp, reader.hash.hexdigest())
             finally:
                 watchdog.cancel()
 
-    async def _body(self, t: Upload, reader: _Reader) -> AsyncIterator[bytes]:
+    async def _sent(self, t: Upload, reader: _Reader) -> AsyncIterator[bytes]:
         """The body aiohttp sends; a failure here ends the transfer through :meth:`Transfer.fail`
         (aiohttp would wrap an exception raised from a body into a line that names no cause)."""
         t.state = "running"       # connected, headers sent: the connection is MPTCP or it is not

@@ -16,6 +16,7 @@ from textual.widgets import Footer
 from mptop.core.rates import RATE_LABEL
 from mptop.tui import format as fmt
 from mptop.tui.cards import CardStyles, TransferCard
+from mptop.tui.compare_card import compare_cards
 from mptop.tui.eventlog import EventLog
 from mptop.tui.header import HostBar
 from mptop.tui.paths import PathsView
@@ -89,7 +90,13 @@ class MainScreen(Screen[None]):
 
     def draw_top(self, state: ViewState, units: fmt.Units) -> None:
         styles = self._card_styles(state)
-        self.top.sync([(f"t{t.id}", TransferCard(t, units, styles[t.status])) for t in state.transfers])
+        cards = [(f"t{t.id}", TransferCard(t, units, styles[t.status])) for t in state.transfers]
+        self.top.sync(compare_cards(cards, state) if state.comparison.active else cards)
+        if state.comparison.active:
+            panel = self.query_one("#top-panel")
+            panel.border_title = f"MPTCP vs TCP · {fmt.short_url(state.transfers[0].url, 40)}" \
+                if state.transfers else "MPTCP vs TCP"
+            panel.border_subtitle = fmt.clip(state.comparison.verdict(), max(10, self.size.width - 6))
 
     def draw(self, state: ViewState, units: fmt.Units) -> None:
         self.draw_top(state, units)

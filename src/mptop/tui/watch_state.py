@@ -85,10 +85,13 @@ class WatchState(ViewState):
             self._track(record, before)
 
     def _track(self, sample: Sample, before: list[ConnectionSample]) -> None:
-        live = {c.token: c for c in sample.connections or []}
+        live = {c.token: c for c in sample.connections or [] if not c.closed}
         for conn in before:
             if conn.token not in live:
                 self.closed[conn.token] = (sample.t, conn)
+        for conn in sample.connections or []:
+            if conn.closed:              # its last listing: the final bytes (fading from when it left)
+                self.closed[conn.token] = (self.closed.get(conn.token, (sample.t, conn))[0], conn)
         for token in [k for k, (t, _) in self.closed.items() if sample.t - t > FADE_S or k in live]:
             del self.closed[token]
         for token, conn in live.items():
