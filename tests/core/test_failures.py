@@ -17,7 +17,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from mptop.core.failures import FailureContext, TransferError, describe
-from mptop.core.output import FileWriter, OutputTarget
+from mptop.core.output import OutputTarget
+from mptop.core.writer import FileWriter
 from mptop.kernel.types import MptcpUnavailable
 
 

@@ -12,7 +12,6 @@ from mptop.core.failures import TransferError
 from mptop.core.output import (
     FALLBACK_NAME,
     INDEX_NAME,
-    FileWriter,
     OutputTarget,
     check_final,
     disposition_name,
@@ -23,6 +22,7 @@ from mptop.core.output import (
     sanitize_name,
     target_for,
 )
+from mptop.core.writer import FileWriter
 
 
 @pytest.mark.parametrize("raw, expected", [

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from mptop.kernel.sockopt import read_socket, socket_status
 from mptop.kernel.types import SocketStatus
 from mptop.lab import Lab, LabError
 from mptop.lab import content as lab_content
+from tests.core.tls import self_signed_server_context
 
 pytestmark = pytest.mark.lab
 
@@ -276,15 +276,9 @@ async def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None
 
 
 async def test_tls_certificate_checked_unless_insecure(lab: Lab, tmp_path: Path) -> None:
-    import ssl
-
     from aiohttp import web
 
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
+    ctx = self_signed_server_context(tmp_path)
     app = web.Application()
     async def secret(request: web.Request) -> web.Response:
         return web.Response(body=b"secret")

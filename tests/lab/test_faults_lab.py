@@ -29,10 +29,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mptop.core.model import Record, Summary
-from mptop.core.output import FileWriter
 from mptop.core.partfile import VALIDATOR_XATTR
 from mptop.core.session import Session
 from mptop.core.transfer import TransferManager, TransferOptions
+from mptop.core.writer import FileWriter
 from mptop.lab import Lab, LabConfig, LabUnavailable, faults
 from mptop.lab import content as lab_content
 from tests.conftest import unavailable

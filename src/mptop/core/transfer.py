@@ -24,9 +24,11 @@ With ``require_mptcp`` a fallback seen on the connection carrying the response (
 headers arrive) fails the transfer; the sampler, which sees fallbacks later, calls
 :meth:`Transfer.fail` with its reason.
 
-Bodies are read with ``iter_chunked(CHUNK)`` and handed to one writer thread per transfer
-(:class:`mptop.core.output.WriterThread`) that writes and hashes (sha256) them, a few chunks behind
-the network.
+A body goes to one writer thread per transfer (:class:`mptop.core.writer.WriterThread`) that
+writes it and hashes it (sha256, unless ``sha256=False``) while the next bytes are received.  A
+plain-HTTP body of known length is read from the socket by a thread of its own into preallocated
+buffers (:mod:`mptop.core.sockbody`); any other (HTTPS, chunked, no length) comes from aiohttp's
+``iter_any``, its chunks as they arrive, never re-chunked.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -45,11 +47,10 @@ from aiohttp.multipart import BadContentDispositionHeader, BadContentDisposition
 from yarl import URL
 
 from mptop.core.failures import FailureContext, TransferError, describe
+from mptop.core.model import CompareSide
 from mptop.core.output import (
-    FileWriter,
     OutputPlan,
     OutputTarget,
-    WriterThread,
     check_final,
     disposition_name,
     part_size,
@@ -60,10 +61,13 @@ from mptop.core.output import (
 )
 from mptop.core.partfile import content_range, not_resumed, partial_mismatch, recorded_validator, validator_of
 from mptop.core.resolver import NetnsResolver
+from mptop.core.sockbody import SocketBody, take_over
+from mptop.core.writer import FileWriter, WriterThread
 from mptop.kernel.sockets import create_mptcp_socket, dup_handle
 from mptop.kernel.sockopt import socket_status
 from mptop.kernel.types import MptcpUnavailable, SocketStatus
 
+COMPARED = "compared with MPTCP"      # why a --compare-tcp twin is plain TCP
 CHUNK = 1 << 20          # bytes per read at most: few enough chunks/s that per-chunk overhead is noise
 
 State = Literal["connecting", "running", "done", "failed"]
@@ -79,6 +83,8 @@ class TransferOptions:
     idle_timeout: float = 30.0         # seconds without a byte from the server
     max_redirects: int = 10
     resume: bool = True                # continue an existing NAME.part with Range
+    compare_tcp: bool = False          # each URL once more over plain TCP, discarded (hashed), for comparison
+    sha256: bool = True                # hash every body (off the event loop); False: --no-hash
 
 
 class Transfer:
@@ -105,6 +111,7 @@ class Transfer:
         self._fd_handles: dict[int, socket.socket] = {}
         self._task: asyncio.Task[None] | None = None
         self._abort: str | None = None
+        self.compare: CompareSide | None = None   # one of a --compare-tcp pair (see TransferManager)
 
     @property
     def bytes_done(self) -> int:
@@ -125,6 +132,10 @@ class Transfer:
         if self.started_at is None:     # its task never ran (or never will): nothing else says so
             self.state, self.error = "failed", reason
 
+    def count_received(self, n: int) -> None:
+        """``n`` more bytes of the body arrived (called by the thread that reads them)."""
+        self.received += n
+
     def release_sockets(self) -> None:
         """Close the handles on this transfer's sockets (the kernel sockets may then go away)."""
         handles, self.sockets = self.sockets, []
@@ -136,13 +147,17 @@ class Transfer:
     def make_socket(self, addr_info: tuple[Any, ...], require_mptcp: bool) -> socket.socket:
         """The connector's socket factory: MPTCP if possible, and a handle kept for the sampler."""
         family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
-        try:
-            sock = create_mptcp_socket(family, type_)
-        except MptcpUnavailable as exc:
-            if require_mptcp:
-                raise
-            self.mptcp_unavailable = exc.reason
+        if self.compare == "tcp":           # plain TCP on purpose: the comparison's other side
+            self.mptcp_unavailable = COMPARED
             sock = socket.socket(family, type_, proto)
+        else:
+            try:
+                sock = create_mptcp_socket(family, type_)
+            except MptcpUnavailable as exc:
+                if require_mptcp:
+                    raise
+                self.mptcp_unavailable = exc.reason
+                sock = socket.socket(family, type_, proto)
         handle = dup_handle(sock)
         self.sockets.append(handle)
         self._fd_handles[sock.fileno()] = handle   # the latest socket on an fd number wins
@@ -167,6 +182,19 @@ class TransferManager:
         self._claimed: dict[str, int] = {}      # final path -> transfer id, within this run
         for i, url in enumerate(urls, start=1):
             self.transfers.append(self._new_transfer(i, url))
+        if options.compare_tcp:
+            self._add_tcp_twins()
+
+    def _add_tcp_twins(self) -> None:
+        """--compare-tcp: each URL again over plain TCP; a download's body is hashed and discarded
+        (the MPTCP download is the one that lands where ``-o`` says), an upload is sent twice."""
+        for t in list(self.transfers):
+            twin = self._new_transfer(len(self.transfers) + 1, t.url)
+            if twin.target is not None:
+                twin.target = OutputTarget("direct", os.devnull)
+            t.compare, twin.compare = "mptcp", "tcp"
+            twin.state, twin.error = t.state, t.error      # a URL that cannot be parsed fails twice
+            self.transfers.append(twin)
 
     def _new_transfer(self, id_: int, url: str) -> Transfer:
         try:
@@ -279,7 +307,8 @@ class TransferManager:
         """Validate the response; the file offset its body starts at (None: retry from 0)."""
         assert t.target is not None
         active = t.active_socket
-        if self.options.require_mptcp and active is not None and socket_status(active) is not SocketStatus.MPTCP:
+        if self.options.require_mptcp and t.compare != "tcp" and active is not None \
+                and socket_status(active) is not SocketStatus.MPTCP:
             raise TransferError("the server does not speak MPTCP (connection fell back to TCP)")
         if resp.status == 416 and offset:       # If-Range matched (or the server would have sent 200)
             total = content_range(resp.headers.get("Content-Range"))[2]
@@ -313,18 +342,26 @@ class TransferManager:
 
     async def _receive(self, t: Transfer, resp: aiohttp.ClientResponse, start: int) -> None:
         assert t.target is not None
-        t._writer = writer = WriterThread(FileWriter(t.target, self.options.force), f"mptop-writer-{t.id}")
+        file = FileWriter(t.target, self.options.force, digest=self.options.sha256)
+        t._writer = writer = WriterThread(file, f"mptop-writer-{t.id}")
         t.received = t.resumed = start
         await writer.open(start)
         t.state = "running"
         if resp.status != 416:
-            async for chunk in resp.content.iter_chunked(CHUNK):
-                t.received += len(chunk)
-                await writer.write(chunk)
+            await self._body(t, resp, writer)
         if t.total is not None and t.received != t.total:
             raise TransferError(f"connection closed after {t.received} of {t.total} bytes")
         t.file = await writer.commit()
-        t.sha256 = writer.file.hexdigest()
+        t.sha256 = writer.sha256
+
+    async def _body(self, t: Transfer, resp: aiohttp.ClientResponse, writer: WriterThread) -> None:
+        taken = take_over(resp)
+        async for chunk in resp.content.iter_any() if taken is None else _aiter(taken[0]):
+            t.received += len(chunk)
+            await writer.write(chunk)
+        if taken is not None and taken[1]:
+            await SocketBody(taken[2], taken[1], writer, t.count_received, self.options.idle_timeout,
+                             f"mptop-reader-{t.id}").run()
 
     def _claim(self, t: Transfer, path: str | None) -> bool:
         """Whether ``path`` is ``t``'s to write (first come, within this run)."""
@@ -350,6 +387,11 @@ async def run_transfers(urls: Sequence[str], options: TransferOptions,
     """Download ``urls`` at once; every socket handle is released before returning."""
     async with TransferManager(urls, options) as manager:
         return await manager.run(on_start)
+
+
+async def _aiter(items: list[bytes]) -> AsyncIterator[bytes]:
+    for item in items:
+        yield item
 
 
 def _parse_url(url: str) -> URL:

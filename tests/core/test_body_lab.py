@@ -1,0 +1,150 @@
+"""The body path against the lab: a plain-HTTP body read from the socket on a thread of its own
+(aiohttp's reader sees only the first bytes), HTTPS through aiohttp, every byte accounted for and
+checked with sha256 against the lab's content, the sha256 never computed on the event loop's
+thread, and none at all with ``sha256=False`` (``--no-hash``)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from aiohttp import streams, web
+
+from mptop.core.partfile import VALIDATOR_XATTR
+from mptop.core.transfer import Transfer, TransferOptions, run_transfers
+from mptop.lab import Lab
+from mptop.lab import content as lab_content
+from mptop.lab.server import make_app
+from tests.core.tls import self_signed_server_context
+
+pytestmark = pytest.mark.lab
+
+SIZES = [0, 1, 65_535, 65_536, 262_145, 3_000_001, 40_000_000]
+REAL_SHA256 = hashlib.sha256
+
+
+async def fetch(lab: Lab, url: str, **options: Any) -> Transfer:
+    with lab.client.entered():
+        [t] = await run_transfers([url], TransferOptions(**options))
+    return t
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, REAL_SHA256).hexdigest()
+
+
+def assert_whole(t: Transfer, path: Path, size: int) -> None:
+    assert t.state == "done", t.error
+    assert t.received == t.bytes_done == t.total == size
+    assert t.sha256 == lab_content.sha256(size) == file_sha256(path)
+
+
+@contextmanager
+def fed_to_aiohttp() -> Iterator[list[int]]:
+    """Every length aiohttp's stream reader is fed, while the block runs."""
+    fed: list[int] = []
+    original = streams.StreamReader.feed_data
+
+    def counting(self: streams.StreamReader, data: bytes, *args: Any) -> Any:
+        fed.append(len(data))
+        return original(self, data, *args)
+
+    with mock.patch.object(streams.StreamReader, "feed_data", counting):
+        yield fed
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_plain_http_bodies_arrive_whole(lab: Lab, tmp_path: Path, size: int) -> None:
+    t = await fetch(lab, lab.url(size), output=f"{tmp_path}/")
+    assert_whole(t, tmp_path / str(size), size)
+
+
+async def test_aiohttp_reads_only_the_start_of_a_plain_http_body(lab: Lab, tmp_path: Path) -> None:
+    size = 60_000_000
+    with fed_to_aiohttp() as fed:
+        t = await fetch(lab, lab.url(size), output=f"{tmp_path}/")
+    assert_whole(t, tmp_path / str(size), size)
+    assert sum(fed) < 8 << 20, f"aiohttp's reader was fed {sum(fed)} of {size} bytes"
+
+
+async def test_the_socket_is_read_on_a_thread_named_after_the_transfer(lab: Lab, tmp_path: Path) -> None:
+    size = 600_000
+    with lab.client.entered():
+        task = asyncio.create_task(run_transfers([f"{lab.base_url()}/slow/{size}?bps=300000"],
+                                                 TransferOptions(output=f"{tmp_path}/")))
+        deadline = asyncio.get_running_loop().time() + 20
+        while "mptop-reader-1" not in {th.name for th in threading.enumerate()}:
+            assert not task.done() and asyncio.get_running_loop().time() < deadline, "no reader thread"
+            await asyncio.sleep(0.01)
+        [t] = await task
+    assert_whole(t, tmp_path / str(size), size)
+
+
+async def test_https_bodies_arrive_whole_through_aiohttp(lab: Lab, tmp_path: Path) -> None:
+    ctx = self_signed_server_context(tmp_path)
+    with lab.client.entered():
+        runner = web.AppRunner(make_app())
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            for size in (0, 70_000, 5_000_001):
+                [t] = await run_transfers([f"https://127.0.0.1:{port}/bytes/{size}"],
+                                          TransferOptions(output=f"{tmp_path}/out/", insecure=True))
+                assert_whole(t, tmp_path / "out" / str(size), size)
+        finally:
+            await runner.cleanup()
+
+
+class _Recorder:
+    """A sha256 that notes the thread of every call."""
+
+    threads: list[tuple[str, int]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._h = REAL_SHA256(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._h, name)
+
+        def noted(*args: Any) -> Any:
+            _Recorder.threads.append((name, threading.get_ident()))
+            return method(*args)
+        return noted
+
+
+async def test_no_sha256_work_on_the_event_loop_thread_even_when_resuming(lab: Lab, tmp_path: Path) -> None:
+    size, kept = 5_000_000, 1_234_567
+    expected = lab_content.sha256(size)
+    part = tmp_path / f"{size}.part"
+    part.write_bytes(lab_content.content(kept))
+    os.setxattr(part, VALIDATOR_XATTR, lab_content.etag(size).encode())
+    _Recorder.threads = []
+    with mock.patch("hashlib.sha256", _Recorder):
+        t = await fetch(lab, lab.url(size), output=f"{tmp_path}/")
+    assert t.state == "done" and t.resumed == kept, t.error
+    assert t.sha256 == expected
+    calls = {name for name, _ in _Recorder.threads}
+    assert {"update", "hexdigest"} <= calls
+    on_loop = [name for name, ident in _Recorder.threads if ident == threading.get_ident()]
+    assert on_loop == [], f"sha256 work on the event loop's thread: {on_loop}"
+
+
+async def test_without_sha256_nothing_is_hashed_and_the_file_is_whole(lab: Lab, tmp_path: Path) -> None:
+    size = 3_000_000
+    with mock.patch("hashlib.sha256", side_effect=AssertionError("hashed")) as sha:
+        t = await fetch(lab, lab.url(size), output=f"{tmp_path}/", sha256=False)
+    assert t.state == "done", t.error
+    assert sha.call_count == 0 and t.sha256 is None
+    assert t.received == t.bytes_done == t.total == size
+    assert file_sha256(tmp_path / str(size)) == lab_content.sha256(size)
