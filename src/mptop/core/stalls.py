@@ -6,6 +6,11 @@ path: a fast path often waits for a slow one (the shared receive window is full 
 for the slow path's bytes), so it is "waiting on" that path, and stalls only after
 :data:`~mptop.core.events.WAIT_LIMIT_S`.  A transfer stalls when every path it uses is down or
 stalled and no byte came for as long: "no path up", or "no data on any path".
+
+A subflow stalls on its own when another subflow of its transfer on the *same* path keeps moving
+bytes while it gets none for 2 polls, at least :data:`SUBFLOW_QUIET_MIN_S` (a path that carries
+data is no slower path to wait on: that subflow's own route or middlebox is broken), and is back
+when it gets bytes again.
 """
 
 from __future__ import annotations
@@ -14,11 +19,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from mptop.core.events import StallChange, StallWatch, describe_stall, stall_threshold
-from mptop.core.model import Event
+from mptop.core.model import Event, SubflowSample, TransferSample
 from mptop.core.paths import PathBook, PathState
 from mptop.core.units import format_duration
 
 MOVING_S = 2.0
+# A healthy subflow sharing its path with another goes quiet for a while now and then (the scheduler
+# prefers the other one): up to 0.76 s measured on a healthy pair, 1.0 s just after a loss, at
+# --interval 0.25 on a loaded machine.  So a subflow stalls after 2 polls but never sooner than this.
+SUBFLOW_QUIET_MIN_S = 1.5
+
+
+@dataclass(slots=True)
+class _SubflowQuiet:
+    bytes: int
+    moved_at: float
+    stalled: bool = False
 
 
 @dataclass(slots=True)
@@ -40,6 +56,8 @@ class StallJudge:
         self._moved_at: dict[str, float] = {}
         self._bytes: dict[str, int] = {}
         self._transfers: dict[int, _TransferQuiet] = {}
+        self._subflows: dict[tuple[int, str, str], _SubflowQuiet] = {}
+        self.subflow_threshold_s = max(self.threshold_s, SUBFLOW_QUIET_MIN_S)
 
     def paths(self, t: float, paths: Mapping[str, PathState], active: set[str]) -> list[Event]:
         """Judge every path; sets ``stalled`` / ``waiting_on`` on them; returns the events."""
@@ -60,6 +78,33 @@ class StallJudge:
             path.waiting_on = ", ".join(others) if watch.waiting else None
             if change is not None:
                 events.append(Event(t, change.kind, iface, None, describe_stall(path.label, change)))
+        return events
+
+    def subflows(self, t: float, transfers: Iterable[TransferSample]) -> list[Event]:
+        """Per-subflow stalls of the running transfers (see the module docstring); a subflow that
+        closes, turns backup or whose transfer ends is forgotten silently."""
+        events: list[Event] = []
+        quiet: dict[tuple[int, str, str], _SubflowQuiet] = {}
+        for ts in transfers:
+            if ts.state != "running":
+                continue
+            live = [s for s in ts.subflows if not s.closed and not s.backup]
+            for sub in live:
+                key = (ts.id, sub.local, sub.remote)
+                total = sub.bytes_received + sub.bytes_acked
+                q = quiet[key] = self._subflows.get(key) or _SubflowQuiet(total, t)
+                if total > q.bytes:
+                    if q.stalled:
+                        events.append(_subflow_event(t, ts.id, sub, "subflow_recovered", t - q.moved_at))
+                    q.bytes, q.moved_at, q.stalled = total, t, False
+            for sub in live:
+                q = quiet[(ts.id, sub.local, sub.remote)]
+                siblings = [quiet[(ts.id, o.local, o.remote)] for o in live if o.iface == sub.iface and o is not sub]
+                carried_on = any(t - o.moved_at < self.threshold_s for o in siblings)
+                if not q.stalled and carried_on and t - q.moved_at >= self.subflow_threshold_s:
+                    q.stalled = True
+                    events.append(_subflow_event(t, ts.id, sub, "subflow_stalled", t - q.moved_at))
+        self._subflows = quiet
         return events
 
     def transfer(self, t: float, transfer_id: int, nbytes: int, running: bool, ifaces: Iterable[str],
@@ -87,6 +132,16 @@ class StallJudge:
             return None
         quiet.stalled = True
         return Event(t, "transfer_stalled", None, transfer_id, f"stalled — {why}")
+
+
+def _subflow_event(t: float, transfer_id: int, sub: SubflowSample, kind: str, quiet_s: float) -> Event:
+    ends = f"{sub.local} → {sub.remote}"
+    if kind == "subflow_stalled":
+        detail = f"{sub.path} subflow stalled: {ends}, no data for {format_duration(quiet_s)} while another " \
+                 f"{sub.path} subflow carries on"
+    else:
+        detail = f"{sub.path} subflow back: {ends}, after {format_duration(quiet_s)}"
+    return Event(t, kind, sub.iface, transfer_id, detail)
 
 
 class WatchStalls:
