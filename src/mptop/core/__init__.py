@@ -28,7 +28,7 @@ Our transfers — the sockets mptop opened itself
     pm_router      path-manager events → the transfers they belong to, by token
     threads        blocking work on a daemon thread, awaited on the loop (DNS, upload reads)
     upload         ``mptop put``: uploads over MPTCP sockets, on the download engine
-    session        one download run: transfers and sampler side by side, records to the sinks
+    session        one download (or upload) run: transfers and sampler side by side, records to the sinks
     compare        ``--compare-tcp``: the MPTCP and the plain-TCP download of one URL, side by side and in words
 
 System-wide — every MPTCP connection of the network namespace
@@ -38,6 +38,10 @@ System-wide — every MPTCP connection of the network namespace
     export         ``mptop export``: the namespace's MPTCP state as Prometheus metrics
     export_paths   per-path counters that stay monotonic across closed subflows
     exposition     the Prometheus text format
+
+One command's connections — ``mptop run -- CMD``
+    launch         CMD with mptcpize's library preloaded, its signals and exit code; the run around it
+    proctree       which connections CMD's process tree holds (inode → /proc/PID/fd); the run's summary
 
 Download engine — HTTP over MPTCP sockets (aiohttp)
     transfer       TransferManager and Transfer: downloads, the MPTCP socket factory

@@ -31,12 +31,12 @@ from collections.abc import Callable
 from mptop.kernel.diag_decode import DiagDecoder
 from mptop.kernel.diag_shapes import INET_DIAG_INFO, SOCK_DIAG_BY_FAMILY
 from mptop.kernel.procs import SocketOwners
+from mptop.kernel.structs import NLM_F_DUMP, NLM_F_REQUEST
 from mptop.kernel.types import DiagConnection, KernelParseError, MptcpUnavailable
 
 __all__ = ["DiagDecoder", "DiagReader", "MptcpDiagUnavailable", "dump_connections"]
 
 NETLINK_SOCK_DIAG = 4
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 INET_DIAG_REQ_PROTOCOL = 3
 TCP_LISTEN = 10
 # Kernel-side state filter for the TCP dump: subflows never LISTEN, and TIME_WAIT / SYN_RECV /
