@@ -10,6 +10,7 @@ import pytest
 
 from mptop.core.model import Event, Sample
 from mptop.core.stalls import SUBFLOW_QUIET_MIN_S
+from mptop.core.watch import WatchSampler
 from mptop.lab import Lab
 from tests.core.sampling import sample_download
 
@@ -44,8 +45,11 @@ async def test_a_silenced_subflow_stalls_within_two_polls_and_comes_back(make_la
     lab = make_lab(rate_mbit=RATES)
     two_subflows_on_wlan0(lab)
     steps: dict[str, float] = {}
+    watch = WatchSampler(interval=0.25)         # `mptop watch` polled beside it: the same stall
+    watched: list[Event] = []
 
     def step(sample: Sample) -> None:
+        watched.extend(watch.poll()[1])
         now = time.monotonic()
         if "silent" not in steps and second_bytes(sample) > 1_000_000:
             silence(lab, True)
@@ -55,7 +59,10 @@ async def test_a_silenced_subflow_stalls_within_two_polls_and_comes_back(make_la
             steps["heard"] = now
 
     with lab.client.entered():
-        run = await sample_download(lab, lab.url(SIZE), step, deadline_s=180)
+        try:
+            run = await sample_download(lab, lab.url(SIZE), step, deadline_s=180)
+        finally:
+            watch.close()
     assert "heard" in steps and run.transfer.sha256 == lab.content_sha256(SIZE)
     found = stalls(run.events)
     assert [e.kind for e in found] == ["subflow_stalled", "subflow_recovered"], found
@@ -73,12 +80,20 @@ async def test_a_silenced_subflow_stalls_within_two_polls_and_comes_back(make_la
     assert second_bytes(after[0]) > max(second_bytes(s) for s in run.samples if s.t < recovered.t)
     # The path as a whole carried on: no path stall.
     assert not [e for e in run.events if e.kind == "path_stalled" and e.iface == "wlan0"]
+    seen = [(e.kind, SECOND in e.detail) for e in stalls(watched)]
+    assert seen == [("subflow_stalled", True), ("subflow_recovered", True)], stalls(watched)
 
 
 async def test_a_healthy_pair_of_subflows_on_one_path_never_stalls(make_lab: Callable[..., Lab]) -> None:
     lab = make_lab(rate_mbit=RATES)
     two_subflows_on_wlan0(lab)
+    watch = WatchSampler(interval=0.25)
+    watched: list[Event] = []
     with lab.client.entered():
-        run = await sample_download(lab, lab.url(SIZE // 2), deadline_s=120)
+        try:
+            run = await sample_download(lab, lab.url(SIZE // 2), lambda _: watched.extend(watch.poll()[1]),
+                                        deadline_s=120)
+        finally:
+            watch.close()
     assert second_bytes(run.samples[-1]) > 1_000_000          # the second subflow did carry data
-    assert stalls(run.events) == []
+    assert stalls(run.events) == [] and stalls(watched) == []

@@ -16,7 +16,7 @@ when it gets bytes again.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mptop.core.events import StallChange, StallWatch, describe_stall, stall_threshold
 from mptop.core.model import Event, SubflowSample, TransferSample
@@ -56,8 +56,7 @@ class StallJudge:
         self._moved_at: dict[str, float] = {}
         self._bytes: dict[str, int] = {}
         self._transfers: dict[int, _TransferQuiet] = {}
-        self._subflows: dict[tuple[int, str, str], _SubflowQuiet] = {}
-        self.subflow_threshold_s = max(self.threshold_s, SUBFLOW_QUIET_MIN_S)
+        self._subflow_stalls = SubflowStalls(self.threshold_s)
 
     def paths(self, t: float, paths: Mapping[str, PathState], active: set[str]) -> list[Event]:
         """Judge every path; sets ``stalled`` / ``waiting_on`` on them; returns the events."""
@@ -81,31 +80,9 @@ class StallJudge:
         return events
 
     def subflows(self, t: float, transfers: Iterable[TransferSample]) -> list[Event]:
-        """Per-subflow stalls of the running transfers (see the module docstring); a subflow that
-        closes, turns backup or whose transfer ends is forgotten silently."""
-        events: list[Event] = []
-        quiet: dict[tuple[int, str, str], _SubflowQuiet] = {}
-        for ts in transfers:
-            if ts.state != "running":
-                continue
-            live = [s for s in ts.subflows if not s.closed and not s.backup]
-            for sub in live:
-                key = (ts.id, sub.local, sub.remote)
-                total = sub.bytes_received + sub.bytes_acked
-                q = quiet[key] = self._subflows.get(key) or _SubflowQuiet(total, t)
-                if total > q.bytes:
-                    if q.stalled:
-                        events.append(_subflow_event(t, ts.id, sub, "subflow_recovered", t - q.moved_at))
-                    q.bytes, q.moved_at, q.stalled = total, t, False
-            for sub in live:
-                q = quiet[(ts.id, sub.local, sub.remote)]
-                siblings = [quiet[(ts.id, o.local, o.remote)] for o in live if o.iface == sub.iface and o is not sub]
-                carried_on = any(t - o.moved_at < self.threshold_s for o in siblings)
-                if not q.stalled and carried_on and t - q.moved_at >= self.subflow_threshold_s:
-                    q.stalled = True
-                    events.append(_subflow_event(t, ts.id, sub, "subflow_stalled", t - q.moved_at))
-        self._subflows = quiet
-        return events
+        """Per-subflow stalls of the running transfers (see :class:`SubflowStalls`)."""
+        running = [(ts.id, ts.subflows) for ts in transfers if ts.state == "running"]
+        return [replace(e, transfer=owner) for owner, e in self._subflow_stalls.observe(t, running)]
 
     def transfer(self, t: float, transfer_id: int, nbytes: int, running: bool, ifaces: Iterable[str],
                  paths: Mapping[str, PathState]) -> Event | None:
@@ -134,14 +111,51 @@ class StallJudge:
         return Event(t, "transfer_stalled", None, transfer_id, f"stalled — {why}")
 
 
-def _subflow_event(t: float, transfer_id: int, sub: SubflowSample, kind: str, quiet_s: float) -> Event:
+class SubflowStalls:
+    """A subflow quiet while another subflow of its transfer or connection on the same path keeps
+    moving bytes: stalled after ``threshold_s`` (2 polls), at least :data:`SUBFLOW_QUIET_MIN_S`; back
+    at the first poll with its bytes.  A subflow that closes, turns backup or whose owner stops
+    being observed is forgotten silently."""
+
+    def __init__(self, threshold_s: float) -> None:
+        self.threshold_s = threshold_s
+        self.subflow_threshold_s = max(threshold_s, SUBFLOW_QUIET_MIN_S)
+        self._quiet: dict[tuple[int, str, str], _SubflowQuiet] = {}
+
+    def observe(self, t: float, owners: Iterable[tuple[int, Iterable[SubflowSample]]]) -> list[tuple[int, Event]]:
+        """``owners``: (transfer id or connection token, its subflows) of every running one; returns
+        each event with its owner (the caller files it as a transfer's or a connection's)."""
+        events: list[tuple[int, Event]] = []
+        quiet: dict[tuple[int, str, str], _SubflowQuiet] = {}
+        for owner, subflows in owners:
+            live = [s for s in subflows if not s.closed and not s.backup]
+            for sub in live:
+                key = (owner, sub.local, sub.remote)
+                total = sub.bytes_received + sub.bytes_acked
+                q = quiet[key] = self._quiet.get(key) or _SubflowQuiet(total, t)
+                if total > q.bytes:
+                    if q.stalled:
+                        events.append((owner, _subflow_event(t, sub, "subflow_recovered", t - q.moved_at)))
+                    q.bytes, q.moved_at, q.stalled = total, t, False
+            for sub in live:
+                q = quiet[(owner, sub.local, sub.remote)]
+                siblings = [quiet[(owner, o.local, o.remote)] for o in live if o.iface == sub.iface and o is not sub]
+                carried_on = any(t - o.moved_at < self.threshold_s for o in siblings)
+                if not q.stalled and carried_on and t - q.moved_at >= self.subflow_threshold_s:
+                    q.stalled = True
+                    events.append((owner, _subflow_event(t, sub, "subflow_stalled", t - q.moved_at)))
+        self._quiet = quiet
+        return events
+
+
+def _subflow_event(t: float, sub: SubflowSample, kind: str, quiet_s: float) -> Event:
     ends = f"{sub.local} → {sub.remote}"
     if kind == "subflow_stalled":
         detail = f"{sub.path} subflow stalled: {ends}, no data for {format_duration(quiet_s)} while another " \
                  f"{sub.path} subflow carries on"
     else:
         detail = f"{sub.path} subflow back: {ends}, after {format_duration(quiet_s)}"
-    return Event(t, kind, sub.iface, transfer_id, detail)
+    return Event(t, kind, sub.iface, None, detail)
 
 
 class WatchStalls:

@@ -47,7 +47,7 @@ from mptop.core.events import (
 from mptop.core.model import ConnectionSample, Event, Status, SubflowSample
 from mptop.core.paths import InterfaceMap, PathBook
 from mptop.core.rates import CounterRate
-from mptop.core.stalls import WatchStalls
+from mptop.core.stalls import SubflowStalls, WatchStalls
 from mptop.core.tracking import (
     count_directions,
     direction_sample,
@@ -102,6 +102,7 @@ class WatchTracker:
         self.ends_subscribed = False        # destroy messages come: a gone connection waits for them
         self._homes: SubflowHomes = SubflowHomes()
         self._stalls = WatchStalls(STALL_AFTER_S if stall_after_s is None else stall_after_s)
+        self._subflow_stalls = SubflowStalls(self._stalls.stall_after_s)
         self._tracks: dict[int, ConnectionTrack] = {}
         self._links = LinkWatch()
         self._ledger = SubflowLedger()
@@ -134,6 +135,8 @@ class WatchTracker:
         samples = [self._connection(poll, conn) for conn in current.values()]
         for track in [tr for token, tr in self._tracks.items() if token not in current]:
             self._leaving(poll, track)
+        owners = [(c.token, c.subflows) for c in samples if c.status == "mptcp"]
+        poll.events += [replace(e, connection=token) for token, e in self._subflow_stalls.observe(poll.t, owners)]
         samples += self._finished(poll)
         poll.events += self._stalls.paths(poll.t, (tr.stalled_since for tr in self._tracks.values()), self.paths)
         poll.events.sort(key=lambda e: e.t)
