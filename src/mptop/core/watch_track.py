@@ -114,6 +114,14 @@ class WatchTracker:
         """A path-manager event received at ``t``; applied at the next :meth:`observe`."""
         self._inbox.append((t, event))
 
+    def owned(self, t: float, token: int, pid: int, process: str) -> None:
+        """Who owns the connection with this token, found when it was created (its socket may be
+        closed before a poll lists it): listed and named with it."""
+        track = self._tracks.get(token)
+        if track is None:
+            track = self._tracks[token] = ConnectionTrack(token, t)   # its CREATED event follows
+        track.process, track.pid = track.process or process, track.pid or pid
+
     def subflow_end(self, t: float, end: SubflowEnd) -> None:
         """A TCP socket's final counters (destroy broadcast) received at ``t``; applied at the next
         :meth:`observe` if it was a subflow of a tracked connection."""
@@ -149,9 +157,9 @@ class WatchTracker:
         local, remote = format_address(conn.local), format_address(conn.remote)
         if track is None:
             track = self._tracks[token] = ConnectionTrack(token, poll.t)
-        track.name = who(conn.process, local, remote)
         track.local, track.remote, track.in_dump, track.closing, track.tail = local, remote, True, None, 0
         track.process, track.pid = conn.process or track.process, conn.pid or track.pid
+        track.name = who(track.process, local, remote)
         # New subflows get ids initial-first; the dump order of one poll is arbitrary.
         ordered = sorted(conn.subflows, key=lambda sf: sf.is_join)
         seen: set[SubflowKey] = set()
@@ -357,7 +365,7 @@ class WatchTracker:
         key = (ev.token, local, remote)
         if track is not None and not track.in_dump and ev.kind in _PM_NEW:
             track.local, track.remote = local, remote
-            track.name = who(None, local, remote)
+            track.name = who(track.process, local, remote)
             track.status = "mptcp" if ev.kind is PmEventKind.ESTABLISHED else "connecting"
         if track is not None and ev.kind in _PM_UP and (local, remote) not in track.subflows \
                 and (local, remote) not in self._homes:
