@@ -71,7 +71,9 @@ def test_a_decision_is_kept_once_the_socket_is_closed(holders: tuple[subprocess.
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     wait_for(lambda: not tree.pids())
-    assert [c.token for c in tree.select([conn(7, 0), conn(8, inodes[0])])] == [7]   # closed: inode 0
+    with socket.socket() as mine:             # never the tree's
+        ours = os.stat(f"/proc/self/fd/{mine.fileno()}").st_ino
+        assert [c.token for c in tree.select([conn(7, 0), conn(8, ours)])] == [7]   # 7 closed: inode 0
 
 
 def sample(t: float, rx: dict[str, int], token: int = 5) -> Sample:
@@ -130,3 +132,16 @@ def test_a_command_not_found_or_not_executable(tmp_path) -> None:
     with pytest.raises(CommandUnavailable) as denied:
         Command([str(plain)], os.environ).start()
     assert denied.value.code == 126 and str(denied.value).endswith("permission denied")
+
+
+def test_a_connection_a_probe_saw_is_listed_once_by_the_next_poll(
+        holders: tuple[subprocess.Popen[str], list[int]]) -> None:
+    """A download shorter than a poll: the path-manager event's probe saw it open; the poll's dump
+    no longer has it, and lists it once as the probe read it."""
+    proc, inodes = holders
+    tree = ProcessTree(root=proc.pid)
+    tree.probe([conn(1, inodes[0]), conn(2, 999_999_999)])       # 2: someone else's
+    assert [c.token for c in tree.select([])] == [1]
+    assert tree.select([]) == []
+    tree.probe([conn(1, 0)])                                        # closing: the same token, inode 0
+    assert [(c.token, c.inode) for c in tree.select([conn(1, 0)])] == [(1, 0)]   # the dump's, not twice

@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from mptop.core.model import Event, Record, Sample, Sink, Summary
-from mptop.core.proctree import ProcessTree, RunTally
-from mptop.core.watch import WatchSampler
+from mptop.core.proctree import ProcessTree, RunSampler, RunTally
 from mptop.kernel.descendants import become_subreaper
 from mptop.kernel.mptcpize import PACKAGE, preload_library
 
@@ -211,7 +210,7 @@ class RunSession:
         and nothing of it is taken for what was there before the run."""
         env = command_env(self.force)
         self.tree = ProcessTree()
-        self.sampler = WatchSampler(self.interval, self.labels, keep=self.tree.select)
+        self.sampler = RunSampler(self.tree, self.interval, self.labels)
         self.sampler.open()
         self.sampler.start_events()
         self._host = self.sampler.host_info()

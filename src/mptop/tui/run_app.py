@@ -108,8 +108,8 @@ class RunApp(MptopApp):
             log = self.main.query_one("#output", Log)
             follow = log.scroll_y >= log.max_scroll_y - 1       # not scrolled back by the user
             log.write_lines(text, scroll_end=False)
-            if follow:
-                log.scroll_end(animate=False, immediate=True, x_axis=False)
+            if follow:          # once the new size is laid out: the last line, not the one before
+                log.call_after_refresh(log.scroll_end, animate=False, x_axis=False)
 
     def _status(self) -> list[tuple[str, str]]:
         if not self.finished and self.session.command.interrupts:
