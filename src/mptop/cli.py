@@ -1,4 +1,5 @@
-"""Command line entry point.  Start-up stays fast: each command imports its heavy parts in ``run``."""
+"""Command line entry point.  Start-up stays fast: only the command being run is imported (its
+options are added to the parser), and each command imports its heavy parts in ``run``."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ mptop export            Prometheus /metrics of MPTCP paths (or --textfile DIR)
 mptop serve [demo|URL…] the TUI in a browser tab (http://127.0.0.1:8000/)"""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; with ``only``, the options of that command alone ("": of none),
+    so that ``--version``, ``--help`` and each command import no other command's module."""
     parser = argparse.ArgumentParser(
         prog="mptop",
         description="See Multipath TCP work: per-path throughput, subflows, path-manager events, fallback.",
@@ -44,10 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-V", "--version", action="version", version=f"mptop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        cmd = importlib.import_module(f"mptop.commands.{module}")
         p = sub.add_parser(name, help=help_text, description=help_text, prog=f"mptop {name}")
-        cmd.add_arguments(p)
-        p.set_defaults(_module=cmd)
+        if only is None or only == name:
+            cmd = importlib.import_module(f"mptop.commands.{module}")
+            cmd.add_arguments(p)
+            p.set_defaults(_module=cmd)
     return parser
 
 
@@ -108,7 +112,6 @@ def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.Argume
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    _tune_malloc()
     if not argv:
         argv = ["watch"]
     elif argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "-V", "--version"):
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             at = argv.index("--upload")
             command, argv = "put", [argv[at + 1], *argv[:at], *argv[at + 2:]]
         argv = [command, *argv] if "--json" in argv or not interactive() else [command, "--tui", *argv]
-    parser = build_parser()
+    parser = build_parser(only=argv[0] if argv[0] in COMMANDS else "")
     args, extra = parser.parse_known_args(argv)
     if extra:
         return _unknown_options(parser, args, extra)
@@ -132,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from mptop import config
 
+    _tune_malloc()
     config.apply(args, args.command)          # --theme/--units/--interval: given, else the file's, else defaults
     try:
         return int(args._module.run(args) or 0)

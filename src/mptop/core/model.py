@@ -103,6 +103,7 @@ class ConnectionSample:
     tx_bps: float = 0.0
     bytes_received: int = 0
     bytes_acked: int = 0
+    closed: bool = False       # its last listing, once it is gone: final bytes, rate 0
 
 
 @dataclass(slots=True)
@@ -228,6 +229,14 @@ class HostInfo:
     started: str | None = None     # wall-clock start of the run, UTC ISO 8601 (times are relative to it)
     version: str | None = None     # mptop's version
     type: Literal["host"] = "host"
+
+
+def bytes_per_path(subflows: list[SubflowSample], upload: bool = False) -> dict[str, int]:
+    """What each path carried of these subflows: received bytes, or for an upload the acknowledged ones."""
+    out: dict[str, int] = {}
+    for sub in subflows:
+        out[sub.iface] = out.get(sub.iface, 0) + (sub.bytes_acked if upload else sub.bytes_received)
+    return out
 
 
 Record = Union[Sample, Event, Summary, HostInfo]
