@@ -78,7 +78,7 @@ def test_a_decision_is_kept_once_the_socket_is_closed(holders: tuple[subprocess.
 
 def sample(t: float, rx: dict[str, int], token: int = 5) -> Sample:
     subflows = [SubflowSample(id=i, local=f"10.0.{i}.2:4000{i}", remote=f"10.0.{i}.1:80", iface=iface, path=iface,
-                              bytes_received=n, rate_bps=0.0, rtt_ms=None, backup=False, bytes_sent=10)
+                              bytes_received=n, rate_bps=0.0, rtt_ms=None, backup=False, bytes_sent=12, bytes_acked=10)
                 for i, (iface, n) in enumerate(rx.items())]
     c = ConnectionSample(token=token, local="10.0.0.2:40000", remote="10.0.0.1:80", process="curl",
                          status="mptcp", rate_bps=0.0, subflows=subflows, bytes=sum(rx.values()) + 20, pid=42)
@@ -123,15 +123,17 @@ def test_the_exit_code_is_cmds_and_a_signal_is_128_plus_n(script: str, code: int
     assert asyncio.run(command.wait()) == code
 
 
-def test_a_command_not_found_or_not_executable(tmp_path) -> None:
+@pytest.mark.parametrize("step", ["check", "start"])     # checked before the watch starts; exec says the same
+def test_a_command_not_found_or_not_executable(tmp_path, step: str) -> None:
     with pytest.raises(CommandUnavailable) as missing:
-        Command(["no-such-command-mptop"], os.environ).start()
+        getattr(Command(["no-such-command-mptop"], os.environ), step)()
     assert (missing.value.code, str(missing.value)) == (127, "no-such-command-mptop: command not found")
     plain = tmp_path / "plain"
     plain.write_text("")
     with pytest.raises(CommandUnavailable) as denied:
-        Command([str(plain)], os.environ).start()
+        getattr(Command([str(plain)], os.environ), step)()
     assert denied.value.code == 126 and str(denied.value).endswith("permission denied")
+    Command(["sh"], os.environ).check()                             # on PATH: fine
 
 
 def test_a_connection_a_probe_saw_is_listed_once_by_the_next_poll(

@@ -106,6 +106,7 @@ class RunTally:
         self._last: dict[int, ConnectionSample] = {}
         self._subflows: dict[int, dict[SubflowKey, tuple[str, int]]] = {}   # token -> key -> (iface, bytes)
         self._fallback: dict[int, str] = {}
+        self._closed: set[int] = set()
         self.labels: dict[str, str] = {}
         self._outages: list[Outage] = []
         self._open: dict[tuple[str, str], Outage] = {}   # (iface, kind) -> the outage not over yet
@@ -122,11 +123,17 @@ class RunTally:
             self._last[conn.token] = conn
             book = self._subflows.setdefault(conn.token, {})
             for sf in conn.subflows:
-                total = sf.bytes_received + sf.bytes_sent
+                total = sf.bytes_received + sf.bytes_acked      # as the paths count: sent and acknowledged
                 _, before = book.get((sf.local, sf.remote), (sf.iface, 0))
                 book[(sf.local, sf.remote)] = (sf.iface, max(before, total))
 
+    def open_connections(self) -> set[int]:
+        """Tokens listed but not closed yet (their final listing, with the final counts, to come)."""
+        return set(self._last) - self._closed
+
     def _event(self, event: Event) -> None:
+        if event.kind == "connection_closed" and event.connection is not None:
+            self._closed.add(event.connection)
         if event.kind == "fallback" and event.connection is not None:
             self._fallback.setdefault(event.connection, event.detail.split(" — ")[0])
         kinds = {"path_stalled": "stalled", "link_down": "link_down"}
@@ -183,6 +190,11 @@ class RunSampler(WatchSampler):
             except OSError:
                 pass                   # the poll will try again
         super()._pm_event(event)
+
+    def wake(self) -> None:
+        """Poll now (CMD has ended: its connections' last listings are wanted soon)."""
+        if self._woken is not None:
+            self._woken.set()
 
     def close(self) -> None:
         if self._probe is not None:
