@@ -204,3 +204,11 @@ def test_mptcp_disabled_is_one_line_before_cmd_starts(lab) -> None:
     plain = mptop_run(lab, "--no-force", "--json", "--", "curl", "-s", "-o", "/dev/null", lab.url(1000))
     assert plain.returncode == 0, plain.stderr
     assert records(plain.stdout)[-1]["connections"] == []
+
+
+def test_output_log_takes_cmds_stdout_and_stderr(lab, tmp_path) -> None:
+    log = tmp_path / "cmd.log"
+    result = mptop_run(lab, "--headless", "--output-log", str(log), "--", "sh", "-c", "echo out; echo err >&2; exit 4")
+    assert result.returncode == 4
+    assert log.read_text().split() == ["out", "err"]
+    assert "out" not in result.stdout and "exited with code 4" in result.stderr
