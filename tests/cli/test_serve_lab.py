@@ -60,10 +60,10 @@ class Served:
 
 
 @contextmanager
-def serve(*what: str) -> Iterator[Served]:
+def serve(*what: str, env: dict[str, str] | None = None) -> Iterator[Served]:
     proc = subprocess.Popen([sys.executable, "-m", "mptop", "serve", "--port", "0", *what], text=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     served = Served(proc)
     try:
         assert proc.stderr is not None
@@ -185,3 +185,19 @@ def test_a_demo_tabs_lab_does_not_outlive_a_killed_server(browser: Browser) -> N
         served.proc.kill()                                          # no handler runs: SIGKILL
         served.proc.wait(timeout=30)
         wait_for(lambda: not tab.is_running() and not lab & netns_in_use(), 30)
+
+
+def test_a_tab_whose_mptop_fails_says_why_in_the_tab_and_the_servers_log(browser: Browser) -> None:
+    with serve("demo", env={**os.environ, "PATH": "/nonexistent"}) as served:     # no setpriv: no lab
+        tab = browser.open(served.url)
+        text = tab.wait_for(lambda t: "setpriv not found" in t)
+        tab.wait_drawn("setpriv not found")
+        wait_for(lambda: browser.driver.execute_script("return document.body.classList.contains('-closed')"))
+        assert not served.tabs()
+        served.proc.send_signal(signal.SIGTERM)
+        assert served.proc.wait(timeout=60) == 0
+        out, err = served.proc.communicate(timeout=10)
+    said = text.strip().splitlines()[0].strip()
+    assert said.startswith("mptop demo: ") and "setpriv not found" in said, text
+    assert f"mptop serve: a tab's `mptop demo`: {said}\n" in err, err
+    assert out == "", out
