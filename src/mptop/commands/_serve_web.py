@@ -82,13 +82,19 @@ class TabProcess(AppService):
         """Ask the app to quit (its lab goes with it); SIGKILL when it has not ended after STOP_S."""
         process = self._process
         try:
-            await asyncio.wait_for(self.stop(), STOP_S)
+            await asyncio.wait_for(self._quit(), STOP_S)
         except (TimeoutError, OSError):
-            pass
-        if process is not None and process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+            if process is not None and process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+
+    async def _quit(self) -> None:
+        await self.stop()
+        if self._process is not None:
+            # Its exit comes through asyncio's child watcher: a kill() now (which polls, and so reaps) would
+            # take the exit from the watcher ("Unknown child process pid N, will report returncode 255").
+            await self._process.wait()
 
 
 class Tabs:
