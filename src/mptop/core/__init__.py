@@ -39,6 +39,10 @@ System-wide — every MPTCP connection of the network namespace
     export_paths   per-path counters that stay monotonic across closed subflows
     exposition     the Prometheus text format
 
+One command's connections — ``mptop run -- CMD``
+    launch         CMD with mptcpize's library preloaded, its signals and exit code; the run around it
+    proctree       which connections CMD's process tree holds (inode → /proc/PID/fd); the run's summary
+
 Download engine — HTTP over MPTCP sockets (aiohttp)
     transfer       TransferManager and Transfer: downloads, the MPTCP socket factory
     resolver       DNS in the calling thread's network namespace, never waited for at exit

@@ -39,7 +39,7 @@ import socket
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import aiohttp
@@ -176,7 +176,8 @@ class TransferManager:
     """Runs every URL at once; see the module docstring."""
 
     def __init__(self, urls: Sequence[str], options: TransferOptions) -> None:
-        self.options = options
+        # Compared downloads fetch the same bytes: a kept .part would spare the MPTCP one some.
+        self.options = replace(options, resume=False) if options.compare_tcp else options
         self.plan: OutputPlan = plan_output(options.output, len(urls))
         self.transfers: list[Transfer] = []
         self._claimed: dict[str, int] = {}      # final path -> transfer id, within this run

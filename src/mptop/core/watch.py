@@ -90,17 +90,22 @@ def _port(address: str) -> int:
 # -- the sampler ---------------------------------------------------------------------------------
 class WatchSampler:
     """See the module docstring.  ``labels``: ``{iface: name}`` from ``--label``; ``only``: which
-    connections to track (paths and events then cover those only)."""
+    connections to track (paths and events then cover those only); ``keep``: picks them from each
+    dump instead (``mptop run``: :meth:`mptop.core.proctree.ProcessTree.select`)."""
 
     def __init__(self, interval: float = WATCH_INTERVAL_S, labels: Mapping[str, str] | None = None, *,
                  only: ConnectionFilter | None = None, pm_events: bool = True,
+                 keep: Callable[[list[DiagConnection]], list[DiagConnection]] | None = None,
                  stall_after_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         if interval <= 0:
             raise ValueError("the sampling interval must be > 0")
         self.interval = interval
         self.labels = dict(labels or {})
         self.only = only if only is not None and not only.empty else None
-        self.tracker = WatchTracker(self.labels, stall_after_s, unseen=self.only is None)
+        self.keep = keep
+        # Connections known only from their destroy broadcast (shorter than a poll) cannot be matched
+        # against a filter: shown only when nothing is filtered.
+        self.tracker = WatchTracker(self.labels, stall_after_s, unseen=self.only is None and keep is None)
         self._clock = clock
         self._t0 = clock()
         self.started = wall_clock_now()
@@ -178,6 +183,8 @@ class WatchSampler:
         t = self.now()
         if self.only is not None:
             conns = [c for c in conns if self.only.matches_diag(c)]
+        if self.keep is not None:
+            conns = self.keep(conns)
         itfs = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
         connections, events = self.tracker.observe(t, conns, itfs, self._fallback_counters.grew())
         for i, conn in enumerate(connections):

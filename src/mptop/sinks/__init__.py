@@ -162,9 +162,9 @@ class ConsoleView:
         self.interactive = terminal if interactive is None else interactive
         self.unit = unit
         self._last_line = time.monotonic()   # the first line after a second: a quick failure is one line
-        self._rich: RichConsole | None = None
-        self._sample: Sample | None = None
+        self._sample: Sample | None = None   # the newest
         self.verdict: str | None = None      # --compare-tcp: the comparison's last word, for the end
+        self._rich: RichConsole | None = None
         if terminal or self.interactive:
             # Rich only for a terminal (colours, the live display): its import is the largest part
             # of a headless get's start-up after aiohttp's (docs/measured.md "Import costs").
@@ -194,8 +194,8 @@ class ConsoleView:
         if event.kind == "transfer_failed" or (event.kind == "transfer_done" and not self.interactive) \
                 or (event.kind == "comparison" and event.transfer is None):
             return
-        line = self._side(event) + escape_controls(event.detail or event.kind)
-        self._print((f"{event.t:6.1f}s", "dim"), (" " + line, ""))
+        text = f" {self._side(event)}{escape_controls(event.detail or event.kind)}"
+        self._print((f"{event.t:6.1f}s", "dim"), (text, ""))
 
     def _side(self, event: Event) -> str:
         """``#2 TCP `` before an event of one side of a --compare-tcp run: both fetch the same URL."""
@@ -213,7 +213,7 @@ class ConsoleView:
             if t.ok:
                 took = t.duration_s if t.duration_s is not None else summary.duration_s
                 side = f"{side_name(t)} " if side_name(t) else ""
-                self._print(("✓", "green"), (" " + side + done_line(t, took), ""))
+                self._print(("✓", "green"), (f" {side}{done_line(t, took)}", ""))
         if pairs(summary.transfers):
             self._print((f"MPTCP vs TCP: {escape_controls(self.verdict or ended_verdict(summary))}", ""))
 

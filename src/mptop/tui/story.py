@@ -14,7 +14,7 @@ from typing import Callable, Literal
 
 from mptop.core.compare import side_name
 from mptop.core.missing import for_tui
-from mptop.core.model import Event, Sample, Summary, bytes_per_path
+from mptop.core.model import ConnectionSummary, Event, Sample, Summary, TransferSummary, bytes_per_path
 from mptop.core.safe_text import escape_controls
 from mptop.tui import format as fmt
 
@@ -136,7 +136,7 @@ class Narrator:
         else:
             if event.kind == "transfer_failed" and event.transfer in self._stalls:   # the stall ends with it
                 stall = self._stalls.pop(event.transfer)
-                self._tell_stall(stall, event.t, resumed=f"failed after {fmt.duration(event.t - stall.start)}")
+                self._tell_stall(stall, event.t, resumed="then it failed")   # how long: the failure's own line
             self._add(event.t, self._sentence(event), _PHRASES.get(event.kind, ("", "info"))[1])
 
     def _sentence(self, event: Event) -> list[Part]:
@@ -174,10 +174,11 @@ class Narrator:
     def on_summary(self, summary: Summary) -> None:
         """The run's last line: how long, how much, and which path carried it."""
         per_path: dict[str, int] = {}
-        for transfer in summary.transfers:
-            for iface, count in transfer.path_bytes.items():
+        carriers: list[TransferSummary | ConnectionSummary] = [*summary.transfers, *(summary.connections or [])]
+        for carrier in carriers:
+            for iface, count in carrier.path_bytes.items():
                 per_path[iface] = per_path.get(iface, 0) + count
-        total = sum(t.bytes for t in summary.transfers)
+        total = sum(c.bytes for c in carriers)
         parts: list[Part] = [(f"run ended after {fmt.duration(summary.duration_s)} — {fmt.size(total)}", None)]
         carried = sum(per_path.values())
         for iface, count in sorted(per_path.items(), key=lambda kv: -kv[1]):
@@ -189,7 +190,9 @@ class Narrator:
             parts.append((f" · {len(stopped)} stopped", None))
         if failed:
             parts.append((f" · {len(failed)} of {len(summary.transfers)} failed", None))
-        self._add(summary.duration_s, parts, "bad" if failed else "good")
+        if summary.exit_code is not None:
+            parts.append((f" · exit code {summary.exit_code}", None))
+        self._add(summary.duration_s, parts, "bad" if failed or summary.exit_code else "good")
 
     # -- outages -------------------------------------------------------------------------------
     def _outage_begins(self, event: Event) -> None:
