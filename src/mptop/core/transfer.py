@@ -26,9 +26,9 @@ headers arrive) fails the transfer; the sampler, which sees fallbacks later, cal
 
 A body goes to one writer thread per transfer (:class:`mptop.core.writer.WriterThread`) that
 writes it and hashes it (sha256, unless ``sha256=False``) while the next bytes are received.  A
-plain-HTTP body of known length is read from the socket by a thread of its own into preallocated
-buffers (:mod:`mptop.core.sockbody`); any other (HTTPS, chunked, no length) comes from aiohttp's
-``iter_any``, its chunks as they arrive, never re-chunked.
+body of known length (HTTP or HTTPS) is read from the socket by a thread of its own into
+preallocated buffers (:mod:`mptop.core.sockbody`); any other (chunked, no length) comes from
+aiohttp's ``iter_any``, its chunks as they arrive, never re-chunked.
 """
 
 from __future__ import annotations
@@ -318,26 +318,23 @@ class TransferManager:
 
     async def _receive(self, t: Transfer, resp: aiohttp.ClientResponse, start: int) -> None:
         assert t.target is not None
+        t.received = t.resumed = start
+        taken = take_over(resp) if resp.status != 416 else None   # before any await: aiohttp reads no more
         file = FileWriter(t.target, self.options.force, digest=self.options.sha256)
         t._writer = writer = WriterThread(file, f"mptop-writer-{t.id}")
-        t.received = t.resumed = start
         await writer.open(start)
         t.state = "running"
         if resp.status != 416:
-            await self._body(t, resp, writer)
+            async for chunk in resp.content.iter_any() if taken is None else _aiter(taken.head):
+                t.received += len(chunk)
+                await writer.write(chunk)
+        if taken is not None and taken.remaining:
+            await SocketBody(taken, writer, t.count_received, self.options.idle_timeout,
+                             f"mptop-reader-{t.id}").run()
         if t.total is not None and t.received != t.total:
             raise TransferError(f"connection closed after {t.received} of {t.total} bytes")
         t.file = await writer.commit()
         t.sha256 = writer.sha256
-
-    async def _body(self, t: Transfer, resp: aiohttp.ClientResponse, writer: WriterThread) -> None:
-        taken = take_over(resp)
-        async for chunk in resp.content.iter_any() if taken is None else _aiter(taken[0]):
-            t.received += len(chunk)
-            await writer.write(chunk)
-        if taken is not None and taken[1]:
-            await SocketBody(taken[2], taken[1], writer, t.count_received, self.options.idle_timeout,
-                             f"mptop-reader-{t.id}").run()
 
     def _claim(self, t: Transfer, path: str | None) -> bool:
         """Whether ``path`` is ``t``'s to write (first come, within this run)."""
