@@ -1,4 +1,5 @@
-"""Command line entry point.  Start-up stays fast: each command imports its heavy parts in ``run``."""
+"""Command line entry point.  Start-up stays fast: only the command being run is imported (its
+options are added to the parser), and each command imports its heavy parts in ``run``."""
 
 from __future__ import annotations
 
@@ -11,25 +12,33 @@ from mptop import __version__
 # name -> (module under mptop.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "get": ("get", "download URLs over MPTCP without the TUI (--json for NDJSON)"),
+    "put": ("put", "upload a file over MPTCP (PUT, or --post) and see each path's send rate"),
     "demo": ("demo", "a two-path lab with scripted handovers, in one command"),
     "watch": ("watch", "every MPTCP connection on this host, live"),
+    "run": ("run", "start a command and watch its MPTCP connections live (mptcpize)"),
     "doctor": ("doctor", "is MPTCP really usable here, and how to fix it"),
     "replay": ("replay", "play a recording (--record) in the TUI"),
     "export": ("export", "Prometheus metrics of MPTCP connections and paths (/metrics)"),
+    "serve": ("serve", "the TUI in a browser tab (watch, demo or URLs), one mptop per tab"),
 }
 
 USAGE = """\
 mptop URL…              download URLs over Multipath TCP and watch every path live
 mptop                   same as `mptop watch`
 mptop get URL… [--json] headless download (NDJSON with --json)
+mptop put FILE URL…     upload over MPTCP (mptop --upload FILE URL… in the TUI)
 mptop demo              two-path lab with Wi-Fi/cellular handovers, one command
 mptop watch             every MPTCP connection on this host
+mptop run -- CMD…       run CMD over MPTCP (mptcpize) and watch its connections live
 mptop doctor            is MPTCP really usable here, and how to fix it
 mptop replay FILE       play a recording in the TUI
-mptop export            Prometheus /metrics of MPTCP paths (or --textfile DIR)"""
+mptop export            Prometheus /metrics of MPTCP paths (or --textfile DIR)
+mptop serve [demo|URL…] the TUI in a browser tab (http://127.0.0.1:8000/)"""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; with ``only``, the options of that command alone ("": of none),
+    so that ``--version``, ``--help`` and each command import no other command's module."""
     parser = argparse.ArgumentParser(
         prog="mptop",
         description="See Multipath TCP work: per-path throughput, subflows, path-manager events, fallback.",
@@ -38,10 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-V", "--version", action="version", version=f"mptop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        cmd = importlib.import_module(f"mptop.commands.{module}")
         p = sub.add_parser(name, help=help_text, description=help_text, prog=f"mptop {name}")
-        cmd.add_arguments(p)
-        p.set_defaults(_module=cmd)
+        if only is None or only == name:
+            cmd = importlib.import_module(f"mptop.commands.{module}")
+            cmd.add_arguments(p)
+            p.set_defaults(_module=cmd)
     return parser
 
 
@@ -102,7 +112,6 @@ def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.Argume
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    _tune_malloc()
     if not argv:
         argv = ["watch"]
     elif argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "-V", "--version"):
@@ -112,8 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         # terminal (cron, a script), it is the headless `get`.
         from mptop.commands.tty import interactive
 
-        argv = ["get", *argv] if "--json" in argv or not interactive() else ["get", "--tui", *argv]
-    parser = build_parser()
+        command = "get"
+        if "--upload" in argv[:-1]:          # mptop --upload FILE URL…: the upload, in the TUI
+            at = argv.index("--upload")
+            command, argv = "put", [argv[at + 1], *argv[:at], *argv[at + 2:]]
+        argv = [command, *argv] if "--json" in argv or not interactive() else [command, "--tui", *argv]
+    parser = build_parser(only=argv[0] if argv[0] in COMMANDS else "")
     args, extra = parser.parse_known_args(argv)
     if extra:
         return _unknown_options(parser, args, extra)
@@ -122,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from mptop import config
 
+    _tune_malloc()
     config.apply(args, args.command)          # --theme/--units/--interval: given, else the file's, else defaults
     try:
         return int(args._module.run(args) or 0)

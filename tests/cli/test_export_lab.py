@@ -27,12 +27,12 @@ import pytest
 
 from mptop.lab import Lab
 from mptop.lab.netns import Namespace, kill_quietly
+from tests.support import payload_bytes
 
 pytestmark = pytest.mark.lab
 
 EXPORT_PORT, PROMETHEUS_PORT, LISTENER_PORT = 9464, 9090, 8443   # inside the client netns: all free there
 DASHBOARD = Path(__file__).parents[2] / "assets" / "grafana" / "mptop.json"
-HEADER_BYTES = 94                # per packet on the lab veths (Ethernet, IP, TCP with timestamps, DSS)
 WINDOW_S = 15
 PATHS = ("wlan0", "wwan0")
 LISTENER = (f"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262); "
@@ -80,14 +80,7 @@ class PayloadMeter:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _read(self) -> dict[str, int]:
-        out = {}
-        with open(self.dev) as f:
-            for line in f:
-                name, sep, rest = line.partition(":")
-                if sep and name.strip() in PATHS:
-                    fields = rest.split()
-                    out[name.strip()] = int(fields[0]) - HEADER_BYTES * int(fields[1])
-        return out
+        return payload_bytes(self.dev, PATHS)
 
     def _loop(self) -> None:
         while not self._stop.wait(0.05):
@@ -164,17 +157,35 @@ def test_prometheus_scraping_export_sees_each_paths_bytes_and_every_dashboard_qu
                 (t for t, c in meter.samples if all(c[i] - meter.samples[0][1][i] > 1_000_000 for i in PATHS)), None))
             wait_for("a full window of both paths", lambda: time.time() > both + WINDOW_S + 3, WINDOW_S + 30)
             at = time.time() - 1.5
+            took = {t: float(v) for t, v in prom_query(
+                lab.client, f'scrape_duration_seconds{{job="mptop"}}[{WINDOW_S}s]', at)[0]["values"]}
+            series = prom_query(lab.client, f"mptcp_path_received_bytes_total[{WINDOW_S}s]", at)
+            counters = {r["metric"]["interface"]: [(t, float(v)) for t, v in r["values"]] for r in series}
+            assert sorted(r["metric"]["interface"] for r in series) == sorted(PATHS), (series, took)  # one each
+            # rate() over exactly the window's scrapes (a range 1 ms longer, ending at the last one):
+            # Prometheus' slope of the samples compared below, with no extrapolation past them.
+            first, last = counters[PATHS[0]][0][0], counters[PATHS[0]][-1][0]
             rates = {r["metric"]["interface"]: float(r["value"][1]) for r in prom_query(
-                lab.client, f"rate(mptcp_path_received_bytes_total[{WINDOW_S}s])", at)}
+                lab.client, f"rate(mptcp_path_received_bytes_total[{round((last - first) * 1000) + 1}ms])", last)}
+            wait_for("the meter past the last scrape", lambda: meter.samples[-1][0] > last + took[last])
             scrape = http_get(lab.client, metrics_url)
             assert download.poll() is None, "the download ended before the window did: make it larger"
         for iface in PATHS:
-            truth = (meter.at(at, iface) - meter.at(at - WINDOW_S, iface)) / WINDOW_S
-            assert truth > 500_000, (iface, truth)
+            (t0, v0), (t1, v1) = counters[iface][0], counters[iface][-1]
+            values = [v for _, v in counters[iface]]
+            assert values == sorted(values) and t1 - t0 > WINDOW_S - 3, counters[iface]
+            # Compared over the scrapes' own span, not the window's (the rate of a shaped transfer moves
+            # second to second).  Prometheus stamps a sample when its scrape starts; the exporter read the
+            # kernel some moment within the scrape: the interfaces' payload between those bounds.
+            low = meter.at(t1, iface) - meter.at(t0 + took[t0], iface)
+            high = meter.at(t1 + took[t1], iface) - meter.at(t0, iface)
+            assert low > 500_000 * (t1 - t0), (iface, low)
             assert iface in rates, (rates, scrape)
-            print(f"{iface}: Prometheus rate {rates[iface]:,.0f} B/s, interface payload {truth:,.0f} B/s, "
-                  f"{rates[iface] / truth - 1:+.2%}")
-            assert rates[iface] == pytest.approx(truth, rel=0.02), (iface, rates, truth)
+            print(f"{iface}: counter +{v1 - v0:,.0f} B, Prometheus rate {rates[iface]:,.0f} B/s over {t1 - t0:.3f} s;"
+                  f" interface payload +{low:,.0f} to +{high:,.0f} B "
+                  f"({(v1 - v0) / low - 1:+.2%}, {(v1 - v0) / high - 1:+.2%})")
+            assert low * 0.98 <= v1 - v0 <= high * 1.02, (iface, v1 - v0, low, high)
+            assert low * 0.98 <= rates[iface] * (t1 - t0) <= high * 1.02, (iface, rates, t1 - t0, low, high)
         for expr in dashboard_queries():
             query = expr.replace("$__rate_interval", f"{WINDOW_S}s").replace("$instance", ".*")
             assert prom_query(lab.client, query, at), f"no data for the dashboard's {expr}"

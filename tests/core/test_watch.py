@@ -37,7 +37,7 @@ def subflow(path: tuple[str, str], port: int, rx: int, tx: int = 0, join: bool =
             backup: bool = False, token: int = 7) -> DiagSubflow:
     flags = (SUBFLOW_FLAG_JOIN_LOC if join else 0) | (SUBFLOW_FLAG_BKUP_LOC if backup else 0)
     tcp = TcpInfo(state=1, retransmits=0, rtt_us=20_000, rttvar_us=1_000, snd_cwnd=10, total_retrans=0,
-                  rcv_rtt_us=15_000, bytes_received=rx, bytes_sent=tx)
+                  rcv_rtt_us=15_000, bytes_received=rx, bytes_sent=tx, bytes_acked=tx)
     # id_local 0 for every subflow: tracking must not depend on ids.
     return DiagSubflow((path[0], port), (path[1], 80), 0, 0, 0, tcp, token, 99, 0, 0, flags)
 
@@ -45,7 +45,8 @@ def subflow(path: tuple[str, str], port: int, rx: int, tx: int = 0, join: bool =
 def connection(token: int, subflows: list[DiagSubflow], rx: int | None = None, tx: int | None = None,
                fallback: bool = False, process: str | None = "curl", pid: int | None = 42) -> DiagConnection:
     flags = MptcpInfo.FLAG_FALLBACK if fallback else MptcpInfo.FLAG_REMOTE_KEY_RECEIVED
-    info = MptcpInfo(len(subflows) - 1, 0, 0, 8, 0, 8, flags, token, 0, 0, 0, bytes_received=rx, bytes_sent=tx)
+    info = MptcpInfo(len(subflows) - 1, 0, 0, 8, 0, 8, flags, token, 0, 0, 0, bytes_received=rx, bytes_sent=tx,
+                     bytes_acked=tx)
     return DiagConnection((WLAN[0], 40000 + token), (WLAN[1], 80), 1, 1000 + token, 0, info,
                           tuple(subflows), pid, process)
 
@@ -97,6 +98,29 @@ def test_connection_rate_without_mptcp_counters_is_the_subflow_sum_both_ways() -
     assert by_iface(conn)["wlan0"].bytes_sent == 110 and conn.bytes == 1_010
 
 
+def test_directions_apart_and_sent_means_acknowledged_not_retransmitted() -> None:
+    """An upload's subflow resent 40 % of its bytes: tcpi_bytes_sent counts them twice, the peer got
+    tcpi_bytes_acked.  Each direction is kept apart, and what was sent is what was acknowledged."""
+    def sending(sent: int, acked: int, rx: int) -> DiagConnection:
+        tcp = TcpInfo(state=1, retransmits=0, rtt_us=20_000, rttvar_us=1_000, snd_cwnd=10, total_retrans=3,
+                      rcv_rtt_us=0, bytes_received=rx, bytes_sent=sent, bytes_acked=acked, bytes_retrans=sent - acked)
+        sf = DiagSubflow((WLAN[0], 40007), (WLAN[1], 80), 0, 0, 0, tcp, 7, 99, 0, 0, 0)
+        return connection(7, [sf], rx=rx, tx=acked)
+
+    tracker = WatchTracker()
+    tracker.observe(0.0, [sending(0, 0, 0)], interfaces())
+    [conn], _ = tracker.observe(1.0, [sending(14_000, 10_000, 500)], interfaces())
+    [sub] = conn.subflows
+    assert (sub.tx_bps, sub.rx_bps) == (pytest.approx(10_000 * 8), pytest.approx(500 * 8))
+    assert (sub.bytes_acked, sub.bytes_sent, sub.bytes_retrans, sub.rtt_ms) == (10_000, 14_000, 4_000, 20.0)
+    assert (conn.tx_bps, conn.rx_bps) == (pytest.approx(10_000 * 8), pytest.approx(500 * 8))
+    assert (conn.bytes_acked, conn.bytes_received) == (10_000, 500)
+    assert conn.rate_bps == pytest.approx(10_500 * 8)                  # both ways, never a resent byte twice
+    wlan = tracker.paths.samples()["wlan0"]
+    assert (wlan.bytes_acked, wlan.bytes_received, wlan.bytes) == (10_000, 500, 10_500)
+    assert (wlan.tx_bps, wlan.rx_bps) == (pytest.approx(10_000 * 8), pytest.approx(500 * 8))
+
+
 def test_closed_subflow_keeps_its_bytes_and_is_reported_once() -> None:
     tracker = WatchTracker()
     tracker.observe(0.0, [two_paths(1_000, 500)], interfaces())
@@ -139,7 +163,8 @@ def test_a_connection_that_disappears_drops_out_and_its_bytes_stay_on_its_paths(
     tracker = WatchTracker()
     tracker.observe(0.0, [two_paths(1_000, 500), two_paths(0, 0, token=8)], interfaces())
     conns, events = tracker.observe(1.0, [two_paths(0, 0, token=8)], interfaces())
-    assert [c.token for c in conns] == [8]
+    assert [(c.token, c.closed) for c in conns] == [(8, False), (7, True)]     # listed once more, closed
+    assert conns[1].bytes == 1_500 and conns[1].rate_bps == 0 and all(s.closed for s in conns[1].subflows)
     assert kinds(events) == [("connection_closed", None)] and "curl 192.0.2.2:40007" in events[0].detail
     assert tracker.paths.samples()["wlan0"].bytes == 1_000
 

@@ -39,7 +39,7 @@ def recorded_demo(make_lab: Any, **lab: Any) -> Iterator[tuple[Any, ScenarioPlay
 
     with lab_.client.entered():
         session = Session([demo_url(lab_, scenario)], TransferOptions(output="/dev/null"), labels=LABELS)
-        yield lab_, player, DemoApp(player, runner=runner, clock=False), records
+        yield lab_, player, DemoApp(scenario, player, runner=runner, clock=False), records
 
 
 def events(records: list[Record]) -> list[Event]:

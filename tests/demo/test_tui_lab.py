@@ -43,7 +43,8 @@ def demo_app(make_lab, name: str = "aggregate"):   # aggregate's script changes 
     player = ScenarioPlayer(lab, scenario)
     with lab.client.entered():
         session = Session([demo_url(lab, scenario)], TransferOptions(output="/dev/null"), labels=LABELS)
-        yield lab, player, DemoApp(player, runner=lambda feed: play(session, player, feed, None), clock=False)
+        yield lab, player, DemoApp(scenario, player, runner=lambda feed: play(session, player, feed, None),
+                                    clock=False)
 
 
 async def test_keys_toggle_wifi_cellular_backup_and_restore(make_lab):

@@ -120,12 +120,12 @@ def test_the_console_shows_rate_shares_while_running_and_byte_shares_once_done()
     from rich.console import Console
 
     from mptop.core.model import PathSample, Sample
-    from mptop.sinks import _Screen
+    from mptop.sinks.live import LiveScreen
 
     t = transfer("mptcp")
     t.bytes, t.total, t.rate_bps, t.eta_s = 600, 1000, 8e6, 2.0
     paths = {"wlan0": PathSample("Wi-Fi", 0.0, 750, share=0.0), "wwan0": PathSample("Cellular", 2e6, 250, share=1.0)}
-    screen = _Screen("bits")
+    screen = LiveScreen("bits")
     screen.sample = Sample(t=1.0, transfers=[t], paths=paths)
 
     def shown() -> list[str]:

@@ -60,7 +60,7 @@ async def test_from_60x20_up_notifications_stay_off_the_events_and_footer(size: 
 def demo_app() -> DemoApp:
     """The demo's app without a lab: its keys' actions are not pressed here."""
     player = SimpleNamespace(scenario=load("handover"), scripted=True)
-    return DemoApp(player, clock=False)  # type: ignore[arg-type]
+    return DemoApp(player.scenario, player, clock=False)  # type: ignore[arg-type]
 
 
 def footer_keys(app: DemoApp, width: int) -> set[str]:

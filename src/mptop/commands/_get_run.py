@@ -8,6 +8,7 @@ import signal
 import sys
 from contextlib import ExitStack
 
+from mptop.core.compare import counts_for_exit, side_name
 from mptop.core.failures import TransferError
 from mptop.core.model import Sink, Summary
 from mptop.core.paths import parse_labels
@@ -21,7 +22,8 @@ def options_from(args: argparse.Namespace) -> TransferOptions:
     return TransferOptions(output=args.output, force=args.force, insecure=args.insecure,
                            require_mptcp=args.require_mptcp, connect_timeout=args.connect_timeout,
                            idle_timeout=args.idle_timeout, max_redirects=args.max_redirects,
-                           sha256=not args.no_hash)
+                           compare_tcp=args.compare_tcp,
+                           sha256=not getattr(args, "no_hash", False))   # `put` hashes what it sends
 
 
 def usage_error(message: str) -> int:
@@ -30,11 +32,13 @@ def usage_error(message: str) -> int:
 
 
 def report_failures(summary: Summary) -> int:
-    """One line per failed transfer on stderr; the exit code for the run."""
-    for t in summary.transfers:
-        if not t.ok:
-            print(f"mptop: {escape_controls(t.url)}: {escape_controls(t.error or 'failed')}", file=sys.stderr)
-    return 0 if all(t.ok for t in summary.transfers) else 1
+    """One line per failed transfer on stderr; the exit code for the run.  The plain-TCP side of a
+    --compare-tcp run failing is what the comparison measured: its "MPTCP vs TCP" line says why."""
+    failed = [t for t in summary.transfers if not t.ok and counts_for_exit(t)]
+    for t in failed:
+        side = f" ({side_name(t)})" if side_name(t) else ""
+        print(f"mptop: {escape_controls(t.url)}{side}: {escape_controls(t.error or 'failed')}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def make_session(args: argparse.Namespace) -> Session | int:
@@ -43,8 +47,11 @@ def make_session(args: argparse.Namespace) -> Session | int:
         labels = parse_labels(args.label)
     except ValueError as exc:
         return usage_error(str(exc))
+    if args.compare_tcp and len(args.urls) != 1:
+        return usage_error(f"--compare-tcp compares one URL over MPTCP and plain TCP (got {len(args.urls)})")
     try:
-        return Session(args.urls, options_from(args), interval=args.interval, labels=labels)
+        return Session(args.urls, options_from(args), interval=args.interval, labels=labels,
+                       upload=getattr(args, "source", None), method=getattr(args, "method", "PUT"))
     except TransferError as exc:
         return usage_error(str(exc))
 

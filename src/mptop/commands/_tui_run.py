@@ -30,7 +30,10 @@ def run_downloads(args: argparse.Namespace) -> int:
         crashed = run_app(app, theme=args.theme)
         # What `get` prints at the end, once the TUI has left the screen: a line per transfer.
         summary = with_resume_hint(done[0] if done else interrupted(session))
-        ConsoleView(sys.stderr, unit=args.unit, interactive=False).close(summary)
+        view = ConsoleView(sys.stderr, unit=args.unit, interactive=False)
+        if session.comparison is not None and session.comparison.told_end:
+            view.verdict = session.comparison.verdict()
+        view.close(summary)
         return report_failures(summary) or crashed
 
 

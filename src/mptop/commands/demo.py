@@ -9,7 +9,7 @@ from mptop.commands.options import add_display_arguments, positive_float
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", default="handover", metavar="NAME",
-                        help="handover (default), aggregate, backup, fallback, flaky — or a .toml file")
+                        help="handover (default), aggregate, backup, compare, fallback, flaky — or a .toml file")
     parser.add_argument("--headless", action="store_true", help="no TUI: a line per second (or --json)")
     parser.add_argument("--duration", type=positive_float, metavar="S",
                         help="stop after S seconds (default: run until q / Ctrl-C)")

@@ -14,20 +14,28 @@ def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="PATH",
                         help="FILE (one URL), DIR/, - for stdout, or /dev/null (default: the URL's name here)")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite an existing file")
+    add_connection_arguments(parser)
+    parser.add_argument("--max-redirects", type=count, default=10, metavar="N", help="follow at most N redirects")
+    parser.add_argument("--no-hash", action="store_true",
+                        help="do not compute each file's sha256 (it is on by default, off the event loop)")
+    add_display_arguments(parser, interval=0.25)
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser, idle: str = "no byte arrives") -> None:
+    """Options every transfer takes, download (`get`) or upload (`put`)."""
     parser.add_argument("-k", "--insecure", action="store_true", help="do not verify TLS certificates")
     parser.add_argument("--require-mptcp", action="store_true",
                         help="fail a transfer that cannot use MPTCP or falls back to TCP")
+    parser.add_argument("--compare-tcp", action="store_true",
+                        help="the same transfer a second time at once over plain TCP (a download's copy is "
+                             "discarded), both side by side; the exit code follows the MPTCP one")
     parser.add_argument("--label", action="append", default=[], metavar="IFACE=NAME",
                         help="name a path, e.g. --label eth1=Starlink (repeatable)")
     parser.add_argument("--record", metavar="FILE", help="also write the NDJSON stream to FILE (for mptop replay)")
     parser.add_argument("--connect-timeout", type=positive_float, default=15.0, metavar="S",
                         help="give up connecting after S seconds (default 15)")
     parser.add_argument("--idle-timeout", type=positive_float, default=30.0, metavar="S",
-                        help="give up when no byte arrives for S seconds (default 30)")
-    parser.add_argument("--max-redirects", type=count, default=10, metavar="N", help="follow at most N redirects")
-    parser.add_argument("--no-hash", action="store_true",
-                        help="do not compute each file's sha256 (it is on by default, off the event loop)")
-    add_display_arguments(parser, interval=0.25)
+                        help=f"give up when {idle} for S seconds (default 30)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,8 +8,16 @@ import os
 import sys
 
 
+def served() -> bool:
+    """`mptop serve` started this process for a browser tab: Textual draws through textual-serve's web
+    driver (named in TEXTUAL_DRIVER) on stdin/stdout, which are pipes to the server, not a terminal."""
+    return os.environ.get("TEXTUAL_DRIVER") == "textual.drivers.web_driver:WebDriver"
+
+
 def interactive() -> bool:
-    """stdin, stdout and stderr are all terminals."""
+    """stdin, stdout and stderr are all terminals, or a browser tab is (:func:`served`)."""
+    if served():
+        return True
     try:
         return all(os.isatty(fd) for fd in (0, 1, 2))
     except OSError:

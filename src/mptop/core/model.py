@@ -3,6 +3,13 @@
 These are the NDJSON records of ``mptop get --json`` / ``--record`` / ``watch --json`` and what
 ``mptop replay`` reads back, so :meth:`to_json` and :func:`record_from_json` are exact inverses.
 Rates are bits per second; times are seconds since the run started (monotonic clock).
+
+Directions: ``rx`` is what the kernel received (``tcpi_bytes_received``), ``tx`` what it sent *and the
+peer acknowledged* (``tcpi_bytes_acked``: payload that arrived, retransmissions not counted twice).
+Subflows, paths, transfers and connections carry both (``rx_bps``/``tx_bps``,
+``bytes_received``/``bytes_acked``); ``rate_bps`` and a path's ``bytes`` are the direction that carries
+the run: received for downloads, acknowledged for uploads (``TransferSample.direction``), both summed
+for ``watch``'s connections.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from typing import Any, Literal, Union
 from mptop.kernel.linktype import LinkType
 
 Status = Literal["mptcp", "fallback", "tcp", "connecting"]
+Direction = Literal["download", "upload"]
+CompareSide = Literal["mptcp", "tcp"]   # which download of a ``--compare-tcp`` pair (the same URL twice)
 
 EVENT_KINDS = (
     "subflow_up", "subflow_down", "path_stalled", "path_recovered", "fallback",
@@ -26,6 +35,7 @@ EVENT_KINDS = (
     "subflow_missing",     # a live connection lost its subflow on a path that is up and has an endpoint
     "scenario",            # demo: a scripted lab step (link down, rate change, …)
     "user_action",         # demo: what a key the user pressed did to the lab (w, c, b, r)
+    "comparison",          # --compare-tcp: MPTCP against plain TCP in words, with the run's numbers
 )
 
 
@@ -37,15 +47,19 @@ class SubflowSample:
     iface: str                 # the path key: local interface name (or local address if unknown)
     path: str                  # the path's label: Wi-Fi, Cellular, Ethernet, or the interface
     bytes_received: int
-    rate_bps: float
-    rtt_ms: float | None
+    rate_bps: float            # the direction the owner carries (see the module docstring)
+    rtt_ms: float | None       # a download's receive-side RTT (tcpi_rcv_rtt), else tcpi_rtt
     backup: bool
-    bytes_sent: int = 0
+    bytes_sent: int = 0        # tcpi_bytes_sent: retransmissions included
     cwnd: int | None = None
     retransmits: int | None = None
     join: bool = False         # False: the initial subflow (MP_CAPABLE); True: an MP_JOIN subflow
     age_s: float = 0.0
     closed: bool = False
+    bytes_acked: int = 0       # tcpi_bytes_acked: sent and acknowledged (counted across counter resets)
+    rx_bps: float = 0.0
+    tx_bps: float = 0.0        # of acknowledged bytes
+    bytes_retrans: int | None = None   # tcpi_bytes_retrans
 
 
 @dataclass(slots=True)
@@ -62,6 +76,13 @@ class TransferSample:
     state: Literal["connecting", "running", "done", "failed"] = "running"
     error: str | None = None
     avg_bps: float | None = None     # once finished: bits/s fetched over the whole transfer (start to end)
+    direction: Direction = "download"
+    rx_bps: float = 0.0
+    tx_bps: float = 0.0
+    bytes_received: int = 0          # the subflows' totals, as the kernel counted them
+    bytes_acked: int = 0
+    compare: CompareSide | None = None   # --compare-tcp: this is the MPTCP or the plain-TCP download
+    duration_s: float | None = None  # once finished: its start to its end
 
 
 @dataclass(slots=True)
@@ -78,6 +99,11 @@ class ConnectionSample:
     bytes: int = 0
     age_s: float = 0.0
     pid: int | None = None
+    rx_bps: float = 0.0
+    tx_bps: float = 0.0
+    bytes_received: int = 0
+    bytes_acked: int = 0
+    closed: bool = False       # its last listing, once it is gone: final bytes, rate 0
 
 
 @dataclass(slots=True)
@@ -92,6 +118,10 @@ class PathSample:
     link_type: LinkType = "other"   # from the kernel's evidence (mptop.kernel.linktype)
     no_subflow_s: float | None = None   # up, has an endpoint, lost its subflow this long ago (core.missing)
     waiting_on: str | None = None  # quiet with its link up while the transfer moves on these paths (labels)
+    rx_bps: float = 0.0
+    tx_bps: float = 0.0
+    bytes_received: int = 0
+    bytes_acked: int = 0
 
 
 @dataclass(slots=True)
@@ -137,6 +167,35 @@ class TransferSummary:
     path_bytes: dict[str, int] = field(default_factory=dict)
     duration_s: float | None = None      # this transfer's start to end
     resumed: int = 0                     # of ``bytes``, what a .part file already held (not fetched now)
+    direction: Direction = "download"    # an upload's ``file`` is what was sent (None: standard input)
+    reply: str | None = None             # an upload: the start of the server's answer, control characters escaped
+    compare: CompareSide | None = None   # --compare-tcp: this is the MPTCP or the plain-TCP download
+
+
+@dataclass(slots=True)
+class ConnectionSummary:
+    """``mptop run``: one connection of the command, at its end (or the run's)."""
+
+    token: int
+    local: str
+    remote: str
+    process: str | None
+    pid: int | None
+    status: Status
+    bytes: int                           # both directions, at the MPTCP level (else its subflows' sum)
+    path_bytes: dict[str, int] = field(default_factory=dict)   # iface -> bytes of its subflows there
+    fallback: str | None = None          # why it fell back to TCP, as the fallback event said
+
+
+@dataclass(slots=True)
+class Outage:
+    """``mptop run``: a path that stalled (``path_stalled``) or whose link went down, and for how long."""
+
+    iface: str
+    path: str
+    kind: Literal["stalled", "link_down"]
+    start_s: float
+    duration_s: float | None = None      # None: not over when the run ended
 
 
 @dataclass(slots=True)
@@ -144,6 +203,14 @@ class Summary:
     duration_s: float
     transfers: list[TransferSummary] = field(default_factory=list)
     type: Literal["summary"] = "summary"
+    # `mptop run` only (left out of the NDJSON otherwise): the command, its exit code, its connections
+    command: list[str] | None = None
+    exit_code: int | None = None
+    connections: list[ConnectionSummary] | None = None
+    outages: list[Outage] | None = None
+
+
+RUN_FIELDS = ("command", "exit_code", "connections", "outages")
 
 
 @dataclass(slots=True)
@@ -164,6 +231,14 @@ class HostInfo:
     type: Literal["host"] = "host"
 
 
+def bytes_per_path(subflows: list[SubflowSample], upload: bool = False) -> dict[str, int]:
+    """What each path carried of these subflows: received bytes, or for an upload the acknowledged ones."""
+    out: dict[str, int] = {}
+    for sub in subflows:
+        out[sub.iface] = out.get(sub.iface, 0) + (sub.bytes_acked if upload else sub.bytes_received)
+    return out
+
+
 Record = Union[Sample, Event, Summary, HostInfo]
 
 Sink = Callable[[Record], None]
@@ -177,6 +252,9 @@ def to_json(record: Record) -> dict[str, Any]:
         del out["connections"]
     if isinstance(record, Sample) and record.connections is not None and not record.transfers:
         del out["transfers"]
+    if isinstance(record, Summary) and record.command is None:
+        for name in RUN_FIELDS:
+            del out[name]
     return out
 
 
@@ -213,9 +291,13 @@ def record_from_json(data: dict[str, Any]) -> Record:
     if kind == "event":
         return _build(Event, data)
     if kind == "summary":
+        conns, outages = data.get("connections"), data.get("outages")
         return Summary(
             duration_s=data["duration_s"],
             transfers=[_build(TransferSummary, t) for t in data.get("transfers", [])],
+            command=data.get("command"), exit_code=data.get("exit_code"),
+            connections=None if conns is None else [_build(ConnectionSummary, c) for c in conns],
+            outages=None if outages is None else [_build(Outage, o) for o in outages],
         )
     if kind == "host":
         return _build(HostInfo, data)

@@ -100,7 +100,8 @@ class InterfaceMap:
 
 @dataclass(slots=True)
 class PathState:
-    """Running totals of one path.  Bytes of subflows that closed stay in :attr:`bytes`."""
+    """Running totals of one path.  Bytes of subflows that closed stay in :attr:`bytes` (the direction
+    the run carries) and in :attr:`rx_bytes` / :attr:`tx_bytes` (received / acknowledged)."""
 
     iface: str
     label: str
@@ -111,6 +112,10 @@ class PathState:
     link_up: bool | None = None
     stalled: bool = False
     waiting_on: str | None = None     # quiet, link up, while the transfer moves on these paths
+    rx_bytes: int = 0                 # received (tcpi_bytes_received)
+    tx_bytes: int = 0                 # sent and acknowledged (tcpi_bytes_acked)
+    rx_bps: float = 0.0
+    tx_bps: float = 0.0
 
 
 class PathBook:
@@ -143,7 +148,7 @@ class PathBook:
         if kinds:
             self._kinds = kinds
         for state in self.paths.values():
-            state.rate_bps = 0.0
+            state.rate_bps = state.rx_bps = state.tx_bps = 0.0
             state.subflows = 0
             state.link_up = link_up.get(state.iface)
             if state.iface in self._kinds:
@@ -153,10 +158,18 @@ class PathBook:
         """Bytes a subflow gained since the last poll (also for a subflow that has just closed)."""
         self.path(iface).bytes += delta
 
-    def add_live_subflow(self, iface: str, rate_bps: float) -> None:
+    def add_directions(self, iface: str, rx_delta: int, tx_delta: int) -> None:
+        """Bytes a subflow received and had acknowledged since the last poll, by direction."""
+        state = self.path(iface)
+        state.rx_bytes += rx_delta
+        state.tx_bytes += tx_delta
+
+    def add_live_subflow(self, iface: str, rate_bps: float, rx_bps: float = 0.0, tx_bps: float = 0.0) -> None:
         state = self.path(iface)
         state.subflows += 1
         state.rate_bps += rate_bps
+        state.rx_bps += rx_bps
+        state.tx_bps += tx_bps
 
     def samples(self) -> dict[str, PathSample]:
         """The per-path records of this poll, with each path's share of the current total rate."""
@@ -172,6 +185,10 @@ class PathBook:
                 subflows=s.subflows,
                 stalled=s.stalled,
                 waiting_on=s.waiting_on,
+                rx_bps=s.rx_bps,
+                tx_bps=s.tx_bps,
+                bytes_received=s.rx_bytes,
+                bytes_acked=s.tx_bytes,
             )
             for iface, s in self.paths.items()
         }

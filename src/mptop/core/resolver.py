@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import socket
-import threading
-from typing import Any
 
 from aiohttp.abc import AbstractResolver, ResolveResult
+
+from mptop.core.threads import on_daemon_thread
 
 
 class NetnsResolver(AbstractResolver):
@@ -24,20 +22,9 @@ class NetnsResolver(AbstractResolver):
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[list[Any]] = loop.create_future()
-
-        def lookup() -> None:
-            try:
-                infos: list[Any] | BaseException = socket.getaddrinfo(
-                    host, port, family, socket.SOCK_STREAM, 0, socket.AI_ADDRCONFIG)
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
-                infos = exc
-            with contextlib.suppress(RuntimeError):     # the loop is gone: nobody waits any more
-                loop.call_soon_threadsafe(_settle, answer, infos)
-
-        threading.Thread(target=lookup, name="mptop-dns", daemon=True).start()
-        infos = await answer
+        infos = await on_daemon_thread(
+            lambda: socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_ADDRCONFIG),
+            name="mptop-dns")
         numeric = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
         results = []
         for fam, _, proto, _, addr in infos:
@@ -52,11 +39,3 @@ class NetnsResolver(AbstractResolver):
     async def close(self) -> None:
         pass        # shared by the run's sessions; its threads are daemons
 
-
-def _settle(answer: asyncio.Future[list[Any]], infos: list[Any] | BaseException) -> None:
-    if answer.done():          # the lookup's waiter was cancelled (connect timeout)
-        return
-    if isinstance(infos, BaseException):
-        answer.set_exception(infos)
-    else:
-        answer.set_result(infos)

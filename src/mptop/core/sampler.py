@@ -47,7 +47,17 @@ from mptop.core.events import (
     fallback_reason,
 )
 from mptop.core.missing import MissingSubflows
-from mptop.core.model import Event, HostInfo, Record, Sample, Status, Summary, TransferSample, TransferSummary
+from mptop.core.model import (
+    Direction,
+    Event,
+    HostInfo,
+    Record,
+    Sample,
+    Status,
+    Summary,
+    TransferSample,
+    TransferSummary,
+)
 from mptop.core.paths import InterfaceMap, PathBook, label_for
 from mptop.core.pm_router import PmRouter
 from mptop.core.polling import PmFeed, rearming, sleep_unless
@@ -204,6 +214,7 @@ class Sampler:
             return track.last                   # finished, final read done
         finishing = tr.state in FINISHED       # this poll is the final read
         running = tr.state == "running"
+        upload = direction_of(tr) == "upload"   # then the acknowledged bytes are what it carries
         readings = [(i, sock, _socket_reading(sock)) for i, sock in enumerate(tr.sockets)]
         live = _live_reading(tr, readings)
         for index, _sock, reading in readings:
@@ -217,13 +228,13 @@ class Sampler:
         self._router.dispatch(ctx, self._tracks)
         goodputs: list[float] = []            # bytes/s of each socket read now that has a kernel counter
         for index, _sock, reading in readings:
-            if reading is not None and account_goodput(ctx.t, track.socket_track(index), reading):
+            if reading is not None and account_goodput(ctx.t, track.socket_track(index), reading, upload):
                 goodputs.append(track.socket_track(index).goodput.rate)
         # Bytes the kernel received that mptop has not read yet: with a full receive buffer the
         # paths go quiet because of us (a busy machine), which is no stall of theirs.
         unread = sum(track.sockets[i].goodput.total for i, _s, r in readings if r is not None) \
             - (tr.bytes_done - tr.resumed)
-        needed = running and (not goodputs or unread < APP_BACKLOG)
+        needed = running and (upload or not goodputs or unread < APP_BACKLOG)
         subflows = []
         for index, sock, reading in readings:
             if reading is None:
@@ -232,7 +243,7 @@ class Sampler:
             if not sfs and reading.tcp is not None:
                 plain = plain_subflow(sock, reading)
                 sfs = (plain,) if plain is not None else ()
-            subflows += account_socket(ctx, track, index, sfs, needed)
+            subflows += account_socket(ctx, track, index, sfs, needed, upload)
         self._update_status(ctx, tr, track, live)
         for note in _take_notes(tr):
             ctx.events.append(Event(ctx.t, "transfer_note", None, tr.id, note))
@@ -249,6 +260,12 @@ class Sampler:
             state=tr.state,  # type: ignore[arg-type]
             error=tr.error,
             avg_bps=_mean_bps(tr) if finishing else None,
+            direction="upload" if upload else "download",
+            rx_bps=sum(s.rx_bps for s in subflows), tx_bps=sum(s.tx_bps for s in subflows),
+            bytes_received=sum(s.bytes_received for s in subflows + list(track.closed)),
+            bytes_acked=sum(s.bytes_acked for s in subflows + list(track.closed)),
+            compare=getattr(tr, "compare", None),
+            duration_s=_span([tr]) if finishing else None,
         )
         if finishing:
             self._finish(ctx, tr, track, sample)
@@ -290,8 +307,8 @@ class Sampler:
         self._ledger.forget(tr.id)
         self._router.forget(tr.id)
         # After the end nothing is live: no rate, no RTT estimate (the bytes stay).
-        ended = [replace(s, rate_bps=0.0, rtt_ms=None) for s in sample.subflows]
-        track.last = replace(sample, rate_bps=0.0, eta_s=None, subflows=ended)
+        ended = [replace(s, rate_bps=0.0, rx_bps=0.0, tx_bps=0.0, rtt_ms=None) for s in sample.subflows]
+        track.last = replace(sample, rate_bps=0.0, rx_bps=0.0, tx_bps=0.0, eta_s=None, subflows=ended)
 
     # -- records for views ---------------------------------------------------------------------
     def host_info(self) -> HostInfo:
@@ -328,6 +345,8 @@ class Sampler:
                 reason=track.reason if track else None, ok=tr.state == "done", error=tr.error,
                 path_bytes=dict(track.path_bytes) if track else {}, duration_s=_span([tr]),
                 resumed=getattr(tr, "resumed", 0),
+                direction=direction_of(tr), reply=getattr(tr, "reply", None),
+                compare=getattr(tr, "compare", None),
             ))
         return Summary(duration_s=_span(self.transfers()) or self.now(), transfers=out)
 
@@ -372,6 +391,11 @@ def _mean_bps(tr: TransferLike) -> float | None:
     if tr.started_at is None or tr.ended_at is None or tr.ended_at <= tr.started_at:
         return None
     return (tr.bytes_done - tr.resumed) * 8 / (tr.ended_at - tr.started_at)
+
+
+def direction_of(tr: TransferLike) -> Direction:
+    """``upload`` for an upload (:class:`mptop.core.upload.Upload`); other TransferLikes download."""
+    return "upload" if getattr(tr, "direction", "download") == "upload" else "download"
 
 
 def _take_notes(tr: TransferLike) -> list[str]:

@@ -1,4 +1,4 @@
-"""One download run: transfers and their sampler side by side, every record handed to the views.
+"""One download (or upload) run: transfers and their sampler side by side, every record handed to the views.
 
 ``get``, ``mptop URL…`` (the TUI) and ``demo`` all run this; they differ only in the sinks they pass
 (NDJSON on stdout, a recording file, the console, the Textual app).
@@ -11,9 +11,11 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mptop.core.compare import Comparison
 from mptop.core.model import Event, Sink, Summary
 from mptop.core.sampler import Sampler
 from mptop.core.transfer import Transfer, TransferManager, TransferOptions
+from mptop.core.upload import Method, UploadManager
 
 
 @dataclass
@@ -26,11 +28,16 @@ class Session:
     labels: Mapping[str, str] = field(default_factory=dict)
     pm_events: bool = True
     sampler: Sampler | None = None
+    upload: str | None = None          # a file (or "-") to send to every URL instead of downloading
+    method: Method = "PUT"
+    comparison: Comparison | None = None     # --compare-tcp: MPTCP against plain TCP, once running
     _stop: asyncio.Event | None = None
 
     def __post_init__(self) -> None:
-        # Made here, not in run(): a bad -o raises TransferError before any event loop starts.
-        self.manager = TransferManager(self.urls, self.options)
+        # Made here, not in run(): a bad -o (or an unreadable upload) raises TransferError before any
+        # event loop starts.
+        self.manager = TransferManager(self.urls, self.options) if self.upload is None \
+            else UploadManager(self.urls, self.options, self.upload, self.method)
 
     @property
     def transfers(self) -> list[Transfer]:
@@ -40,6 +47,9 @@ class Session:
         """Run every transfer to its end (or until :meth:`stop`), feeding ``sink`` each record:
         HostInfo first, then events and samples as they come, the Summary last."""
         self._stop = asyncio.Event()
+        if self.options.compare_tcp:     # the comparison told in words, in the stream itself
+            self.comparison = Comparison()
+            sink = self.comparison.narrating(sink)
         async with self.manager as manager:
             self.sampler = Sampler(manager.transfers, self.interval, self.labels, pm_events=self.pm_events,
                                    require_mptcp=self.options.require_mptcp)

@@ -17,7 +17,7 @@ from mptop.core.events import SubflowLedger, describe_subflow
 from mptop.core.model import Event, Status, SubflowSample, TransferSample
 from mptop.core.paths import InterfaceMap, PathBook
 from mptop.core.rates import CounterRate, Ewma
-from mptop.kernel.types import Address, SocketReading, SocketStatus, SubflowReading
+from mptop.kernel.types import Address, SocketReading, SocketStatus, SubflowReading, TcpInfo
 
 CLOSED_KEPT = 8
 # A reset initial subflow stays attached to the connection (as msk->first) in TCP_CLOSE, with its
@@ -82,13 +82,37 @@ def plain_subflow(sock: socket.socket, reading: SocketReading) -> SubflowReading
         return None
 
 
-def rtt_ms(sf: SubflowReading) -> float | None:
+def rtt_ms(sf: SubflowReading, sending: bool = False) -> float | None:
     """The receive-side RTT (tcpi_rcv_rtt): on the client of a download tcpi_rtt says little
-    (docs/measured.md); fall back to tcpi_rtt while no rcv_rtt estimate exists yet (0)."""
+    (docs/measured.md); fall back to tcpi_rtt while no rcv_rtt estimate exists yet (0).  A sender
+    (``sending``: an upload) has the real one, tcpi_rtt, from its own data's ACKs."""
     if sf.tcp is None:
         return None
-    us = sf.tcp.rcv_rtt_us or sf.tcp.rtt_us
+    us = sf.tcp.rtt_us if sending else sf.tcp.rcv_rtt_us or sf.tcp.rtt_us
     return us / 1000.0 if us else None
+
+
+def count_directions(t: float, rx: CounterRate, tx: CounterRate, tcp: TcpInfo | None) -> tuple[int, int]:
+    """Feed a subflow's received (tcpi_bytes_received) and acknowledged (tcpi_bytes_acked, not
+    tcpi_bytes_sent, which counts retransmissions again) counters; the bytes each gained."""
+    if tcp is None:
+        return 0, 0
+    got = rx.update(t, tcp.bytes_received) if tcp.bytes_received is not None else 0
+    acked = tx.update(t, tcp.bytes_acked) if tcp.bytes_acked is not None else 0
+    return got, acked
+
+
+def direction_sample(st: SubflowIdentity, id_: int, tcp: TcpInfo | None, rx: CounterRate, tx: CounterRate,
+                     *, t: float, rate_bps: float, rtt: float | None, backup: bool) -> SubflowSample:
+    """A subflow's record with both directions (shared by our transfers' and watch's trackers)."""
+    return SubflowSample(
+        id=id_, local=st.local, remote=st.remote, iface=st.iface, path=st.label,
+        bytes_received=rx.total, rate_bps=rate_bps, rtt_ms=rtt, backup=backup,
+        bytes_sent=(tcp.bytes_sent or 0) if tcp else 0,
+        cwnd=tcp.snd_cwnd if tcp else None, retransmits=tcp.total_retrans if tcp else None,
+        join=st.join, age_s=t - st.first_seen, bytes_acked=tx.total, rx_bps=rx.rate * 8, tx_bps=tx.rate * 8,
+        bytes_retrans=tcp.bytes_retrans if tcp else None,
+    )
 
 
 @dataclass(slots=True)
@@ -105,7 +129,8 @@ class SubflowIdentity:
 
 @dataclass(slots=True)
 class SubflowTrack(SubflowIdentity):
-    counter: CounterRate = field(default_factory=CounterRate)
+    rx: CounterRate = field(default_factory=CounterRate)
+    tx: CounterRate = field(default_factory=CounterRate)
     last: SubflowSample | None = None
 
 
@@ -169,8 +194,9 @@ class PollContext:
 
 
 def account_socket(ctx: PollContext, track: TransferTrack, index: int, subflows: Sequence[SubflowReading],
-                   running: bool) -> list[SubflowSample]:
+                   running: bool, upload: bool = False) -> list[SubflowSample]:
     """Feed one socket's subflows: rates, path bytes, subflow_up/down; returns live samples.
+    ``upload``: the transfer sends, so the acknowledged bytes are what its paths carry.
 
     Subflows are keyed by their addresses, not their id: a new subflow always has a new local
     port, while ids can be reused (and on pre-6.5 kernels are only positions in a list).
@@ -186,7 +212,7 @@ def account_socket(ctx: PollContext, track: TransferTrack, index: int, subflows:
         key = (format_address(sf.local), format_address(sf.remote))
         seen.add(key)
         st = sock.subflows.get(key) or _open(ctx, track, sock, sf, key)
-        out.append(_subflow_sample(ctx, track, st, sf, running))
+        out.append(_subflow_sample(ctx, track, st, sf, running, upload))
     for gone in [key for key in sock.subflows if key not in seen]:
         _close(ctx, track, sock.subflows.pop(gone))
     return out
@@ -207,7 +233,8 @@ def _open(ctx: PollContext, track: TransferTrack, sock: SocketTrack, sf: Subflow
 
 
 def _close(ctx: PollContext, track: TransferTrack, st: SubflowTrack) -> None:
-    st.counter.idle()
+    st.rx.idle()
+    st.tx.idle()
     if st.last is not None:
         track.closed.append(replace(st.last, rate_bps=0.0, closed=True))
     if ctx.ledger.down((track.id, st.local, st.remote)):
@@ -216,40 +243,38 @@ def _close(ctx: PollContext, track: TransferTrack, st: SubflowTrack) -> None:
 
 
 def _subflow_sample(ctx: PollContext, track: TransferTrack, st: SubflowTrack, sf: SubflowReading,
-                    running: bool) -> SubflowSample:
-    tcp = sf.tcp
-    if tcp is not None and tcp.bytes_received is not None:
-        delta = st.counter.update(ctx.t, tcp.bytes_received)
+                    running: bool, upload: bool) -> SubflowSample:
+    got, acked = count_directions(ctx.t, st.rx, st.tx, sf.tcp)
+    delta, carrying = (acked, st.tx) if upload else (got, st.rx)
+    if delta:
         ctx.paths.add_bytes(st.iface, delta)
         track.path_bytes[st.iface] = track.path_bytes.get(st.iface, 0) + delta
-    rate_bps = st.counter.rate * 8
+    ctx.paths.add_directions(st.iface, got, acked)
+    rate_bps = carrying.rate * 8
     backup = ctx.backup(track, (st.local, st.remote))
-    ctx.paths.add_live_subflow(st.iface, rate_bps)
+    ctx.paths.add_live_subflow(st.iface, rate_bps, st.rx.rate * 8, st.tx.rate * 8)
     if running and not backup:
         ctx.active_paths.add(st.iface)
-    st.last = SubflowSample(
-        id=sf.id, local=st.local, remote=st.remote, iface=st.iface, path=st.label,
-        bytes_received=st.counter.total, rate_bps=rate_bps, rtt_ms=rtt_ms(sf), backup=backup,
-        bytes_sent=(tcp.bytes_sent or 0) if tcp else 0,
-        cwnd=tcp.snd_cwnd if tcp else None, retransmits=tcp.total_retrans if tcp else None,
-        join=st.join, age_s=ctx.t - st.first_seen,
-    )
+    st.last = direction_sample(st, sf.id, sf.tcp, st.rx, st.tx, t=ctx.t, rate_bps=rate_bps,
+                               rtt=rtt_ms(sf, sending=upload), backup=backup)
     return st.last
 
 
-def goodput_counter(reading: SocketReading) -> tuple[str, int] | None:
+def goodput_counter(reading: SocketReading, upload: bool = False) -> tuple[str, int] | None:
     """Connection-level bytes received: mptcpi_bytes_received, or tcpi_bytes_received after a
-    fallback / on plain TCP; ``None`` when this kernel fills neither."""
-    if reading.info is not None and reading.info.bytes_received is not None:
-        return "mptcp", reading.info.bytes_received
-    if reading.tcp is not None and reading.tcp.bytes_received is not None:
-        return "tcp", reading.tcp.bytes_received
+    fallback / on plain TCP (``upload``: acknowledged, mptcpi/tcpi_bytes_acked); ``None`` when this
+    kernel fills neither."""
+    info, tcp = reading.info, reading.tcp
+    if info is not None and (mptcp := info.bytes_acked if upload else info.bytes_received) is not None:
+        return "mptcp", mptcp
+    if tcp is not None and (plain := tcp.bytes_acked if upload else tcp.bytes_received) is not None:
+        return "tcp", plain
     return None
 
 
-def account_goodput(t: float, sock: SocketTrack, reading: SocketReading) -> bool:
+def account_goodput(t: float, sock: SocketTrack, reading: SocketReading, upload: bool = False) -> bool:
     """Update the socket's goodput counter; False when the kernel gives no counter for it."""
-    counter = goodput_counter(reading)
+    counter = goodput_counter(reading, upload)
     if counter is None:
         return False
     source, value = counter

@@ -47,6 +47,7 @@ from aiohttp.multipart import BadContentDispositionHeader, BadContentDisposition
 from yarl import URL
 
 from mptop.core.failures import FailureContext, TransferError, describe
+from mptop.core.model import CompareSide
 from mptop.core.output import (
     OutputPlan,
     OutputTarget,
@@ -66,6 +67,9 @@ from mptop.kernel.sockets import create_mptcp_socket, dup_handle
 from mptop.kernel.sockopt import socket_status
 from mptop.kernel.types import MptcpUnavailable, SocketStatus
 
+COMPARED = "compared with MPTCP"      # why a --compare-tcp twin is plain TCP
+CHUNK = 1 << 20          # bytes per read at most: few enough chunks/s that per-chunk overhead is noise
+
 State = Literal["connecting", "running", "done", "failed"]
 
 
@@ -79,6 +83,7 @@ class TransferOptions:
     idle_timeout: float = 30.0         # seconds without a byte from the server
     max_redirects: int = 10
     resume: bool = True                # continue an existing NAME.part with Range
+    compare_tcp: bool = False          # each URL once more over plain TCP, discarded (hashed), for comparison
     sha256: bool = True                # hash every body (off the event loop); False: --no-hash
 
 
@@ -106,6 +111,7 @@ class Transfer:
         self._fd_handles: dict[int, socket.socket] = {}
         self._task: asyncio.Task[None] | None = None
         self._abort: str | None = None
+        self.compare: CompareSide | None = None   # one of a --compare-tcp pair (see TransferManager)
 
     @property
     def bytes_done(self) -> int:
@@ -141,13 +147,17 @@ class Transfer:
     def make_socket(self, addr_info: tuple[Any, ...], require_mptcp: bool) -> socket.socket:
         """The connector's socket factory: MPTCP if possible, and a handle kept for the sampler."""
         family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
-        try:
-            sock = create_mptcp_socket(family, type_)
-        except MptcpUnavailable as exc:
-            if require_mptcp:
-                raise
-            self.mptcp_unavailable = exc.reason
+        if self.compare == "tcp":           # plain TCP on purpose: the comparison's other side
+            self.mptcp_unavailable = COMPARED
             sock = socket.socket(family, type_, proto)
+        else:
+            try:
+                sock = create_mptcp_socket(family, type_)
+            except MptcpUnavailable as exc:
+                if require_mptcp:
+                    raise
+                self.mptcp_unavailable = exc.reason
+                sock = socket.socket(family, type_, proto)
         handle = dup_handle(sock)
         self.sockets.append(handle)
         self._fd_handles[sock.fileno()] = handle   # the latest socket on an fd number wins
@@ -172,6 +182,19 @@ class TransferManager:
         self._claimed: dict[str, int] = {}      # final path -> transfer id, within this run
         for i, url in enumerate(urls, start=1):
             self.transfers.append(self._new_transfer(i, url))
+        if options.compare_tcp:
+            self._add_tcp_twins()
+
+    def _add_tcp_twins(self) -> None:
+        """--compare-tcp: each URL again over plain TCP; a download's body is hashed and discarded
+        (the MPTCP download is the one that lands where ``-o`` says), an upload is sent twice."""
+        for t in list(self.transfers):
+            twin = self._new_transfer(len(self.transfers) + 1, t.url)
+            if twin.target is not None:
+                twin.target = OutputTarget("direct", os.devnull)
+            t.compare, twin.compare = "mptcp", "tcp"
+            twin.state, twin.error = t.state, t.error      # a URL that cannot be parsed fails twice
+            self.transfers.append(twin)
 
     def _new_transfer(self, id_: int, url: str) -> Transfer:
         try:
@@ -284,7 +307,8 @@ class TransferManager:
         """Validate the response; the file offset its body starts at (None: retry from 0)."""
         assert t.target is not None
         active = t.active_socket
-        if self.options.require_mptcp and active is not None and socket_status(active) is not SocketStatus.MPTCP:
+        if self.options.require_mptcp and t.compare != "tcp" and active is not None \
+                and socket_status(active) is not SocketStatus.MPTCP:
             raise TransferError("the server does not speak MPTCP (connection fell back to TCP)")
         if resp.status == 416 and offset:       # If-Range matched (or the server would have sent 200)
             total = content_range(resp.headers.get("Content-Range"))[2]

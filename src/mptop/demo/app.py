@@ -8,11 +8,13 @@ from textual.app import App
 from textual.binding import Binding
 
 from mptop.demo.player import CELLULAR, ScenarioPlayer
+from mptop.demo.scenario import Scenario
 from mptop.tui.app import MptopApp
 
 INTRO_S = 6.0
 WIDE = 100         # from this many columns the intro also says what the scenario does
 FIRST = ("q", "question_mark")     # quit and help first: a 60-column footer still shows them
+ON_THE_LAB = frozenset({"toggle_link", "toggle_backup", "restore", "endpoints"})   # wait for the lab
 
 
 class DemoApp(MptopApp, inherit_bindings=False):
@@ -33,13 +35,26 @@ class DemoApp(MptopApp, inherit_bindings=False):
     HELP_ONLY_KEYS = frozenset({"p", "u"})
     FOOTER_FULL_WIDTH = 100         # below this the footer is compacted
 
-    def __init__(self, player: ScenarioPlayer, **kwargs: object) -> None:
+    def __init__(self, scenario: Scenario, player: ScenarioPlayer | None = None, **kwargs: object) -> None:
+        """``player`` None: the lab is still being built (the first frame comes before it); the keys
+        that act on it stay greyed out until :meth:`lab_ready`."""
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.scenario = scenario
         self.player = player
+
+    def lab_ready(self, player: ScenarioPlayer) -> None:
+        self.player = player
+        self.refresh_bindings()
+        self.redraw()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ON_THE_LAB and self.player is None:
+            return None                 # shown, greyed out: the lab is not up yet
+        return super().check_action(action, parameters)
 
     def on_mount(self) -> None:
         super().on_mount()
-        scenario = self.player.scenario
+        scenario = self.scenario
         # Short, and small where the screen is: the first handover comes ~10 s in, the footer shows the
         # keys, and the toast must stay clear of the Events panel.
         if self.size.width >= WIDE:
@@ -51,17 +66,23 @@ class DemoApp(MptopApp, inherit_bindings=False):
 
     def _status(self) -> list[tuple[str, str]]:
         # What a key did is in the event log ("you · …"); that the script waits is said here, not in a toast.
+        if self.player is None:
+            building = [] if self.finished else [("building the two-path lab…", "info")]
+            return building + super()._status()
         paused = [] if self.player.scripted or self.finished else [("script paused · r resumes", "warn")]
         return paused + super()._status()
 
     async def action_toggle_link(self, iface: str) -> None:
-        await self.player.toggle_link(iface)
-        self.redraw()
+        if self.player is not None:
+            await self.player.toggle_link(iface)
+            self.redraw()
 
     async def action_toggle_backup(self) -> None:
-        await self.player.toggle_backup(CELLULAR)
-        self.redraw()
+        if self.player is not None:
+            await self.player.toggle_backup(CELLULAR)
+            self.redraw()
 
     async def action_restore(self) -> None:
-        await self.player.restore()
-        self.redraw()
+        if self.player is not None:
+            await self.player.restore()
+            self.redraw()

@@ -37,6 +37,8 @@ class Scenario:
     backup: tuple[str, ...] = ()
     download_tcp: bool = False               # fetch from the plain-TCP port (fallback)
     download_size: int | None = None         # None: an endless download
+    compare_tcp: bool = False                # the same download over plain TCP beside it (--compare-tcp)
+    idle_timeout_s: float | None = None      # a download with no byte for this long fails (None: the default)
     steps: tuple[Step, ...] = field(default_factory=tuple)
 
     def steps_between(self, t0: float, t1: float) -> list[tuple[float, Step]]:
@@ -95,6 +97,8 @@ def parse(data: dict[str, Any]) -> Scenario:
             backup=tuple(lab.get("backup", ())),
             download_tcp=bool(download.get("tcp", False)),
             download_size=None if size in (None, "forever") else int(size),
+            compare_tcp=bool(download.get("compare_tcp", False)),
+            idle_timeout_s=None if download.get("idle_timeout_s") is None else float(download["idle_timeout_s"]),
             steps=steps,
         )
     except (KeyError, TypeError, ValueError) as exc:

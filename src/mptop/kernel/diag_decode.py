@@ -47,8 +47,6 @@ from mptop.kernel.diag_shapes import (
     _STATE,
     _TOKEN,
     _UID,
-    NLMSG_DONE,
-    NLMSG_ERROR,
     SOCK_DIAG_BY_FAMILY,
     SUBFLOW_ATTRS,
     _ip,
@@ -58,7 +56,7 @@ from mptop.kernel.diag_shapes import (
     _Shape,
     _tuple_new,
 )
-from mptop.kernel.structs import NLMSG_HEADER
+from mptop.kernel.structs import NLMSG_DONE, NLMSG_ERROR, NLMSG_HEADER
 from mptop.kernel.types import (
     Address,
     DiagConnection,

@@ -23,7 +23,6 @@ from mptop.kernel.types import (
 )
 
 SOCK_DIAG_BY_FAMILY = 20
-NLMSG_ERROR, NLMSG_DONE = 2, 3
 INET_DIAG_INFO, INET_DIAG_ULP_INFO = 2, 19
 INET_ULP_INFO_NAME, INET_ULP_INFO_MPTCP = 1, 3
 # MPTCP_SUBFLOW_ATTR_* a DiagSubflow carries, with their payload formats, in the order it wants them.

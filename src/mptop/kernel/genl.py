@@ -1,12 +1,11 @@
 """Generic netlink plumbing for the path manager: a blocking request channel and a strict framing codec.
 
-Why not pyroute2's sockets: pyroute2 0.9's synchronous API drives a private asyncio loop and raises
-``RuntimeError: Cannot run the event loop while another loop is running`` when called from inside
-a running loop (mptop always runs inside one), and its async API cannot serve synchronous callers.
 A generic netlink request is answered by the kernel before ``send()`` returns, so a plain blocking
-``AF_NETLINK`` socket is all that is needed.  pyroute2 still does the message marshalling
-(family lookup, PM commands); the event path decodes with :func:`iter_messages`/:func:`iter_attrs`
-below because pyroute2 has no message class for MPTCP events.
+``AF_NETLINK`` socket is all that is needed, and the few messages mptop sends and reads (the family
+lookup, the PM commands and events) are encoded and decoded here: no netlink library.  Why not
+pyroute2: its synchronous API cannot run inside a running event loop
+(docs/measured.md "pyroute2 gaps"), and ``import pyroute2`` loads its whole package (~145 ms on
+an idle machine, more than the rest of ``mptop get`` together, docs/measured.md "Import costs").
 
 Every socket is created in the calling *thread's* network namespace.
 """
@@ -14,27 +13,13 @@ Every socket is created in the calling *thread's* network namespace.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-from pyroute2.netlink import (
-    CTRL_CMD_GETFAMILY,
-    GENL_ID_CTRL,
-    NLM_F_ACK,
-    NLM_F_DUMP,
-    NLM_F_REQUEST,
-    NLMSG_DONE,
-    NLMSG_ERROR,
-    ctrlmsg,
-    nlmsg_base,
-)
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.marshal import Marshal
-
-from mptop.kernel.structs import NLMSG_HEADER
+from mptop.kernel.structs import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_HEADER
 from mptop.kernel.types import KernelParseError
 
 NETLINK_GENERIC = 16
@@ -42,15 +27,40 @@ SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
 NETLINK_EXT_ACK = 11
 
+NLM_F_CAPPED = 0x100        # on an error: only the request's header is echoed
+NLM_F_ACK_TLVS = 0x200      # on an error: extended-ack attributes follow
+NLMSGERR_ATTR_MSG = 1       # the kernel's explanation, a NUL-terminated string
+
+GENL_ID_CTRL = 0x10
+CTRL_CMD_GETFAMILY = 3
+CTRL_ATTR_FAMILY_ID = 1
+CTRL_ATTR_FAMILY_NAME = 2
+CTRL_ATTR_MCAST_GROUPS = 7
+CTRL_ATTR_MCAST_GRP_NAME = 1
+CTRL_ATTR_MCAST_GRP_ID = 2
+
 GENL_HEADER = struct.Struct("=BBH")       # cmd, version, reserved
 NLA_HEADER = struct.Struct("=HH")         # len, type
 NLA_TYPE_MASK = 0x3FFF                    # strips NLA_F_NESTED / NLA_F_NET_BYTEORDER
 NLA_F_NESTED = 0x8000
 _RECV_SIZE = 65536
+_ERRNO = struct.Struct("=i")
+
+Attrs = dict[int, bytes]                  # a message's attributes by type (payloads undecoded)
 
 
 class GenlFamilyMissing(OSError):
     """The kernel has no generic netlink family of that name (module not built or not loaded)."""
+
+
+class NetlinkError(OSError):
+    """The kernel refused a request: ``code`` is the errno, ``kernel_message`` its extended-ack
+    explanation when it gave one (e.g. "duplicate endpoint")."""
+
+    def __init__(self, code: int, kernel_message: str | None = None) -> None:
+        super().__init__(code, kernel_message or os.strerror(code))
+        self.code = code
+        self.kernel_message = kernel_message
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,55 +85,82 @@ def open_socket(rcvbuf: int | None = None) -> socket.socket:
 
 
 class GenlChannel:
-    """Blocking request/response over one netlink socket; replies decoded by pyroute2 classes."""
+    """Blocking request/response over one netlink socket."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.marshal = Marshal()
-        self.marshal.msg_map[GENL_ID_CTRL] = ctrlmsg
         self._seq = 0
 
-    def request(self, msg: nlmsg_base, msg_type: int, *, dump: bool = False,
-                ack: bool = False) -> list[Any]:
-        """Send ``msg``; return the reply messages.  A kernel error raises NetlinkError."""
+    def request(self, family: int, cmd: int, attrs: bytes = b"", *, version: int = 1,
+                dump: bool = False, ack: bool = False) -> list[Attrs]:
+        """Send ``cmd`` with the packed ``attrs`` (:func:`pack_attr`); the attributes of each reply.
+        A kernel error raises :class:`NetlinkError`."""
         self._seq += 1
         flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0) | (NLM_F_ACK if ack else 0)
-        msg["header"]["type"] = msg_type
-        msg["header"]["flags"] = flags
-        msg["header"]["sequence_number"] = self._seq
-        msg.encode()
-        self.sock.send(msg.data)
-        replies: list[Any] = []
+        body = GENL_HEADER.pack(cmd, version, 0) + attrs
+        self.sock.send(NLMSG_HEADER.pack(NLMSG_HEADER.size + len(body), family, flags, self._seq, 0) + body)
+        replies: list[Attrs] = []
         while True:
-            data = self.sock.recv(_RECV_SIZE)
-            for reply in self.marshal.parse(data):
-                if reply["header"]["sequence_number"] != self._seq:
+            for msg in iter_messages(self.sock.recv(_RECV_SIZE)):
+                if msg.seq != self._seq:
                     continue   # a late answer to an earlier, abandoned request
-                error = reply["header"].get("error")
-                if error is not None:
-                    raise error
-                kind = reply["header"]["type"]
-                if kind in (NLMSG_DONE, NLMSG_ERROR):   # end of dump, or the ack (error 0)
+                if msg.type == NLMSG_ERROR:
+                    _raise_error(msg)
+                    return replies                # the ack (error 0)
+                if msg.type == NLMSG_DONE:        # end of dump
                     return replies
-                replies.append(reply)
+                replies.append(dict(iter_attrs(split_genl(msg.payload)[2])))
                 if not dump and not ack:
                     return replies
 
     def resolve(self, name: str) -> GenlFamily:
         """Look up a generic netlink family by name (ids are global, not per netns)."""
-        msg = ctrlmsg()
-        msg["cmd"] = CTRL_CMD_GETFAMILY
-        msg["version"] = 1
-        msg["attrs"] = [("CTRL_ATTR_FAMILY_NAME", name)]
         try:
-            (reply,) = self.request(msg, GENL_ID_CTRL)
+            (reply,) = self.request(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
+                                    pack_attr(CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0"))
         except NetlinkError as e:
             if e.code == errno.ENOENT:
                 raise GenlFamilyMissing(errno.ENOENT, f"generic netlink family {name!r} not found") from None
             raise
-        groups = {g.get_attr("CTRL_ATTR_MCAST_GRP_NAME"): g.get_attr("CTRL_ATTR_MCAST_GRP_ID")
-                  for g in reply.get_attr("CTRL_ATTR_MCAST_GROUPS", [])}
-        return GenlFamily(name, reply.get_attr("CTRL_ATTR_FAMILY_ID"), groups)
+        groups = {}
+        for _index, nest in iter_attrs(reply.get(CTRL_ATTR_MCAST_GROUPS, b"")):
+            group = dict(iter_attrs(nest))
+            groups[text(group, CTRL_ATTR_MCAST_GRP_NAME)] = number(group, CTRL_ATTR_MCAST_GRP_ID, "=I")
+        return GenlFamily(name, number(reply, CTRL_ATTR_FAMILY_ID, "=H"), groups)
+
+
+def _raise_error(msg: NetlinkMessage) -> None:
+    """Raise the NetlinkError an NLMSG_ERROR carries (with the kernel's extended-ack text); nothing for an ack."""
+    if len(msg.payload) < _ERRNO.size + NLMSG_HEADER.size:
+        raise KernelParseError(f"netlink error message truncated: {len(msg.payload)} bytes")
+    (error,) = _ERRNO.unpack_from(msg.payload)
+    if error == 0:
+        return
+    explanation = None
+    if msg.flags & NLM_F_ACK_TLVS:
+        echoed = NLMSG_HEADER.size if msg.flags & NLM_F_CAPPED else NLMSG_HEADER.unpack_from(msg.payload, 4)[0]
+        try:
+            tlvs = dict(iter_attrs(msg.payload[_ERRNO.size + echoed:]))
+        except KernelParseError:
+            tlvs = {}
+        explanation = text(tlvs, NLMSGERR_ATTR_MSG) or None
+    raise NetlinkError(-error, explanation)
+
+
+def number(attrs: Attrs, kind: int, fmt: str, default: int = 0) -> int:
+    """The integer attribute ``kind`` (struct format ``fmt``), ``default`` when absent."""
+    value = attrs.get(kind)
+    if value is None:
+        return default
+    try:
+        return int(struct.unpack_from(fmt, value)[0])
+    except struct.error:
+        raise KernelParseError(f"netlink attribute {kind}: {len(value)} bytes, too short for {fmt}") from None
+
+
+def text(attrs: Attrs, kind: int) -> str:
+    """The string attribute ``kind`` (NUL-terminated), "" when absent."""
+    return attrs.get(kind, b"").split(b"\0", 1)[0].decode(errors="replace")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,20 +11,27 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-import os
 import socket
-from collections.abc import Iterator, Sequence
-from typing import Any
+import struct
+from collections.abc import Iterator
 
-from pyroute2.netlink import nla
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.generic.mptcp import mptcp_msg
-
-from mptop.kernel.genl import NLA_F_NESTED, GenlChannel, GenlFamily, GenlFamilyMissing, open_socket
+from mptop.kernel.genl import (
+    NLA_F_NESTED,
+    Attrs,
+    GenlChannel,
+    GenlFamily,
+    GenlFamilyMissing,
+    NetlinkError,
+    iter_attrs,
+    number,
+    open_socket,
+    pack_attr,
+)
 from mptop.kernel.types import Endpoint, EndpointFlag, Limits, NeedsNetAdmin
 
 PM_FAMILY = "mptcp_pm"
 EVENTS_GROUP = "mptcp_pm_events"
+PM_VERSION = 1
 
 CMD_ADD_ADDR = 1
 CMD_DEL_ADDR = 2
@@ -33,6 +40,18 @@ CMD_FLUSH_ADDRS = 4
 CMD_SET_LIMITS = 5
 CMD_GET_LIMITS = 6
 CMD_SET_FLAGS = 7
+
+# include/uapi/linux/mptcp_pm.h: the command attributes, and those of the nested address.
+ATTR_ADDR = 1                 # nested ADDR_ATTR_*
+ATTR_RCV_ADD_ADDRS = 2        # u32
+ATTR_SUBFLOWS = 3             # u32
+ADDR_ATTR_FAMILY = 1          # u16
+ADDR_ATTR_ID = 2              # u8
+ADDR_ATTR_ADDR4 = 3           # 4 bytes, network order
+ADDR_ATTR_ADDR6 = 4           # 16 bytes, network order
+ADDR_ATTR_PORT = 5            # u16, host order
+ADDR_ATTR_FLAGS = 6           # u32
+ADDR_ATTR_IF_IDX = 7          # s32
 
 
 class PathManagerUnavailable(OSError):
@@ -45,34 +64,6 @@ class PathManagerUnavailable(OSError):
 
 class PathManagerError(OSError):
     """The kernel refused a path-manager request; the message carries its explanation."""
-
-
-class _PmMsg(mptcp_msg):
-    """pyroute2's ``mptcp_msg`` with the attributes it lacks (TOKEN, LOC_ID, ADDR_REMOTE, for
-    SET_FLAGS) and IF_IDX decoded as the s32 it is (pyroute2 0.9 declares it 'hex')."""
-
-    nla_map = (
-        ("MPTCP_PM_ATTR_UNSPEC", "none"),
-        ("MPTCP_PM_ATTR_ADDR", "pm_addr"),
-        ("MPTCP_PM_ATTR_RCV_ADD_ADDRS", "uint32"),
-        ("MPTCP_PM_ATTR_SUBFLOWS", "uint32"),
-        ("MPTCP_PM_ATTR_TOKEN", "uint32"),
-        ("MPTCP_PM_ATTR_LOC_ID", "uint8"),
-        ("MPTCP_PM_ATTR_ADDR_REMOTE", "pm_addr"),
-    )
-
-    class pm_addr(nla):
-        prefix = "MPTCP_PM_ADDR_ATTR_"
-        nla_map = (
-            ("MPTCP_PM_ADDR_ATTR_UNSPEC", "none"),
-            ("MPTCP_PM_ADDR_ATTR_FAMILY", "uint16"),
-            ("MPTCP_PM_ADDR_ATTR_ID", "uint8"),
-            ("MPTCP_PM_ADDR_ATTR_ADDR4", "ipaddr"),
-            ("MPTCP_PM_ADDR_ATTR_ADDR6", "ipaddr"),
-            ("MPTCP_PM_ADDR_ATTR_PORT", "uint16"),
-            ("MPTCP_PM_ADDR_ATTR_FLAGS", "uint32"),
-            ("MPTCP_PM_ADDR_ATTR_IF_IDX", "int32"),
-        )
 
 
 _family: GenlFamily | None = None   # generic netlink family ids are global: resolve once
@@ -88,8 +79,7 @@ def pm_errors(what: str) -> Iterator[None]:
     except NetlinkError as e:
         if e.code == errno.EPERM:
             raise NeedsNetAdmin(what) from None
-        detail = e.args[1] if len(e.args) > 1 and e.args[1] else os.strerror(e.code)
-        raise PathManagerError(e.code, f"{what}: {detail}") from None
+        raise PathManagerError(e.code, f"{what}: {e.strerror}") from None
 
 
 def open_pm(rcvbuf: int | None = None) -> tuple[GenlChannel, GenlFamily]:
@@ -103,27 +93,29 @@ def open_pm(rcvbuf: int | None = None) -> tuple[GenlChannel, GenlFamily]:
     except BaseException:
         channel.sock.close()
         raise
-    channel.marshal.msg_map[_family.id] = _PmMsg
     return channel, _family
 
 
-def _request(what: str, cmd: int, attrs: Sequence[tuple[Any, ...]] = (), *,
-             dump: bool = False, ack: bool = False) -> list[Any]:
+def _request(what: str, cmd: int, attrs: bytes = b"", *, dump: bool = False, ack: bool = False) -> list[Attrs]:
     channel, family = open_pm()
     try:
-        msg = _PmMsg()
-        msg["cmd"] = cmd
-        msg["version"] = 1
-        msg["attrs"] = list(attrs)
         with pm_errors(what):
-            return channel.request(msg, family.id, dump=dump, ack=ack)
+            return channel.request(family.id, cmd, attrs, version=PM_VERSION, dump=dump, ack=ack)
     finally:
         channel.sock.close()
 
 
-def _addr_nest(*pairs: tuple[str, Any]) -> tuple[str, dict[str, Any], int]:
-    return ("MPTCP_PM_ATTR_ADDR", {"attrs": [(f"MPTCP_PM_ADDR_ATTR_{k}", v) for k, v in pairs]},
-            NLA_F_NESTED)
+def _u32(kind: int, value: int) -> bytes:
+    return pack_attr(kind, struct.pack("=I", value))
+
+
+def _addr_nest(*fields: bytes) -> bytes:
+    """The nested MPTCP_PM_ATTR_ADDR of these packed ADDR_ATTR_* attributes."""
+    return pack_attr(ATTR_ADDR | NLA_F_NESTED, b"".join(fields))
+
+
+def _id_attr(id: int) -> bytes:
+    return pack_attr(ADDR_ATTR_ID, struct.pack("=B", id))
 
 
 def _ifname(ifindex: int) -> str | None:
@@ -136,16 +128,22 @@ def _ifname(ifindex: int) -> str | None:
         return None   # the device went away (or lives in another netns)
 
 
-def _endpoint(reply: Any) -> Endpoint:
-    addr = reply.get_attr("MPTCP_PM_ATTR_ADDR")
-    ifindex = addr.get_attr("MPTCP_PM_ADDR_ATTR_IF_IDX") or 0
+def _endpoint(reply: Attrs) -> Endpoint:
+    addr = dict(iter_attrs(reply.get(ATTR_ADDR, b"")))
+    ifindex = number(addr, ADDR_ATTR_IF_IDX, "=i")
+    if ADDR_ATTR_ADDR4 in addr:
+        address = str(ipaddress.IPv4Address(addr[ADDR_ATTR_ADDR4][:4]))
+    elif ADDR_ATTR_ADDR6 in addr:
+        address = str(ipaddress.IPv6Address(addr[ADDR_ATTR_ADDR6][:16]))
+    else:
+        address = ""
     return Endpoint(
-        id=addr.get_attr("MPTCP_PM_ADDR_ATTR_ID") or 0,
-        address=addr.get_attr("MPTCP_PM_ADDR_ATTR_ADDR4") or addr.get_attr("MPTCP_PM_ADDR_ATTR_ADDR6") or "",
-        flags=EndpointFlag(addr.get_attr("MPTCP_PM_ADDR_ATTR_FLAGS") or 0),
+        id=number(addr, ADDR_ATTR_ID, "=B"),
+        address=address,
+        flags=EndpointFlag(number(addr, ADDR_ATTR_FLAGS, "=I")),
         ifindex=ifindex,
         ifname=_ifname(ifindex),
-        port=addr.get_attr("MPTCP_PM_ADDR_ATTR_PORT") or 0,
+        port=number(addr, ADDR_ATTR_PORT, "=H"),
     )
 
 
@@ -156,7 +154,7 @@ def list_endpoints() -> list[Endpoint]:
 
 def get_endpoint(id: int) -> Endpoint:
     """One endpoint by id; PathManagerError if there is none."""
-    (reply,) = _request(f"reading MPTCP endpoint {id}", CMD_GET_ADDR, [_addr_nest(("ID", id))])
+    (reply,) = _request(f"reading MPTCP endpoint {id}", CMD_GET_ADDR, _addr_nest(_id_attr(id)))
     return _endpoint(reply)
 
 
@@ -168,24 +166,24 @@ def add_endpoint(address: str, *, flags: EndpointFlag | int, ifname: str | None 
         ip = ipaddress.ip_address(address)
     except ValueError:
         raise PathManagerError(errno.EINVAL, f"{what}: not an IP address") from None
-    pairs: list[tuple[str, Any]] = [("FAMILY", socket.AF_INET if ip.version == 4 else socket.AF_INET6),
-                                    ("ADDR4" if ip.version == 4 else "ADDR6", str(ip)),
-                                    ("FLAGS", int(flags))]
+    fields = [pack_attr(ADDR_ATTR_FAMILY, struct.pack("=H", socket.AF_INET if ip.version == 4 else socket.AF_INET6)),
+              pack_attr(ADDR_ATTR_ADDR4 if ip.version == 4 else ADDR_ATTR_ADDR6, ip.packed),
+              _u32(ADDR_ATTR_FLAGS, int(flags))]
     if id is not None:
-        pairs.append(("ID", id))
+        fields.append(_id_attr(id))
     if port:
-        pairs.append(("PORT", port))
+        fields.append(pack_attr(ADDR_ATTR_PORT, struct.pack("=H", port)))
     if ifname is not None:
         try:
-            pairs.append(("IF_IDX", socket.if_nametoindex(ifname)))
+            fields.append(pack_attr(ADDR_ATTR_IF_IDX, struct.pack("=i", socket.if_nametoindex(ifname))))
         except OSError:
             raise PathManagerError(errno.ENODEV, f"{what}: no interface {ifname!r} in this network namespace") from None
-    _request(what, CMD_ADD_ADDR, [_addr_nest(*pairs)], ack=True)
+    _request(what, CMD_ADD_ADDR, _addr_nest(*fields), ack=True)
 
 
 def delete_endpoint(id: int) -> None:
     """``ip mptcp endpoint delete id ID``."""
-    _request(f"deleting MPTCP endpoint {id}", CMD_DEL_ADDR, [_addr_nest(("ID", id))], ack=True)
+    _request(f"deleting MPTCP endpoint {id}", CMD_DEL_ADDR, _addr_nest(_id_attr(id)), ack=True)
 
 
 def flush_endpoints() -> None:
@@ -204,21 +202,21 @@ def set_endpoint_flags(id: int, *, backup: bool | None = None, fullmesh: bool | 
         if wanted is not None:
             flags = flags | bit if wanted else flags & ~bit
     _request(f"changing MPTCP endpoint {id}", CMD_SET_FLAGS,
-             [_addr_nest(("ID", id), ("FLAGS", int(flags)))], ack=True)
+             _addr_nest(_id_attr(id), _u32(ADDR_ATTR_FLAGS, int(flags))), ack=True)
 
 
 def get_limits() -> Limits:
     """``ip mptcp limits show``."""
     (reply,) = _request("reading MPTCP limits", CMD_GET_LIMITS)
-    return Limits(subflows=reply.get_attr("MPTCP_PM_ATTR_SUBFLOWS") or 0,
-                  add_addr_accepted=reply.get_attr("MPTCP_PM_ATTR_RCV_ADD_ADDRS") or 0)
+    return Limits(subflows=number(reply, ATTR_SUBFLOWS, "=I"),
+                  add_addr_accepted=number(reply, ATTR_RCV_ADD_ADDRS, "=I"))
 
 
 def set_limits(*, subflows: int | None = None, add_addr_accepted: int | None = None) -> None:
     """``ip mptcp limits set``; a limit left ``None`` keeps its value (the kernel allows 0..8)."""
-    attrs: list[tuple[str, int]] = []
+    attrs = b""
     if subflows is not None:
-        attrs.append(("MPTCP_PM_ATTR_SUBFLOWS", subflows))
+        attrs += _u32(ATTR_SUBFLOWS, subflows)
     if add_addr_accepted is not None:
-        attrs.append(("MPTCP_PM_ATTR_RCV_ADD_ADDRS", add_addr_accepted))
+        attrs += _u32(ATTR_RCV_ADD_ADDRS, add_addr_accepted)
     _request("setting MPTCP limits", CMD_SET_LIMITS, attrs, ack=True)

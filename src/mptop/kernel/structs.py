@@ -123,6 +123,8 @@ _PORT = struct.Struct(">H")
 _IN6_ADDR = struct.Struct("16s")
 V4_MAPPED = b"\0" * 10 + b"\xff\xff"      # ::ffff:a.b.c.d
 NLMSG_HEADER = struct.Struct("=IHHII")       # nlmsghdr: len, type, flags, seq, pid
+NLMSG_ERROR, NLMSG_DONE = 2, 3               # nlmsghdr types: an error (or ack), the end of a dump
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
 
 
 def _room(buf: Buffer, offset: int, length: int | None) -> int:

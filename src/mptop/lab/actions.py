@@ -9,6 +9,21 @@ from mptop.lab.config import LabError
 from mptop.lab.netns import Namespace
 from mptop.lab.topology import LabBase, LabEndpoint, Side, endpoint_add_cmd
 
+HEADER_BYTES = 94      # per packet on the lab veths: Ethernet + IPv4 + TCP with timestamps and DSS (docs/measured.md)
+
+
+@dataclass(frozen=True, slots=True)
+class DevCounters:
+    rx_bytes: int
+    rx_packets: int
+    tx_bytes: int
+    tx_packets: int
+
+    @property
+    def tx_payload(self) -> int:
+        """TCP payload sent, about: tx_bytes − 94 × tx_packets (docs/measured.md)."""
+        return self.tx_bytes - HEADER_BYTES * self.tx_packets
+
 
 class Lab(LabBase):
     """A two-path MPTCP lab; see :mod:`mptop.lab` for the API."""
@@ -37,7 +52,8 @@ class Lab(LabBase):
             self.shape(self.server, p.server_iface, rate_mbit, self.config.delay_ms.get(iface))
 
     # -- counters ------------------------------------------------------------------------------
-    def _dev_counters(self, iface: str) -> tuple[int, int]:
+    def dev_counters(self, iface: str) -> DevCounters:
+        """The client interface's counters, as /proc/net/dev has them."""
         name = self.path(iface).iface
         # /proc/PID/net shows the netns of PID: the holder's, i.e. the client namespace.
         with open(f"/proc/{self.client.pid}/net/dev") as f:
@@ -45,15 +61,15 @@ class Lab(LabBase):
                 dev, sep, rest = line.partition(":")
                 if sep and dev.strip() == name:
                     fields = rest.split()
-                    return int(fields[0]), int(fields[8])
+                    return DevCounters(int(fields[0]), int(fields[1]), int(fields[8]), int(fields[9]))
         raise RuntimeError(f"{name} missing from the client namespace")
 
     def rx_bytes(self, iface: str) -> int:
         """Bytes received by the client interface (the download direction)."""
-        return self._dev_counters(iface)[0]
+        return self.dev_counters(iface).rx_bytes
 
     def tx_bytes(self, iface: str) -> int:
-        return self._dev_counters(iface)[1]
+        return self.dev_counters(iface).tx_bytes
 
     # -- subflows ------------------------------------------------------------------------------
     def subflows(self, iface: str) -> list[tuple[str, str]]:

@@ -8,7 +8,9 @@ Paths: ``/bytes/N`` (Content-Length, Range -> 206, HEAD, ETag), ``/status/CODE``
 ``/redirect/K`` (K hops, then /bytes/1000), ``/truncated/N`` (declares N, sends half, closes),
 ``/reset/N`` (sends half, then RST via SO_LINGER 0), ``/disposition/N?name=F``
 (Content-Disposition filename), ``/slow/N?bps=B``, ``/forever[?bps=B]`` (endless, chunked),
-``/fault/NAME`` (a server misbehaving on purpose: :mod:`mptop.lab.faults`).
+``/fault/NAME`` (a server misbehaving on purpose: :mod:`mptop.lab.faults`), and ``PUT``/``POST``
+``/upload[/NAME]`` (reads the body, discards it, answers ``{"bytes": N, "sha256": "…"}`` as JSON:
+what arrived, so a test checks every byte of an upload).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import os
 import signal
 import socket
@@ -200,6 +203,15 @@ async def handle_forever(request: web.Request) -> web.StreamResponse:
         offset += SEND_CHUNK
 
 
+async def handle_upload(request: web.Request) -> web.Response:
+    """Take the whole body (any length, chunked or not), keep nothing but its sha256 and size."""
+    digest, size = hashlib.sha256(), 0
+    async for chunk in request.content.iter_any():
+        digest.update(chunk)
+        size += len(chunk)
+    return web.json_response({"bytes": size, "sha256": digest.hexdigest()})
+
+
 @web.middleware
 async def quiet_disconnects(request: web.Request, handler: Any) -> web.StreamResponse:
     """A client that goes away mid-body is normal in a lab: end the handler without a log."""
@@ -219,6 +231,9 @@ def make_app() -> web.Application:
     app.router.add_get("/disposition/{n}", handle_bytes)      # ?name=F: handle_bytes names it
     app.router.add_get("/slow/{n}", handle_slow)
     app.router.add_get("/forever", handle_forever)
+    for method in ("PUT", "POST"):
+        app.router.add_route(method, "/upload", handle_upload)
+        app.router.add_route(method, "/upload/{name}", handle_upload)
     faults.add_routes(app)                                    # /fault/NAME: see mptop.lab.faults
     return app
 

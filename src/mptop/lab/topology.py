@@ -271,6 +271,10 @@ class LabBase:
     def url(self, size: int, tcp: bool = False) -> str:
         return f"{self.base_url(tcp)}/bytes/{size}"
 
+    def upload_url(self, name: str = "", tcp: bool = False) -> str:
+        """Where PUT/POST bodies go: the server answers ``{"bytes": N, "sha256": "…"}`` of what arrived."""
+        return f"{self.base_url(tcp)}/upload" + (f"/{name}" if name else "")
+
     @staticmethod
     def content_sha256(size: int) -> str:
         return content.sha256(size)

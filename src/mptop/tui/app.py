@@ -148,7 +148,9 @@ class MptopApp(App[int]):
         self.theme_changed_signal.subscribe(self, lambda _: self.redraw())
         self.redraw()
         if self.source is not None or self.runner is not None:
-            self._consume()
+            # After the first frame (header, empty panels): the slow start of a source — the demo's
+            # lab, the first kernel poll, a name lookup — must not keep the screen blank.
+            self.call_after_refresh(self._consume)
         self.call_after_refresh(self.fit_terminal)
 
     def on_resize(self, _: events.Resize) -> None:

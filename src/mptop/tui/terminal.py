@@ -8,6 +8,9 @@ for that thread forever.  :class:`TerminalGuard` around ``app.run()``:
 * SIGHUP and SIGTERM ask the app to exit (status 128 + signal), from the event loop;
 * a thread watches the terminal: when it is hung up (``tcgetattr`` fails with EIO — also when no
   SIGHUP comes, e.g. the app is not in the terminal's session) it does the same as SIGHUP;
+* an app drawn through a driver named in TEXTUAL_DRIVER (a browser tab of `mptop serve`: stdin and
+  stdout are pipes to the server) does the same when the server that started it is gone (its parent
+  changes: also after a SIGKILL), so a tab's demo lab never outlives the server;
 * once a hung-up app has ended, fds 0-2 point at /dev/null: nothing after it writes to a dead tty;
 * an app that has not ended ``FORCE_S`` after it was asked to is ended with ``os._exit`` (the lab's
   namespaces die with the process: their holders have PR_SET_PDEATHSIG).
@@ -24,6 +27,7 @@ import threading
 from types import FrameType, TracebackType
 from typing import Any
 
+from textual import constants
 from textual.app import App
 
 SIGNALS = (signal.SIGHUP, signal.SIGTERM)
@@ -91,10 +95,9 @@ class TerminalGuard:
             os._exit(128 + (self.ended_by or signal.SIGTERM))
 
     def _watch(self) -> None:
-        fd = self.fd
-        assert fd is not None
+        fd, parent = self.fd, os.getppid()
         while not self._done.wait(POLL_S):
-            if hung_up(fd):
+            if hung_up(fd) if fd is not None else os.getppid() != parent:
                 self.end(signal.SIGHUP)
                 return
 
@@ -103,7 +106,7 @@ class TerminalGuard:
         self.app.call_later(self._remember_loop)
         if threading.current_thread() is threading.main_thread():
             self._previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
-        if self.fd is not None:
+        if self.fd is not None or constants.DRIVER is not None:
             threading.Thread(target=self._watch, name="mptop-terminal-watch", daemon=True).start()
         return self
 

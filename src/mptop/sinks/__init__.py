@@ -6,7 +6,8 @@ A :data:`~mptop.core.model.Sink` takes one record at a time.  The ones here:
   flushed, so a pipe sees each as it happens.  ``get --json``, ``demo --json`` and ``watch --json``
   write it to stdout; ``--record`` (:func:`open_recording`) writes the very same lines to a file.
 * :class:`ConsoleView`: `mptop get` without the TUI, on stderr (stdout stays free for ``-o -`` or
-  ``--json``): a live Rich display on a terminal, plain lines (<= 1/s) otherwise.
+  ``--json``): a live Rich display on a terminal (:mod:`mptop.sinks.live`), plain lines (<= 1/s)
+  otherwise — without importing Rich, which a script or ``--json`` never needs.
 * :func:`fan_out`: one sink feeding several.
 
 A reader of stdout that goes away (`| head -1`) is not an error of ours: the stream stops quietly,
@@ -21,19 +22,17 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import IO
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+from typing import IO, TYPE_CHECKING
 
 from mptop.core.badge import badge
+from mptop.core.compare import ended_verdict, pairs, side_name
 from mptop.core.model import Event, Record, Sample, Sink, Summary, TransferSample, TransferSummary, to_ndjson
 from mptop.core.rates import RATE_LABEL
 from mptop.core.safe_text import escape_controls
 from mptop.core.units import format_bytes, format_duration, format_rate
+
+if TYPE_CHECKING:
+    from mptop.sinks.live import RichConsole
 
 
 def fan_out(*sinks: Sink | None) -> Sink:
@@ -85,7 +84,6 @@ def open_recording(path: str | None, stack: ExitStack) -> NdjsonOut | None:
     return NdjsonOut(fp)
 
 
-PATH_STYLES = ("cyan", "magenta", "green", "yellow", "blue", "red")
 REINJECTED_MIN = 64 * 1024      # paths carrying this much more than the file fetched: say why
 
 
@@ -102,35 +100,51 @@ def done_line(t: TransferSummary, took: float | None) -> str:
     extra = carried - fetched
     if extra > max(REINJECTED_MIN, 0.005 * fetched):
         paths += f"; {format_bytes(extra)} more than fetched: sent again on another path (reinjection)"
+    if t.direction == "upload":      # FILE → URL, and what the server answered
+        reply = f"; the server answered: {_clip(t.reply, 200)}" if t.reply else ""
+        return (f"{escape_controls(t.file or '(stdin)')} → {escape_controls(t.url)}: {format_bytes(t.bytes)} in "
+                f"{format_duration(took)} ({paths}) sha256 {t.sha256}{reply}")
     where = escape_controls(t.file or "(stdout)")
     digest = f" sha256 {t.sha256}" if t.sha256 is not None else ""
     return (f"{escape_controls(t.url)} → {where}: {format_bytes(t.bytes)} in {format_duration(took)}{resumed} "
             f"({paths}){digest}")
 
 
-def _short_url(url: str, width: int = 40) -> str:
+def _clip(text: str, width: int) -> str:
+    line = " ".join(escape_controls(text).split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def console_url(url: str, width: int = 40) -> str:
     url = escape_controls(url.split("://", 1)[-1])
     return url if len(url) <= width else "…" + url[-(width - 1):]
 
 
-def _progress_text(t: TransferSample) -> str:
+def progress_text(t: TransferSample) -> str:
     if t.total:
         return f"{100.0 * t.bytes / t.total:5.1f}% {format_bytes(t.bytes)}/{format_bytes(t.total)}"
     return format_bytes(t.bytes)
 
 
-def _rate(t: TransferSample, unit: str) -> str:
+def shown_rate(t: TransferSample, unit: str) -> str:
     """The live rate; once done, what the transfer averaged (its last moments say little)."""
+    up = "↑ " if t.direction == "upload" else ""          # an upload's rate is what it sent
     if t.state == "done" and t.avg_bps is not None:
-        return f"avg {format_rate(t.avg_bps, unit)}"
-    return format_rate(t.rate_bps, unit)
+        return f"{up}avg {format_rate(t.avg_bps, unit)}"
+    return up + format_rate(t.rate_bps, unit)
+
+
+def transfer_name(t: TransferSample | TransferSummary) -> str:
+    """``#1``, or ``#1 MPTCP`` / ``#2 TCP`` for the two sides of a --compare-tcp run."""
+    side = side_name(t)
+    return f"#{t.id} {side}" if side else f"#{t.id}"
 
 
 def plain_line(sample: Sample, unit: str = "bits") -> str:
     """One line per sample for logs and pipes, like wget/aria2c print when not on a terminal."""
     parts = [f"[{sample.t:6.1f}s]"]
     for t in sample.transfers:
-        parts.append(f"#{t.id} {_short_url(t.url, 30)} {_progress_text(t)} {_rate(t, unit)}"
+        parts.append(f"{transfer_name(t)} {console_url(t.url, 30)} {progress_text(t)} {shown_rate(t, unit)}"
                      f" ({badge(t)[0]}; ETA {format_duration(t.eta_s)})")
     if sample.paths:
         parts.append("| " + "  ".join(f"{iface} {format_rate(p.rate_bps, unit)}" for iface, p in sample.paths.items()))
@@ -139,73 +153,24 @@ def plain_line(sample: Sample, unit: str = "bits") -> str:
     return " ".join(parts)
 
 
-class _Screen:
-    """The Rich renderable of the newest sample."""
-
-    def __init__(self, unit: str) -> None:
-        self.unit = unit
-        self.sample: Sample | None = None
-        self.styles: dict[str, str] = {}
-
-    def style_for(self, iface: str) -> str:
-        return self.styles.setdefault(iface, PATH_STYLES[len(self.styles) % len(PATH_STYLES)])
-
-    def __rich__(self) -> Group | Text:
-        if self.sample is None:
-            return Text("connecting…", style="dim")
-        return Group(*(self._transfer(t) for t in self.sample.transfers), self._paths(self.sample))
-
-    def _transfer(self, t: TransferSample) -> Group:
-        """Two lines: the URL with its status badge, then progress, rate and ETA."""
-        head = Table.grid(expand=True)
-        head.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
-        head.add_column(no_wrap=True, overflow="ellipsis", justify="right", max_width=60)
-        badge_style = {"mptcp": "bold green", "fallback": "bold yellow", "tcp": "bold red"}.get(t.status, "dim")
-        head.add_row(Text(f"#{t.id} {_short_url(t.url, 60)}", style="bold"),
-                     Text(escape_controls(t.error) if t.error else badge(t)[0],
-                          style="red" if t.error else badge_style))
-        body = Table.grid(padding=(0, 1))
-        body.add_row(Text("  "), ProgressBar(total=t.total or None, completed=t.bytes, width=24, pulse=not t.total),
-                     Text(_progress_text(t)), Text(_rate(t, self.unit), style="bold"),
-                     Text("✓ done", style="green") if t.state == "done" else
-                     Text(f"ETA {format_duration(t.eta_s)}", style="dim"))
-        return Group(head, body)
-
-    def _paths(self, sample: Sample) -> Table:
-        """One row per path: its share of the rate now; once every transfer ended, its share of
-        the bytes (the rates of the last moments would tell little)."""
-        ended, byte_shares = sample.transfers_ended(), sample.byte_shares()
-        table = Table.grid(padding=(0, 1))
-        if not ended:
-            table.caption, table.caption_style, table.caption_justify = f"rates {RATE_LABEL}", "dim", "left"
-        for iface, p in sample.paths.items():
-            style = self.style_for(iface)
-            state = "" if p.link_up in (None, True) else " link down"
-            state += " stalled" if p.stalled else ""
-            state += f" waiting on {p.waiting_on}" if p.waiting_on and not p.stalled else ""
-            share = byte_shares[iface] if ended else p.share
-            table.add_row(
-                Text(f"  {p.label}", style=f"bold {style}"), Text(iface, style="dim"),
-                ProgressBar(total=1.0, completed=share, width=20, complete_style=style),
-                Text(f"{100 * share:3.0f}%"), Text("" if ended else format_rate(p.rate_bps, self.unit)),
-                Text(format_bytes(p.bytes), style="dim"), Text(state.strip(), style="red"),
-            )
-        return table
-
-
 class ConsoleView:
     """The console as a sink: samples and events to the terminal; `close(summary)` prints the final lines."""
 
     def __init__(self, stream: IO[str], unit: str = "bits", interactive: bool | None = None) -> None:
-        self.console = Console(file=stream, highlight=False)
-        self.interactive = self.console.is_terminal if interactive is None else interactive
+        self.stream = stream
+        terminal = _is_terminal(stream)
+        self.interactive = terminal if interactive is None else interactive
         self.unit = unit
-        self._screen = _Screen(unit)
-        self._live: Live | None = None
         self._last_line = time.monotonic()   # the first line after a second: a quick failure is one line
-        if self.interactive:
-            self._live = Live(self._screen, console=self.console, refresh_per_second=4, transient=False)
-            self._live.start()
+        self._sample: Sample | None = None   # the newest
+        self.verdict: str | None = None      # --compare-tcp: the comparison's last word, for the end
+        self._rich: RichConsole | None = None
+        if terminal or self.interactive:
+            # Rich only for a terminal (colours, the live display): its import is the largest part
+            # of a headless get's start-up after aiohttp's (docs/measured.md "Import costs").
+            from mptop.sinks.live import RichConsole
+
+            self._rich = RichConsole(stream, unit, live=self.interactive)
 
     def __call__(self, record: Record) -> None:
         if isinstance(record, Sample):
@@ -214,28 +179,58 @@ class ConsoleView:
             self.event(record)
 
     def sample(self, sample: Sample) -> None:
-        self._screen.sample = sample
-        if self._live is None and time.monotonic() - self._last_line >= 1.0:
+        self._sample = sample
+        if self._rich is not None and self._rich.live:
+            self._rich.show(sample)
+        elif time.monotonic() - self._last_line >= 1.0:
             self._last_line = time.monotonic()
-            self.console.print(plain_line(sample, self.unit), soft_wrap=True)
+            self._print((plain_line(sample, self.unit), ""))
 
     def event(self, event: Event) -> None:
-        # A failure gets its one line from the command ("mptop: URL: cause"); a success its ✓ line at the end.
-        if event.kind == "transfer_failed" or (event.kind == "transfer_done" and not self.interactive):
+        # A failure gets its one line from the command ("mptop: URL: cause"); a success its ✓ line at the end,
+        # and so does the comparison's final word (its word when TCP fails is told as it happens).
+        if event.kind == "comparison" and event.transfer is None:
+            self.verdict = event.detail
+        if event.kind == "transfer_failed" or (event.kind == "transfer_done" and not self.interactive) \
+                or (event.kind == "comparison" and event.transfer is None):
             return
-        self.console.print(Text.assemble((f"{event.t:6.1f}s", "dim"), " ", escape_controls(event.detail or event.kind)),
-                           soft_wrap=True)
+        text = f" {self._side(event)}{escape_controls(event.detail or event.kind)}"
+        self._print((f"{event.t:6.1f}s", "dim"), (text, ""))
+
+    def _side(self, event: Event) -> str:
+        """``#2 TCP `` before an event of one side of a --compare-tcp run: both fetch the same URL."""
+        sample = self._sample
+        transfer = next((t for t in sample.transfers if t.id == event.transfer), None) if sample else None
+        shown = transfer is not None and transfer.compare and event.kind != "comparison"
+        return f"{transfer_name(transfer)} " if shown and transfer is not None else ""
 
     def close(self, summary: Summary | None = None) -> None:
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
+        if self._rich is not None:
+            self._rich.stop()
         if summary is None:
             return
         for t in summary.transfers:
             if t.ok:
                 took = t.duration_s if t.duration_s is not None else summary.duration_s
-                self.console.print(Text.assemble(("✓", "green"), " ", done_line(t, took)), soft_wrap=True)
+                side = f"{side_name(t)} " if side_name(t) else ""
+                self._print(("✓", "green"), (f" {side}{done_line(t, took)}", ""))
+        if pairs(summary.transfers):
+            self._print((f"MPTCP vs TCP: {escape_controls(self.verdict or ended_verdict(summary))}", ""))
+
+    def _print(self, *parts: tuple[str, str]) -> None:
+        """One line of (text, Rich style) parts: styled on a terminal, plain text otherwise."""
+        if self._rich is not None:
+            self._rich.print(*parts)
+        else:
+            self.stream.write("".join(text for text, _ in parts) + "\n")
+            self.stream.flush()
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def headless_view(json: bool, unit: str, on_reader_gone: Callable[[], None]) -> NdjsonOut | ConsoleView:

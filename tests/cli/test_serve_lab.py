@@ -1,0 +1,187 @@
+"""`mptop serve` in a real headless Chromium: the tab draws the app, each tab is its own mptop, and a demo
+tab's lab is gone once the tab closes, and once the server is stopped (SIGTERM, Ctrl-C).
+
+"The lab is gone" is read from the kernel: a network namespace lives while a process is in it or holds
+an fd to it, so none of /proc/*/ns/net and /proc/*/fd/* may name the tab's namespaces any more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NoReturn
+
+import psutil
+import pytest
+
+from mptop.lab.loopback import loopback_connections
+from tests.cli.browser import Browser, Tab, missing
+from tests.support import wait_for
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]    # Chromium and labs on a loaded machine
+
+DRAW_S = 120.0           # a loaded 2-core machine: a demo tab's lab, the app and Chromium all start
+
+
+@pytest.fixture
+def browser(lab_unavailable: Callable[[str], NoReturn]) -> Iterator[Browser]:
+    if os.geteuid() != 0:
+        lab_unavailable("a demo tab builds its lab as root")
+    reason = missing()
+    if reason:
+        lab_unavailable(reason)
+    chromium = Browser()
+    try:
+        yield chromium
+    finally:
+        chromium.quit()
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc, self.url = proc, ""
+        self.seen: set[psutil.Process] = set()
+
+    def tabs(self) -> list[psutil.Process]:
+        """The tabs' mptop processes (the server's children)."""
+        try:
+            tabs = [p for p in psutil.Process(self.proc.pid).children() if "mptop" in p.cmdline()[1:3]]
+        except psutil.NoSuchProcess:
+            return []
+        self.seen.update(tabs)
+        return tabs
+
+
+@contextmanager
+def serve(*what: str) -> Iterator[Served]:
+    proc = subprocess.Popen([sys.executable, "-m", "mptop", "serve", "--port", "0", *what], text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    served = Served(proc)
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        found = re.match(r"mptop serve: (http://127\.0\.0\.1:\d+/) ", first)
+        assert found, first + proc.stderr.read()
+        served.url = found.group(1)
+        yield served
+    finally:
+        left = [p for p in served.seen if p.is_running()]
+        if proc.poll() is None:
+            left += [psutil.Process(proc.pid), *psutil.Process(proc.pid).children()]
+        for p in left:                  # a failed test's server and tabs (their labs die with them)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        proc.communicate(timeout=30)
+
+
+def netns_of(proc: psutil.Process) -> set[str]:
+    """The network namespaces of ``proc`` and its descendants other than ours (a demo's lab)."""
+    ours = os.readlink("/proc/self/ns/net")
+    found = set()
+    for p in [proc, *proc.children(recursive=True)]:
+        with _gone_or_denied():
+            found.add(os.readlink(f"/proc/{p.pid}/ns/net"))
+    return found - {ours}
+
+
+@contextmanager
+def _gone_or_denied() -> Iterator[None]:
+    try:
+        yield
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+
+
+def netns_in_use() -> set[str]:
+    """Every network namespace a process is in or holds an fd to, as ``net:[inode]``."""
+    used = set()
+    for pid in Path("/proc").iterdir():
+        if not pid.name.isdigit():
+            continue
+        with _gone_or_denied():
+            used.add(os.readlink(pid / "ns" / "net"))
+            for fd in (pid / "fd").iterdir():
+                with _gone_or_denied():
+                    target = os.readlink(fd)
+                    if target.startswith("net:["):
+                        used.add(target)
+    return used
+
+
+def veths() -> str:
+    return subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def open_drawn(browser: Browser, url: str, *words: str) -> tuple[Tab, str]:
+    tab = browser.open(url)
+    text = tab.wait_for(lambda t: all(w in t for w in words), DRAW_S)
+    for word in words:
+        tab.wait_drawn(word)
+    return tab, text
+
+
+def test_demo_tabs_draw_the_handover_and_their_labs_go_with_the_tab_and_the_server(browser: Browser) -> None:
+    veths_before = veths()
+    with serve("demo") as served:
+        first, text = open_drawn(browser, served.url, "Wi-Fi", "Cellular", "Paths", "Subflows")
+        assert "wlan0" in text and "wwan0" in text, text
+        second, _ = open_drawn(browser, served.url, "Wi-Fi", "Cellular")
+        wait_for(lambda: len(served.tabs()) == 2, 30)
+        tabs = served.tabs()
+        labs = [netns_of(tab) for tab in tabs]
+        assert all(len(lab) == 2 for lab in labs) and not labs[0] & labs[1], labs    # client + server each
+        assert set().union(*labs) <= netns_in_use()
+
+        first.wait_for(lambda t: "Wi-Fi link down" in t, DRAW_S)                      # the scenario at 8 s
+        first.wait_drawn("link down")
+
+        first.close()
+        wait_for(lambda: len(served.tabs()) == 1, 60)
+        still = served.tabs()[0].pid
+        closed_lab, open_lab = (labs[0], labs[1]) if tabs[1].pid == still else (labs[1], labs[0])
+        wait_for(lambda: not closed_lab & netns_in_use(), 30)
+        assert open_lab <= netns_in_use(), "closing one tab ended the other's lab"
+        assert second.text()                                                          # still served
+
+        served.proc.send_signal(signal.SIGTERM)
+        assert served.proc.wait(timeout=60) == 0
+        wait_for(lambda: not open_lab & netns_in_use(), 30)
+        _, err = served.proc.communicate(timeout=10)
+        assert "Traceback" not in err, err
+    assert veths() == veths_before
+
+
+def test_watch_tab_shows_a_connection_takes_keys_and_ctrl_c_ends_server_and_tab(browser: Browser) -> None:
+    with loopback_connections(1) as pairs, serve("watch") as served:
+        port = pairs[0][0].getpeername()[1]
+        tab, _ = open_drawn(browser, served.url, f"127.0.0.1:{port}", "q Quit")  # focused: the footer's keys
+        tab.keys("?")
+        tab.wait_for(lambda t: "mptop — keys" in t)                  # the help screen: the key reached the app
+        wait_for(lambda: len(served.tabs()) == 1, 30)
+        tab = served.tabs()[0]
+        os.killpg(served.proc.pid, signal.SIGINT)                  # Ctrl-C in the server's terminal
+        assert served.proc.wait(timeout=60) == 0
+        wait_for(lambda: not tab.is_running(), 30)
+        out, err = served.proc.communicate(timeout=10)
+        assert "Traceback" not in out + err, out + err
+
+
+def test_a_demo_tabs_lab_does_not_outlive_a_killed_server(browser: Browser) -> None:
+    with serve("demo") as served:
+        open_drawn(browser, served.url, "Wi-Fi", "Cellular")
+        wait_for(lambda: len(served.tabs()) == 1, 30)
+        tab = served.tabs()[0]
+        lab = netns_of(tab)
+        assert len(lab) == 2, lab
+        served.proc.kill()                                          # no handler runs: SIGKILL
+        served.proc.wait(timeout=30)
+        wait_for(lambda: not tab.is_running() and not lab & netns_in_use(), 30)
