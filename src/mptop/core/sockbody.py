@@ -28,19 +28,18 @@ waits until it has let go of the socket and the buffers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import queue
 import select
 import socket
 import ssl
-import threading
 from asyncio.sslproto import SSLProtocolState
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 
+from mptop.core.threads import on_daemon_thread
 from mptop.core.writer import WriterThread
 
 BUFFER_SIZE = 1 << 20     # bytes per read at most
@@ -130,15 +129,12 @@ class SocketBody:
         self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
         for _ in range(min(BUFFERS, -(-remaining // BUFFER_SIZE))):
             self._free.put(memoryview(bytearray(BUFFER_SIZE)))
-        self._error: BaseException | None = None
 
     async def run(self) -> None:
         """Read until the body is complete, the peer closes, a write fails or an error; raises the
         error (or the writer's).  Cancelled, it stops the thread before giving up."""
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
+        done = on_daemon_thread(self._pump, self._name)
         done.add_done_callback(self._close)     # on the loop, once the thread has let go of both
-        threading.Thread(target=self._main, args=(loop, done), name=self._name, daemon=True).start()
         try:
             await asyncio.shield(done)
         except asyncio.CancelledError:
@@ -146,25 +142,14 @@ class SocketBody:
                 os.eventfd_write(self._wake, 1)
                 await asyncio.wait([done])       # the thread lets go of the socket at once
             raise
-        if self._error is not None:
-            raise self._error
         self._writer.raise_error()
 
-    def _close(self, _: object) -> None:
+    def _close(self, done: asyncio.Future[None]) -> None:
+        done.exception()                         # seen (after a cancellation: _Stopped, nobody's business)
         self._sock.close()
         os.close(self._wake)
         if self._tls is not None and not self._tls.raw.is_closing():
             self._tls.raw.resume_reading()       # asyncio's again: the connection closes as usual
-
-    def _main(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
-        try:
-            self._pump()
-        except _Stopped:
-            pass
-        except BaseException as exc:
-            self._error = exc
-        with contextlib.suppress(RuntimeError):     # the loop is gone: nobody waits any more
-            loop.call_soon_threadsafe(_mark_done, done)
 
     def _pump(self) -> None:
         poller = select.poll()
@@ -237,7 +222,3 @@ class SocketBody:
         if any(fd == self._wake for fd, _ in events):
             raise _Stopped
 
-
-def _mark_done(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_result(None)

@@ -62,6 +62,7 @@ from mptop.core.output import (
 from mptop.core.partfile import content_range, not_resumed, partial_mismatch, recorded_validator, validator_of
 from mptop.core.resolver import NetnsResolver
 from mptop.core.sockbody import SocketBody, take_over
+from mptop.core.urls import parse_url
 from mptop.core.writer import FileWriter, WriterThread
 from mptop.kernel.sockets import create_mptcp_socket, dup_handle
 from mptop.kernel.sockopt import socket_status
@@ -198,7 +199,7 @@ class TransferManager:
 
     def _new_transfer(self, id_: int, url: str) -> Transfer:
         try:
-            parsed = _parse_url(url)
+            parsed = parse_url(url)
         except TransferError as exc:
             t = Transfer(id_, url, None)
             t.state, t.error = "failed", str(exc)
@@ -389,31 +390,3 @@ async def run_transfers(urls: Sequence[str], options: TransferOptions,
 async def _aiter(items: list[bytes]) -> AsyncIterator[bytes]:
     for item in items:
         yield item
-
-
-def _parse_url(url: str) -> URL:
-    if url and _lacks_scheme(url):
-        raise TransferError(f"no scheme: did you mean http://{url}?")
-    try:
-        parsed = URL(url)
-    except (ValueError, TypeError) as exc:
-        raise TransferError(f"malformed URL: {url} ({str(exc).lower()})") from None
-    if not parsed.scheme:
-        raise TransferError(f"malformed URL: {url or '(empty)'} (no http:// or https://)")
-    if parsed.scheme not in ("http", "https"):
-        raise TransferError(f"unsupported URL scheme '{parsed.scheme}' in {url} (http and https only)")
-    if not parsed.host:
-        raise TransferError(f"malformed URL: {url} (no host)")
-    return parsed
-
-
-def _lacks_scheme(url: str) -> bool:
-    """``example.com/x``, ``10.78.1.2:8080/x``, ``localhost:8080``: a host where the scheme should be
-    (yarl would read ``10.78.1.2`` as a scheme).  ``mailto:a@b.c`` names a scheme, just not ours."""
-    if "://" in url:
-        return False
-    head, colon, rest = url.partition(":")
-    if not colon:
-        return True
-    port = rest.split("/", 1)[0]
-    return "." in head or head.startswith("[") or port.isdigit()
