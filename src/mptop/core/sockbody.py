@@ -87,8 +87,8 @@ def take_over(resp: aiohttp.ClientResponse) -> TakenBody | None:
     # read until the buffer stays empty.  Nothing else runs meanwhile (no await).
     while data := content.read_nowait():
         head.append(data)
-    remaining = max(length - sum(map(len, head)), 0)
-    if remaining and not content.is_eof():
+    remaining = max(length - sum(map(len, head)), 0) if not content.is_eof() else 0  # at EOF, none comes
+    if remaining:
         protocol.pause_reading()            # no more reads; drops aiohttp's read timeout
         if tls is not None:
             tls.raw.pause_reading()         # asyncio's SSL protocol must not resume it: it no longer
