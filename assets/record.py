@@ -1,6 +1,6 @@
 """Re-make the recordings in assets/ from the real lab (run as root, or as a user with user namespaces).
 
-    python assets/record.py            # handover.ndjson, fallback.ndjson, two-transfers.ndjson
+    python assets/record.py            # handover.ndjson, fallback.ndjson, compare.ndjson, two-transfers.ndjson
 
 They feed the TUI's snapshot and Pilot tests and `screenshots/make.py`: every number in them was measured by
 mptop on a real two-path MPTCP lab, none is made up.
@@ -41,5 +41,6 @@ def two_transfers() -> None:
 if __name__ == "__main__":
     demo("handover.ndjson", "handover", 30)
     demo("fallback.ndjson", "fallback", 8)
+    demo("compare.ndjson", "compare", 60)       # ends when both downloads have (~45 s)
     two_transfers()
     print("recorded:", ", ".join(p.name for p in sorted(ASSETS.glob("*.ndjson"))))

@@ -43,11 +43,13 @@ def ensure_debian_tools(tools: dict[str, str]) -> None:
 
 
 class RxMeter:
-    """Samples the summed rx counters of the client interfaces every ``interval`` seconds in a
-    background thread: ``samples`` is [(monotonic time, bytes since start)]."""
+    """Samples the summed rx counters (``tx``: tx counters, for uploads) of the client interfaces every
+    ``interval`` seconds in a background thread: ``samples`` is [(monotonic time, bytes since start)]."""
 
-    def __init__(self, lab: Lab, interval: float = 0.05, ifaces: Sequence[str] = CLIENT_IFACES) -> None:
+    def __init__(self, lab: Lab, interval: float = 0.05, ifaces: Sequence[str] = CLIENT_IFACES,
+                 tx: bool = False) -> None:
         self.lab, self.interval, self.ifaces = lab, interval, tuple(ifaces)
+        self._read = lab.tx_bytes if tx else lab.rx_bytes
         self.samples: list[tuple[float, int]] = []
         self.start_counts = self._counts()
         self.end_counts = self.start_counts
@@ -55,7 +57,7 @@ class RxMeter:
         self._thread = threading.Thread(target=self._loop, name="rx-meter", daemon=True)
 
     def _counts(self) -> dict[str, int]:
-        return {iface: self.lab.rx_bytes(iface) for iface in self.ifaces}
+        return {iface: self._read(iface) for iface in self.ifaces}
 
     def _sample(self) -> None:
         counts = self._counts()
@@ -136,12 +138,12 @@ def _child_cpu() -> tuple[float, float]:
 
 
 def measured_run(lab: Lab, tool: str, argv: Sequence[str], interval: float = 0.05,
-                 timeout: float = 300.0, env: Mapping[str, str] | None = None) -> Run:
+                 timeout: float = 300.0, env: Mapping[str, str] | None = None, tx: bool = False) -> Run:
     """Run ``argv`` in the client namespace; wall time, CPU seconds (user and system of the
-    process and its waited-for descendants), stdout/stderr, and the rx counters meanwhile.
+    process and its waited-for descendants), stdout/stderr, and the rx (``tx``: tx) counters meanwhile.
     ``env`` adds to this process's environment.  Nothing else may reap children in this process
     while it runs (the CPU is a delta)."""
-    with RxMeter(lab, interval) as meter:
+    with RxMeter(lab, interval, tx=tx) as meter:
         cpu0, t0 = _child_cpu(), time.monotonic()
         proc = lab.popen(lab.client, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env={**os.environ, **env} if env else None)

@@ -3,7 +3,8 @@
     python screenshots/make.py
 
 sharing.svg: both paths carry the download · handover.svg: Wi-Fi is down, cellular carries it ·
-fallback.svg: a server that does not speak MPTCP.  The pictures are of the real TUI fed with the records.
+fallback.svg: a server that does not speak MPTCP · compare.svg: plain TCP gave up at a Wi-Fi drop, MPTCP
+went on.  The pictures are of the real TUI fed with the records.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ async def main() -> None:
         await shoot("handover.ndjson", moments.sharing, "sharing.svg"),
         await shoot("handover.ndjson", moments.stalled, "handover.svg"),
         await shoot("fallback.ndjson", moments.fallback, "fallback.svg"),
+        await shoot("compare.ndjson", moments.compared, "compare.svg"),
     ]
     print("made:", ", ".join(p.name for p in made))
 

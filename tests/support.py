@@ -135,3 +135,19 @@ def run_as_nobody(ns: Namespace | None, body: Callable[[], Any], close_fds: bool
     if "value" not in result:
         raise ChildFailed(result["kind"], result["traceback"])
     return result["value"]
+
+
+PAYLOAD_HEADER_BYTES = 94   # per received packet on the lab veths: Ethernet, IPv4, TCP with timestamps and DSS
+
+
+def payload_bytes(net_dev: str, ifaces: tuple[str, ...] = ("wlan0", "wwan0")) -> dict[str, int]:
+    """Payload received so far per interface from a ``/proc/PID/net/dev``: rx_bytes − 94 × rx_packets,
+    the ground truth docs/measured.md ("Ground truth: interface counters") measured."""
+    out = {}
+    with open(net_dev) as f:
+        for line in f:
+            name, sep, rest = line.partition(":")
+            if sep and name.strip() in ifaces:
+                fields = rest.split()
+                out[name.strip()] = int(fields[0]) - PAYLOAD_HEADER_BYTES * int(fields[1])
+    return out

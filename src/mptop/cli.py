@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "put": ("put", "upload a file over MPTCP (PUT, or --post) and see each path's send rate"),
     "demo": ("demo", "a two-path lab with scripted handovers, in one command"),
     "watch": ("watch", "every MPTCP connection on this host, live"),
+    "run": ("run", "start a command and watch its MPTCP connections live (mptcpize)"),
     "doctor": ("doctor", "is MPTCP really usable here, and how to fix it"),
     "replay": ("replay", "play a recording (--record) in the TUI"),
     "export": ("export", "Prometheus metrics of MPTCP connections and paths (/metrics)"),
@@ -28,6 +29,7 @@ mptop get URL… [--json] headless download (NDJSON with --json)
 mptop put FILE URL…     upload over MPTCP (mptop --upload FILE URL… in the TUI)
 mptop demo              two-path lab with Wi-Fi/cellular handovers, one command
 mptop watch             every MPTCP connection on this host
+mptop run -- CMD…       run CMD over MPTCP (mptcpize) and watch its connections live
 mptop doctor            is MPTCP really usable here, and how to fix it
 mptop replay FILE       play a recording in the TUI
 mptop export            Prometheus /metrics of MPTCP paths (or --textfile DIR)

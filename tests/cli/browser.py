@@ -24,6 +24,7 @@ import pyte
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -44,6 +45,7 @@ class Browser:
     """One headless Chromium with a fresh profile; tabs opened with :meth:`open`."""
 
     def __init__(self, width: int = 1920, height: int = 1080) -> None:
+        self.width, self.height = width, height
         self.profile = tempfile.TemporaryDirectory(prefix="mptop-serve-chromium-")
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
@@ -56,6 +58,11 @@ class Browser:
     def open(self, url: str) -> Tab:
         self.driver.switch_to.new_window("tab")
         tab = Tab(self, self.driver.current_window_handle)
+        # The page exactly width x height, as on a projector in full screen (the window has browser chrome).
+        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False})
+        # ... and focused, as the tab in front of its audience is (headless, no window ever has the focus).
+        self.driver.execute_cdp_cmd("Emulation.setFocusEmulationEnabled", {"enabled": True})
         self.driver.get(url)
         return tab
 
@@ -157,6 +164,11 @@ class Tab:
                 self.screenshot().save(path)
                 raise AssertionError(f"{word!r} is in the tab's text but not on its screenshot ({path})")
             time.sleep(0.2)
+
+    def keys(self, keys: str) -> None:
+        """Type into the page (the focused element: the terminal, once the page has given it the keyboard)."""
+        self.driver.switch_to.window(self.handle)
+        ActionChains(self.driver).send_keys(keys).perform()
 
     def close(self) -> None:
         """Close this tab (its websocket with it) and go back to the blank one."""

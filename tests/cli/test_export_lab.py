@@ -27,12 +27,12 @@ import pytest
 
 from mptop.lab import Lab
 from mptop.lab.netns import Namespace, kill_quietly
+from tests.support import payload_bytes
 
 pytestmark = pytest.mark.lab
 
 EXPORT_PORT, PROMETHEUS_PORT, LISTENER_PORT = 9464, 9090, 8443   # inside the client netns: all free there
 DASHBOARD = Path(__file__).parents[2] / "assets" / "grafana" / "mptop.json"
-HEADER_BYTES = 94                # per packet on the lab veths (Ethernet, IP, TCP with timestamps, DSS)
 WINDOW_S = 15
 PATHS = ("wlan0", "wwan0")
 LISTENER = (f"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262); "
@@ -80,14 +80,7 @@ class PayloadMeter:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _read(self) -> dict[str, int]:
-        out = {}
-        with open(self.dev) as f:
-            for line in f:
-                name, sep, rest = line.partition(":")
-                if sep and name.strip() in PATHS:
-                    fields = rest.split()
-                    out[name.strip()] = int(fields[0]) - HEADER_BYTES * int(fields[1])
-        return out
+        return payload_bytes(self.dev, PATHS)
 
     def _loop(self) -> None:
         while not self._stop.wait(0.05):
@@ -166,9 +159,9 @@ def test_prometheus_scraping_export_sees_each_paths_bytes_and_every_dashboard_qu
             at = time.time() - 1.5
             took = {t: float(v) for t, v in prom_query(
                 lab.client, f'scrape_duration_seconds{{job="mptop"}}[{WINDOW_S}s]', at)[0]["values"]}
-            counters = {r["metric"]["interface"]: [(t, float(v)) for t, v in r["values"]] for r in prom_query(
-                lab.client, f"mptcp_path_received_bytes_total[{WINDOW_S}s]", at)}
-            assert set(PATHS) <= set(counters), counters
+            series = prom_query(lab.client, f"mptcp_path_received_bytes_total[{WINDOW_S}s]", at)
+            counters = {r["metric"]["interface"]: [(t, float(v)) for t, v in r["values"]] for r in series}
+            assert sorted(r["metric"]["interface"] for r in series) == sorted(PATHS), (series, took)  # one each
             # rate() over exactly the window's scrapes (a range 1 ms longer, ending at the last one):
             # Prometheus' slope of the samples compared below, with no extrapolation past them.
             first, last = counters[PATHS[0]][0][0], counters[PATHS[0]][-1][0]

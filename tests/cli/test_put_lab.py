@@ -76,33 +76,42 @@ def test_upload_uses_both_shaped_paths_and_the_server_gets_every_byte(make_lab, 
     assert all(sub["rtt_ms"] and sub["cwnd"] for sub in last["subflows"] if not sub["closed"])
 
 
-def test_wifi_drop_during_an_upload_moves_it_to_cellular_and_every_byte_arrives(make_lab, tmp_path):
-    lab = make_lab(upload_rate_mbit={"wlan0": 40, "wwan0": 10})
-    size = 16_000_000
-    path, sha = random_file(tmp_path, size)
+def put_meanwhile(lab, args: list[str], until, then) -> tuple[int, list[dict], list[dict], str]:
+    """`mptop put --json ARGS`; once a record satisfies ``until``, ``then()``; (exit code, records
+    until then, records after, stderr)."""
     with lab.client.entered():
-        proc = subprocess.Popen([sys.executable, "-m", "mptop", "put", "--json", "--interval", "0.2", str(path),
-                                 lab.upload_url()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, "-m", "mptop", "put", "--json", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    seen: list[dict] = []
     try:
         assert proc.stdout is not None
-        lines: list[dict] = []
         deadline = time.monotonic() + 60
-        for line in proc.stdout:                   # until Wi-Fi has carried a good part of it
-            lines.append(json.loads(line))
-            paths = lines[-1].get("paths", {})
-            if paths.get("wlan0", {}).get("bytes_acked", 0) > 0.15 * size:
+        for line in proc.stdout:
+            seen.append(json.loads(line))
+            if until(seen[-1]):
                 break
-            assert time.monotonic() < deadline, "Wi-Fi never carried 15 % of the upload"
-        dropped_at = lines[-1]["t"]
-        wwan_before = lines[-1]["paths"]["wwan0"]["bytes_acked"]
-        lab.link_down("wlan0")
+            assert time.monotonic() < deadline, "the upload never got that far"
+        then()
         rest, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0, err
-    out = lines + records(rest)
+    return proc.returncode, seen, records(rest), err
+
+
+def test_wifi_drop_during_an_upload_moves_it_to_cellular_and_every_byte_arrives(make_lab, tmp_path):
+    lab = make_lab(upload_rate_mbit={"wlan0": 40, "wwan0": 10})
+    size = 16_000_000
+    path, sha = random_file(tmp_path, size)
+    code, lines, rest, err = put_meanwhile(     # Wi-Fi goes once it has carried a good part of the upload
+        lab, ["--interval", "0.2", str(path), lab.upload_url()],
+        until=lambda r: r.get("paths", {}).get("wlan0", {}).get("bytes_acked", 0) > 0.15 * size,
+        then=lambda: lab.link_down("wlan0"))
+    assert code == 0, err
+    dropped_at = lines[-1]["t"]
+    wwan_before = lines[-1]["paths"]["wwan0"]["bytes_acked"]
+    out = lines + rest
     done = out[-1]["transfers"][0]
     assert done["ok"] and server_reply(done) == {"bytes": size, "sha256": sha} and done["sha256"] == sha
     after = [r for r in out if r["type"] == "sample" and r["t"] > dropped_at]
@@ -121,6 +130,33 @@ def test_failures_are_one_line_with_the_exit_code(lab, tmp_path):
     assert refused.stderr.count("\n") == 1
     plain = put(lab, "--json", "--require-mptcp", str(path), lab.upload_url(tcp=True))
     assert plain.returncode == 1 and "fell back to TCP" in plain.stderr and plain.stderr.count("\n") == 1, plain.stderr
+
+
+def test_an_upload_no_path_takes_fails_on_the_idle_timeout_in_one_line(make_lab, tmp_path):
+    lab = make_lab(upload_rate_mbit={"wlan0": 20, "wwan0": 5})
+    path, _ = random_file(tmp_path, 40_000_000)        # 13 s at 25 Mbit/s: still sending when the links go
+
+    def both_down() -> None:
+        lab.link_down("wlan0")
+        lab.link_down("wwan0")
+
+    code, _, rest, err = put_meanwhile(
+        lab, ["--idle-timeout", "3", str(path), lab.upload_url()],
+        until=lambda r: r["type"] == "sample" and r["transfers"][0]["bytes_acked"] > 1_000_000, then=both_down)
+    assert code == 1 and err.count("\n") == 1, err
+    assert "took no data for 3 s (idle timeout)" in err
+    assert not rest[-1]["transfers"][0]["ok"]
+
+
+def test_mptop_upload_without_a_terminal_is_the_headless_put(lab, tmp_path):
+    """`mptop --upload FILE URL…` is the TUI's upload; with --json (or no terminal) it is `put`."""
+    path, sha = random_file(tmp_path, 200_000)
+    with lab.client.entered():
+        result = subprocess.run([sys.executable, "-m", "mptop", "--upload", str(path), lab.upload_url(), "--json"],
+                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    done = records(result.stdout)[-1]["transfers"][0]
+    assert done["direction"] == "upload" and server_reply(done) == {"bytes": 200_000, "sha256": sha}
 
 
 def test_post_from_standard_input_is_chunked_and_arrives_whole(lab, tmp_path):

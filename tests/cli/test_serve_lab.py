@@ -7,6 +7,7 @@ an fd to it, so none of /proc/*/ns/net and /proc/*/fd/* may name the tab's names
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -24,7 +25,7 @@ from mptop.lab.loopback import loopback_connections
 from tests.cli.browser import Browser, Tab, missing
 from tests.support import wait_for
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]    # Chromium and labs on a loaded machine
 
 DRAW_S = 120.0           # a loaded 2-core machine: a demo tab's lab, the app and Chromium all start
 
@@ -44,12 +45,18 @@ def browser(lab_unavailable: Callable[[str], NoReturn]) -> Iterator[Browser]:
 
 
 class Served:
-    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
-        self.proc, self.url = proc, url
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc, self.url = proc, ""
+        self.seen: set[psutil.Process] = set()
 
     def tabs(self) -> list[psutil.Process]:
         """The tabs' mptop processes (the server's children)."""
-        return [p for p in psutil.Process(self.proc.pid).children() if "mptop" in p.cmdline()[1:3]]
+        try:
+            tabs = [p for p in psutil.Process(self.proc.pid).children() if "mptop" in p.cmdline()[1:3]]
+        except psutil.NoSuchProcess:
+            return []
+        self.seen.update(tabs)
+        return tabs
 
 
 @contextmanager
@@ -57,27 +64,22 @@ def serve(*what: str) -> Iterator[Served]:
     proc = subprocess.Popen([sys.executable, "-m", "mptop", "serve", "--port", "0", *what], text=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
+    served = Served(proc)
     try:
         assert proc.stderr is not None
         first = proc.stderr.readline()
         found = re.match(r"mptop serve: (http://127\.0\.0\.1:\d+/) ", first)
         assert found, first + proc.stderr.read()
-        yield Served(proc, found.group(1))
+        served.url = found.group(1)
+        yield served
     finally:
+        left = [p for p in served.seen if p.is_running()]
         if proc.poll() is None:
-            with_children = [proc.pid, *(p.pid for p in psutil.Process(proc.pid).children(recursive=True))]
-            for pid in with_children:
-                with _gone():
-                    os.kill(pid, signal.SIGKILL)
+            left += [psutil.Process(proc.pid), *psutil.Process(proc.pid).children()]
+        for p in left:                  # a failed test's server and tabs (their labs die with them)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
         proc.communicate(timeout=30)
-
-
-@contextmanager
-def _gone() -> Iterator[None]:
-    try:
-        yield
-    except ProcessLookupError:
-        pass
 
 
 def netns_of(proc: psutil.Process) -> set[str]:
@@ -158,10 +160,12 @@ def test_demo_tabs_draw_the_handover_and_their_labs_go_with_the_tab_and_the_serv
     assert veths() == veths_before
 
 
-def test_watch_tab_shows_a_connection_and_ctrl_c_ends_server_and_tab(browser: Browser) -> None:
+def test_watch_tab_shows_a_connection_takes_keys_and_ctrl_c_ends_server_and_tab(browser: Browser) -> None:
     with loopback_connections(1) as pairs, serve("watch") as served:
         port = pairs[0][0].getpeername()[1]
-        _, text = open_drawn(browser, served.url, f"127.0.0.1:{port}")
+        tab, _ = open_drawn(browser, served.url, f"127.0.0.1:{port}", "q Quit")  # focused: the footer's keys
+        tab.keys("?")
+        tab.wait_for(lambda t: "mptop — keys" in t)                  # the help screen: the key reached the app
         wait_for(lambda: len(served.tabs()) == 1, 30)
         tab = served.tabs()[0]
         os.killpg(served.proc.pid, signal.SIGINT)                  # Ctrl-C in the server's terminal
@@ -169,3 +173,15 @@ def test_watch_tab_shows_a_connection_and_ctrl_c_ends_server_and_tab(browser: Br
         wait_for(lambda: not tab.is_running(), 30)
         out, err = served.proc.communicate(timeout=10)
         assert "Traceback" not in out + err, out + err
+
+
+def test_a_demo_tabs_lab_does_not_outlive_a_killed_server(browser: Browser) -> None:
+    with serve("demo") as served:
+        open_drawn(browser, served.url, "Wi-Fi", "Cellular")
+        wait_for(lambda: len(served.tabs()) == 1, 30)
+        tab = served.tabs()[0]
+        lab = netns_of(tab)
+        assert len(lab) == 2, lab
+        served.proc.kill()                                          # no handler runs: SIGKILL
+        served.proc.wait(timeout=30)
+        wait_for(lambda: not tab.is_running() and not lab & netns_in_use(), 30)

@@ -163,7 +163,8 @@ def test_a_connection_that_disappears_drops_out_and_its_bytes_stay_on_its_paths(
     tracker = WatchTracker()
     tracker.observe(0.0, [two_paths(1_000, 500), two_paths(0, 0, token=8)], interfaces())
     conns, events = tracker.observe(1.0, [two_paths(0, 0, token=8)], interfaces())
-    assert [c.token for c in conns] == [8]
+    assert [(c.token, c.closed) for c in conns] == [(8, False), (7, True)]     # listed once more, closed
+    assert conns[1].bytes == 1_500 and conns[1].rate_bps == 0 and all(s.closed for s in conns[1].subflows)
     assert kinds(events) == [("connection_closed", None)] and "curl 192.0.2.2:40007" in events[0].detail
     assert tracker.paths.samples()["wlan0"].bytes == 1_000
 

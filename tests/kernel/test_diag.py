@@ -19,6 +19,7 @@ from mptop.kernel.diag import (
     DiagDecoder,
     MptcpDiagUnavailable,
 )
+from mptop.kernel.diag_destroy import decode_destroyed
 from mptop.kernel.procs import SocketOwners
 from mptop.kernel.types import (
     DiagConnection,
@@ -281,3 +282,47 @@ def test_owners_rescan_only_for_new_inodes_and_at_most_every_interval(tmp_path: 
     clock.now += 10.0
     assert owners.lookup([557, 555]) == {555: (os.getpid(), me)} and owners.scans == 3   # ...not again
     assert owners.named == {555: (os.getpid(), me), 556: (os.getpid(), me)}
+
+
+def test_a_young_process_is_read_at_once_before_a_full_scan(tmp_path: Path) -> None:
+    old = tmp_path / "1" / "fd"
+    old.mkdir(parents=True)
+    (old / "3").symlink_to("socket:[700]")
+    clock = Clock()
+    owners = SocketOwners(min_interval=2.0, proc=str(tmp_path), clock=clock)
+    owners.lookup([700])
+    scans = owners.scans
+    young = tmp_path / str(os.getpid()) / "fd"
+    young.mkdir(parents=True)
+    owners.prefetch()                          # seen before its socket: still young a moment later
+    clock.now += 0.5
+    (young / "3").symlink_to("socket:[701]")
+    assert owners.lookup([701]) == {701: (os.getpid(), psutil.Process().name())}
+    assert owners.scans == scans               # found among the young processes alone
+    (young / "4").symlink_to("socket:[702]")
+    owners.prefetch()                          # at a connection's birth: its owner, cached...
+    (young / "4").unlink()
+    assert owners.cached(702) == (os.getpid(), psutil.Process().name())     # ...after its fd closed
+
+
+
+# -- destroy broadcasts --------------------------------------------------------------------------------
+def destroyed_message(rx: int, tx: int) -> bytes:
+    """A SOCK_DIAG_BY_FAMILY destroy message as 6.18 sends it: inet_diag_msg, PROTOCOL, INFO."""
+    tcp_info = bytearray(280)
+    struct.pack_into("=Q", tcp_info, 128, rx)       # tcpi_bytes_received
+    struct.pack_into("=Q", tcp_info, 200, tx)       # tcpi_bytes_sent
+    msg = struct.pack("=BBBB", socket.AF_INET, 7, 0, 0) + struct.pack("!HH", 41000, 80)
+    msg += socket.inet_aton("192.0.2.2") + bytes(12) + socket.inet_aton("192.0.2.1") + bytes(12)
+    msg += struct.pack("=IQ", 0, 1234) + bytes(20)
+    attrs = struct.pack("=HHB3x", 5, 10, 6) + struct.pack("=HH", 4 + len(tcp_info), 2) + bytes(tcp_info)
+    body = msg + attrs
+    return struct.pack("=IHHII", 16 + len(body), 20, 0, 0, 0) + body
+
+
+def test_a_destroy_message_gives_the_address_pair_and_final_counters() -> None:
+    [end] = decode_destroyed(destroyed_message(16_581, 86) + struct.pack("=IHHII", 16, 3, 0, 0, 0))
+    assert (end.local, end.remote, end.cookie) == (("192.0.2.2", 41000), ("192.0.2.1", 80), 1234)
+    assert (end.tcp.bytes_received, end.tcp.bytes_sent) == (16_581, 86)
+    with pytest.raises(KernelParseError):
+        decode_destroyed(destroyed_message(1, 1)[:60])

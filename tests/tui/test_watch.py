@@ -99,6 +99,17 @@ async def test_a_card_per_connection_with_process_ends_status_rates_bytes_and_ag
         assert top_panel(app).border_title == f"Connections · {len(conns(LAST))} · by rate (3 s mean)"
 
 
+async def test_cards_show_what_each_connection_receives_and_sends_apart() -> None:
+    async with watching(LAST.t, records=[directed(r) for r in WATCH]) as (app, _pilot):
+        text = widget_text(app.query_one(TopList))
+        last = directed(LAST)
+        assert isinstance(last, Sample)
+        for conn in conns(last):
+            line = next(line for line in text.splitlines() if f"{conn.local} → {conn.remote}" in line)
+            card = text.split(line, 1)[1].splitlines()[1]             # the card's second line
+            assert f"↓{fmt.rate(conn.rx_bps):>12}  ↑{fmt.rate(conn.tx_bps):>12}" in card
+
+
 # -- sort ----------------------------------------------------------------------------------------
 def mean_rate(token: int, sample: Sample) -> float:
     rates = [(s.t, c.rate_bps) for s in SAMPLES if s.t <= sample.t for c in conns(s) if c.token == token]
@@ -106,15 +117,28 @@ def mean_rate(token: int, sample: Sample) -> float:
     return sum(recent) / len(recent)
 
 
-async def test_s_sorts_by_smoothed_rate_then_bytes_then_age() -> None:
-    live = conns(BUSY)
+def directed(record: Record) -> Record:
+    """The recording with each direction's rate apart: received 3/4 of the rate, sent an order of its own."""
+    if isinstance(record, Sample) and record.connections:
+        return replace(record, connections=[replace(c, rx_bps=0.75 * c.rate_bps, tx_bps=float(c.token % 997))
+                                            for c in record.connections])
+    return record
+
+
+async def test_s_sorts_by_smoothed_rate_received_sent_bytes_then_age() -> None:
+    busy = directed(BUSY)
+    assert isinstance(busy, Sample)
+    live = conns(busy)
     expected = {
         "rate (3 s mean)": sorted(live, key=lambda c: (-mean_rate(c.token, BUSY), c.token)),
+        "↓ received": sorted(live, key=lambda c: (-c.rx_bps, c.token)),
+        "↑ sent": sorted(live, key=lambda c: (-c.tx_bps, c.token)),
         "bytes": sorted(live, key=lambda c: (-c.bytes, c.token)),
         "age (oldest first)": sorted(live, key=lambda c: (-c.age_s, c.token)),
     }
-    assert len({tuple(c.token for c in order) for order in expected.values()}) == 3   # three different orders
-    async with watching(BUSY.t) as (app, pilot):
+    distinct = ("↓ received", "↑ sent", "bytes", "age (oldest first)")
+    assert len({tuple(c.token for c in expected[k]) for k in distinct}) == 4      # four different orders
+    async with watching(BUSY.t, records=[directed(r) for r in WATCH]) as (app, pilot):
         for index, (words, order) in enumerate([*expected.items(), ("rate (3 s mean)", expected["rate (3 s mean)"])]):
             if index:
                 await pilot.press("s")

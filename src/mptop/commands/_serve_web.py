@@ -99,7 +99,7 @@ class Tabs:
         process = TabProcess(self.argv, websocket, self.downloads)
         self.running.add(process)
         try:
-            await process.start(_size(request, "width", 80), _size(request, "height", 24))
+            await process.start(_query_size(request, "width", 80), _query_size(request, "height", 24))
             await _relay(websocket, process)
         finally:
             self.running.discard(process)
@@ -111,7 +111,7 @@ class Tabs:
         await asyncio.gather(*(process.end() for process in list(self.running)))
 
 
-def _size(request: web.Request, name: str, default: int) -> int:
+def _query_size(request: web.Request, name: str, default: int) -> int:
     try:
         return max(1, min(int(request.query.get(name, default)), 1000))
     except ValueError:
@@ -158,11 +158,17 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def loopback(sock: socket.socket) -> bool:
-    return ipaddress.ip_address(sock.getsockname()[0]).is_loopback
+def _announce(sock: socket.socket, what: str) -> None:
+    """The URL (and a warning when anyone but this host may reach it), on stderr."""
+    name, port = sock.getsockname()[:2]
+    if not ipaddress.ip_address(name).is_loopback:
+        print(f"mptop serve: warning: listening on {name}, not loopback: anyone who can reach port {port} "
+              "sees this host's connections", file=sys.stderr)
+    url = f"http://{f'[{name}]' if ':' in name else name}:{port}/"
+    print(f"mptop serve: {url} — each tab runs its own `mptop {what}`; Ctrl-C stops", file=sys.stderr, flush=True)
 
 
-def serve(command: list[str], what: str, *, host: str, port: int, font_size: int) -> int:
+def serve_tabs(command: list[str], what: str, *, host: str, port: int, font_size: int) -> int:
     """Serve ``mptop COMMAND…`` (``what``: how the user said it) until Ctrl-C/SIGTERM; the exit status."""
     from mptop.commands import fail
 
@@ -170,18 +176,12 @@ def serve(command: list[str], what: str, *, host: str, port: int, font_size: int
         sock = listen(host, port)
     except OSError as exc:
         return fail("serve", f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    name, bound = sock.getsockname()[:2]
-    url = f"http://{f'[{name}]' if ':' in name else name}:{bound}/"
-    if not loopback(sock):
-        print(f"mptop serve: warning: listening on {name}, not loopback: anyone who can reach port {bound} "
-              "sees this host's connections", file=sys.stderr)
-    print(f"mptop serve: {url} — each tab runs its own `mptop {what}`; Ctrl-C stops", file=sys.stderr, flush=True)
     with sock:
-        asyncio.run(_run(Tabs(command, what, font_size).app(), sock))
+        asyncio.run(_run(Tabs(command, what, font_size).app(), sock, what))
     return 0
 
 
-async def _run(app: web.Application, sock: socket.socket) -> None:
+async def _run(app: web.Application, sock: socket.socket, what: str) -> None:
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=STOP_S)
     await runner.setup()
     stop = asyncio.Event()
@@ -190,6 +190,7 @@ async def _run(app: web.Application, sock: socket.socket) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await web.SockSite(runner, sock).start()
+        _announce(sock, what)            # once serving, and stoppable: a SIGTERM right after it is handled
         await stop.wait()
     finally:
         await runner.cleanup()           # on_shutdown: every tab's process ends, its lab with it

@@ -27,8 +27,8 @@ def add_connection_arguments(parser: argparse.ArgumentParser, idle: str = "no by
     parser.add_argument("--require-mptcp", action="store_true",
                         help="fail a transfer that cannot use MPTCP or falls back to TCP")
     parser.add_argument("--compare-tcp", action="store_true",
-                        help="fetch the URL a second time at once over plain TCP (discarded) and show both side "
-                             "by side; the exit code follows the MPTCP download, TCP's failure is reported")
+                        help="the same transfer a second time at once over plain TCP (a download's copy is "
+                             "discarded), both side by side; the exit code follows the MPTCP one")
     parser.add_argument("--label", action="append", default=[], metavar="IFACE=NAME",
                         help="name a path, e.g. --label eth1=Starlink (repeatable)")
     parser.add_argument("--record", metavar="FILE", help="also write the NDJSON stream to FILE (for mptop replay)")

@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
     command = app_command(args)
     if isinstance(command, str):
         return fail("serve", command, 2)
-    from mptop.commands._serve_web import serve
+    from mptop.commands._serve_web import serve_tabs
 
-    return serve(command, " ".join(args.what) or "watch", host=args.host, port=args.port, font_size=args.font_size)
+    return serve_tabs(command, " ".join(args.what) or "watch", host=args.host, port=args.port, font_size=args.font_size)
 
 
 def _port_or_any(text: str) -> int:

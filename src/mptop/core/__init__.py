@@ -16,7 +16,7 @@ Measuring — shared by our transfers and the system-wide view (never the HTTP c
     rates          kernel byte counters → rates (resets, smoothing, ETA)
     paths          interfaces and addresses → paths keyed by the local interface, labels, link types
     events         small state machines: stalls, link up/down, subflow ledger, fallback reasons and counters
-    stalls         path and transfer stalls judged once per poll from bytes and link states
+    stalls         path, subflow and transfer stalls judged once per poll from bytes and link states
     missing        a path that is up, has an endpoint, and lost its subflow (the kernel never re-adds it)
     history        the one time series behind charts and sparklines
     polling        a poll that re-arms itself, and path-manager events on the side
@@ -28,15 +28,20 @@ Our transfers — the sockets mptop opened itself
     pm_router      path-manager events → the transfers they belong to, by token
     threads        blocking work on a daemon thread, awaited on the loop (DNS, upload reads)
     upload         ``mptop put``: uploads over MPTCP sockets, on the download engine
-    session        one download run: transfers and sampler side by side, records to the sinks
+    session        one download (or upload) run: transfers and sampler side by side, records to the sinks
     compare        ``--compare-tcp``: the MPTCP and the plain-TCP download of one URL, side by side and in words
 
 System-wide — every MPTCP connection of the network namespace
     watch          ``mptop watch``: the sampler over sock_diag dumps
     watch_track    each dump → ConnectionSamples, paths and events (pure)
+    watch_ends     watch's connection tracks; destroyed subflows' final counters matched to them (pure)
     export         ``mptop export``: the namespace's MPTCP state as Prometheus metrics
     export_paths   per-path counters that stay monotonic across closed subflows
     exposition     the Prometheus text format
+
+One command's connections — ``mptop run -- CMD``
+    launch         CMD with mptcpize's library preloaded, its signals and exit code; the run around it
+    proctree       which connections CMD's process tree holds (inode → /proc/PID/fd); the run's summary
 
 Download engine — HTTP over MPTCP sockets (aiohttp)
     transfer       TransferManager and Transfer: downloads, the MPTCP socket factory

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from mptop.core.model import CompareSide, Event, Record, Sample, Sink, Summary, TransferSample, TransferSummary
 from mptop.core.units import format_bytes, format_duration, format_rate
 
-STALL_S = 2.0            # no byte for this long while running: the side is stalled
+STALL_S = 2.0            # no byte (by the kernel's count or the app's) for this long while running: stalled
 CARRIER_SHARE = 0.1      # a path that carried at least this share of a side's bytes is named as carrying it
 NAMES: dict[CompareSide, str] = {"mptcp": "MPTCP", "tcp": "TCP"}
 SIDES: tuple[CompareSide, ...] = ("mptcp", "tcp")
@@ -37,10 +37,12 @@ def counts_for_exit(transfer: TransferSummary) -> bool:
 
 
 def path_bytes(transfer: TransferSample) -> dict[str, int]:
-    """Bytes received per path (interface), closed subflows included."""
+    """Bytes carried per path (interface), closed subflows included: received for a download,
+    sent and acknowledged for an upload."""
     out: dict[str, int] = {}
     for sub in transfer.subflows:
-        out[sub.iface] = out.get(sub.iface, 0) + sub.bytes_received
+        count = sub.bytes_acked if transfer.direction == "upload" else sub.bytes_received
+        out[sub.iface] = out.get(sub.iface, 0) + count
     return out
 
 
@@ -53,6 +55,7 @@ class SideState:
     first_t: float | None = None             # first sample that had it
     progress_t: float | None = None          # last sample in which its bytes grew (or it started running)
     other_bytes: dict[str, int] = field(default_factory=dict)   # the other side's path bytes then
+    other_end_bytes: dict[str, int] | None = None   # and when this side ended
     stalls: list[tuple[float, float]] = field(default_factory=list)   # ended stalls (from, to)
     stalled_from: float | None = None        # the current stall began (its last byte) here
     ended_t: float | None = None
@@ -101,8 +104,12 @@ class SideState:
         ended = transfer.state in ("done", "failed")
         if ended and self.ended_t is None:
             self.ended_t = t
+            self.other_end_bytes = path_bytes(other) if other is not None else {}
         started = transfer.state == "running" and (was is None or was.state != "running")
-        if started or (was is not None and transfer.bytes > was.bytes):
+        # Bytes the kernel counted on its paths, or the app's: a busy machine can leave one behind.
+        moved = was is not None and (transfer.bytes > was.bytes
+                                     or sum(path_bytes(transfer).values()) > sum(path_bytes(was).values()))
+        if started or moved:
             if self.stalled_from is not None:
                 self.stalls.append((self.stalled_from, t))
                 self.stalled_from = None
@@ -111,7 +118,7 @@ class SideState:
         elif transfer.state == "running" and self.progress_t is not None and self.stalled_from is None \
                 and t - self.progress_t >= STALL_S:
             self.stalled_from = self.progress_t
-        if transfer.state == "done" and self.stalled_from is not None:
+        if ended and self.stalled_from is not None:     # a failure ends its stall (a done one resumed)
             self.stalls.append((self.stalled_from, t))
             self.stalled_from = None
 
@@ -215,7 +222,8 @@ class Comparison:
         now = mptcp.ended_t if mptcp.ended_t is not None else self.now
         end = stalled.ended_t if stalled.ended_t is not None else now
         span = min(end, now) - stalled.progress_t
-        carried = {iface: n - stalled.other_bytes.get(iface, 0) for iface, n in path_bytes(mptcp.transfer).items()}
+        until = stalled.other_end_bytes if stalled.other_end_bytes is not None else path_bytes(mptcp.transfer)
+        carried = {iface: n - stalled.other_bytes.get(iface, 0) for iface, n in until.items()}
         total = sum(v for v in carried.values() if v > 0)
         if span <= 0 or total <= 0:
             return "MPTCP stalled too" if not mptcp.ended else f"MPTCP {self._live(mptcp)}"

@@ -103,6 +103,7 @@ class ConnectionSample:
     tx_bps: float = 0.0
     bytes_received: int = 0
     bytes_acked: int = 0
+    closed: bool = False       # its last listing, once it is gone: final bytes, rate 0
 
 
 @dataclass(slots=True)
@@ -172,10 +173,44 @@ class TransferSummary:
 
 
 @dataclass(slots=True)
+class ConnectionSummary:
+    """``mptop run``: one connection of the command, at its end (or the run's)."""
+
+    token: int
+    local: str
+    remote: str
+    process: str | None
+    pid: int | None
+    status: Status
+    bytes: int                           # both directions, at the MPTCP level (else its subflows' sum)
+    path_bytes: dict[str, int] = field(default_factory=dict)   # iface -> bytes of its subflows there
+    fallback: str | None = None          # why it fell back to TCP, as the fallback event said
+
+
+@dataclass(slots=True)
+class Outage:
+    """``mptop run``: a path that stalled (``path_stalled``) or whose link went down, and for how long."""
+
+    iface: str
+    path: str
+    kind: Literal["stalled", "link_down"]
+    start_s: float
+    duration_s: float | None = None      # None: not over when the run ended
+
+
+@dataclass(slots=True)
 class Summary:
     duration_s: float
     transfers: list[TransferSummary] = field(default_factory=list)
     type: Literal["summary"] = "summary"
+    # `mptop run` only (left out of the NDJSON otherwise): the command, its exit code, its connections
+    command: list[str] | None = None
+    exit_code: int | None = None
+    connections: list[ConnectionSummary] | None = None
+    outages: list[Outage] | None = None
+
+
+RUN_FIELDS = ("command", "exit_code", "connections", "outages")
 
 
 @dataclass(slots=True)
@@ -196,6 +231,14 @@ class HostInfo:
     type: Literal["host"] = "host"
 
 
+def bytes_per_path(subflows: list[SubflowSample], upload: bool = False) -> dict[str, int]:
+    """What each path carried of these subflows: received bytes, or for an upload the acknowledged ones."""
+    out: dict[str, int] = {}
+    for sub in subflows:
+        out[sub.iface] = out.get(sub.iface, 0) + (sub.bytes_acked if upload else sub.bytes_received)
+    return out
+
+
 Record = Union[Sample, Event, Summary, HostInfo]
 
 Sink = Callable[[Record], None]
@@ -209,6 +252,9 @@ def to_json(record: Record) -> dict[str, Any]:
         del out["connections"]
     if isinstance(record, Sample) and record.connections is not None and not record.transfers:
         del out["transfers"]
+    if isinstance(record, Summary) and record.command is None:
+        for name in RUN_FIELDS:
+            del out[name]
     return out
 
 
@@ -245,9 +291,13 @@ def record_from_json(data: dict[str, Any]) -> Record:
     if kind == "event":
         return _build(Event, data)
     if kind == "summary":
+        conns, outages = data.get("connections"), data.get("outages")
         return Summary(
             duration_s=data["duration_s"],
             transfers=[_build(TransferSummary, t) for t in data.get("transfers", [])],
+            command=data.get("command"), exit_code=data.get("exit_code"),
+            connections=None if conns is None else [_build(ConnectionSummary, c) for c in conns],
+            outages=None if outages is None else [_build(Outage, o) for o in outages],
         )
     if kind == "host":
         return _build(HostInfo, data)

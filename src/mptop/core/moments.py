@@ -1,4 +1,5 @@
-"""Named moments of a recording — both paths sharing, a path stalled, a transfer fallen back.
+"""Named moments of a recording — both paths sharing, a path stalled, a transfer fallen back, TCP given up
+beside MPTCP.
 
 Found from what happens in the records (never from fixed times), so the screenshots and the snapshot tests
 show the same moments of any real recording.
@@ -36,6 +37,12 @@ def fallback(records: Sequence[Record]) -> float:
     """The first sample in which a fallen-back transfer is moving data."""
     return next(s.t for s in samples(records)
                 if any(t.status == "fallback" and t.state == "running" and t.rate_bps > 0 for t in s.transfers))
+
+
+def compared(records: Sequence[Record], settle_s: float = 1.0) -> float:
+    """A sample ``settle_s`` after a --compare-tcp run first told its comparison (the TCP side failed)."""
+    told = first_event(records, "comparison").t
+    return next(s.t for s in samples(records) if s.t >= told + settle_s)
 
 
 def until(records: Sequence[Record], t: float) -> list[Record]:

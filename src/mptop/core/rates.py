@@ -72,6 +72,15 @@ class CounterRate:
         self.rate = (self.total - n0) / (t - t0)
         return delta
 
+    def final(self, value: int) -> int:
+        """The counter's last value, read after it went away (a destroyed subflow's): counted into
+        :attr:`total`, no rate; returns the increment."""
+        delta = value if self._value is None else counter_delta(self._value, value)
+        self.total += delta
+        self._value = value
+        self.idle()
+        return delta
+
     def idle(self) -> None:
         """The counter is gone (closed subflow): its rate is 0 from now on, its total stays."""
         self.rate = 0.0

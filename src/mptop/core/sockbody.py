@@ -113,7 +113,7 @@ class SocketBody:
         except BaseException as exc:
             self._error = exc
         with contextlib.suppress(RuntimeError):     # the loop is gone: nobody waits any more
-            loop.call_soon_threadsafe(_settle, done)
+            loop.call_soon_threadsafe(_mark_done, done)
 
     def _pump(self) -> None:
         poller = select.poll()
@@ -155,6 +155,6 @@ class SocketBody:
             raise _Stopped
 
 
-def _settle(done: asyncio.Future[None]) -> None:
+def _mark_done(done: asyncio.Future[None]) -> None:
     if not done.done():
         done.set_result(None)

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from mptop.core.events import StallWatch, describe_stall, stall_threshold
+from mptop.core.events import StallChange, StallWatch, describe_stall, stall_threshold
 from mptop.core.model import Event
-from mptop.core.paths import PathState
+from mptop.core.paths import PathBook, PathState
 from mptop.core.units import format_duration
 
 MOVING_S = 2.0
@@ -87,3 +87,60 @@ class StallJudge:
             return None
         quiet.stalled = True
         return Event(t, "transfer_stalled", None, transfer_id, f"stalled — {why}")
+
+
+class WatchStalls:
+    """``mptop watch``'s stalls, judged per (connection, path): the path carried data of that
+    connection and then nothing for ``stall_after_s``, while the connection still moved bytes on
+    another path or the path's link is down.  Path-level events come once per outage of the path,
+    however many connections it hit."""
+
+    def __init__(self, stall_after_s: float) -> None:
+        self.stall_after_s = stall_after_s
+        self._path_stalled: dict[str, float] = {}   # iface → when its outage began
+        self._recovered: set[str] = set()            # paths with a connection that got bytes back this poll
+
+    def connection(self, t: float, watches: dict[str, StallWatch], stalled_since: dict[str, float],
+                   path_bytes: Mapping[str, int], deltas: Mapping[str, int], busy_paths: set[str],
+                   link_up: Mapping[str, bool]) -> None:
+        """One connection's poll: ``watches`` and ``stalled_since`` (iface → last progress before
+        its stall) are the connection's own, updated here."""
+        moving = {iface for iface, d in deltas.items() if d > 0}
+        for iface, total in path_bytes.items():
+            watch = watches.get(iface)
+            if watch is None:
+                watch = watches[iface] = StallWatch(threshold_s=self.stall_after_s)
+            active = iface in busy_paths and (bool(moving - {iface}) or link_up.get(iface) is False)
+            change = watch.observe(t, total, active)
+            if change is not None and change.kind == "path_stalled":
+                stalled_since[iface] = t - change.outage_s
+            elif not watch.stalled:
+                stalled_since.pop(iface, None)
+                if change is not None:
+                    self._recovered.add(iface)
+
+    def paths(self, t: float, stalled: Iterable[Mapping[str, float]], book: PathBook) -> list[Event]:
+        """Path-level events: stalled when a first connection stalls on it, recovered when the last
+        one gets bytes again (cleared silently when the stalled connections went away)."""
+        stalled_now: dict[str, float] = {}
+        for since_by_iface in stalled:
+            for iface, since in since_by_iface.items():
+                stalled_now[iface] = min(since, stalled_now.get(iface, since))
+        events = []
+        for iface, path in book.paths.items():
+            # One connection pausing on a path while the path as a whole still moves bytes (other
+            # connections, or this one a moment later) is scheduling, not an outage of the path.
+            was = iface in self._path_stalled
+            now = iface in stalled_now and (path.rate_bps == 0 or path.link_up is False)
+            path.stalled = now
+            if now and not was:
+                self._path_stalled[iface] = stalled_now[iface]
+                change = StallChange("path_stalled", t - stalled_now[iface])
+                events.append(Event(t, "path_stalled", iface, None, describe_stall(path.label, change)))
+            elif was and not now:
+                start = self._path_stalled.pop(iface)
+                if iface in self._recovered or path.rate_bps > 0:
+                    change = StallChange("path_recovered", t - start)
+                    events.append(Event(t, "path_recovered", iface, None, describe_stall(path.label, change)))
+        self._recovered = set()
+        return events

@@ -186,10 +186,12 @@ class TransferManager:
             self._add_tcp_twins()
 
     def _add_tcp_twins(self) -> None:
-        """--compare-tcp: each URL again over plain TCP, its body hashed and discarded (the
-        MPTCP download is the one that lands where ``-o`` says)."""
+        """--compare-tcp: each URL again over plain TCP; a download's body is hashed and discarded
+        (the MPTCP download is the one that lands where ``-o`` says), an upload is sent twice."""
         for t in list(self.transfers):
-            twin = Transfer(len(self.transfers) + 1, t.url, OutputTarget("direct", os.devnull))
+            twin = self._new_transfer(len(self.transfers) + 1, t.url)
+            if twin.target is not None:
+                twin.target = OutputTarget("direct", os.devnull)
             t.compare, twin.compare = "mptcp", "tcp"
             twin.state, twin.error = t.state, t.error      # a URL that cannot be parsed fails twice
             self.transfers.append(twin)

@@ -60,6 +60,7 @@ class Upload(Transfer):
         self.file = None if source == "-" else source
         self.reply: str | None = None       # the start of the server's answer, escaped
         self.last_taken = time.monotonic()  # when the connection last took a chunk (idle timeout)
+        self.body_sent = False              # aiohttp wrote the whole body: the answer's timeout takes over
 
     @property
     def bytes_done(self) -> int:
@@ -127,7 +128,7 @@ class UploadManager(TransferManager):
         super().__init__(urls, TransferOptions(
             output=None, insecure=options.insecure, require_mptcp=options.require_mptcp,
             connect_timeout=options.connect_timeout, idle_timeout=options.idle_timeout,
-            max_redirects=0, resume=False))
+            max_redirects=0, resume=False, compare_tcp=options.compare_tcp))
 
     def _new_transfer(self, id_: int, url: str) -> Transfer:
         t = Upload(id_, url, self.source)
@@ -171,6 +172,7 @@ class UploadManager(TransferManager):
             t.fail(f"cannot read {t.file or 'standard input'}: {(exc.strerror or str(exc)).lower()}")
             return
         t.last_taken = time.monotonic()
+        t.body_sent = True          # aiohttp asks for more only once the last chunk went to the socket
         if t.total is not None and t.received != t.total:
             t.fail(f"{t.file} shrank while it was sent: {t.received} of {t.total} bytes")
 
@@ -185,8 +187,7 @@ class UploadManager(TransferManager):
         idle = self.options.idle_timeout
         while True:
             await asyncio.sleep(min(1.0, idle / 4))
-            sending = t.state == "running" and (t.total is None or t.received < t.total)
-            if sending and time.monotonic() - t.last_taken > idle:
+            if t.state == "running" and not t.body_sent and time.monotonic() - t.last_taken > idle:
                 t.fail(f"the connection took no data for {idle:g} s (idle timeout) after {t.received} of "
                        f"{t.total if t.total is not None else '?'} bytes")
                 return

@@ -15,7 +15,9 @@ sentences (plus ``connection_closed``), ``transfer`` left empty.  Each poll is o
 long-lived :class:`~mptop.kernel.diag.DiagReader` (no privileges needed); the arithmetic lives in
 :class:`~mptop.core.watch_track.WatchTracker`.  The poll re-arms after each fetch, so polls never
 overlap.  Path-manager events are subscribed when permitted (CAP_NET_ADMIN); otherwise subflow
-events are inferred from the polls.  Everything is read in the netns of the thread running the loop.
+events are inferred from the polls.  The kernel's destroy broadcasts (any user) give each subflow's
+final counters, so a connection's last interval counts; a gone connection is listed once more,
+``closed``.  Everything is read in the netns of the thread running the loop.
 """
 
 from __future__ import annotations
@@ -36,12 +38,15 @@ from mptop.core.sampler import Sampler, wall_clock_now
 from mptop.core.watch_track import WatchTracker, connection_status
 from mptop.kernel import host
 from mptop.kernel.diag import DiagReader
+from mptop.kernel.diag_destroy import SubflowEnds
 from mptop.kernel.linktype import link_kind
 from mptop.kernel.types import DiagConnection, PmEvent, PmEventKind
 from mptop.kernel.types import MptcpUnavailable as MptcpUnavailable  # what open() raises, for views
 
 WATCH_INTERVAL_S = 1.0
-WAKE_ON = (PmEventKind.ESTABLISHED, PmEventKind.SUB_ESTABLISHED, PmEventKind.SUB_CLOSED)
+BORN_OWNERS_MAX = 4096
+# CREATED first: a poll right then still finds a short connection's socket open, so its owner is found.
+WAKE_ON = (PmEventKind.CREATED, PmEventKind.ESTABLISHED, PmEventKind.SUB_ESTABLISHED, PmEventKind.SUB_CLOSED)
 
 
 # -- filtering (for --process/--port and the TUI's / filter) ---------------------------------------------
@@ -85,23 +90,30 @@ def _port(address: str) -> int:
 # -- the sampler ---------------------------------------------------------------------------------
 class WatchSampler:
     """See the module docstring.  ``labels``: ``{iface: name}`` from ``--label``; ``only``: which
-    connections to track (paths and events then cover those only)."""
+    connections to track (paths and events then cover those only); ``keep``: picks them from each
+    dump instead (``mptop run``: :meth:`mptop.core.proctree.ProcessTree.select`)."""
 
     def __init__(self, interval: float = WATCH_INTERVAL_S, labels: Mapping[str, str] | None = None, *,
                  only: ConnectionFilter | None = None, pm_events: bool = True,
+                 keep: Callable[[list[DiagConnection]], list[DiagConnection]] | None = None,
                  stall_after_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         if interval <= 0:
             raise ValueError("the sampling interval must be > 0")
         self.interval = interval
         self.labels = dict(labels or {})
         self.only = only if only is not None and not only.empty else None
-        self.tracker = WatchTracker(self.labels, stall_after_s)
+        self.keep = keep
+        # Connections known only from their destroy broadcast (shorter than a poll) cannot be matched
+        # against a filter: shown only when nothing is filtered.
+        self.tracker = WatchTracker(self.labels, stall_after_s, unseen=self.only is None and keep is None)
         self._clock = clock
         self._t0 = clock()
         self.started = wall_clock_now()
         self._pm = PmFeed(self._pm_event, enabled=pm_events)
         self._woken: asyncio.Event | None = None     # made in run(): an Event belongs to one loop
         self._reader: DiagReader | None = None
+        self._ends: SubflowEnds | None = None
+        self._born_owners: dict[int, tuple[int, str]] = {}   # token -> owner, found when it was created
         self._fallback_counters = FallbackCounters()
         self._missing = MissingSubflows()
 
@@ -112,8 +124,25 @@ class WatchSampler:
         """A path-manager event; a connection or subflow coming or going also polls right away, so a
         connection shorter than the interval is still seen, with the bytes it had by then."""
         self.tracker.pm_event(self.now(), event)
+        if event.kind is PmEventKind.CREATED and event.token and not event.server_side:
+            self._owner_at_birth(event.token)
         if event.kind in WAKE_ON and self._woken is not None:
             self._woken.set()
+
+    def _owner_at_birth(self, token: int) -> None:
+        """Who owns a connection that was just created, found right away (its socket is open now; a
+        short one may be closed before the next poll): the young processes' sockets, and the
+        connection's inode asked for by token."""
+        owners = self._reader.owners if self._reader is not None else None
+        if self._reader is None or owners is None or self.only is not None:
+            return
+        owners.prefetch()
+        inode = self._reader.inode_of(token)
+        owner = (owners.cached(inode) or owners.lookup([inode]).get(inode)) if inode else None
+        if owner is not None:
+            self._born_owners[token] = owner
+            while len(self._born_owners) > BORN_OWNERS_MAX:
+                del self._born_owners[next(iter(self._born_owners))]
 
     # -- lifecycle -----------------------------------------------------------------------------
     def open(self) -> None:
@@ -122,6 +151,11 @@ class WatchSampler:
         if self._reader is None:
             self._reader = DiagReader()
             self._reader.connections()
+            try:
+                self._ends = SubflowEnds()
+            except OSError:               # no destroy broadcasts: a connection's last interval is lost
+                self._ends = None
+            self.tracker.ends_subscribed = self._ends is not None
 
     def start_events(self) -> bool:
         """Subscribe to path-manager events (done by :meth:`run`, once); False when not permitted."""
@@ -129,6 +163,9 @@ class WatchSampler:
 
     def close(self) -> None:
         self._pm.close()
+        if self._ends is not None:
+            self._ends.close()
+            self._ends = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -138,14 +175,25 @@ class WatchSampler:
         """One poll, synchronously: dump, interfaces, arithmetic (PM events received so far first)."""
         self.open()
         assert self._reader is not None
+        if self._ends is not None:        # before the dump: a subflow ended here is not in it
+            ended = self.now()
+            for end in self._ends.read_pending():
+                self.tracker.subflow_end(ended, end)
         conns = self._reader.connections()
         t = self.now()
         if self.only is not None:
             conns = [c for c in conns if self.only.matches_diag(c)]
+        if self.keep is not None:
+            conns = self.keep(conns)
         itfs = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
         connections, events = self.tracker.observe(t, conns, itfs, self._fallback_counters.grew())
+        for i, conn in enumerate(connections):
+            owner = self._born_owners.pop(conn.token, None) if conn.closed else self._born_owners.get(conn.token)
+            if conn.process is None and owner is not None:
+                connections[i] = replace(conn, pid=owner[0], process=owner[1])
         sample = Sample(t=t, paths=self.tracker.paths.samples(), connections=connections)
-        live = {c.token: {s.iface for s in c.subflows if not s.closed} for c in connections if c.status == "mptcp"}
+        live = {c.token: {s.iface for s in c.subflows if not s.closed} for c in connections
+                if c.status == "mptcp" and not c.closed}
         events += self._missing.poll(t, live, itfs, self.tracker.paths.label, sample.paths)
         return sample, events
 

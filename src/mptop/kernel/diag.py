@@ -44,6 +44,8 @@ TCP_LISTEN = 10
 TCP_DUMP_STATES = 0xFFFFFFFF & ~((1 << 3) | (1 << 6) | (1 << TCP_LISTEN) | (1 << 12))
 _REQ = struct.Struct("=IHHIIBBBxI48x")        # nlmsghdr + inet_diag_req_v2 with a zero sockid
 _REQ_PROTO = struct.Struct("=HHI")            # the INET_DIAG_REQ_PROTOCOL attribute
+_COOKIE_AT = 16 + 8 + 40       # idiag_cookie[0] in the request: nlmsghdr, family..states, sockid up to it
+_INODE_AT = 16 + 4 + 48 + 16   # idiag_inode in a reply: nlmsghdr, family..retrans, sockid, expires..uid
 _BUFSIZE = 1 << 20
 _BATCH_ROOM = 256 << 10     # room a receive needs: more than any dump datagram (the kernel's are <= 32 KiB)
 
@@ -150,6 +152,32 @@ class DiagReader:
                 if owner is not None:
                     conns[i] = conns[i]._replace(pid=owner[0], process=owner[1])
         return conns
+
+    def inode_of(self, token: int) -> int | None:
+        """The inode of the connection with this token, asked for alone (mptcp_diag looks a
+        connection up by the token in ``idiag_cookie[0]``); None if it is gone or closed."""
+        self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
+        attr = _REQ_PROTO.pack(_REQ_PROTO.size, INET_DIAG_REQ_PROTOCOL, socket.IPPROTO_MPTCP)
+        request = bytearray(_REQ.pack(_REQ.size + len(attr), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0,
+                                      socket.AF_INET, 0, 0, 0xFFFFFFFF) + attr)
+        struct.pack_into("=I", request, _COOKIE_AT, token)
+        try:
+            self._start(bytes(request))
+            while True:
+                n = self._recv(self._view)
+                if n < 0:
+                    self._wait()
+                    continue
+                length, kind, _, rseq = struct.unpack_from("=IHHI", self._buf, 0)
+                if rseq != seq:
+                    continue
+                self._dirty = False
+                if kind != SOCK_DIAG_BY_FAMILY or length < _INODE_AT + 4:
+                    return None
+                inode: int = struct.unpack_from("=I", self._buf, _INODE_AT)[0]
+                return inode or None
+        except OSError:
+            return None
 
     def capture(self) -> list[tuple[int, bytes]]:
         """The raw datagrams of one poll as ``(protocol, bytes)``: for tests and bug reports

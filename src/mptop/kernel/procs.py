@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 import psutil
 
 Owner = tuple[int, str]          # (pid, process name)
+YOUNG_S = 2.0                    # a process this young is looked at first
 
 
 def _process_name(pid: int) -> str | None:
@@ -29,14 +30,19 @@ def _process_name(pid: int) -> str | None:
         return None
 
 
-def scan_socket_owners(proc: str = "/proc") -> dict[int, int]:
-    """Socket inode -> pid for every fd this process may read (the first pid found wins)."""
-    owners: dict[int, int] = {}
+def process_ids(proc: str = "/proc") -> list[int]:
+    """Every pid under ``proc`` (empty if unreadable)."""
     try:
-        pids = [int(name) for name in os.listdir(proc) if name.isdigit()]
+        return [int(name) for name in os.listdir(proc) if name.isdigit()]
     except OSError:
-        return owners
-    for pid in pids:
+        return []
+
+
+def scan_socket_owners(proc: str = "/proc", pids: Iterable[int] | None = None) -> dict[int, int]:
+    """Socket inode -> pid for every fd this process may read (the first pid found wins); only
+    those of ``pids`` when given."""
+    owners: dict[int, int] = {}
+    for pid in process_ids(proc) if pids is None else pids:
         try:
             entries = os.scandir(f"{proc}/{pid}/fd")
         except OSError:          # gone, or another user's process
@@ -53,11 +59,13 @@ def scan_socket_owners(proc: str = "/proc") -> dict[int, int]:
 
 
 class SocketOwners:
-    """A cache of :func:`scan_socket_owners`: rescans only when an inode shows up that it has not
-    looked for yet, at most every ``min_interval`` seconds (a scan reads every fd link of the host,
-    milliseconds).  ``named`` holds every owner found so far (inode -> (pid, name))."""
+    """A cache of :func:`scan_socket_owners`, looked up at once for an inode it has not looked for
+    yet: first the fds of the processes first seen less than :data:`YOUNG_S` ago (~0.1 ms), then, if
+    some inode is still unknown, every process's, newest first (a few ms; at most every
+    ``min_interval`` seconds).  ``named`` holds every owner found so far (inode ->
+    (pid, name)); ``scans`` counts full scans."""
 
-    def __init__(self, min_interval: float = 0.5, proc: str = "/proc",
+    def __init__(self, min_interval: float = 0.0, proc: str = "/proc",
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.min_interval = min_interval
         self.proc = proc
@@ -67,14 +75,17 @@ class SocketOwners:
         self._pids: dict[int, int] = {}           # inode -> pid, from the last scan
         self._names: dict[int, str | None] = {}   # pid -> name, since the last scan
         self._unowned: set[int] = set()           # wanted at the last scan, not found
+        self._born: dict[int, float] = {}         # pid -> when a scan first saw it
         self._last_scan = float("-inf")
 
     def lookup(self, inodes: Iterable[int]) -> dict[int, Owner]:
         """(pid, name) for each inode whose owner is known or readable; others are left out."""
         wanted = [i for i in inodes if i]
-        if self.clock() - self._last_scan >= self.min_interval and \
-                any(i not in self._pids and i not in self._unowned for i in wanted):
-            self.rescan(wanted)
+        if any(i not in self._pids and i not in self._unowned for i in wanted):
+            self._scan_young_processes()
+            if self.clock() - self._last_scan >= self.min_interval and \
+                    any(i not in self._pids and i not in self._unowned for i in wanted):
+                self.rescan(wanted)
         out: dict[int, Owner] = {}
         pids, names = self._pids, self._names
         for inode in wanted:
@@ -93,7 +104,37 @@ class SocketOwners:
         """Read every readable fd table again (forgets owners that went away)."""
         self._last_scan = self.clock()
         self.scans += 1
-        self._pids = pids = scan_socket_owners(self.proc)
+        self._pids = pids = scan_socket_owners(self.proc, sorted(process_ids(self.proc), reverse=True))
         self._names = {}
         self._unowned = {i for i in wanted if i not in pids}
         self.named = {i: owner for i, owner in self.named.items() if pids.get(i) == owner[0]}
+
+    def _scan_young_processes(self) -> None:
+        """Read the fds of the processes first seen less than YOUNG_S ago (newest first) into the
+        cache: a short connection is usually a young process's (a pid seen before it exec'd curl
+        included), and its fd may be closed a few milliseconds later."""
+        now = self.clock()
+        born = self._born
+        pids = process_ids(self.proc)
+        first = now if born else float("-inf")       # what was there when we started is not young
+        self._born = {pid: born.get(pid, first) for pid in pids}
+        young = sorted((pid for pid in pids if now - self._born[pid] < YOUNG_S), reverse=True)
+        for pid in young:
+            if pid not in born:     # a pid used again: its old name is stale
+                self._names.pop(pid, None)
+        for inode, pid in scan_socket_owners(self.proc, young).items():
+            if self._pids.get(inode) != pid:
+                self._pids[inode] = pid
+                if pid not in self._names:      # now: the process may be gone by the next poll
+                    self._names[pid] = _process_name(pid)
+
+    def cached(self, inode: int) -> Owner | None:
+        """The owner of ``inode`` if a scan already found it (no scan now)."""
+        pid = self._pids.get(inode)
+        name = self._names.get(pid) if pid is not None else None
+        return (pid, name) if pid is not None and name is not None else None
+
+    def prefetch(self) -> None:
+        """Read the young processes' sockets now (a connection was just created: its owner is
+        likely young, and its fd may be closed before a poll lists the connection)."""
+        self._scan_young_processes()

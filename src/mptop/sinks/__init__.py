@@ -128,9 +128,10 @@ def progress_text(t: TransferSample) -> str:
 
 def shown_rate(t: TransferSample, unit: str) -> str:
     """The live rate; once done, what the transfer averaged (its last moments say little)."""
+    up = "↑ " if t.direction == "upload" else ""          # an upload's rate is what it sent
     if t.state == "done" and t.avg_bps is not None:
-        return f"avg {format_rate(t.avg_bps, unit)}"
-    return format_rate(t.rate_bps, unit)
+        return f"{up}avg {format_rate(t.avg_bps, unit)}"
+    return up + format_rate(t.rate_bps, unit)
 
 
 def transfer_name(t: TransferSample | TransferSummary) -> str:

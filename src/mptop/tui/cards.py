@@ -15,7 +15,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.style import Style
 from rich.text import Text
 
-from mptop.core.model import ConnectionSample, SubflowSample, TransferSample
+from mptop.core.model import ConnectionSample, TransferSample, bytes_per_path
 from mptop.core.safe_text import escape_controls
 from mptop.tui import format as fmt
 from mptop.tui.chart import RateChart
@@ -59,13 +59,6 @@ def split_bar(width: int, fraction: float, per_path: dict[str, int], styles: Car
     return bar
 
 
-def _bytes_per_path(subflows: list[SubflowSample]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for sub in subflows:
-        out[sub.iface] = out.get(sub.iface, 0) + sub.bytes_received
-    return out
-
-
 URL_MIN = 30      # below this much room for the URL, the badge takes its short form
 
 
@@ -93,7 +86,7 @@ class TransferCard:
         done = fmt.size(tr.bytes) + (f" / {fmt.size(tr.total)}" if tr.total else "")
         if tr.state == "failed":
             return [(f"✗ {escape_controls(tr.error or 'failed')}", self.styles.error)]
-        rate = fmt.rate(tr.rate_bps, self.units)
+        rate = ("↑ " if tr.direction == "upload" else "") + fmt.rate(tr.rate_bps, self.units)
         if tr.state == "done":
             end = ("✓ done", self.styles.badge)
             if tr.avg_bps is not None:      # what it averaged, not the rate of its last moments
@@ -119,11 +112,11 @@ class TransferCard:
         yield _title_line(f"#{tr.id} ", tr.url, label, width, self.styles)
         stats = self._stats(width)
         bar_width = max(0, width - INDENT - sum(len(s) + 2 for s, _ in stats))
+        per_path = bytes_per_path(tr.subflows, tr.direction == "upload")
         if tr.total:
             fraction = 1.0 if tr.state == "done" else tr.bytes / tr.total
-            bar = split_bar(bar_width, fraction, _bytes_per_path(tr.subflows), self.styles)
+            bar = split_bar(bar_width, fraction, per_path, self.styles)
         else:
-            per_path = _bytes_per_path(tr.subflows)
             bar = split_bar(bar_width, 1.0 if any(per_path.values()) else 0.0, per_path, self.styles, glyph="┅")
         yield _bar_line(bar, stats, width)
 
@@ -162,12 +155,13 @@ PATHS_WIDTH = 26                    # the per-path rates of two paths: cards kee
 class ConnectionCard:
     """A connection seen by ``mptop watch``::
 
-        curl [4242]  192.0.2.2:43034 → 192.0.2.1:80                              MPTCP · 2 subflows
-           ━━━━━━━━━━╺━━━━━━  ▂▃▅▆▅▇█▆▅  15.4 Mbit/s  ● 11.2 Mbit/s ● 4.2 Mbit/s   17.2 MiB  age 5.0 s
+        curl [4242]  192.0.2.2:43034 → 192.0.2.1:80                                        MPTCP · 2 subflows
+           ━━━━━━━━━━╺━━━━━━  ▂▃▅▆▅▇█▆▅ ↓ 15.4 Mbit/s ↑ 120 kbit/s  ● 11.2 Mbit/s ● 4.2 Mbit/s   17.2 MiB  age 5.0 s
 
-    The bar is its rate against the busiest connection's, split by path; the sparkline its rate over
-    the last ``spark_window`` seconds (``history``), on ``spark_scale`` shared by every card; then the
-    rate per path.  A ``closed`` connection keeps its card (the caller fades ``styles``) for a while.
+    The bar is its rate (both directions) against the busiest connection's, split by path; the
+    sparkline its rate over the last ``spark_window`` seconds (``history``), on ``spark_scale`` shared
+    by every card; then what it receives (↓) and sends (↑, acknowledged), and the rate per path.
+    A ``closed`` connection keeps its card (the caller fades ``styles``) for a while.
     """
 
     connection: ConnectionSample
@@ -209,9 +203,16 @@ class ConnectionCard:
         """(bar width, sparkline width, stats) for ``width`` cells: narrow cards drop the per-path
         rates, then the sparkline, the age and the bytes, in that order."""
         conn = self.connection
-        rate = "closed" if self.closed else fmt.rate(conn.rate_bps, self.units)
-        stats: dict[str, tuple[str | Text, Style]] = {
-            "rate": (f"{rate:>11}", Style(bold=True)), "paths": (self._path_rates(), Style()),
+        stats: dict[str, tuple[str | Text, Style]] = {}
+        if self.closed:
+            stats["rate"] = (f"{'closed':>11}", Style(bold=True))
+        elif not conn.rx_bps and not conn.tx_bps and conn.rate_bps:     # a recording older than directions
+            stats["rate"] = (f"{fmt.rate(conn.rate_bps, self.units):>11}", Style(bold=True))
+        else:
+            stats["down"] = (f"↓{fmt.rate(conn.rx_bps, self.units):>12}", Style(bold=conn.rx_bps >= conn.tx_bps))
+            stats["up"] = (f"↑{fmt.rate(conn.tx_bps, self.units):>12}", Style(bold=conn.tx_bps > conn.rx_bps))
+        stats |= {
+            "paths": (self._path_rates(), Style()),
             "bytes": (f"{fmt.size(conn.bytes):>9}", Style()),
             "age": (f"age {fmt.duration(conn.age_s):>7}", self.styles.dim),
         }

@@ -16,6 +16,7 @@ from textual.widgets import Footer
 from mptop.core.rates import RATE_LABEL
 from mptop.tui import format as fmt
 from mptop.tui.cards import CardStyles, TransferCard
+from mptop.tui.compare_card import compare_cards
 from mptop.tui.eventlog import EventLog
 from mptop.tui.header import HostBar
 from mptop.tui.paths import PathsView
@@ -89,12 +90,20 @@ class MainScreen(Screen[None]):
 
     def draw_top(self, state: ViewState, units: fmt.Units) -> None:
         styles = self._card_styles(state)
-        self.top.sync([(f"t{t.id}", TransferCard(t, units, styles[t.status])) for t in state.transfers])
+        cards = [(f"t{t.id}", TransferCard(t, units, styles[t.status])) for t in state.transfers]
+        self.top.sync(compare_cards(cards, state) if state.comparison.active else cards)
+        if state.comparison.active:
+            panel = self.query_one("#top-panel")
+            panel.border_title = f"MPTCP vs TCP · {fmt.short_url(state.transfers[0].url, 40)}" \
+                if state.transfers else "MPTCP vs TCP"
+            panel.border_subtitle = fmt.clip(state.comparison.verdict(), max(10, self.size.width - 6))
 
     def draw(self, state: ViewState, units: fmt.Units) -> None:
         self.draw_top(state, units)
         paths = self.query_one(PathsView)
         paths.show(state, units, chart_height=2 if self.size.height >= TALL else 1)
+        uploads = bool(state.transfers) and all(t.direction == "upload" for t in state.transfers)
+        paths.border_title = "Paths · ↑ sent" if uploads else "Paths"      # the chart too: send rates
         paths.border_subtitle = (
             f"rates {RATE_LABEL} · last {state.chart_window:.0f} s · top {fmt.rate(paths.scale(), units)}"
             if state.sample and state.sample.paths else ""
@@ -104,11 +113,12 @@ class MainScreen(Screen[None]):
 
     def draw_subflows(self, state: ViewState, units: fmt.Units) -> None:
         key = self.top.selected_id
-        subflows, title, plain = [], "Subflows", False
+        subflows, title, plain, upload = [], "Subflows", False, False
         if key and key.startswith("t") and (transfer := state.transfer(int(key[1:]))):
             subflows, plain = transfer.subflows, transfer.status in ("fallback", "tcp")
-            title = f"Subflows of #{transfer.id}"
+            upload = transfer.direction == "upload"
+            title = f"Subflows of #{transfer.id}" + (" · sending" if upload else "")
             if transfer.status != "mptcp":
                 title += f" · {fmt.badge(transfer)[0]}"
         self.query_one("#subflows-panel").border_title = title
-        self.query_one(SubflowsTable).show(subflows, key or "", state.slots, units, plain)
+        self.query_one(SubflowsTable).show(subflows, key or "", state.slots, units, plain, upload)

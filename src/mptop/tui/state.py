@@ -6,6 +6,7 @@ the latest state.  Rate history is kept per path for the chart window.
 
 from __future__ import annotations
 
+from mptop.core.compare import Comparison
 from mptop.core.history import History
 from mptop.core.model import (
     ConnectionSample,
@@ -40,12 +41,14 @@ class ViewState:
         self.history: dict[str, History] = {}
         self.total = History(window_s)
         self.story = Narrator(self.label)
+        self.comparison = Comparison()      # --compare-tcp: both sides' stalls and ends (inactive otherwise)
         self.records = 0
         self.first_t: float | None = None
 
     # -- input ---------------------------------------------------------------------------------
     def ingest(self, record: Record) -> None:
         self.records += 1
+        self.comparison.ingest(record)      # its words are in the stream already: only its state is kept
         if isinstance(record, Sample):
             self._ingest_sample(record)
         elif isinstance(record, Event):
@@ -113,7 +116,8 @@ class ViewState:
 
     @property
     def connections(self) -> list[ConnectionSample]:
-        return (self.sample.connections or []) if self.sample else []
+        """The live connections (a ``closed`` one's last listing is not)."""
+        return [c for c in self.sample.connections or [] if not c.closed] if self.sample else []
 
     def transfer(self, transfer_id: int) -> TransferSample | None:
         return next((t for t in self.transfers if t.id == transfer_id), None)

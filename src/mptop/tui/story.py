@@ -12,8 +12,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
+from mptop.core.compare import side_name
 from mptop.core.missing import for_tui
-from mptop.core.model import Event, Sample, Summary
+from mptop.core.model import ConnectionSummary, Event, Sample, Summary, TransferSummary, bytes_per_path
 from mptop.core.safe_text import escape_controls
 from mptop.tui import format as fmt
 
@@ -33,6 +34,7 @@ _PHRASES: dict[str, tuple[str, Severity]] = {
     "transfer_failed": ("failed", "bad"),
     "transfer_note": ("note", "warn"),
     "connection_closed": ("connection closed", "info"),
+    "comparison": ("MPTCP vs TCP", "good"),
 }
 
 
@@ -91,16 +93,16 @@ class Narrator:
         self._transfer_paths: dict[int, dict[str, int]] = {}
         self._transfer_bytes: dict[int, int] = {}
         self._done: dict[int, tuple[Event, LogEntry]] = {}   # told again with the next sample's totals
+        self._sides: dict[int, str] = {}      # --compare-tcp: transfer id -> "MPTCP" / "TCP"
         self.version = 0                  # bumped on every change, so views redraw only when needed
 
     # -- input ---------------------------------------------------------------------------------
     def on_sample(self, sample: Sample) -> None:
         self._path_bytes = {iface: p.bytes for iface, p in sample.paths.items()}
         for transfer in sample.transfers:
-            per_path: dict[str, int] = {}
-            for sub in transfer.subflows:
-                per_path[sub.iface] = per_path.get(sub.iface, 0) + sub.bytes_received
-            self._transfer_paths[transfer.id] = per_path
+            if transfer.compare:
+                self._sides[transfer.id] = side_name(transfer) or ""
+            self._transfer_paths[transfer.id] = bytes_per_path(transfer.subflows, transfer.direction == "upload")
             self._transfer_bytes[transfer.id] = transfer.bytes
         for event, entry in self._done.values():
             entry.parts = self._transfer_done(event)
@@ -132,6 +134,9 @@ class Narrator:
             if event.transfer is not None:
                 self._done[event.transfer] = (event, entry)
         else:
+            if event.kind == "transfer_failed" and event.transfer in self._stalls:   # the stall ends with it
+                stall = self._stalls.pop(event.transfer)
+                self._tell_stall(stall, event.t, resumed=f"failed after {fmt.duration(event.t - stall.start)}")
             self._add(event.t, self._sentence(event), _PHRASES.get(event.kind, ("", "info"))[1])
 
     def _sentence(self, event: Event) -> list[Part]:
@@ -145,7 +150,9 @@ class Narrator:
             return [("scenario · ", None), (detail, None)]
         if event.kind == "user_action":               # a key the user pressed in `mptop demo`
             return [("you · ", None), (detail, None)]
-        parts: list[Part] = [(f"#{event.transfer} ", None)] if event.transfer is not None else []
+        if event.kind == "comparison":                # --compare-tcp: what happened, in words
+            return [("MPTCP vs TCP · ", None), (detail, None)]
+        parts: list[Part] = [(f"{self._who(event.transfer)} ", None)] if event.transfer is not None else []
         if event.kind.startswith("address_") or (event.kind == "fallback" and detail.startswith(_VERDICTS)):
             # the detail, when there is one, is the sentence ("plain TCP: MPTCP is disabled…" is no fallback)
             phrase = _PHRASES[event.kind][0]
@@ -167,10 +174,11 @@ class Narrator:
     def on_summary(self, summary: Summary) -> None:
         """The run's last line: how long, how much, and which path carried it."""
         per_path: dict[str, int] = {}
-        for transfer in summary.transfers:
-            for iface, count in transfer.path_bytes.items():
+        carriers: list[TransferSummary | ConnectionSummary] = [*summary.transfers, *(summary.connections or [])]
+        for carrier in carriers:
+            for iface, count in carrier.path_bytes.items():
                 per_path[iface] = per_path.get(iface, 0) + count
-        total = sum(t.bytes for t in summary.transfers)
+        total = sum(c.bytes for c in carriers)
         parts: list[Part] = [(f"run ended after {fmt.duration(summary.duration_s)} — {fmt.size(total)}", None)]
         carried = sum(per_path.values())
         for iface, count in sorted(per_path.items(), key=lambda kv: -kv[1]):
@@ -182,7 +190,9 @@ class Narrator:
             parts.append((f" · {len(stopped)} stopped", None))
         if failed:
             parts.append((f" · {len(failed)} of {len(summary.transfers)} failed", None))
-        self._add(summary.duration_s, parts, "bad" if failed else "good")
+        if summary.exit_code is not None:
+            parts.append((f" · exit code {summary.exit_code}", None))
+        self._add(summary.duration_s, parts, "bad" if failed or summary.exit_code else "good")
 
     # -- outages -------------------------------------------------------------------------------
     def _outage_begins(self, event: Event) -> None:
@@ -282,14 +292,14 @@ class Narrator:
         (the core's detail: measured from the last byte)."""
         why = f" — {stall.why}" if stall.why else ""
         tail = f" — {resumed}" if resumed else f" ({now - stall.start:.1f} s)"
-        parts: list[Part] = [(f"#{stall.transfer} stalled{why}{tail}", None)]
+        parts: list[Part] = [(f"{self._who(stall.transfer)} stalled{why}{tail}", None)]
         if parts != stall.entry.parts:
             stall.entry.parts = parts
             self.version += 1
 
     # -- helpers -------------------------------------------------------------------------------
     def _transfer_done(self, event: Event) -> list[Part]:
-        parts: list[Part] = [(f"#{event.transfer} done", None)]
+        parts: list[Part] = [(f"{self._who(event.transfer)} done", None)]
         per_path = self._transfer_paths.get(event.transfer or -1)
         if not per_path:
             return parts + ([(f" — {escape_controls(event.detail)}", None)] if event.detail else [])
@@ -298,6 +308,11 @@ class Narrator:
         for iface, count in sorted(per_path.items(), key=lambda kv: -kv[1]):
             parts += [(" · ", None), self._path(iface), (f" {fmt.percent(count / total)}", None)]
         return parts
+
+    def _who(self, transfer: int | None) -> str:
+        """``#2``, or ``#2 TCP`` for a side of a --compare-tcp run (both fetch the same URL)."""
+        side = self._sides.get(transfer or -1)
+        return f"#{transfer} {side}" if side else f"#{transfer}"
 
     def _path(self, iface: str | None) -> Part:
         return (self._label(iface), iface) if iface else ("?", None)

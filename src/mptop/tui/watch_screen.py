@@ -1,6 +1,6 @@
 """The main screen for ``mptop watch``: every MPTCP connection of the network namespace.
 
-Keys: ``s`` sorts by rate (smoothed over a few seconds), bytes or age; ``/`` opens the filter
+Keys: ``s`` sorts by rate (smoothed over a few seconds), ↓ received, ↑ sent, bytes or age; ``/`` opens the filter
 (:mod:`mptop.tui.watch_query`), which applies as one types; Enter keeps it, Escape clears it.
 The selected connection's subflows fill the subflows table and its events stay lit in the event
 log (other connections' are dimmed).  A closed connection's card fades out where it was.
@@ -28,7 +28,8 @@ from mptop.tui.watch_widgets import WatchEventLog, WatchHostBar, faded
 TOP_SHARE = 0.36         # of the screen's height, for the connection cards
 FADE_STEPS = 3           # a closing card dims in this many steps (each one redraws it)
 EMPTY = "No MPTCP connections in this network namespace yet — start one, e.g. `mptcpize run curl …`"
-SORT_WORDS = {"rate": f"rate ({SMOOTH_S:g} s mean)", "bytes": "bytes", "age": "age (oldest first)"}
+SORT_WORDS = {"rate": f"rate ({SMOOTH_S:g} s mean)", "down": "↓ received", "up": "↑ sent", "bytes": "bytes",
+              "age": "age (oldest first)"}
 
 
 class WatchScreen(MainScreen):
@@ -39,7 +40,7 @@ class WatchScreen(MainScreen):
     WatchScreen #filter.-bad { color: $text-warning; }
     """
     BINDINGS = [
-        Binding("s", "sort", "Sort", tooltip="sort the connections by rate, bytes or age"),
+        Binding("s", "sort", "Sort", tooltip="sort the connections by rate, ↓ received, ↑ sent, bytes or age"),
         Binding("slash", "filter", "Filter", key_display="/",
                 tooltip=f"filter the connections: {EXAMPLE}; Enter keeps it, Esc clears it"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -172,6 +173,7 @@ class WatchScreen(MainScreen):
             title += " · TCP fallback"
         subflows = [replace(s, rate_bps=0.0, closed=True) for s in conn.subflows] if closed else conn.subflows
         self.query_one("#subflows-panel").border_title = title
-        table.show(subflows, key or "", state.slots, units, conn.status in ("fallback", "tcp"))
+        table.show(subflows, key or "", state.slots, units, conn.status in ("fallback", "tcp"),
+                   upload=conn.bytes_acked > conn.bytes_received)
         log.border_subtitle = f"{process_label(conn)} lit · other connections dimmed"
         log.focus_on(conn.token, state)

@@ -21,8 +21,8 @@ from mptop.tui.state import WINDOW_S, ViewState
 from mptop.tui.story import LogEntry
 from mptop.tui.watch_query import WatchQuery
 
-SortKey = Literal["rate", "bytes", "age"]
-SORT_CYCLE: tuple[SortKey, ...] = ("rate", "bytes", "age")     # the `s` key steps through these
+SortKey = Literal["rate", "down", "up", "bytes", "age"]
+SORT_CYCLE: tuple[SortKey, ...] = ("rate", "down", "up", "bytes", "age")     # the `s` key steps through these
 SPARK_S = 30.0          # seconds the cards' sparklines span (their rate history)
 FADE_S = 3.0            # a closed connection's card stays this long (run time), fading
 SMOOTH_S = 3.0          # sorting by rate uses the mean over this long, so cards do not swap every poll
@@ -85,10 +85,13 @@ class WatchState(ViewState):
             self._track(record, before)
 
     def _track(self, sample: Sample, before: list[ConnectionSample]) -> None:
-        live = {c.token: c for c in sample.connections or []}
+        live = {c.token: c for c in sample.connections or [] if not c.closed}
         for conn in before:
             if conn.token not in live:
                 self.closed[conn.token] = (sample.t, conn)
+        for conn in sample.connections or []:
+            if conn.closed:              # its last listing: the final bytes (fading from when it left)
+                self.closed[conn.token] = (self.closed.get(conn.token, (sample.t, conn))[0], conn)
         for token in [k for k, (t, _) in self.closed.items() if sample.t - t > FADE_S or k in live]:
             del self.closed[token]
         for token, conn in live.items():
@@ -125,6 +128,8 @@ class WatchState(ViewState):
         rows += [Row(c, self.now - t) for t, c in self.closed.values() if query.matches(c)]
         value = {
             "rate": lambda r: self.trend(r.conn.token).smoothed,
+            "down": lambda r: r.conn.rx_bps,      # received now (↓), sent and acknowledged now (↑)
+            "up": lambda r: r.conn.tx_bps,
             "bytes": lambda r: float(r.conn.bytes),
             "age": lambda r: r.conn.age_s,
         }[sort]

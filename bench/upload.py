@@ -1,0 +1,189 @@
+"""Upload bench: `mptop put` against `mptcpize run curl -T`, same lab, same file, same run.
+
+Run as root::
+
+    python bench/upload.py [--rounds N] [--size-mb X] [--shaped-mb M] [--quick]
+
+Two settings, each in its own two-path lab: shaped uploads of 40 + 10 Mbit/s (``--shaped-mb`` MB,
+about 10 s) and unshaped (``--size-mb`` MB).  In each, one random file is sent to the lab server's
+``/upload`` by ``mptop put --json`` (sampling on) and by ``mptcpize run curl -s -T FILE``,
+alternating (the order flips every round), ``--rounds`` times each; medians are compared.
+
+Per run: steady goodput from the client interfaces' tx counters (wlan0 + wwan0, sampled every
+``--interval`` s) over the middle 80 % of the bytes, in payload bytes (scaled by file size / tx
+bytes, the same for both tools); whole-run wall time; CPU seconds of the client → CPU s per GB.
+Every run is checked against the server: the sha256 and byte count it answers must be the file's
+(mptop also checks its own sha256).  Target: goodput mptop / curl ≥ 1.0 shaped; the unshaped ratio is
+reported.  The bench prints; it never asserts.  The last lines are ``RESULT setting=… goodput_ratio=…``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _lab_common import Run, ensure_debian_tools, fmt, load_average, measured_run, median, ratio, steady_rate  # noqa: E402
+from throughput import Outcome, mbit, print_row, verdict  # noqa: E402
+
+from mptop.lab import Lab, LabConfig, LabError  # noqa: E402
+from mptop.lab.signals import exit_on_signals  # noqa: E402
+
+PEER = "curl -T"
+TOOLS = ("mptop", PEER)
+GOODPUT_TARGET = {"shaped": 1.0, "unshaped": None}
+RATES = {"wlan0": 40.0, "wwan0": 10.0}
+
+
+@dataclass
+class Setting:
+    name: str
+    config: LabConfig
+    size: int
+
+
+def argv_for(tool: str, path: str, url: str) -> list[str]:
+    if tool == "mptop":
+        return [sys.executable, "-m", "mptop", "put", "--json", path, url]
+    return ["mptcpize", "run", "curl", "-s", "-S", "-T", path, url]
+
+
+def check(tool: str, run: Run, size: int, sha: str) -> str:
+    """The server's answer (and mptop's own summary) against the file."""
+    reply = run.stdout
+    if tool == "mptop":
+        lines = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
+        summary = lines[-1] if lines and lines[-1].get("type") == "summary" else None
+        if run.returncode != 0 or summary is None:
+            return f"FAILED rc={run.returncode}: {run.stderr.strip()[-200:]}"
+        t = summary["transfers"][0]
+        if t["sha256"] != sha:
+            return f"SHA256 MISMATCH (mptop) {t['sha256']}"
+        reply = t["reply"] or ""
+    try:
+        answer = json.loads(reply)
+    except ValueError:
+        return f"FAILED rc={run.returncode}: no JSON answer {reply[-100:]!r} {run.stderr.strip()[-200:]}"
+    if answer != {"bytes": size, "sha256": sha}:
+        return f"SERVER GOT OTHER BYTES {answer}"
+    return "server sha256 ok"
+
+
+def send(lab: Lab, tool: str, path: str, size: int, sha: str, interval: float) -> Outcome:
+    run = measured_run(lab, tool, argv_for(tool, path, lab.upload_url()), interval, tx=True)
+    verdict_ = check(tool, run, size, sha)
+    rate = steady_rate(run.samples)
+    goodput = rate * size / run.rx_total if rate is not None and run.rx_total else None
+    share = run.per_iface.get("wwan0", 0) / run.rx_total if run.rx_total else None
+    return Outcome(tool, goodput, run.wall_s, run.user_s, run.sys_s, run.cpu_s / (size / 1e9), share, verdict_)
+
+
+def random_file(directory: str, size: int) -> tuple[str, str]:
+    path = os.path.join(directory, f"upload-{size}.bin")
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            block = os.urandom(min(left, 1 << 22))
+            digest.update(block)
+            f.write(block)
+            left -= len(block)
+    return path, digest.hexdigest()
+
+
+def bench_setting(setting: Setting, rounds: int, interval: float, directory: str) -> dict[str, list[Outcome]]:
+    print(f"\n== {setting.name}: {setting.size / 1e6:,.0f} MB, {rounds} round(s) each, load {load_average()}",
+          flush=True)
+    path, sha = random_file(directory, setting.size)
+    results: dict[str, list[Outcome]] = {tool: [] for tool in TOOLS}
+    try:
+        with Lab(setting.config) as lab:
+            warm, warm_sha = random_file(directory, 1_000_000)
+            for tool in TOOLS:
+                o = send(lab, tool, warm, 1_000_000, warm_sha, interval)
+                print(f"  warm-up {tool:<11} 1 MB: wall {o.wall_s:.2f} s, CPU {o.user_s + o.sys_s:.2f} s ({o.check})",
+                      flush=True)
+            print(f"  {'run':<16} {'Mbit/s':>9} {'wall s':>7} {'user s':>6} {'sys s':>6} {'CPU s/GB':>9} "
+                  f"{'wwan0':>6}  check")
+            for r in range(rounds):
+                order = TOOLS if r % 2 == 0 else TOOLS[::-1]     # alternate who goes first
+                for tool in order:
+                    o = send(lab, tool, path, setting.size, sha, interval)
+                    results[tool].append(o)
+                    print_row(f"{tool} #{r + 1}", o)
+    finally:
+        os.unlink(path)
+    return results
+
+
+def summarize(setting: Setting, results: dict[str, list[Outcome]]) -> float | None:
+    med = {tool: (median([o.goodput for o in runs]), median([o.wall_s for o in runs]),
+                  median([o.cpu_per_gb for o in runs])) for tool, runs in results.items()}
+    print(f"  {'median':<16} {'Mbit/s':>9} {'wall s':>7} {'CPU s/GB':>9}  Mbit/s range (noise)")
+    for tool, (goodput, wall, cpu) in med.items():
+        rates = [mbit(o.goodput) for o in results[tool] if o.goodput is not None]
+        spread = f"{min(rates):.1f}-{max(rates):.1f}" if rates else "n/a"
+        print(f"  {tool:<16} {fmt(mbit(goodput), '9.1f')} {fmt(wall, '7.2f')} {fmt(cpu, '9.3f')}  {spread}")
+    goodput_r = ratio(med["mptop"][0], med[PEER][0])
+    target = GOODPUT_TARGET[setting.name]
+    aim = f" (target >= {target}: {verdict(goodput_r, target, True)})" if target else " (reported)"
+    wall_r, cpu_r = ratio(med["mptop"][1], med[PEER][1]), ratio(med["mptop"][2], med[PEER][2])
+    print(f"  mptop/curl: goodput {fmt(goodput_r, '.3f')}x{aim}, whole-run time {fmt(wall_r, '.3f')}x, "
+          f"CPU/GB {fmt(cpu_r, '.3f')}x", flush=True)
+    return goodput_r
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=None, help="runs per tool and setting (default 3; --quick 1)")
+    p.add_argument("--size-mb", type=float, default=None, help="unshaped file size in MB (default 1000; --quick 300)")
+    p.add_argument("--shaped-mb", type=float, default=None,
+                   help="shaped file size in MB (default 60, ~10 s at 50 Mbit/s; --quick 30)")
+    p.add_argument("--interval", type=float, default=0.05, help="tx counter sampling interval, s (default 0.05)")
+    p.add_argument("--only", choices=("shaped", "unshaped"), help="run one setting only")
+    p.add_argument("--quick", action="store_true", help="1 round, 300 MB unshaped, 30 MB shaped")
+    args = p.parse_args(argv)
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.size_mb = args.size_mb or (300.0 if args.quick else 1000.0)
+    args.shaped_mb = args.shaped_mb or (30.0 if args.quick else 60.0)
+    if args.rounds < 1 or args.size_mb <= 0 or args.shaped_mb <= 0 or args.interval <= 0:
+        p.error("--rounds, --size-mb, --shaped-mb and --interval must be positive")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench: run as root (the lab, mptcpize and apt-get need it)", file=sys.stderr)
+        return 2
+    ensure_debian_tools({"mptcpize": "mptcpize", "curl": "curl"})
+    settings = [
+        Setting("shaped", LabConfig(upload_rate_mbit=dict(RATES)), int(args.shaped_mb * 1e6)),
+        Setting("unshaped", LabConfig(), int(args.size_mb * 1e6)),
+    ]
+    settings = [s for s in settings if args.only in (None, s.name)]
+    print(f"upload bench: mptop put vs mptcpize run curl -T; {os.cpu_count()} CPUs, load {load_average()}")
+    verdicts: list[tuple[str, float | None]] = []
+    try:
+        with exit_on_signals(), tempfile.TemporaryDirectory(prefix="mptop-upload-bench-") as directory:
+            for setting in settings:
+                verdicts.append((setting.name, summarize(setting, bench_setting(setting, args.rounds, args.interval,
+                                                                                directory))))
+    except LabError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    print(f"\nload at the end: {load_average()}")
+    for name, goodput_r in verdicts:
+        print(f"RESULT setting={name} goodput_ratio={fmt(goodput_r, '.3f')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""``mptop run``: the command it starts — its environment, its signals, its exit code — and the run
+that watches its connections (:class:`RunSession`).
+
+::
+
+    run = RunSession(["curl", "-O", url], force=True, interval=1.0)
+    run.start()            # PreloadMissing, MptcpDisabled, MptcpUnavailable, CommandUnavailable: nothing started
+    summary = await run.run(sink)            # records until CMD has ended; Summary with exit_code
+
+
+    env = command_env(force=True)            # PreloadMissing: mptcpize's library is not installed
+    cmd = Command(["curl", "-O", url], env)  # own_session=True for the TUI (no terminal for CMD)
+    cmd.start()                              # CommandUnavailable: not found (127), not executable (126)
+    code = await cmd.wait()                  # its exit code; a signal N is 128 + N, as shells say it
+
+``force`` puts mptcpize's library (:mod:`mptop.kernel.mptcpize`) first in ``LD_PRELOAD``, as
+``mptcpize run`` does (it replaces the variable; we keep what was there after it), so every TCP
+socket CMD and its children open is an MPTCP one.  Statically linked programs and ones that make
+the socket() system call themselves (Go) are not affected: they use MPTCP only if they ask for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from mptop.core.model import Event, Record, Sample, Sink, Summary
+from mptop.core.proctree import ProcessTree, RunTally
+from mptop.core.watch import WatchSampler
+from mptop.kernel.descendants import become_subreaper
+from mptop.kernel.mptcpize import PACKAGE, preload_library
+
+Stream = int | IO[Any] | None           # a Popen stdin/stdout/stderr: an fd, a file, PIPE/DEVNULL, None
+Stdio = tuple[Stream, Stream, Stream]
+NOT_FOUND, NOT_EXECUTABLE = 127, 126      # what shells return for these
+LINGER_S = 2.0           # after CMD ended: polls until its connections have left the dump, at most this
+LINGER_POLL_S = 0.1
+STOP_GRACE_S = 2.0       # a CMD still running when mptop leaves gets SIGTERM, then SIGKILL after this
+
+
+class PreloadMissing(Exception):
+    def __str__(self) -> str:
+        return (f"mptcpize's library is not installed (Debian/Ubuntu: apt install {PACKAGE}); "
+                "--no-force watches a program that opens MPTCP sockets itself, e.g. curl --mptcp")
+
+
+class MptcpDisabled(Exception):
+    def __str__(self) -> str:
+        return ("MPTCP is disabled here (net.mptcp.enabled = 0): every socket mptcpize's library makes "
+                "would fail; `mptop doctor` says how to enable it")
+
+
+class CommandUnavailable(Exception):
+    """CMD could not be started; ``code`` is the exit status a shell would give (127, 126)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def command_env(force: bool, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    if force:
+        library = preload_library()
+        if library is None:
+            raise PreloadMissing()
+        env["LD_PRELOAD"] = " ".join(p for p in (library, env.get("LD_PRELOAD", "").strip()) if p)
+    return env
+
+
+def shell_status(returncode: int) -> int:
+    """Popen's returncode as a shell says it: ended by signal N → 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class Command:
+    """CMD, started by :meth:`start`; ``own_session``: in a session of its own (no terminal), so the
+    TUI keeps the keyboard and Ctrl-C reaches CMD only through :meth:`interrupt`."""
+
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], *, own_session: bool = False,
+                 stdin: Stream = None, stdout: Stream = None, stderr: Stream = None) -> None:
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.own_session = own_session
+        self._streams = (stdin, stdout, stderr)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.returncode: int | None = None
+        self.interrupts = 0
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.argv[0])
+
+    def start(self) -> None:
+        become_subreaper()            # what CMD's children orphan stays ours (proctree)
+        stdin, stdout, stderr = self._streams
+        try:
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdin=stdin, stdout=stdout, stderr=stderr,
+                                         start_new_session=self.own_session)
+        except FileNotFoundError:
+            raise CommandUnavailable(f"{self.argv[0]}: command not found", NOT_FOUND) from None
+        except PermissionError:
+            raise CommandUnavailable(f"{self.argv[0]}: permission denied", NOT_EXECUTABLE) from None
+        except OSError as e:
+            raise CommandUnavailable(f"{self.argv[0]}: {e.strerror or e}", NOT_EXECUTABLE) from None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.returncode is None and self.proc.poll() is None
+
+    async def wait(self) -> int:
+        """Until CMD has ended (a pidfd readable in the loop, no thread); its exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            loop = asyncio.get_running_loop()
+            ended = loop.create_future()
+            try:
+                fd = os.pidfd_open(self.proc.pid)
+            except OSError:         # Linux < 5.3: a thread waits instead
+                await loop.run_in_executor(None, self.proc.wait)
+            else:
+                def readable() -> None:
+                    if not ended.done():
+                        ended.set_result(None)
+                loop.add_reader(fd, readable)
+                try:
+                    await ended
+                finally:
+                    loop.remove_reader(fd)
+                    os.close(fd)
+        self.returncode = shell_status(self.proc.wait())
+        return self.returncode
+
+    def send(self, sig: int) -> None:
+        """Signal CMD (its whole process group when it has a session of its own, as a terminal would)."""
+        if not self.running:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            if self.own_session:
+                os.killpg(self.pid, sig)
+            else:
+                os.kill(self.pid, sig)
+
+    def interrupt(self) -> None:
+        """Ctrl-C for CMD: SIGINT the first time, SIGTERM the second, SIGKILL after that."""
+        self.interrupts += 1
+        self.send({1: signal.SIGINT, 2: signal.SIGTERM}.get(self.interrupts, signal.SIGKILL))
+
+    def kill(self) -> None:
+        """End CMD now and collect it."""
+        self.send(signal.SIGKILL)
+        if self.proc is not None:
+            self.returncode = shell_status(self.proc.wait())
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """End CMD if it still runs (the app is closing): SIGTERM, SIGKILL after ``grace_s``."""
+        if not self.running or self.proc is None:
+            return
+        self.send(signal.SIGTERM)
+        try:
+            self.returncode = shell_status(self.proc.wait(grace_s))
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def terminal_delivers(sig: int) -> bool:
+    """Whether the terminal already sent ``sig`` (SIGINT from Ctrl-C, SIGHUP…) to CMD too: this
+    process group is the foreground one of a controlling terminal, and CMD is in it."""
+    if sig not in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+        return False
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError as e:
+        return e.errno == errno.EINTR
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class RunSession:
+    """CMD and the watch of its process tree's connections; see the module docstring.  ``stdio``:
+    CMD's stdin, stdout, stderr (None: inherited)."""
+
+    argv: Sequence[str]
+    force: bool = True
+    interval: float = 1.0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    own_session: bool = False
+    stdio: Stdio = (None, None, None)
+    tally: RunTally = field(default_factory=RunTally)
+
+    def start(self) -> None:
+        """Watch first (a dump, the path-manager subscription), then CMD: nothing of it is missed,
+        and nothing of it is taken for what was there before the run."""
+        env = command_env(self.force)
+        self.tree = ProcessTree()
+        self.sampler = WatchSampler(self.interval, self.labels, keep=self.tree.select)
+        self.sampler.open()
+        self.sampler.start_events()
+        self._host = self.sampler.host_info()
+        if self.force and self._host.enabled is False:    # socket(IPPROTO_MPTCP) fails: CMD could not connect
+            self.sampler.close()
+            raise MptcpDisabled()
+        self._first = self.sampler.poll()
+        self.command = Command(self.argv, env, own_session=self.own_session, stdin=self.stdio[0],
+                               stdout=self.stdio[1], stderr=self.stdio[2])
+        try:
+            self.command.start()
+        except CommandUnavailable:
+            self.sampler.close()
+            raise
+        self.tree.keep = {self.command.pid}
+
+    async def run(self, sink: Sink) -> Summary:
+        """Records until CMD has ended and its connections have closed (:data:`LINGER_S` at most),
+        then the Summary (also fed to ``sink``)."""
+        feed = _tee(sink, self.tally)
+        feed(self._host)
+        self._emit(feed, self._first)
+        ended = asyncio.ensure_future(self.command.wait())
+        polls = asyncio.ensure_future(self._feed(feed))
+        try:
+            await asyncio.wait({ended, polls}, return_when=asyncio.FIRST_COMPLETED)
+            if polls.done():          # the watch failed: CMD is not left running, the error goes up
+                self.command.kill()
+                polls.result()
+        finally:
+            for task in (polls, ended):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        code = await self.command.wait()
+        await self._linger(feed)
+        summary = self.tally.summary(list(self.argv), code, self.sampler.now())
+        sink(summary)
+        return summary
+
+    def summary(self) -> Summary:
+        """The summary as things stand (the run was cut short, e.g. the TUI quit with CMD killed)."""
+        code = self.command.returncode
+        return self.tally.summary(list(self.argv), code, self.sampler.now())
+
+    async def _feed(self, feed: Sink) -> None:
+        async with contextlib.aclosing(self.sampler.run()) as stream:
+            async for result in stream:
+                self._emit(feed, result)
+
+    async def _linger(self, feed: Sink) -> None:
+        deadline = time.monotonic() + LINGER_S
+        try:
+            while True:
+                sample, events = self.sampler.poll()
+                self._emit(feed, (sample, events))
+                if not sample.connections or time.monotonic() >= deadline:
+                    return
+                await asyncio.sleep(LINGER_POLL_S)
+        finally:
+            self.sampler.close()
+
+    @staticmethod
+    def _emit(feed: Sink, result: tuple[Sample, list[Event]]) -> None:
+        sample, events = result
+        for event in events:
+            feed(event)
+        feed(sample)
+
+
+def _tee(sink: Sink, tally: RunTally) -> Sink:
+    def both(record: Record) -> None:
+        tally(record)
+        sink(record)
+    return both

@@ -1,0 +1,209 @@
+"""`mptop run -- CMD` in the lab's client namespace: exactly CMD's MPTCP connections, their bytes on
+both paths (checked against the interfaces' counters), and CMD's exit code as mptop's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any
+
+import pytest
+
+from mptop.lab import Lab
+from tests.core.sampling import MPTCP_HEADERS, SHAPED, rx_counters
+from tests.support import wait_for
+
+pytestmark = pytest.mark.lab
+# 4 s at 40 + 10 Mbit/s: ~40 polls at 0.1 s.  What a connection moves between its last poll and its
+# end is not counted (~0.6 MB at 0.1 s, more on a loaded machine) until the watch reads the kernel's
+# destroy broadcasts: the bounds below leave room for it.
+SIZE = 25_000_000
+MISS = 0.1 * SIZE
+
+# A program that opens its own MPTCP socket (no LD_PRELOAD), downloads, and exits with a code of its own.
+OWN_SOCKET = textwrap.dedent("""\
+    import socket, sys
+    host, path, code = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_MPTCP)
+    s.connect((host, 80))
+    s.sendall(f"GET {path} HTTP/1.1\\r\\nHost: {host}\\r\\nConnection: close\\r\\n\\r\\n".encode())
+    got = 0
+    while chunk := s.recv(1 << 16):
+        got += len(chunk)
+    s.close()
+    print("got", got)
+    sys.exit(code)
+""")
+
+
+def mptop_run(lab: Lab, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``mptop run ARGS`` in the client netns, in a session of its own (no terminal, as in CI)."""
+    with lab.client.entered():
+        return subprocess.run([sys.executable, "-m", "mptop", "run", *args], capture_output=True, text=True,
+                              timeout=timeout, start_new_session=True)
+
+
+def records(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def unrelated_download(lab: Lab) -> tuple[subprocess.Popen[bytes], str]:
+    """A slow MPTCP download in the same netns, not started by mptop; its local "ip:port" once listed."""
+    proc = lab.popen(lab.client, ["mptcpize", "run", "curl", "-s", "-o", "/dev/null",
+                                  lab.base_url() + "/slow/100000000?bps=20000"])
+    wait_for(lambda: bool(lab.subflows("wlan0")) or proc.poll() is not None, timeout=30)
+    assert proc.poll() is None, "the unrelated download ended early"
+    return proc, lab.subflows("wlan0")[0][0]
+
+
+def check_paths_carried_the_bytes(lab: Lab, result: subprocess.CompletedProcess[str],
+                                  rx0: dict[str, tuple[int, int]], process: str) -> dict[str, Any]:
+    """The one connection of CMD: bytes on both paths, each as the interface counted (payload ≈
+    rx bytes less 94 a packet; the unrelated download's 20 kB/s is within the margin)."""
+    rx1 = rx_counters(lab)
+    summary = records(result.stdout)[-1]
+    assert summary["type"] == "summary", result.stderr
+    [conn] = summary["connections"]
+    assert conn["process"].startswith(process) and conn["status"] == "mptcp", conn
+    for iface in ("wlan0", "wwan0"):
+        payload = (rx1[iface][0] - rx0[iface][0]) - MPTCP_HEADERS * (rx1[iface][1] - rx0[iface][1])
+        counted = conn["path_bytes"][iface]
+        assert counted > 0.1 * SIZE, (iface, conn["path_bytes"])                 # both paths carried it
+        assert payload - MISS < counted < payload * 1.02 + 100_000, (iface, counted, payload)
+    assert sum(conn["path_bytes"].values()) > SIZE - MISS, conn
+    return conn
+
+
+def test_own_mptcp_socket_no_force_both_paths_not_the_other_download(make_lab) -> None:
+    lab = make_lab(rate_mbit=SHAPED)
+    other, other_local = unrelated_download(lab)
+    try:
+        rx0 = rx_counters(lab)
+        result = mptop_run(lab, "--no-force", "--json", "--interval", "0.1", "--",
+                           sys.executable, "-c", OWN_SOCKET, "192.0.2.1", f"/bytes/{SIZE}", "3")
+        assert result.returncode == 3, result.stderr               # CMD's exit code is mptop's
+        conn = check_paths_carried_the_bytes(lab, result, rx0, "python")
+        assert "got" in result.stderr                               # --json: CMD's stdout goes to stderr
+        shown = {c["local"] for r in records(result.stdout) if r["type"] == "sample" for c in r["connections"]}
+        assert shown == {conn["local"]}
+        assert other_local not in shown and other.poll() is None     # running all along, never shown
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_plain_curl_is_forced_to_mptcp_and_its_exit_code_is_mptops(make_lab) -> None:
+    lab = make_lab(rate_mbit=SHAPED)
+    other, other_local = unrelated_download(lab)
+    try:
+        rx0 = rx_counters(lab)
+        result = mptop_run(lab, "--json", "--interval", "0.1", "--", "curl", "-s", "-o", "/dev/null",
+                           lab.url(SIZE))
+        assert result.returncode == 0, result.stderr
+        conn = check_paths_carried_the_bytes(lab, result, rx0, "curl")
+        assert conn["bytes"] > SIZE - MISS
+        shown = {c["local"] for r in records(result.stdout) if r["type"] == "sample" for c in r["connections"]}
+        assert shown == {conn["local"]} and other_local not in shown
+        # A failing CMD: curl -f on a 404 exits 22, and so does mptop (its connection lasts a few
+        # milliseconds: whether a poll catches it is not what this checks).
+        failed = mptop_run(lab, "--json", "--", "curl", "-sf", "-o", "/dev/null", lab.base_url() + "/status/404")
+        assert failed.returncode == 22, failed.stderr
+        summary = records(failed.stdout)[-1]
+        assert summary["exit_code"] == 22 and "exited with code 22" in failed.stderr, summary
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_child_of_a_child_is_followed_and_a_signal_is_128_plus_n(make_lab) -> None:
+    """sh starts curl in the background and waits; then sh kills itself with SIGTERM: 143."""
+    lab = make_lab(rate_mbit=SHAPED)
+    script = f"curl -s -o /dev/null {lab.url(5_000_000)} & wait; kill -TERM $$"
+    result = mptop_run(lab, "--json", "--interval", "0.1", "--", "sh", "-c", script)
+    assert result.returncode == 143, result.stderr
+    [conn] = records(result.stdout)[-1]["connections"]
+    assert conn["process"] == "curl" and conn["bytes"] > 0, conn
+
+
+def test_ctrl_c_goes_to_cmd_first(make_lab) -> None:
+    """SIGINT to mptop (no terminal: nobody else sent it) reaches CMD; mptop waits for it and exits
+    with CMD's code, after the summary."""
+    lab = make_lab(rate_mbit={"wlan0": 2, "wwan0": 2})
+    with lab.client.entered():
+        proc = subprocess.Popen([sys.executable, "-m", "mptop", "run", "--json", "--interval", "0.1", "--",
+                                 "curl", "-s", "-o", "/dev/null", lab.url(100_000_000)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:                 # until curl's connection is listed
+            record = json.loads(line)
+            if record["type"] == "sample" and record["connections"]:
+                break
+        started = time.monotonic()
+        proc.send_signal(2)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err       # curl ended by SIGINT
+        assert time.monotonic() - started < 30
+        summary = records(out)[-1]
+        assert summary["type"] == "summary" and summary["exit_code"] == 130
+        assert "exited with code 130" in err
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_command_that_is_not_there_is_one_line_and_127(lab) -> None:
+    result = mptop_run(lab, "--json", "--", "no-such-command-mptop")
+    assert result.returncode == 127
+    assert result.stderr.strip() == "mptop run: no-such-command-mptop: command not found"
+    assert result.stdout == ""
+
+
+def test_a_fallback_says_why_in_the_summary(make_lab) -> None:
+    lab = make_lab(rate_mbit=SHAPED)                             # ~1 s: several polls see it
+    result = mptop_run(lab, "--json", "--interval", "0.2", "--", "curl", "-s", "-o", "/dev/null",
+                       lab.url(3_000_000, tcp=True))               # the lab's plain-TCP server
+    assert result.returncode == 0, result.stderr
+    [conn] = records(result.stdout)[-1]["connections"]
+    assert conn["status"] == "fallback" and "SYN-ACK" in conn["fallback"], conn
+    assert "fallbacks: curl" in result.stderr
+
+
+def test_wifi_going_down_is_an_outage_and_cellular_carries_the_rest(make_lab) -> None:
+    lab = make_lab(rate_mbit={"wlan0": 20, "wwan0": 10})
+    with lab.client.entered():
+        proc = subprocess.Popen([sys.executable, "-m", "mptop", "run", "--json", "--interval", "0.2", "--",
+                                 "curl", "-s", "-o", "/dev/null", lab.url(10_000_000)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:                 # until both paths carry curl's bytes
+            record = json.loads(line)
+            if record["type"] == "sample" and all(record["paths"].get(p, {}).get("bytes") for p in ("wlan0", "wwan0")):
+                break
+        lab.link_down("wlan0")
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err
+    finally:
+        proc.kill()
+        proc.wait()
+    summary = records(out)[-1]
+    [conn] = summary["connections"]
+    assert conn["path_bytes"]["wwan0"] > 2_000_000, conn
+    assert any(o["iface"] == "wlan0" and o["kind"] == "link_down" for o in summary["outages"]), summary["outages"]
+    assert "Wi-Fi link down at" in err
+
+
+def test_mptcp_disabled_is_one_line_before_cmd_starts(lab) -> None:
+    lab.sysctl(lab.client, "net.mptcp.enabled", "0")
+    result = mptop_run(lab, "--json", "--", "curl", "-s", "-o", "/dev/null", lab.url(1000))
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("mptop run: MPTCP is disabled here (net.mptcp.enabled = 0)"), line
+    # Not forced, CMD runs (plain TCP): nothing of it to show, its exit code all the same.
+    plain = mptop_run(lab, "--no-force", "--json", "--", "curl", "-s", "-o", "/dev/null", lab.url(1000))
+    assert plain.returncode == 0, plain.stderr
+    assert records(plain.stdout)[-1]["connections"] == []
