@@ -63,6 +63,16 @@ def take_over(resp: aiohttp.ClientResponse) -> tuple[list[bytes], int, int] | No
     return head, max(remaining, 0), sock.fileno()
 
 
+def salvage(content: aiohttp.StreamReader) -> list[bytes]:
+    """The bytes aiohttp had buffered when the body failed.  Its reads raise a cut body's error before
+    handing those out, and a short body cut early arrives whole with the FIN before the first read:
+    without this a download cut right after its headers kept nothing of what had arrived."""
+    chunks = []
+    while data := content._read_nowait(-1):     # the buffer as it is, the pending error left in place
+        chunks.append(data)
+    return chunks
+
+
 class SocketBody:
     """Reads ``remaining`` bytes of the socket ``fd`` (non-blocking; a handle of its own is made)
     into :data:`BUFFERS` buffers on a thread and passes them to ``writer``; ``on_bytes(n)`` is called

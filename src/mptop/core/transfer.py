@@ -61,7 +61,7 @@ from mptop.core.output import (
 )
 from mptop.core.partfile import content_range, not_resumed, partial_mismatch, recorded_validator, validator_of
 from mptop.core.resolver import NetnsResolver
-from mptop.core.sockbody import SocketBody, take_over
+from mptop.core.sockbody import SocketBody, salvage, take_over
 from mptop.core.writer import FileWriter, WriterThread
 from mptop.kernel.sockets import create_mptcp_socket, dup_handle
 from mptop.kernel.sockopt import socket_status
@@ -356,10 +356,14 @@ class TransferManager:
         t.sha256 = writer.sha256
 
     async def _body(self, t: Transfer, resp: aiohttp.ClientResponse, writer: WriterThread) -> None:
-        taken = take_over(resp)
-        async for chunk in resp.content.iter_any() if taken is None else _aiter(taken[0]):
-            t.received += len(chunk)
-            await writer.write(chunk)
+        try:
+            taken = take_over(resp)
+            async for chunk in resp.content.iter_any() if taken is None else _aiter(taken[0]):
+                await _keep(t, writer, chunk)
+        except aiohttp.ClientPayloadError:
+            for chunk in salvage(resp.content):    # what came before the cut: the .part keeps it
+                await _keep(t, writer, chunk)
+            raise
         if taken is not None and taken[1]:
             await SocketBody(taken[2], taken[1], writer, t.count_received, self.options.idle_timeout,
                              f"mptop-reader-{t.id}").run()
@@ -388,6 +392,11 @@ async def run_transfers(urls: Sequence[str], options: TransferOptions,
     """Download ``urls`` at once; every socket handle is released before returning."""
     async with TransferManager(urls, options) as manager:
         return await manager.run(on_start)
+
+
+async def _keep(t: Transfer, writer: WriterThread, chunk: bytes) -> None:
+    t.received += len(chunk)
+    await writer.write(chunk)
 
 
 async def _aiter(items: list[bytes]) -> AsyncIterator[bytes]:
