@@ -38,8 +38,8 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import aiohttp
@@ -61,7 +61,7 @@ from mptop.core.output import (
 )
 from mptop.core.partfile import content_range, not_resumed, partial_mismatch, recorded_validator, validator_of
 from mptop.core.resolver import NetnsResolver
-from mptop.core.sockbody import SocketBody, take_over
+from mptop.core.sockbody import SocketBody, pass_on, take_over
 from mptop.core.urls import parse_url
 from mptop.core.writer import FileWriter, WriterThread
 from mptop.kernel.sockets import create_mptcp_socket, dup_handle
@@ -177,7 +177,8 @@ class TransferManager:
     """Runs every URL at once; see the module docstring."""
 
     def __init__(self, urls: Sequence[str], options: TransferOptions) -> None:
-        self.options = options
+        # Compared downloads fetch the same bytes: a kept .part would spare the MPTCP one some.
+        self.options = replace(options, resume=False) if options.compare_tcp else options
         self.plan: OutputPlan = plan_output(options.output, len(urls))
         self.transfers: list[Transfer] = []
         self._claimed: dict[str, int] = {}      # final path -> transfer id, within this run
@@ -350,9 +351,7 @@ class TransferManager:
         await writer.open(start)
         t.state = "running"
         if resp.status != 416:
-            async for chunk in resp.content.iter_any() if taken is None else _aiter(taken.head):
-                t.received += len(chunk)
-                await writer.write(chunk)
+            await pass_on(resp, taken, writer, t.count_received)
         if taken is not None and taken.remaining:
             await SocketBody(taken, writer, t.count_received, self.options.idle_timeout,
                              f"mptop-reader-{t.id}").run()
@@ -385,8 +384,3 @@ async def run_transfers(urls: Sequence[str], options: TransferOptions,
     """Download ``urls`` at once; every socket handle is released before returning."""
     async with TransferManager(urls, options) as manager:
         return await manager.run(on_start)
-
-
-async def _aiter(items: list[bytes]) -> AsyncIterator[bytes]:
-    for item in items:
-        yield item
