@@ -1,10 +1,11 @@
-"""Re-make screenshots/serve.png: `mptop serve demo` in Chromium at 1920x1080, during the Wi-Fi outage.
+"""Re-make screenshots/serve.png: `mptop serve demo` in Chromium at 1920x1080, in the second Wi-Fi outage.
 
     python screenshots/serve.py        # as root (the tab's demo builds a lab); needs chromium, chromium-driver
 
 A real server, a real demo tab and a real headless Chromium (tests/cli/browser.py drives it); the picture
 is Chromium's own screenshot of the page, taken once the tab's text shows cellular carrying the download
-alone and the screenshot shows that text where the terminal has it.
+alone for the second time (the chart then shows the first outage and the recovery too) and the screenshot
+shows that text where the terminal has it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.cli.browser import Browser, missing  # noqa: E402  (the repository's 
 
 OUT = ROOT / "screenshots" / "serve.png"
 HANDOVER = re.compile(r"Wi-Fi link down — Cellular carrying 100 % — for [3-4]\.\d s")
+SECOND = "scenario · Wi-Fi: link down"
 
 
 def main() -> int:
@@ -39,7 +41,7 @@ def main() -> int:
             print(f"serve.py: mptop serve did not start: {line}{server.stderr.read()}", file=sys.stderr)
             return 1
         tab = browser.open(found.group(0))
-        tab.wait_for(lambda text: HANDOVER.search(text) is not None, 120)
+        tab.wait_for(lambda text: text.count(SECOND) >= 2 and HANDOVER.search(text) is not None, 180)
         tab.wait_drawn("link down")
         tab.screenshot().save(OUT, optimize=True)
         tab.close()

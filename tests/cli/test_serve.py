@@ -61,10 +61,12 @@ def test_a_port_in_use_is_one_line_and_exit_1() -> None:
 def test_what_to_serve_that_is_neither_watch_demo_nor_urls_is_a_usage_error() -> None:
     for args, said in ((["ftp://x"], "neither watch, demo nor http(s) URLs: 'ftp://x'"),
                        (["demo", "extra"], "demo takes nothing more here: 'extra'"),
-                       (["watch", "--scenario", "flaky"], "--scenario is for `mptop serve demo`")):
+                       (["watch", "--scenario", "flaky"], "--scenario is for `mptop serve demo`"),
+                       (["demo", "--scenario", "nosuch"], "no scenario 'nosuch'; choose one of: ")):
         run = subprocess.run([*MPTOP, "serve", *args], capture_output=True, text=True, timeout=60,
                              stdin=subprocess.DEVNULL)
-        assert (run.returncode, run.stderr) == (2, f"mptop serve: {said}\n"), args
+        assert run.returncode == 2 and run.stderr.startswith(f"mptop serve: {said}"), (args, run.stderr)
+        assert run.stderr.count("\n") == 1, run.stderr
 
 
 def test_loopback_by_default_and_a_warning_line_for_any_other_address() -> None:

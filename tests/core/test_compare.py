@@ -3,8 +3,11 @@ tests/cli/test_compare_lab.py and tests/tui/test_compare.py): every way a pair c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mptop.core.compare import Comparison, ended_verdict
 from mptop.core.model import Event, Sample, SubflowSample, Summary, TransferSample, TransferSummary
+from mptop.core.transfer import TransferManager, TransferOptions
 
 MB = 1_000_000
 
@@ -90,3 +93,12 @@ def test_a_summary_alone_tells_each_sides_end() -> None:
     assert words == "MPTCP took 12 s; TCP stopped after 19.1 MiB"
     words = ended_verdict(Summary(12.0, [summary("mptcp", False, "connection refused"), summary("tcp", True)]))
     assert words == "MPTCP failed after 19.1 MiB: connection refused; TCP took 12 s"
+
+
+def test_compared_downloads_fetch_the_whole_file_even_where_a_part_is_kept(tmp_path: Path) -> None:
+    (tmp_path / "f.part").write_bytes(b"x" * 1000)
+    options = TransferOptions(output=str(tmp_path / "f"), compare_tcp=True)
+    manager = TransferManager(["http://192.0.2.1/f"], options)
+    assert not manager.options.resume and options.resume          # the caller's options are left alone
+    assert [t.compare for t in manager.transfers] == ["mptcp", "tcp"]
+    assert manager.transfers[1].target is not None and manager.transfers[1].target.path == "/dev/null"

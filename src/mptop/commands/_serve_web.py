@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import html
 import ipaddress
+import logging
 import signal
 import socket
 import sys
@@ -29,12 +30,16 @@ from aiohttp import WSMsgType, web
 from textual_serve.app_service import AppService
 from textual_serve.download_manager import DownloadManager
 
+from mptop.core.safe_text import escape_controls
+
+ERRORS_KEPT = 4096     # the end of a tab's stderr, kept for its last line
 STOP_S = 15.0           # how long a tab's process may take to end (a demo tears its lab down) before SIGKILL
 PAGE = Template(files("mptop.commands").joinpath("serve.html").read_text(encoding="utf-8"))
 
 
 class TabProcess(AppService):
-    """One tab's mptop: ``python -m mptop ARGS…`` (no shell: URLs stay words), ended on request."""
+    """One tab's mptop: ``python -m mptop ARGS…`` (no shell: URLs stay words), ended on request.  Its stderr
+    is kept here (AppService would copy it raw to our stdout) for the tab and the server's log to show."""
 
     def __init__(self, argv: list[str], websocket: web.WebSocketResponse, downloads: DownloadManager) -> None:
         async def close() -> None:
@@ -43,25 +48,53 @@ class TabProcess(AppService):
         super().__init__(" ".join(argv), write_bytes=websocket.send_bytes, write_str=websocket.send_str,
                          close=close, download_manager=downloads)
         self.argv = argv
+        self.errors = bytearray()
+        self._errors_read: asyncio.Task[None] | None = None
 
     async def _open_app_process(self, width: int = 80, height: int = 24) -> Process:
         self._process = process = await asyncio.create_subprocess_exec(
             *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=self._build_environment(width=width, height=height))
         self._stdin = process.stdin
+        assert process.stderr is not None
+        self._errors_read = asyncio.create_task(self._keep_errors(process.stderr))
+        process.stderr = asyncio.StreamReader()          # what AppService.run reads: nothing
+        process.stderr.feed_eof()
         return process
+
+    async def _keep_errors(self, stderr: asyncio.StreamReader) -> None:
+        while data := await stderr.read(4096):
+            self.errors = (self.errors + data)[-ERRORS_KEPT:]
+
+    async def ended(self) -> str | None:
+        """Once the app has ended and all it drew was relayed: None when it quit (q), else what to say."""
+        assert self._task is not None and self._process is not None
+        await asyncio.shield(self._task)
+        code = await self._process.wait()
+        if self._errors_read is not None:
+            await self._errors_read
+        lines = [escape_controls(line) for line in self.errors.decode("utf-8", "replace").splitlines() if line.strip()]
+        if code == 0 and not lines:
+            return None
+        return lines[-1] if lines else f"ended with exit status {code}"
 
     async def end(self) -> None:
         """Ask the app to quit (its lab goes with it); SIGKILL when it has not ended after STOP_S."""
         process = self._process
         try:
-            await asyncio.wait_for(self.stop(), STOP_S)
+            await asyncio.wait_for(self._quit(), STOP_S)
         except (TimeoutError, OSError):
-            pass
-        if process is not None and process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+            if process is not None and process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+
+    async def _quit(self) -> None:
+        await self.stop()
+        if self._process is not None:
+            # Its exit comes through asyncio's child watcher: a kill() now (which polls, and so reaps) would
+            # take the exit from the watcher ("Unknown child process pid N, will report returncode 255").
+            await self._process.wait()
 
 
 class Tabs:
@@ -98,10 +131,21 @@ class Tabs:
         await websocket.prepare(request)
         process = TabProcess(self.argv, websocket, self.downloads)
         self.running.add(process)
+        relay = ended = None
         try:
             await process.start(_query_size(request, "width", 80), _query_size(request, "height", 24))
-            await _relay(websocket, process)
+            relay = asyncio.create_task(_relay(websocket, process))
+            ended = asyncio.create_task(process.ended())
+            await asyncio.wait((relay, ended), return_when=asyncio.FIRST_COMPLETED)
+            if ended.done() and (said := ended.result()) is not None:
+                # The app ended by itself, not by q (it failed): the tab and the server's log say why.
+                print(f"mptop serve: a tab's `mptop {self.what}`: {said}", file=sys.stderr, flush=True)
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await websocket.send_bytes(f"\x1b[?1049l\x1b[?25l\x1b[2J\x1b[H\x1b[1m{said}\x1b[0m".encode())
         finally:
+            for task in (relay, ended):
+                if task is not None:
+                    task.cancel()
             self.running.discard(process)
             await process.end()
             await websocket.close()
@@ -176,6 +220,7 @@ def serve_tabs(command: list[str], what: str, *, host: str, port: int, font_size
         sock = listen(host, port)
     except OSError as exc:
         return fail("serve", f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    logging.getLogger("textual-serve").disabled = True    # "Application failed to start": we say why instead
     with sock:
         asyncio.run(_run(Tabs(command, what, font_size).app(), sock, what))
     return 0

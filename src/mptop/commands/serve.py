@@ -34,6 +34,13 @@ def run(args: argparse.Namespace) -> int:
     command = app_command(args)
     if isinstance(command, str):
         return fail("serve", command, 2)
+    if args.scenario:
+        from mptop.demo.scenario import ScenarioError, load
+
+        try:
+            load(args.scenario)             # here, once, rather than in every tab
+        except ScenarioError as exc:
+            return fail("serve", str(exc), 2)
     from mptop.commands._serve_web import serve_tabs
 
     return serve_tabs(command, " ".join(args.what) or "watch", host=args.host, port=args.port, font_size=args.font_size)

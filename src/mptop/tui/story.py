@@ -28,6 +28,8 @@ _PHRASES: dict[str, tuple[str, Severity]] = {
     "subflow_up": ("subflow up on", "good"),
     "subflow_down": ("subflow closed on", "bad"),
     "subflow_missing": ("missing subflow on", "warn"),
+    "subflow_stalled": ("subflow stalled on", "bad"),
+    "subflow_recovered": ("subflow back on", "good"),
     "fallback": ("fell back to TCP", "warn"),
     "address_announced": ("peer announced", "info"),
     "address_removed": ("peer removed", "warn"),
@@ -136,7 +138,7 @@ class Narrator:
         else:
             if event.kind == "transfer_failed" and event.transfer in self._stalls:   # the stall ends with it
                 stall = self._stalls.pop(event.transfer)
-                self._tell_stall(stall, event.t, resumed=f"failed after {fmt.duration(event.t - stall.start)}")
+                self._tell_stall(stall, event.t, resumed="then it failed")   # how long: the failure's own line
             self._add(event.t, self._sentence(event), _PHRASES.get(event.kind, ("", "info"))[1])
 
     def _sentence(self, event: Event) -> list[Part]:
