@@ -49,3 +49,18 @@ def test_ctrl_c_goes_to_curl_and_its_code_is_mptops(make_lab) -> None:
         code, screen = wait_exit(term)
     assert code == 130
     assert "exited with code 130" in screen
+
+
+def test_headless_in_a_terminal_ctrl_c_ends_curl_and_mptop_waits_for_it(make_lab) -> None:
+    """--headless: curl keeps the terminal (mptop's process group), so the terminal's Ctrl-C reaches it;
+    mptop survives it, waits for curl and exits with its code after the summary."""
+    lab = make_lab(rate_mbit={"wlan0": 2, "wwan0": 2})
+    argv = [*MPTOP, "run", "--headless", "--", "curl", "-s", "-o", "/dev/null", lab.url(200_000_000)]
+    # `set -m`: the job in a process group of its own, the terminal's foreground one, as an interactive
+    # shell runs it (the test's wrappers then get no Ctrl-C).
+    with session(["bash", "-c", "set -m; " + in_lab(lab, argv)], 100, 30) as term:
+        term.wait_for(lambda s: "connection curl" in s)
+        term.keys("C-c")
+        code, screen = wait_exit(term)
+    assert code == 130
+    assert "exited with code 130" in screen and "1 MPTCP connection" in screen
