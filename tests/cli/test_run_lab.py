@@ -17,11 +17,7 @@ from tests.core.sampling import MPTCP_HEADERS, SHAPED, rx_counters
 from tests.support import wait_for
 
 pytestmark = pytest.mark.lab
-# 4 s at 40 + 10 Mbit/s: ~40 polls at 0.1 s.  What a connection moves between its last poll and its
-# end is not counted (~0.6 MB at 0.1 s, more on a loaded machine) until the watch reads the kernel's
-# destroy broadcasts: the bounds below leave room for it.
-SIZE = 25_000_000
-MISS = 0.1 * SIZE
+SIZE = 12_000_000          # 2 s at 40 + 10 Mbit/s: every path carries megabytes of it
 
 # A program that opens its own MPTCP socket (no LD_PRELOAD), downloads, and exits with a code of its own.
 OWN_SOCKET = textwrap.dedent("""\
@@ -51,9 +47,10 @@ def records(stdout: str) -> list[dict[str, Any]]:
 
 
 def unrelated_download(lab: Lab) -> tuple[subprocess.Popen[bytes], str]:
-    """A slow MPTCP download in the same netns, not started by mptop; its local "ip:port" once listed."""
+    """A slow MPTCP download in the same netns, not started by mptop (4 kB/s: within the byte checks'
+    margin however long a loaded machine takes); its local "ip:port" once listed."""
     proc = lab.popen(lab.client, ["mptcpize", "run", "curl", "-s", "-o", "/dev/null",
-                                  lab.base_url() + "/slow/100000000?bps=20000"])
+                                  lab.base_url() + "/slow/100000000?bps=4000"])
     wait_for(lambda: bool(lab.subflows("wlan0")) or proc.poll() is not None, timeout=30)
     assert proc.poll() is None, "the unrelated download ended early"
     return proc, lab.subflows("wlan0")[0][0]
@@ -62,7 +59,7 @@ def unrelated_download(lab: Lab) -> tuple[subprocess.Popen[bytes], str]:
 def check_paths_carried_the_bytes(lab: Lab, result: subprocess.CompletedProcess[str],
                                   rx0: dict[str, tuple[int, int]], process: str) -> dict[str, Any]:
     """The one connection of CMD: bytes on both paths, each as the interface counted (payload ≈
-    rx bytes less 94 a packet; the unrelated download's 20 kB/s is within the margin)."""
+    rx bytes less 94 a packet; the unrelated download's 4 kB/s is within the margin), all of them."""
     rx1 = rx_counters(lab)
     summary = records(result.stdout)[-1]
     assert summary["type"] == "summary", result.stderr
@@ -72,8 +69,9 @@ def check_paths_carried_the_bytes(lab: Lab, result: subprocess.CompletedProcess[
         payload = (rx1[iface][0] - rx0[iface][0]) - MPTCP_HEADERS * (rx1[iface][1] - rx0[iface][1])
         counted = conn["path_bytes"][iface]
         assert counted > 0.1 * SIZE, (iface, conn["path_bytes"])                 # both paths carried it
-        assert payload - MISS < counted < payload * 1.02 + 100_000, (iface, counted, payload)
-    assert sum(conn["path_bytes"].values()) > SIZE - MISS, conn
+        # The last interval too: the destroy broadcasts give each subflow's final counts.
+        assert abs(counted - payload) < 0.03 * payload + 100_000, (iface, counted, payload)
+    assert sum(conn["path_bytes"].values()) >= SIZE, conn
     return conn
 
 
@@ -104,7 +102,7 @@ def test_plain_curl_is_forced_to_mptcp_and_its_exit_code_is_mptops(make_lab) -> 
                            lab.url(SIZE))
         assert result.returncode == 0, result.stderr
         conn = check_paths_carried_the_bytes(lab, result, rx0, "curl")
-        assert conn["bytes"] > SIZE - MISS
+        assert conn["bytes"] >= SIZE
         shown = {c["local"] for r in records(result.stdout) if r["type"] == "sample" for c in r["connections"]}
         assert shown == {conn["local"]} and other_local not in shown
         # A failing CMD: curl -f on a 404 exits 22, and so does mptop (its connection lasts a few
@@ -138,7 +136,9 @@ def test_ctrl_c_goes_to_cmd_first(make_lab) -> None:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stdout is not None
-        for line in proc.stdout:                 # until curl's connection is listed
+        deadline = time.monotonic() + 60
+        for line in proc.stdout:                 # until curl's connection is listed (a line per 0.1 s poll)
+            assert time.monotonic() < deadline, "curl's connection never listed"
             record = json.loads(line)
             if record["type"] == "sample" and record["connections"]:
                 break
@@ -180,7 +180,9 @@ def test_wifi_going_down_is_an_outage_and_cellular_carries_the_rest(make_lab) ->
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stdout is not None
+        deadline = time.monotonic() + 60
         for line in proc.stdout:                 # until both paths carry curl's bytes
+            assert time.monotonic() < deadline, "both paths never carried curl's bytes"
             record = json.loads(line)
             if record["type"] == "sample" and all(record["paths"].get(p, {}).get("bytes") for p in ("wlan0", "wwan0")):
                 break
@@ -207,3 +209,11 @@ def test_mptcp_disabled_is_one_line_before_cmd_starts(lab) -> None:
     plain = mptop_run(lab, "--no-force", "--json", "--", "curl", "-s", "-o", "/dev/null", lab.url(1000))
     assert plain.returncode == 0, plain.stderr
     assert records(plain.stdout)[-1]["connections"] == []
+
+
+def test_output_log_takes_cmds_stdout_and_stderr(lab, tmp_path) -> None:
+    log = tmp_path / "cmd.log"
+    result = mptop_run(lab, "--headless", "--output-log", str(log), "--", "sh", "-c", "echo out; echo err >&2; exit 4")
+    assert result.returncode == 4
+    assert log.read_text().split() == ["out", "err"]
+    assert "out" not in result.stdout and "exited with code 4" in result.stderr

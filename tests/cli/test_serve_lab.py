@@ -159,6 +159,7 @@ def test_demo_tabs_draw_the_handover_and_their_labs_go_with_the_tab_and_the_serv
         second, _ = open_drawn(browser, served.url, *PATH_ROWS, drawn=NAMES)
         wait_for(lambda: len(served.tabs()) == 2, 30)
         tabs = served.tabs()
+        wait_for(lambda: all(len(netns_of(tab)) == 2 for tab in tabs), DRAW_S)        # both labs are up
         labs = [netns_of(tab) for tab in tabs]
         assert all(len(lab) == 2 for lab in labs) and not labs[0] & labs[1], labs    # client + server each
         assert set().union(*labs) <= netns_in_use()

@@ -9,8 +9,8 @@ import asyncio
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -89,21 +89,44 @@ async def test_the_socket_is_read_on_a_thread_named_after_the_transfer(lab: Lab,
     assert_whole(t, tmp_path / str(size), size)
 
 
-async def test_https_bodies_arrive_whole_through_aiohttp(lab: Lab, tmp_path: Path) -> None:
+@asynccontextmanager
+async def tls_lab_server(lab: Lab, tmp_path: Path) -> AsyncIterator[str]:
+    """The lab server's routes over HTTPS, on loopback in the client namespace: its base URL."""
     ctx = self_signed_server_context(tmp_path)
-    with lab.client.entered():
-        runner = web.AppRunner(make_app())
-        await runner.setup()
+    runner = web.AppRunner(make_app(), handle_signals=False)
+    await runner.setup()
+    try:
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            for size in (0, 70_000, 5_000_001):
-                [t] = await run_transfers([f"https://127.0.0.1:{port}/bytes/{size}"],
-                                          TransferOptions(output=f"{tmp_path}/out/", insecure=True))
+        yield f"https://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+async def test_https_bodies_arrive_whole_and_aiohttp_reads_only_their_start(lab: Lab, tmp_path: Path) -> None:
+    with lab.client.entered():
+        async with tls_lab_server(lab, tmp_path) as base:
+            for size in (0, 70_000, 5_000_001, 40_000_000):
+                with fed_to_aiohttp() as fed:
+                    [t] = await run_transfers([f"{base}/bytes/{size}"],
+                                              TransferOptions(output=f"{tmp_path}/out/", insecure=True))
                 assert_whole(t, tmp_path / "out" / str(size), size)
-        finally:
-            await runner.cleanup()
+                assert sum(fed) < 8 << 20, f"aiohttp's reader was fed {sum(fed)} of {size} bytes"
+
+
+@pytest.mark.parametrize("path, error", [
+    ("/truncated/2000000", "connection closed after"),
+    ("/reset/2000000", "connection reset by the server after"),
+    ("/fault/stall?n=2000000", "no data from the server for 1 s (idle timeout) after"),
+])
+async def test_https_failures_read_as_they_do_over_http(lab: Lab, tmp_path: Path, path: str, error: str) -> None:
+    with lab.client.entered():
+        async with tls_lab_server(lab, tmp_path) as base:
+            [t] = await asyncio.wait_for(run_transfers([base + path], TransferOptions(
+                output=f"{tmp_path}/out/", insecure=True, idle_timeout=1)), 30)
+    assert t.state == "failed" and t.error is not None and t.error.startswith(error), t.error
+    assert t.error.endswith(" of 2000000 bytes"), t.error
+    assert not [n for n in os.listdir(tmp_path / "out") if not n.endswith(".part")]
 
 
 class _Recorder:

@@ -198,3 +198,27 @@ def test_a_path_waiting_on_another_is_patient_then_stalls_and_the_threshold_is_t
     assert watch.observe(0.5, 200, True, patient=True) is None
     change = watch.observe(0.75, 200, True, patient=False)
     assert change is not None and change.outage_s == pytest.approx(0.5)
+
+
+# -- per-subflow stalls ----------------------------------------------------------------------------------
+def test_a_subflow_quiet_beside_a_busy_sibling_on_its_path_stalls_then_comes_back() -> None:
+    from mptop.core.model import SubflowSample, TransferSample
+    from mptop.core.stalls import SUBFLOW_QUIET_MIN_S, StallJudge
+
+    def sample(quiet_rx: int, busy_rx: int, other_path_rx: int = 0) -> list[TransferSample]:
+        subs = [SubflowSample(1, "192.0.2.2:1", "192.0.2.1:80", "wlan0", "Wi-Fi", busy_rx, 0.0, None, False),
+                SubflowSample(2, "192.0.2.3:2", "192.0.2.1:80", "wlan0", "Wi-Fi", quiet_rx, 0.0, None, False),
+                SubflowSample(3, "198.51.100.2:3", "198.51.100.1:80", "wwan0", "Cellular", other_path_rx, 0.0,
+                              None, False)]
+        return [TransferSample(1, "http://x/", 0, None, 0.0, "mptcp", subflows=subs)]
+
+    judge = StallJudge(0.25)
+    events = []
+    for i in range(12):                                 # 3 s: the second Wi-Fi subflow gets nothing
+        events += judge.subflows(i * 0.25, sample(100, 100 * (i + 1)))
+    assert [(e.kind, e.iface, e.transfer) for e in events] == [("subflow_stalled", "wlan0", 1)]
+    assert events[0].t == SUBFLOW_QUIET_MIN_S and "192.0.2.3:2 → 192.0.2.1:80" in events[0].detail
+    assert [e.kind for e in judge.subflows(3.0, sample(200, 1300))] == ["subflow_recovered"]
+    # Quiet while only another path moves: that is the path-level judges' business (waiting on it).
+    judge = StallJudge(0.25)
+    assert not [e for i in range(12) for e in judge.subflows(i * 0.25, sample(100, 100, 100 * i))]

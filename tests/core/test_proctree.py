@@ -71,12 +71,14 @@ def test_a_decision_is_kept_once_the_socket_is_closed(holders: tuple[subprocess.
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     wait_for(lambda: not tree.pids())
-    assert [c.token for c in tree.select([conn(7, 0), conn(8, inodes[0])])] == [7]   # closed: inode 0
+    with socket.socket() as mine:             # never the tree's
+        ours = os.stat(f"/proc/self/fd/{mine.fileno()}").st_ino
+        assert [c.token for c in tree.select([conn(7, 0), conn(8, ours)])] == [7]   # 7 closed: inode 0
 
 
 def sample(t: float, rx: dict[str, int], token: int = 5) -> Sample:
     subflows = [SubflowSample(id=i, local=f"10.0.{i}.2:4000{i}", remote=f"10.0.{i}.1:80", iface=iface, path=iface,
-                              bytes_received=n, rate_bps=0.0, rtt_ms=None, backup=False, bytes_sent=10)
+                              bytes_received=n, rate_bps=0.0, rtt_ms=None, backup=False, bytes_sent=12, bytes_acked=10)
                 for i, (iface, n) in enumerate(rx.items())]
     c = ConnectionSample(token=token, local="10.0.0.2:40000", remote="10.0.0.1:80", process="curl",
                          status="mptcp", rate_bps=0.0, subflows=subflows, bytes=sum(rx.values()) + 20, pid=42)
@@ -121,12 +123,27 @@ def test_the_exit_code_is_cmds_and_a_signal_is_128_plus_n(script: str, code: int
     assert asyncio.run(command.wait()) == code
 
 
-def test_a_command_not_found_or_not_executable(tmp_path) -> None:
+@pytest.mark.parametrize("step", ["check", "start"])     # checked before the watch starts; exec says the same
+def test_a_command_not_found_or_not_executable(tmp_path, step: str) -> None:
     with pytest.raises(CommandUnavailable) as missing:
-        Command(["no-such-command-mptop"], os.environ).start()
+        getattr(Command(["no-such-command-mptop"], os.environ), step)()
     assert (missing.value.code, str(missing.value)) == (127, "no-such-command-mptop: command not found")
     plain = tmp_path / "plain"
     plain.write_text("")
     with pytest.raises(CommandUnavailable) as denied:
-        Command([str(plain)], os.environ).start()
+        getattr(Command([str(plain)], os.environ), step)()
     assert denied.value.code == 126 and str(denied.value).endswith("permission denied")
+    Command(["sh"], os.environ).check()                             # on PATH: fine
+
+
+def test_a_connection_a_probe_saw_is_listed_once_by_the_next_poll(
+        holders: tuple[subprocess.Popen[str], list[int]]) -> None:
+    """A download shorter than a poll: the path-manager event's probe saw it open; the poll's dump
+    no longer has it, and lists it once as the probe read it."""
+    proc, inodes = holders
+    tree = ProcessTree(root=proc.pid)
+    tree.probe([conn(1, inodes[0]), conn(2, 999_999_999)])       # 2: someone else's
+    assert [c.token for c in tree.select([])] == [1]
+    assert tree.select([]) == []
+    tree.probe([conn(1, 0)])                                        # closing: the same token, inode 0
+    assert [(c.token, c.inode) for c in tree.select([conn(1, 0)])] == [(1, 0)]   # the dump's, not twice

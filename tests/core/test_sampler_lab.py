@@ -159,7 +159,7 @@ async def test_fallback_to_plain_tcp_server(make_lab: Callable[..., Lab]) -> Non
     lab = make_lab(rate_mbit={"wlan0": 80})
     with lab.client.entered():
         run = await sample_download(lab, lab.url(4_000_000, tcp=True))
-    assert run.transfer.state == "done" and run.transfer.sha256 == lab.content_sha256(4_000_000)
+    assert run.transfer.state == "done" and run.transfer.sha256 == lab.content_sha256(4_000_000), run.transfer.error
     final = run.samples[-1].transfers[0]
     assert final.status == "fallback" and final.reason == SYNACK
     fallback = [e for e in run.events if e.kind == "fallback"]

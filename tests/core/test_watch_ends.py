@@ -95,3 +95,16 @@ def test_without_destroy_broadcasts_a_gone_connection_is_listed_at_once() -> Non
     [conn], _ = tracker.observe(1.0, [], interfaces())
     assert conn.closed and conn.bytes == 1_500
 
+
+
+def test_an_owner_found_at_birth_names_a_connection_no_poll_listed() -> None:
+    tracker = WatchTracker()
+    tracker.ends_subscribed = True
+    tracker.observe(0.0, [], interfaces())
+    tracker.owned(0.1, 5, 4242, "curl")                  # found while its socket was open
+    tracker.pm_event(0.1, pm(PmEventKind.ESTABLISHED, WLAN, 41000))
+    tracker.pm_event(0.2, PmEvent(PmEventKind.CLOSED, token=5))
+    tracker.subflow_end(0.2, end(WLAN, 41000, 16_581, tx=86))
+    [conn], events = tracker.observe(0.25, [], interfaces())
+    assert (conn.process, conn.pid, conn.bytes, conn.closed) == ("curl", 4242, 16_667, True)
+    assert events[-1].detail == "connection closed: curl 192.0.2.2:41000 → 192.0.2.1:80"

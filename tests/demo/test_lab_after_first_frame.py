@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 
-from mptop.demo.run import TuiDemo
 from mptop.demo.scenario import load
+from mptop.demo.tui import TuiDemo
 from mptop.lab import Lab, LabError
 from tests.tui.pilot import screen_text, wait_for
 

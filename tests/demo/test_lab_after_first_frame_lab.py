@@ -8,8 +8,9 @@ import threading
 
 import pytest
 
-from mptop.demo.run import TuiDemo, lab_config
+from mptop.demo.player import lab_config
 from mptop.demo.scenario import load
+from mptop.demo.tui import TuiDemo
 from mptop.lab import Lab
 from tests.demo.test_tui_lab import link_is_up
 from tests.tui.pilot import screen_text, wait_for

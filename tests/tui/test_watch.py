@@ -28,7 +28,7 @@ from mptop.tui.watch_query import WatchQuery
 from mptop.tui.watch_screen import EMPTY
 from mptop.tui.watch_state import FADE_S, SMOOTH_S
 from mptop.tui.watch_widgets import DIMMED, faded
-from tests.tui.pilot import feed, screen_text, select, widget_text
+from tests.tui.pilot import feed, screen_text, select, wait_for, widget_text
 
 WATCH: list[Record] = read_recording(Path(__file__).parent / "data" / "watch.ndjson")
 SAMPLES = moments.samples(WATCH)
@@ -259,11 +259,14 @@ async def test_a_closed_connection_fades_out_in_place_then_goes() -> None:
 
 # -- empty state and header ----------------------------------------------------------------------
 async def test_empty_states_say_what_to_do() -> None:
+    def top_text() -> str:
+        return widget_text(app.query_one(TopList))
+
     async with watching() as (app, pilot):
-        await pilot.pause()
-        assert "waiting for the first poll…" in widget_text(app.query_one(TopList))
+        await wait_for(pilot, lambda: "waiting for the first poll…" in top_text(), top_text)  # the first frame
         await feed(pilot, moments.until(WATCH, SAMPLES[0].t))
-        assert EMPTY in widget_text(app.query_one(TopList)).replace("│", "").replace("\n", " ").replace("  ", " ")
+        await wait_for(pilot, lambda: EMPTY in top_text().replace("│", "").replace("\n", " ").replace("  ", " "),
+                       top_text)
         assert top_panel(app).border_title == "Connections · 0 · by rate (3 s mean)"
         assert str(app.query_one("#subflows-panel").border_title) == "Subflows"
 

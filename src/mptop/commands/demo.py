@@ -42,6 +42,13 @@ def run(args: argparse.Namespace) -> int:
         except LabUnavailable as exc:
             print(f"mptop demo: {exc}", file=sys.stderr)
             return 1
-    from mptop.demo.run import run_demo
+    from mptop.demo.launch import launch
 
-    return run_demo(args, scenario)
+    if args.headless:
+        from mptop.demo.run import headless_demo
+
+        return launch(args, lambda record, stack: headless_demo(args, scenario, record, stack))
+    # The TUI's first frame does not wait for the download engine nor the lab (mptop.demo.tui).
+    from mptop.demo.tui import tui_demo
+
+    return launch(args, lambda record, _stack: tui_demo(args, scenario, record))

@@ -45,6 +45,7 @@ One command's connections — ``mptop run -- CMD``
 
 Download engine — HTTP over MPTCP sockets (aiohttp)
     transfer       TransferManager and Transfer: downloads, the MPTCP socket factory
+    urls           the URLs accepted (http, https, a host) and the hint for a missing scheme
     resolver       DNS in the calling thread's network namespace, never waited for at exit
     output         where the bytes go: naming, ``-o``, ``NAME.part`` and resume
     writer         the writer thread: writes and hashes a body off the event loop (or without a hash)

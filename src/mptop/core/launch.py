@@ -5,7 +5,7 @@ that watches its connections (:class:`RunSession`).
 
     run = RunSession(["curl", "-O", url], force=True, interval=1.0)
     run.start()            # PreloadMissing, MptcpDisabled, MptcpUnavailable, CommandUnavailable: nothing started
-    summary = await run.run(sink)            # records until CMD has ended; Summary with exit_code
+    summary = await run.run(sink)            # CMD starts; records until it has ended; Summary with exit_code
 
 
     env = command_env(force=True)            # PreloadMissing: mptcpize's library is not installed
@@ -25,23 +25,23 @@ import asyncio
 import contextlib
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from mptop.core.model import Event, Record, Sample, Sink, Summary
-from mptop.core.proctree import ProcessTree, RunTally
-from mptop.core.watch import WatchSampler
+from mptop.core.proctree import ProcessTree, RunSampler, RunTally
 from mptop.kernel.descendants import become_subreaper
 from mptop.kernel.mptcpize import PACKAGE, preload_library
 
 Stream = int | IO[Any] | None           # a Popen stdin/stdout/stderr: an fd, a file, PIPE/DEVNULL, None
 Stdio = tuple[Stream, Stream, Stream]
 NOT_FOUND, NOT_EXECUTABLE = 127, 126      # what shells return for these
-LINGER_S = 2.0           # after CMD ended: polls until its connections have left the dump, at most this
+LINGER_S = 3.0           # after CMD ended: polls until its connections have closed (final counts), at most this
 LINGER_POLL_S = 0.1
 STOP_GRACE_S = 2.0       # a CMD still running when mptop leaves gets SIGTERM, then SIGKILL after this
 
@@ -98,6 +98,15 @@ class Command:
     @property
     def name(self) -> str:
         return os.path.basename(self.argv[0])
+
+    def check(self) -> None:
+        """CommandUnavailable now, before anything runs, if :meth:`start` could not exec CMD."""
+        name = self.argv[0]
+        path = name if "/" in name else shutil.which(name, path=self.env.get("PATH", os.defpath))
+        if path is None or not os.path.exists(path):
+            raise CommandUnavailable(f"{name}: command not found", NOT_FOUND)
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise CommandUnavailable(f"{name}: permission denied", NOT_EXECUTABLE)
 
     def start(self) -> None:
         become_subreaper()            # what CMD's children orphan stays ours (proctree)
@@ -205,13 +214,16 @@ class RunSession:
     own_session: bool = False
     stdio: Stdio = (None, None, None)
     tally: RunTally = field(default_factory=RunTally)
+    on_start: Callable[[Command], None] | None = None   # called once CMD runs (the TUI reads its output)
 
     def start(self) -> None:
-        """Watch first (a dump, the path-manager subscription), then CMD: nothing of it is missed,
-        and nothing of it is taken for what was there before the run."""
+        """Everything that can fail before CMD runs: the library, the watch (a dump, the path-manager
+        subscription), MPTCP enabled, CMD there to run.  CMD itself starts in :meth:`run`, once the
+        path-manager events are read: nothing of it is missed (a download of a few milliseconds is
+        over before a late reader sees its events), nothing of it is taken for what was there before."""
         env = command_env(self.force)
         self.tree = ProcessTree()
-        self.sampler = WatchSampler(self.interval, self.labels, keep=self.tree.select)
+        self.sampler = RunSampler(self.tree, self.interval, self.labels)
         self.sampler.open()
         self.sampler.start_events()
         self._host = self.sampler.host_info()
@@ -222,57 +234,60 @@ class RunSession:
         self.command = Command(self.argv, env, own_session=self.own_session, stdin=self.stdio[0],
                                stdout=self.stdio[1], stderr=self.stdio[2])
         try:
-            self.command.start()
+            self.command.check()
         except CommandUnavailable:
             self.sampler.close()
             raise
-        self.tree.keep = {self.command.pid}
+        self._linger = float("inf")       # set when CMD has ended: the last poll's deadline
 
     async def run(self, sink: Sink) -> Summary:
         """Records until CMD has ended and its connections have closed (:data:`LINGER_S` at most),
-        then the Summary (also fed to ``sink``)."""
+        then the Summary (also fed to ``sink``).  One stream of polls throughout: the destroy
+        broadcasts that carry a connection's final counts arrive on its subscription."""
         feed = _tee(sink, self.tally)
         feed(self._host)
         self._emit(feed, self._first)
-        ended = asyncio.ensure_future(self.command.wait())
-        polls = asyncio.ensure_future(self._feed(feed))
+        ended: asyncio.Future[int] | None = None
+        waker: asyncio.Future[None] | None = None
         try:
-            await asyncio.wait({ended, polls}, return_when=asyncio.FIRST_COMPLETED)
-            if polls.done():          # the watch failed: CMD is not left running, the error goes up
-                self.command.kill()
-                polls.result()
+            async with contextlib.aclosing(self.sampler.run()) as stream:
+                async for result in stream:
+                    self._emit(feed, result)
+                    if ended is None:     # the path-manager events are read from now on: CMD starts
+                        self.command.start()
+                        self.tree.keep = {self.command.pid}
+                        if self.on_start is not None:
+                            self.on_start(self.command)
+                        ended = asyncio.ensure_future(self.command.wait())
+                        waker = asyncio.ensure_future(self._wake_when_ended(ended))
+                    elif ended.done() and (not self.tally.open_connections() or time.monotonic() >= self._linger):
+                        break
+        except BaseException:
+            self.command.kill()       # the watch failed (or was cancelled): CMD is not left running
+            raise
         finally:
-            for task in (polls, ended):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for task in (waker, ended):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         code = await self.command.wait()
-        await self._linger(feed)
         summary = self.tally.summary(list(self.argv), code, self.sampler.now())
         sink(summary)
         return summary
+
+    async def _wake_when_ended(self, ended: asyncio.Future[int]) -> None:
+        """Once CMD has ended, a poll every LINGER_POLL_S until :meth:`run` stops."""
+        await asyncio.shield(ended)
+        self._linger = time.monotonic() + LINGER_S
+        while True:
+            self.sampler.wake()
+            await asyncio.sleep(LINGER_POLL_S)
 
     def summary(self) -> Summary:
         """The summary as things stand (the run was cut short, e.g. the TUI quit with CMD killed)."""
         code = self.command.returncode
         return self.tally.summary(list(self.argv), code, self.sampler.now())
-
-    async def _feed(self, feed: Sink) -> None:
-        async with contextlib.aclosing(self.sampler.run()) as stream:
-            async for result in stream:
-                self._emit(feed, result)
-
-    async def _linger(self, feed: Sink) -> None:
-        deadline = time.monotonic() + LINGER_S
-        try:
-            while True:
-                sample, events = self.sampler.poll()
-                self._emit(feed, (sample, events))
-                if not sample.connections or time.monotonic() >= deadline:
-                    return
-                await asyncio.sleep(LINGER_POLL_S)
-        finally:
-            self.sampler.close()
 
     @staticmethod
     def _emit(feed: Sink, result: tuple[Sample, list[Event]]) -> None:

@@ -33,6 +33,7 @@ EVENT_KINDS = (
     "transfer_stalled", "transfer_resumed",   # every path of a transfer down or stalled; bytes again
     "connection_closed",   # watch mode: a connection left the dump
     "subflow_missing",     # a live connection lost its subflow on a path that is up and has an endpoint
+    "subflow_stalled", "subflow_recovered",   # one subflow quiet while another on its path moves bytes; back
     "scenario",            # demo: a scripted lab step (link down, rate change, …)
     "user_action",         # demo: what a key the user pressed did to the lab (w, c, b, r)
     "comparison",          # --compare-tcp: MPTCP against plain TCP in words, with the run's numbers

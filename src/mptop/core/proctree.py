@@ -3,16 +3,17 @@
 ::
 
     tree = ProcessTree()                          # this process's descendants: CMD and all it forks
-    sampler = WatchSampler(interval, keep=tree.select)   # watch's tracking, only those connections
+    sampler = RunSampler(tree, interval)          # watch's sampler and tracking, those connections only
     tally = RunTally()
     ... tally(record) for every record ...
     tally.summary(command, exit_code, duration_s) # Summary with connections, path bytes, outages
 
 A connection is the tree's when the inode sock_diag gives for it is one of the sockets a process of
-the tree holds (``/proc/PID/fd``).  Only the tree's fd tables are read — a few processes, every poll
-that shows a connection not yet decided — so a connection is attributed in the very poll that first
-lists it.  The decision is kept per token: once the command's, always (its process may close the
-socket or exit before the connection's last poll; a closed socket has inode 0).  Processes are
+the tree holds, or held when it was last looked at (``/proc/PID/fd``).  Only the tree's fd tables are
+read — a few processes, ~0.4 ms — in every poll that shows a connection not yet decided, and at each
+path-manager event announcing a connection (:class:`RunSampler`).  The decision is kept per token:
+once the command's, always (its process may close the socket or exit before the connection's last
+poll; a closed socket has inode 0).  Processes are
 followed as they fork because the tree is walked each time; mptop is their subreaper
 (:func:`~mptop.kernel.descendants.become_subreaper`), so what a daemonising child orphans stays in it.
 """
@@ -20,14 +21,19 @@ followed as they fork because the tree is walked each time; mptop is their subre
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from mptop.core.model import ConnectionSample, ConnectionSummary, Event, Outage, Record, Sample, Summary
+from mptop.core.watch import WatchSampler
 from mptop.kernel.descendants import descendants, reap_zombies, tree_socket_owners
+from mptop.kernel.diag import DiagReader
 from mptop.kernel.procs import Owner
-from mptop.kernel.types import DiagConnection
+from mptop.kernel.types import DiagConnection, PmEvent, PmEventKind
 
 SubflowKey = tuple[str, str]          # (local, remote) of one subflow of a connection
+ANNOUNCING = (PmEventKind.CREATED, PmEventKind.ESTABLISHED)   # probe: whose is it?
+ENDING = (PmEventKind.SUB_CLOSED, PmEventKind.CLOSED)         # probe: its last counters, if still listed
+HELD_MAX = 1 << 16                    # socket inodes remembered (a socket inode is not reused soon)
 
 
 class ProcessTree:
@@ -39,6 +45,8 @@ class ProcessTree:
         self.proc = proc
         self.keep: set[int] = set()
         self.members: dict[int, Owner] = {}        # token -> the process that held it when first seen
+        self.held: dict[int, Owner] = {}           # socket inode -> the tree's process seen holding it
+        self._probed: dict[int, DiagConnection] = {}   # token -> its reading by a probe since the last poll
         self.scans = 0
 
     def pids(self) -> set[int]:
@@ -48,22 +56,45 @@ class ProcessTree:
             reap_zombies(pids - self.keep, self.proc)
         return pids
 
-    def select(self, conns: Iterable[DiagConnection]) -> list[DiagConnection]:
+    def scan(self) -> None:
+        """Note every socket the tree holds now (a connection may be gone, or closed, by the time a
+        dump lists it: a path-manager event saying it was created is the moment to look)."""
+        self.scans += 1
+        self.held.update(tree_socket_owners(self.pids(), self.proc))
+        while len(self.held) > HELD_MAX:             # oldest first (dicts keep insertion order)
+            del self.held[next(iter(self.held))]
+
+    def _own(self, conns: Iterable[DiagConnection]) -> list[DiagConnection]:
         """Those of ``conns`` that are the tree's, each named by the tree's process that holds it."""
         conns = list(conns)
         fresh = [c for c in conns if c.token and c.token not in self.members and c.inode]
-        if fresh:
-            self.scans += 1
-            owners = tree_socket_owners(self.pids(), self.proc)
-            for conn in fresh:
-                owner = owners.get(conn.inode)
-                if owner is not None and conn.token:
-                    self.members[conn.token] = owner
+        if any(c.inode not in self.held for c in fresh):
+            self.scan()
+        for conn in fresh:
+            owner = self.held.get(conn.inode)
+            if owner is not None and conn.token:
+                self.members[conn.token] = owner
         out = []
         for conn in conns:
             owner = self.members.get(conn.token or 0)
             if owner is not None:
                 out.append(conn if conn.pid == owner[0] else conn._replace(pid=owner[0], process=owner[1]))
+        return out
+
+    def probe(self, conns: Iterable[DiagConnection]) -> None:
+        """A dump taken between two polls (at a path-manager event): the tree's connections in it
+        are decided, and each one's reading is kept for the next poll."""
+        for conn in self._own(conns):
+            self._probed[conn.token or 0] = conn
+
+    def select(self, conns: Iterable[DiagConnection]) -> list[DiagConnection]:
+        """The poll's dump: the tree's connections in it, plus those a probe saw since the last poll
+        that are gone from it now (listed once, as the probe read them: a connection shorter than
+        a poll is still counted)."""
+        out = self._own(conns)
+        listed = {c.token for c in out}
+        out += [c for token, c in self._probed.items() if token not in listed]
+        self._probed = {}
         return out
 
 
@@ -75,6 +106,7 @@ class RunTally:
         self._last: dict[int, ConnectionSample] = {}
         self._subflows: dict[int, dict[SubflowKey, tuple[str, int]]] = {}   # token -> key -> (iface, bytes)
         self._fallback: dict[int, str] = {}
+        self._closed: set[int] = set()
         self.labels: dict[str, str] = {}
         self._outages: list[Outage] = []
         self._open: dict[tuple[str, str], Outage] = {}   # (iface, kind) -> the outage not over yet
@@ -91,11 +123,17 @@ class RunTally:
             self._last[conn.token] = conn
             book = self._subflows.setdefault(conn.token, {})
             for sf in conn.subflows:
-                total = sf.bytes_received + sf.bytes_sent
+                total = sf.bytes_received + sf.bytes_acked      # as the paths count: sent and acknowledged
                 _, before = book.get((sf.local, sf.remote), (sf.iface, 0))
                 book[(sf.local, sf.remote)] = (sf.iface, max(before, total))
 
+    def open_connections(self) -> set[int]:
+        """Tokens listed but not closed yet (their final listing, with the final counts, to come)."""
+        return set(self._last) - self._closed
+
     def _event(self, event: Event) -> None:
+        if event.kind == "connection_closed" and event.connection is not None:
+            self._closed.add(event.connection)
         if event.kind == "fallback" and event.connection is not None:
             self._fallback.setdefault(event.connection, event.detail.split(" — ")[0])
         kinds = {"path_stalled": "stalled", "link_down": "link_down"}
@@ -127,3 +165,39 @@ class RunTally:
     def summary(self, command: list[str], exit_code: int | None, duration_s: float) -> Summary:
         return Summary(duration_s=duration_s, command=list(command), exit_code=exit_code,
                        connections=self.connections(), outages=list(self._outages))
+
+
+class RunSampler(WatchSampler):
+    """The watch's sampler over ``tree``'s connections.  A path-manager event announcing a connection
+    makes it look at once — the tree's fds, then a dump of its own (:meth:`ProcessTree.probe`) —
+    before the poll the event wakes: a short download has closed its socket (inode 0) or is gone by
+    then.  A subflow or connection of the tree closing is probed too, for its latest counters."""
+
+    def __init__(self, tree: ProcessTree, interval: float, labels: Mapping[str, str] | None = None) -> None:
+        super().__init__(interval, labels, keep=tree.select)
+        self.tree = tree
+        self._probe: DiagReader | None = None
+
+    def _pm_event(self, event: PmEvent) -> None:
+        member = event.token in self.tree.members
+        if (event.kind in ANNOUNCING and not member) or (event.kind in ENDING and member):
+            if not member:
+                self.tree.scan()       # first: a socket the dump then lists open was held now
+            try:
+                if self._probe is None:
+                    self._probe = DiagReader(processes=False)
+                self.tree.probe(self._probe.connections())
+            except OSError:
+                pass                   # the poll will try again
+        super()._pm_event(event)
+
+    def wake(self) -> None:
+        """Poll now (CMD has ended: its connections' last listings are wanted soon)."""
+        if self._woken is not None:
+            self._woken.set()
+
+    def close(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
+        super().close()

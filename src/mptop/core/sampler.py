@@ -193,6 +193,7 @@ class Sampler:
         samples = [self._sample_transfer(ctx, tr) for tr in transfers]
         self._flags.due = ctx.flags_missing
         ctx.events += self._stalls.paths(t, self._paths.paths, ctx.active_paths)
+        ctx.events += self._stalls.subflows(t, samples)
         for ts in samples:
             ifaces = {s.iface for s in ts.subflows if not s.closed and not s.backup}
             needed = ts.state == "running" and bool(ifaces & ctx.active_paths)

@@ -6,19 +6,35 @@ path: a fast path often waits for a slow one (the shared receive window is full 
 for the slow path's bytes), so it is "waiting on" that path, and stalls only after
 :data:`~mptop.core.events.WAIT_LIMIT_S`.  A transfer stalls when every path it uses is down or
 stalled and no byte came for as long: "no path up", or "no data on any path".
+
+A subflow stalls on its own when another subflow of its transfer on the *same* path keeps moving
+bytes while it gets none for 2 polls, at least :data:`SUBFLOW_QUIET_MIN_S` (a path that carries
+data is no slower path to wait on: that subflow's own route or middlebox is broken), and is back
+when it gets bytes again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mptop.core.events import StallChange, StallWatch, describe_stall, stall_threshold
-from mptop.core.model import Event
+from mptop.core.model import Event, SubflowSample, TransferSample
 from mptop.core.paths import PathBook, PathState
 from mptop.core.units import format_duration
 
 MOVING_S = 2.0
+# A healthy subflow sharing its path with another goes quiet for a while now and then (the scheduler
+# prefers the other one): up to 0.76 s measured on a healthy pair, 1.0 s just after a loss, at
+# --interval 0.25 on a loaded machine.  So a subflow stalls after 2 polls but never sooner than this.
+SUBFLOW_QUIET_MIN_S = 1.5
+
+
+@dataclass(slots=True)
+class _SubflowQuiet:
+    bytes: int
+    moved_at: float
+    stalled: bool = False
 
 
 @dataclass(slots=True)
@@ -40,6 +56,7 @@ class StallJudge:
         self._moved_at: dict[str, float] = {}
         self._bytes: dict[str, int] = {}
         self._transfers: dict[int, _TransferQuiet] = {}
+        self._subflow_stalls = SubflowStalls(self.threshold_s)
 
     def paths(self, t: float, paths: Mapping[str, PathState], active: set[str]) -> list[Event]:
         """Judge every path; sets ``stalled`` / ``waiting_on`` on them; returns the events."""
@@ -61,6 +78,11 @@ class StallJudge:
             if change is not None:
                 events.append(Event(t, change.kind, iface, None, describe_stall(path.label, change)))
         return events
+
+    def subflows(self, t: float, transfers: Iterable[TransferSample]) -> list[Event]:
+        """Per-subflow stalls of the running transfers (see :class:`SubflowStalls`)."""
+        running = [(ts.id, ts.subflows) for ts in transfers if ts.state == "running"]
+        return [replace(e, transfer=owner) for owner, e in self._subflow_stalls.observe(t, running)]
 
     def transfer(self, t: float, transfer_id: int, nbytes: int, running: bool, ifaces: Iterable[str],
                  paths: Mapping[str, PathState]) -> Event | None:
@@ -87,6 +109,53 @@ class StallJudge:
             return None
         quiet.stalled = True
         return Event(t, "transfer_stalled", None, transfer_id, f"stalled — {why}")
+
+
+class SubflowStalls:
+    """A subflow quiet while another subflow of its transfer or connection on the same path keeps
+    moving bytes: stalled after ``threshold_s`` (2 polls), at least :data:`SUBFLOW_QUIET_MIN_S`; back
+    at the first poll with its bytes.  A subflow that closes, turns backup or whose owner stops
+    being observed is forgotten silently."""
+
+    def __init__(self, threshold_s: float) -> None:
+        self.threshold_s = threshold_s
+        self.subflow_threshold_s = max(threshold_s, SUBFLOW_QUIET_MIN_S)
+        self._quiet: dict[tuple[int, str, str], _SubflowQuiet] = {}
+
+    def observe(self, t: float, owners: Iterable[tuple[int, Iterable[SubflowSample]]]) -> list[tuple[int, Event]]:
+        """``owners``: (transfer id or connection token, its subflows) of every running one; returns
+        each event with its owner (the caller files it as a transfer's or a connection's)."""
+        events: list[tuple[int, Event]] = []
+        quiet: dict[tuple[int, str, str], _SubflowQuiet] = {}
+        for owner, subflows in owners:
+            live = [s for s in subflows if not s.closed and not s.backup]
+            for sub in live:
+                key = (owner, sub.local, sub.remote)
+                total = sub.bytes_received + sub.bytes_acked
+                q = quiet[key] = self._quiet.get(key) or _SubflowQuiet(total, t)
+                if total > q.bytes:
+                    if q.stalled:
+                        events.append((owner, _subflow_event(t, sub, "subflow_recovered", t - q.moved_at)))
+                    q.bytes, q.moved_at, q.stalled = total, t, False
+            for sub in live:
+                q = quiet[(owner, sub.local, sub.remote)]
+                siblings = [quiet[(owner, o.local, o.remote)] for o in live if o.iface == sub.iface and o is not sub]
+                carried_on = any(t - o.moved_at < self.threshold_s for o in siblings)
+                if not q.stalled and carried_on and t - q.moved_at >= self.subflow_threshold_s:
+                    q.stalled = True
+                    events.append((owner, _subflow_event(t, sub, "subflow_stalled", t - q.moved_at)))
+        self._quiet = quiet
+        return events
+
+
+def _subflow_event(t: float, sub: SubflowSample, kind: str, quiet_s: float) -> Event:
+    ends = f"{sub.local} → {sub.remote}"
+    if kind == "subflow_stalled":
+        detail = f"{sub.path} subflow stalled: {ends}, no data for {format_duration(quiet_s)} while another " \
+                 f"{sub.path} subflow carries on"
+    else:
+        detail = f"{sub.path} subflow back: {ends}, after {format_duration(quiet_s)}"
+    return Event(t, kind, sub.iface, None, detail)
 
 
 class WatchStalls:

@@ -246,7 +246,8 @@ def _subflow_sample(ctx: PollContext, track: TransferTrack, st: SubflowTrack, sf
                     running: bool, upload: bool) -> SubflowSample:
     got, acked = count_directions(ctx.t, st.rx, st.tx, sf.tcp)
     delta, carrying = (acked, st.tx) if upload else (got, st.rx)
-    if delta:
+    counted = sf.tcp is not None and (sf.tcp.bytes_acked if upload else sf.tcp.bytes_received) is not None
+    if counted:                # a path whose subflow carried nothing yet still counts: 0 B, not absent
         ctx.paths.add_bytes(st.iface, delta)
         track.path_bytes[st.iface] = track.path_bytes.get(st.iface, 0) + delta
     ctx.paths.add_directions(st.iface, got, acked)

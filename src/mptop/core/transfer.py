@@ -26,9 +26,9 @@ headers arrive) fails the transfer; the sampler, which sees fallbacks later, cal
 
 A body goes to one writer thread per transfer (:class:`mptop.core.writer.WriterThread`) that
 writes it and hashes it (sha256, unless ``sha256=False``) while the next bytes are received.  A
-plain-HTTP body of known length is read from the socket by a thread of its own into preallocated
-buffers (:mod:`mptop.core.sockbody`); any other (HTTPS, chunked, no length) comes from aiohttp's
-``iter_any``, its chunks as they arrive, never re-chunked.
+body of known length (HTTP or HTTPS) is read from the socket by a thread of its own into
+preallocated buffers (:mod:`mptop.core.sockbody`); any other (chunked, no length) comes from
+aiohttp's ``iter_any``, its chunks as they arrive, never re-chunked.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -61,7 +61,8 @@ from mptop.core.output import (
 )
 from mptop.core.partfile import content_range, not_resumed, partial_mismatch, recorded_validator, validator_of
 from mptop.core.resolver import NetnsResolver
-from mptop.core.sockbody import SocketBody, take_over
+from mptop.core.sockbody import SocketBody, pass_on, take_over
+from mptop.core.urls import parse_url
 from mptop.core.writer import FileWriter, WriterThread
 from mptop.kernel.sockets import create_mptcp_socket, dup_handle
 from mptop.kernel.sockopt import socket_status
@@ -199,7 +200,7 @@ class TransferManager:
 
     def _new_transfer(self, id_: int, url: str) -> Transfer:
         try:
-            parsed = _parse_url(url)
+            parsed = parse_url(url)
         except TransferError as exc:
             t = Transfer(id_, url, None)
             t.state, t.error = "failed", str(exc)
@@ -343,26 +344,21 @@ class TransferManager:
 
     async def _receive(self, t: Transfer, resp: aiohttp.ClientResponse, start: int) -> None:
         assert t.target is not None
+        t.received = t.resumed = start
+        taken = take_over(resp) if resp.status != 416 else None   # before any await: aiohttp reads no more
         file = FileWriter(t.target, self.options.force, digest=self.options.sha256)
         t._writer = writer = WriterThread(file, f"mptop-writer-{t.id}")
-        t.received = t.resumed = start
         await writer.open(start)
         t.state = "running"
         if resp.status != 416:
-            await self._body(t, resp, writer)
+            await pass_on(resp, taken, writer, t.count_received)
+        if taken is not None and taken.remaining:
+            await SocketBody(taken, writer, t.count_received, self.options.idle_timeout,
+                             f"mptop-reader-{t.id}").run()
         if t.total is not None and t.received != t.total:
             raise TransferError(f"connection closed after {t.received} of {t.total} bytes")
         t.file = await writer.commit()
         t.sha256 = writer.sha256
-
-    async def _body(self, t: Transfer, resp: aiohttp.ClientResponse, writer: WriterThread) -> None:
-        taken = take_over(resp)
-        async for chunk in resp.content.iter_any() if taken is None else _aiter(taken[0]):
-            t.received += len(chunk)
-            await writer.write(chunk)
-        if taken is not None and taken[1]:
-            await SocketBody(taken[2], taken[1], writer, t.count_received, self.options.idle_timeout,
-                             f"mptop-reader-{t.id}").run()
 
     def _claim(self, t: Transfer, path: str | None) -> bool:
         """Whether ``path`` is ``t``'s to write (first come, within this run)."""
@@ -388,36 +384,3 @@ async def run_transfers(urls: Sequence[str], options: TransferOptions,
     """Download ``urls`` at once; every socket handle is released before returning."""
     async with TransferManager(urls, options) as manager:
         return await manager.run(on_start)
-
-
-async def _aiter(items: list[bytes]) -> AsyncIterator[bytes]:
-    for item in items:
-        yield item
-
-
-def _parse_url(url: str) -> URL:
-    if url and _lacks_scheme(url):
-        raise TransferError(f"no scheme: did you mean http://{url}?")
-    try:
-        parsed = URL(url)
-    except (ValueError, TypeError) as exc:
-        raise TransferError(f"malformed URL: {url} ({str(exc).lower()})") from None
-    if not parsed.scheme:
-        raise TransferError(f"malformed URL: {url or '(empty)'} (no http:// or https://)")
-    if parsed.scheme not in ("http", "https"):
-        raise TransferError(f"unsupported URL scheme '{parsed.scheme}' in {url} (http and https only)")
-    if not parsed.host:
-        raise TransferError(f"malformed URL: {url} (no host)")
-    return parsed
-
-
-def _lacks_scheme(url: str) -> bool:
-    """``example.com/x``, ``10.78.1.2:8080/x``, ``localhost:8080``: a host where the scheme should be
-    (yarl would read ``10.78.1.2`` as a scheme).  ``mailto:a@b.c`` names a scheme, just not ours."""
-    if "://" in url:
-        return False
-    head, colon, rest = url.partition(":")
-    if not colon:
-        return True
-    port = rest.split("/", 1)[0]
-    return "." in head or head.startswith("[") or port.isdigit()

@@ -40,7 +40,8 @@ from mptop.core.failures import TransferError
 from mptop.core.resolver import NetnsResolver
 from mptop.core.safe_text import escape_controls
 from mptop.core.threads import on_daemon_thread
-from mptop.core.transfer import CHUNK, Transfer, TransferManager, TransferOptions, _parse_url
+from mptop.core.transfer import CHUNK, Transfer, TransferManager, TransferOptions
+from mptop.core.urls import parse_url
 from mptop.kernel.sockopt import socket_status
 from mptop.kernel.types import SocketStatus
 
@@ -133,7 +134,7 @@ class UploadManager(TransferManager):
     def _new_transfer(self, id_: int, url: str) -> Transfer:
         t = Upload(id_, url, self.source)
         try:
-            _parse_url(url)
+            parse_url(url)
         except TransferError as exc:
             t.state, t.error = "failed", str(exc)
         return t

@@ -44,7 +44,6 @@ from mptop.kernel.types import DiagConnection, PmEvent, PmEventKind
 from mptop.kernel.types import MptcpUnavailable as MptcpUnavailable  # what open() raises, for views
 
 WATCH_INTERVAL_S = 1.0
-BORN_OWNERS_MAX = 4096
 # CREATED first: a poll right then still finds a short connection's socket open, so its owner is found.
 WAKE_ON = (PmEventKind.CREATED, PmEventKind.ESTABLISHED, PmEventKind.SUB_ESTABLISHED, PmEventKind.SUB_CLOSED)
 
@@ -113,7 +112,6 @@ class WatchSampler:
         self._woken: asyncio.Event | None = None     # made in run(): an Event belongs to one loop
         self._reader: DiagReader | None = None
         self._ends: SubflowEnds | None = None
-        self._born_owners: dict[int, tuple[int, str]] = {}   # token -> owner, found when it was created
         self._fallback_counters = FallbackCounters()
         self._missing = MissingSubflows()
 
@@ -134,15 +132,13 @@ class WatchSampler:
         short one may be closed before the next poll): the young processes' sockets, and the
         connection's inode asked for by token."""
         owners = self._reader.owners if self._reader is not None else None
-        if self._reader is None or owners is None or self.only is not None:
+        if self._reader is None or owners is None or not self.tracker.unseen:
             return
         owners.prefetch()
         inode = self._reader.inode_of(token)
         owner = (owners.cached(inode) or owners.lookup([inode]).get(inode)) if inode else None
         if owner is not None:
-            self._born_owners[token] = owner
-            while len(self._born_owners) > BORN_OWNERS_MAX:
-                del self._born_owners[next(iter(self._born_owners))]
+            self.tracker.owned(self.now(), token, *owner)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def open(self) -> None:
@@ -187,10 +183,6 @@ class WatchSampler:
             conns = self.keep(conns)
         itfs = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
         connections, events = self.tracker.observe(t, conns, itfs, self._fallback_counters.grew())
-        for i, conn in enumerate(connections):
-            owner = self._born_owners.pop(conn.token, None) if conn.closed else self._born_owners.get(conn.token)
-            if conn.process is None and owner is not None:
-                connections[i] = replace(conn, pid=owner[0], process=owner[1])
         sample = Sample(t=t, paths=self.tracker.paths.samples(), connections=connections)
         live = {c.token: {s.iface for s in c.subflows if not s.closed} for c in connections
                 if c.status == "mptcp" and not c.closed}

@@ -47,7 +47,7 @@ from mptop.core.events import (
 from mptop.core.model import ConnectionSample, Event, Status, SubflowSample
 from mptop.core.paths import InterfaceMap, PathBook
 from mptop.core.rates import CounterRate
-from mptop.core.stalls import WatchStalls
+from mptop.core.stalls import SubflowStalls, WatchStalls
 from mptop.core.tracking import (
     count_directions,
     direction_sample,
@@ -102,6 +102,7 @@ class WatchTracker:
         self.ends_subscribed = False        # destroy messages come: a gone connection waits for them
         self._homes: SubflowHomes = SubflowHomes()
         self._stalls = WatchStalls(STALL_AFTER_S if stall_after_s is None else stall_after_s)
+        self._subflow_stalls = SubflowStalls(self._stalls.stall_after_s)
         self._tracks: dict[int, ConnectionTrack] = {}
         self._links = LinkWatch()
         self._ledger = SubflowLedger()
@@ -112,6 +113,14 @@ class WatchTracker:
     def pm_event(self, t: float, event: PmEvent) -> None:
         """A path-manager event received at ``t``; applied at the next :meth:`observe`."""
         self._inbox.append((t, event))
+
+    def owned(self, t: float, token: int, pid: int, process: str) -> None:
+        """Who owns the connection with this token, found when it was created (its socket may be
+        closed before a poll lists it): listed and named with it."""
+        track = self._tracks.get(token)
+        if track is None:
+            track = self._tracks[token] = ConnectionTrack(token, t)   # its CREATED event follows
+        track.process, track.pid = track.process or process, track.pid or pid
 
     def subflow_end(self, t: float, end: SubflowEnd) -> None:
         """A TCP socket's final counters (destroy broadcast) received at ``t``; applied at the next
@@ -134,6 +143,8 @@ class WatchTracker:
         samples = [self._connection(poll, conn) for conn in current.values()]
         for track in [tr for token, tr in self._tracks.items() if token not in current]:
             self._leaving(poll, track)
+        owners = [(c.token, c.subflows) for c in samples if c.status == "mptcp"]
+        poll.events += [replace(e, connection=token) for token, e in self._subflow_stalls.observe(poll.t, owners)]
         samples += self._finished(poll)
         poll.events += self._stalls.paths(poll.t, (tr.stalled_since for tr in self._tracks.values()), self.paths)
         poll.events.sort(key=lambda e: e.t)
@@ -146,9 +157,9 @@ class WatchTracker:
         local, remote = format_address(conn.local), format_address(conn.remote)
         if track is None:
             track = self._tracks[token] = ConnectionTrack(token, poll.t)
-        track.name = who(conn.process, local, remote)
         track.local, track.remote, track.in_dump, track.closing, track.tail = local, remote, True, None, 0
         track.process, track.pid = conn.process or track.process, conn.pid or track.pid
+        track.name = who(track.process, local, remote)
         # New subflows get ids initial-first; the dump order of one poll is arbitrary.
         ordered = sorted(conn.subflows, key=lambda sf: sf.is_join)
         seen: set[SubflowKey] = set()
@@ -354,7 +365,7 @@ class WatchTracker:
         key = (ev.token, local, remote)
         if track is not None and not track.in_dump and ev.kind in _PM_NEW:
             track.local, track.remote = local, remote
-            track.name = who(None, local, remote)
+            track.name = who(track.process, local, remote)
             track.status = "mptcp" if ev.kind is PmEventKind.ESTABLISHED else "connecting"
         if track is not None and ev.kind in _PM_UP and (local, remote) not in track.subflows \
                 and (local, remote) not in self._homes:

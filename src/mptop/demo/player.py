@@ -11,11 +11,16 @@ import time
 from collections.abc import Callable
 
 from mptop.demo.scenario import IFACES, Scenario, Step
-from mptop.lab import Lab
+from mptop.lab import Lab, LabConfig
 from mptop.lab.actions import EndpointConfig
 
 WIFI, CELLULAR = IFACES
 Note = Callable[[str, str], None]    # (event kind: "scenario" or "user_action", what was done)
+
+
+def lab_config(scenario: Scenario) -> LabConfig:
+    """The lab a scenario plays on: its rates and client endpoints."""
+    return LabConfig(rate_mbit=dict(scenario.rate_mbit), client_endpoints=scenario.client_endpoints)  # type: ignore[arg-type]
 
 
 class ScenarioPlayer:

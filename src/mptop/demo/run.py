@@ -1,8 +1,4 @@
-"""The demo's run: lab up, scenario player and download started, records to the TUI or the console.
-
-In the TUI the first frame comes first: the lab is built meanwhile, off the event loop
-(:func:`mptop.lab.background.lab_in_thread`), and the download and the scenario start once it is up.
-"""
+"""The demo's download and scenario, played together; and the headless demo (the TUI's is :mod:`mptop.demo.tui`)."""
 
 from __future__ import annotations
 
@@ -12,21 +8,16 @@ import contextlib
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mptop.core.compare import counts_for_exit
 from mptop.core.model import Sink, Summary
 from mptop.core.session import Session
 from mptop.core.transfer import TransferOptions
-from mptop.demo.player import ScenarioPlayer
+from mptop.demo.player import ScenarioPlayer, lab_config
 from mptop.demo.scenario import Scenario
-from mptop.lab import Lab, LabConfig, LabError
-from mptop.lab.background import lab_in_thread
-from mptop.lab.signals import exit_on_signals
-from mptop.sinks import RecordingUnwritable, fan_out, headless_view, open_recording
-
-if TYPE_CHECKING:
-    from mptop.demo.app import DemoApp
+from mptop.lab import Lab
+from mptop.sinks import fan_out, headless_view
 
 LABELS = {"wlan0": "Wi-Fi", "wwan0": "Cellular"}
 
@@ -35,10 +26,6 @@ def demo_url(lab: Lab, scenario: Scenario) -> str:
     if scenario.download_size:
         return lab.url(scenario.download_size, tcp=scenario.download_tcp)
     return lab.base_url(tcp=scenario.download_tcp) + "/forever"
-
-
-def lab_config(scenario: Scenario) -> LabConfig:
-    return LabConfig(rate_mbit=dict(scenario.rate_mbit), client_endpoints=scenario.client_endpoints)  # type: ignore[arg-type]
 
 
 def demo_options(scenario: Scenario) -> TransferOptions:
@@ -54,25 +41,14 @@ def demo_session(lab: Lab, scenario: Scenario, interval: float) -> Session:
     return Session([demo_url(lab, scenario)], demo_options(scenario), interval=interval, labels=LABELS)
 
 
-def run_demo(args: argparse.Namespace, scenario: Scenario) -> int:
-    try:
-        with exit_on_signals(), ExitStack() as stack:
-            try:
-                record = open_recording(args.record, stack)
-            except RecordingUnwritable as exc:
-                print(f"mptop: {exc}", file=sys.stderr)
-                return 2
-            if not args.headless:
-                return _run_tui(args, scenario, record)
-            lab = stack.enter_context(Lab(lab_config(scenario)))
-            player = ScenarioPlayer(lab, scenario)
-            player.setup()
-            # The whole run lives in the client namespace: sockets, interfaces, sysctls, counters.
-            stack.enter_context(lab.client.entered())
-            return _headless(args, demo_session(lab, scenario, args.interval), player, record)
-    except LabError as exc:
-        print(f"mptop demo: {exc}", file=sys.stderr)
-        return 1
+def headless_demo(args: argparse.Namespace, scenario: Scenario, record: Sink | None, stack: ExitStack) -> int:
+    """The demo without the TUI: the lab up first, then a line per second (or NDJSON)."""
+    lab = stack.enter_context(Lab(lab_config(scenario)))
+    player = ScenarioPlayer(lab, scenario)
+    player.setup()
+    # The whole run lives in the client namespace: sockets, interfaces, sysctls, counters.
+    stack.enter_context(lab.client.entered())
+    return _headless(args, demo_session(lab, scenario, args.interval), player, record)
 
 
 def _headless(args: argparse.Namespace, session: Session, player: ScenarioPlayer, record: Sink | None) -> int:
@@ -85,47 +61,6 @@ def _headless(args: argparse.Namespace, session: Session, player: ScenarioPlayer
     finally:
         view.close(summary)
     return exit_code(summary)
-
-
-def _run_tui(args: argparse.Namespace, scenario: Scenario, record: Sink | None) -> int:
-    from mptop.tui.app import run_app
-
-    demo = TuiDemo(scenario, lambda: Lab(lab_config(scenario)).start(), interval=args.interval,
-                   duration=args.duration, record=record)
-    demo.app.units = args.unit
-    crashed = run_app(demo.app, theme=args.theme)
-    if demo.lab_error is not None:
-        raise demo.lab_error
-    return exit_code(demo.summary) or crashed
-
-
-class TuiDemo:
-    """The demo in the TUI: the app draws its first frame, ``build`` makes the lab meanwhile (in a
-    thread that holds it until the app ends), then the scenario and the download start in the lab's
-    client namespace.  A lab that cannot be built ends the app: ``lab_error`` says why."""
-
-    def __init__(self, scenario: Scenario, build: Callable[[], Lab], *, interval: float = 0.25,
-                 duration: float | None = None, record: Sink | None = None, clock: bool = True) -> None:
-        from mptop.demo.app import DemoApp  # Textual only for the TUI run
-
-        self.scenario, self.build = scenario, build
-        self.interval, self.duration, self.record = interval, duration, record
-        self.summary: Summary | None = None
-        self.lab_error: LabError | None = None
-        self.app: DemoApp = DemoApp(scenario, runner=self.run, clock=clock, finished_text="demo finished — q to quit")
-
-    async def run(self, feed: Sink) -> None:
-        try:
-            async with lab_in_thread(self.build) as lab:
-                player = ScenarioPlayer(lab, self.scenario)
-                await asyncio.to_thread(player.setup)
-                self.app.lab_ready(player)
-                with lab.client.entered():      # this (the loop's) thread: the download's sockets live there
-                    session = demo_session(lab, self.scenario, self.interval)
-                    self.summary = await play(session, player, fan_out(feed, self.record), self.duration)
-        except LabError as exc:
-            self.lab_error = exc
-            self.app.exit()
 
 
 async def play(session: Session, player: ScenarioPlayer, sink: Sink, duration: float | None,

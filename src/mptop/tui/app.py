@@ -30,7 +30,6 @@ from textual.screen import Screen
 from mptop import config
 from mptop.core.model import Record, Sink
 from mptop.tui import format as fmt
-from mptop.tui.endpoints import EndpointsScreen
 from mptop.tui.help import HelpScreen
 from mptop.tui.screen import MainScreen, Mode
 from mptop.tui.sources import Pausable
@@ -221,6 +220,10 @@ class MptopApp(App[int]):
         self.main.top.move(delta)
 
     def action_endpoints(self) -> None:
+        # Imported on the first `e`: the path manager's client and its forms are a fifth of what the
+        # first frame would otherwise wait for (bench/startup.py).
+        from mptop.tui.endpoints import EndpointsScreen
+
         if not self.replaying and not isinstance(self.screen, EndpointsScreen | TooSmallScreen):
             self.push_screen(EndpointsScreen())
 

@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Footer, Log
 
-from mptop.core.launch import RunSession
+from mptop.core.launch import Command, RunSession
 from mptop.core.model import Sink, Summary
 from mptop.core.safe_text import escape_controls
 from mptop.tui.app import MptopApp
@@ -73,18 +73,30 @@ class RunApp(MptopApp):
         self.output_log = output_log
         self.summary: Summary | None = None
         self._partial = b""
+        self._output_panel: Log | None = None
+        self._reading = False
+        session.on_start = self._command_started
 
     async def _run(self, feed: Sink) -> None:
         self.summary = await self.session.run(feed)
         self.finished_text = f"{self.command} exited with code {self.summary.exit_code} — q to quit"
 
     def attach_output(self, log: Log) -> None:
-        """From the screen, once its Output panel exists: CMD's output starts flowing into it."""
-        proc = self.session.command.proc
+        """From the screen, once its Output panel exists: CMD's output flows into it once CMD runs."""
+        self._output_panel = log
         if self.output_log is not None:
             log.border_subtitle = f"to {escape_controls(self.output_log)}"
             log.write_line(f"{self.command}'s output goes to {escape_controls(self.output_log)}")
-        elif proc is not None and proc.stdout is not None:
+        self._follow_output()
+
+    def _command_started(self, _: Command) -> None:
+        self._follow_output()
+
+    def _follow_output(self) -> None:
+        proc = self.session.command.proc
+        if self._output_panel is not None and self.output_log is None and proc is not None and proc.stdout is not None \
+                and not self._reading:
+            self._reading = True
             asyncio.get_running_loop().add_reader(proc.stdout.fileno(), self._read_output)
 
     def _read_output(self) -> None:
@@ -108,8 +120,8 @@ class RunApp(MptopApp):
             log = self.main.query_one("#output", Log)
             follow = log.scroll_y >= log.max_scroll_y - 1       # not scrolled back by the user
             log.write_lines(text, scroll_end=False)
-            if follow:
-                log.scroll_end(animate=False, immediate=True, x_axis=False)
+            if follow:          # once the new size is laid out: the last line, not the one before
+                log.call_after_refresh(log.scroll_end, animate=False, x_axis=False)
 
     def _status(self) -> list[tuple[str, str]]:
         if not self.finished and self.session.command.interrupts:

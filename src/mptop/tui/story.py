@@ -28,6 +28,8 @@ _PHRASES: dict[str, tuple[str, Severity]] = {
     "subflow_up": ("subflow up on", "good"),
     "subflow_down": ("subflow closed on", "bad"),
     "subflow_missing": ("missing subflow on", "warn"),
+    "subflow_stalled": ("subflow stalled on", "bad"),
+    "subflow_recovered": ("subflow back on", "good"),
     "fallback": ("fell back to TCP", "warn"),
     "address_announced": ("peer announced", "info"),
     "address_removed": ("peer removed", "warn"),

@@ -1,0 +1,99 @@
+"""A per-subflow stall against the real kernel: two subflows on the same interface (a second client
+address on wlan0 with its own `subflow` endpoint), one silenced with iptables while the other carries on."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from mptop.core.model import Event, Sample
+from mptop.core.stalls import SUBFLOW_QUIET_MIN_S
+from mptop.core.watch import WatchSampler
+from mptop.lab import Lab
+from tests.core.sampling import sample_download
+
+pytestmark = pytest.mark.lab
+
+RATES = {"wlan0": 20, "wwan0": 10}
+SIZE = 80_000_000          # ~22 s at 30 Mbit/s: room for a 7 s silence and the subflow's RTO backoff after it
+SECOND = "192.0.2.3"       # the second client address on wlan0
+
+
+def two_subflows_on_wlan0(lab: Lab) -> None:
+    wlan = lab.path("wlan0")
+    assert wlan.client_addr != SECOND
+    lab.run(lab.client, ["ip", "addr", "add", f"{SECOND}/{wlan.prefix}", "dev", "wlan0"])
+    lab.run(lab.client, ["ip", "mptcp", "endpoint", "add", SECOND, "dev", "wlan0", "subflow"])
+
+
+def silence(lab: Lab, on: bool) -> None:
+    for chain, side in (("INPUT", "-d"), ("OUTPUT", "-s")):
+        lab.run(lab.client, ["iptables", "-A" if on else "-D", chain, side, SECOND, "-j", "DROP"])
+
+
+def second_bytes(sample: Sample) -> int:
+    return sum(s.bytes_received for t in sample.transfers for s in t.subflows if s.local.startswith(SECOND + ":"))
+
+
+def stalls(events: list[Event]) -> list[Event]:
+    return [e for e in events if e.kind in ("subflow_stalled", "subflow_recovered")]
+
+
+async def test_a_silenced_subflow_stalls_within_two_polls_and_comes_back(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(rate_mbit=RATES)
+    two_subflows_on_wlan0(lab)
+    steps: dict[str, float] = {}
+    watch = WatchSampler(interval=0.25)         # `mptop watch` polled beside it: the same stall
+    watched: list[Event] = []
+
+    def step(sample: Sample) -> None:
+        watched.extend(watch.poll()[1])
+        now = time.monotonic()
+        if "silent" not in steps and second_bytes(sample) > 1_000_000:
+            silence(lab, True)
+            steps["silent"] = now
+        elif "silent" in steps and "heard" not in steps and now - steps["silent"] >= 7.0:
+            silence(lab, False)
+            steps["heard"] = now
+
+    with lab.client.entered():
+        try:
+            run = await sample_download(lab, lab.url(SIZE), step, deadline_s=180)
+        finally:
+            watch.close()
+    assert "heard" in steps and run.transfer.sha256 == lab.content_sha256(SIZE)
+    found = stalls(run.events)
+    assert [e.kind for e in found] == ["subflow_stalled", "subflow_recovered"], found
+    stalled, recovered = found
+    assert stalled.iface == "wlan0" and SECOND in stalled.detail and "Wi-Fi subflow stalled" in stalled.detail
+    # At the first poll that is both 2 polls and SUBFLOW_QUIET_MIN_S after the subflow's last byte
+    # (healthy subflows sharing a path go quiet for up to 1 s): at --interval 0.25, the poll after 1.5 s.
+    before = [s for s in run.samples if s.t <= stalled.t]
+    last = max(i for i in range(1, len(before)) if second_bytes(before[i]) > second_bytes(before[i - 1]))
+    quiet = before[last + 1:]
+    assert len(quiet) >= 2 and all(s.t - before[last].t < SUBFLOW_QUIET_MIN_S for s in quiet[:-1]), \
+        [round(s.t - before[last].t, 2) for s in quiet]
+    # Back when its bytes flow again, at the first poll that shows them.
+    after = [s for s in run.samples if s.t >= recovered.t]
+    assert second_bytes(after[0]) > max(second_bytes(s) for s in run.samples if s.t < recovered.t)
+    # The path as a whole carried on: no path stall.
+    assert not [e for e in run.events if e.kind == "path_stalled" and e.iface == "wlan0"]
+    seen = [(e.kind, SECOND in e.detail) for e in stalls(watched)]
+    assert seen == [("subflow_stalled", True), ("subflow_recovered", True)], stalls(watched)
+
+
+async def test_a_healthy_pair_of_subflows_on_one_path_never_stalls(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(rate_mbit=RATES)
+    two_subflows_on_wlan0(lab)
+    watch = WatchSampler(interval=0.25)
+    watched: list[Event] = []
+    with lab.client.entered():
+        try:
+            run = await sample_download(lab, lab.url(SIZE // 2), lambda _: watched.extend(watch.poll()[1]),
+                                        deadline_s=120)
+        finally:
+            watch.close()
+    assert second_bytes(run.samples[-1]) > 1_000_000          # the second subflow did carry data
+    assert stalls(run.events) == [] and stalls(watched) == []
