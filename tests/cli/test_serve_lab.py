@@ -150,9 +150,10 @@ def open_drawn(browser: Browser, url: str, *words: str) -> tuple[Tab, str]:
 def test_demo_tabs_draw_the_handover_and_their_labs_go_with_the_tab_and_the_server(browser: Browser) -> None:
     veths_before = veths()
     with serve("demo") as served:
-        first, text = open_drawn(browser, served.url, "Wi-Fi", "Cellular", "Paths", "Subflows")
-        assert "wlan0" in text and "wwan0" in text, text
-        second, _ = open_drawn(browser, served.url, "Wi-Fi", "Cellular")
+        # The first frame (with the scenario's Wi-Fi and Cellular) comes before the lab: its paths
+        # (wlan0, wwan0) are drawn once the lab is up.
+        first, text = open_drawn(browser, served.url, "Wi-Fi", "Cellular", "Paths", "Subflows", "wlan0", "wwan0")
+        second, _ = open_drawn(browser, served.url, "Wi-Fi", "Cellular", "wlan0", "wwan0")
         wait_for(lambda: len(served.tabs()) == 2, 30)
         tabs = served.tabs()
         labs = [netns_of(tab) for tab in tabs]
