@@ -5,8 +5,8 @@ A download of 16 KiB lasts a few milliseconds; its socket (and with it the cgrou
 is gone within milliseconds of ``close()``.  The event loop reads the same announcement only after
 the poll or probe it is busy with (~20 ms each at load 9), and a thread of mptop's waits for the
 interpreter lock as long: both too late for one connection in five (docs/measured.md).  This
-process, forked before anything else runs, does one thing — a dump the kernel filters by cgroup, a
-few hundred microseconds — at real-time priority where permitted, so it runs while the connection
+process, forked before anything else runs, does one thing — asks sock_diag the new connection's
+cgroup, ~8 us — at real-time priority where permitted, so it runs while the connection
 still exists.  ::
 
     lookout = CgroupLookout(cgroup_id)       # OSError / NeedsNetAdmin: no events, nothing started
@@ -86,6 +86,8 @@ def _watch(events: PmEvents, group: CgroupConnections, out: int, parent: int) ->
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
     while True:
         select.select([events.fileno()], [], [])
-        new = events.read_pending()
-        if any(e.kind is PmEventKind.CREATED and not e.server_side for e in new):
-            os.write(out, b"".join(_TOKEN.pack(t) for t in group.tokens()))
+        born = [e.token for e in events.read_pending()
+                if e.kind is PmEventKind.CREATED and not e.server_side and e.token]
+        ours = [t for t in born if group.cgroup_of(t) == group.cgroup_id]
+        if ours:
+            os.write(out, b"".join(_TOKEN.pack(t) for t in ours))

@@ -75,23 +75,27 @@ class ProcessTree:
         while len(self.held) > HELD_MAX:             # oldest first (dicts keep insertion order)
             del self.held[next(iter(self.held))]
 
-    def read_group(self, listed: Iterable[int] = ()) -> set[int]:
-        """The cgroup's connections now become members; those of ``listed`` (tokens a dump taken
-        before showed) that it lacks are not the tree's.  The tokens it listed."""
+    def read_group(self, tokens: Iterable[int] = ()) -> None:
+        """The connections the lookout found in CMD's cgroup, and each of ``tokens`` asked about,
+        become members (queued in ``joined``); tokens of other cgroups are remembered as not ours."""
         if self.group is None:
-            return set()
-        try:
-            tokens = self.group.tokens()
-        except OSError:
-            tokens = set()
-        if self.lookout is not None:
-            tokens |= self.lookout.take()
+            return
+        found = self.lookout.take() if self.lookout is not None else set()
         for token in tokens:
+            if token in found or token in self.members or token in self.others:
+                continue
+            try:
+                cgroup = self.group.cgroup_of(token)
+            except OSError:
+                continue
+            if cgroup == self.group.cgroup_id:
+                found.add(token)
+            elif cgroup is not None:
+                self.others.add(token)
+        for token in found:
             if token not in self.members:
                 self.members[token] = None
                 self.joined.append(token)
-        self.others.update(t for t in listed if t not in tokens)
-        return tokens
 
     def _own(self, conns: Iterable[DiagConnection]) -> list[DiagConnection]:
         """Those of ``conns`` that are the tree's, each named by the tree's process that holds it."""
@@ -223,7 +227,7 @@ class RunSampler(WatchSampler):
                 if self._probe is None:
                     self._probe = DiagReader(processes=False)
                 if not member:         # first the key: the cgroup's connections, the tree's fds
-                    tree.read_group()
+                    tree.read_group([token])
                     tree.scan()        # a socket the dump then lists open was held now
                     self._track_joined(self._probe)
                 tree.probe(self._probe.connections())
