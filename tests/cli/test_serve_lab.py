@@ -150,11 +150,14 @@ def open_drawn(browser: Browser, url: str, *words: str) -> tuple[Tab, str]:
 def test_demo_tabs_draw_the_handover_and_their_labs_go_with_the_tab_and_the_server(browser: Browser) -> None:
     veths_before = veths()
     with serve("demo") as served:
-        first, text = open_drawn(browser, served.url, "Wi-Fi", "Cellular", "Paths", "Subflows")
-        assert "wlan0" in text and "wwan0" in text, text
+        first, _ = open_drawn(browser, served.url, "Wi-Fi", "Cellular", "Paths", "Subflows")
+        # The first frame (and the scenario's toast, naming Wi-Fi and cellular) comes before the lab is
+        # up: its interfaces show once it is.
+        first.wait_for(lambda t: "wlan0" in t and "wwan0" in t, DRAW_S)
         second, _ = open_drawn(browser, served.url, "Wi-Fi", "Cellular")
         wait_for(lambda: len(served.tabs()) == 2, 30)
         tabs = served.tabs()
+        wait_for(lambda: all(len(netns_of(tab)) == 2 for tab in tabs), DRAW_S)        # both labs are up
         labs = [netns_of(tab) for tab in tabs]
         assert all(len(lab) == 2 for lab in labs) and not labs[0] & labs[1], labs    # client + server each
         assert set().union(*labs) <= netns_in_use()

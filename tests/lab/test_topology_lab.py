@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -255,6 +256,20 @@ def _root_names(argv: list[str]) -> set[str]:
             for line in out.splitlines() if line.strip()}
 
 
+def exited(pid: int) -> bool:
+    """Gone, or a zombie: dead, holding no namespace, waiting for its new parent (init, once the owner
+    died) to reap it.  This machine's init reaps orphans every ~2 s, later under load."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def ps(pid: int) -> str:
+    return subprocess.run(["ps", "-o", "pid=,ppid=,stat=,args=", "-p", str(pid)], capture_output=True,
+                          text=True).stdout.strip()
+
+
 @pytest.mark.parametrize(("sig", "mode", "exit_code"), [
     (signal.SIGTERM, "handled", 128 + signal.SIGTERM),   # a CLI: SystemExit unwinds `with Lab()`
     (signal.SIGTERM, "default", -signal.SIGTERM),        # library default: PDEATHSIG cleans up
@@ -273,7 +288,10 @@ def test_teardown_when_the_owner_is_killed(sig: signal.Signals, mode: str, exit_
         assert len(pids) == 3 and all(os.path.exists(f"/proc/{p}") for p in pids)
         child.send_signal(sig)
         assert child.wait(5) == exit_code
-        wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids))
+        try:
+            wait_for(lambda: all(map(exited, pids)))
+        except AssertionError:
+            raise AssertionError(f"alive 20 s after the owner died: {[ps(p) for p in pids if not exited(p)]}") from None
     finally:
         child.kill()
         child.wait()
