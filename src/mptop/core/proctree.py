@@ -53,7 +53,11 @@ class ProcessTree:
         self.lookout: CgroupLookout | None = None    # what the cgroup held at each connection's birth
         self.members: dict[int, Owner | None] = {}  # token -> the process that held it (None: not seen)
         self.others: set[int] = set()              # tokens the cgroup said are not the tree's
-        self.joined: list[int] = []                # tokens the cgroup made members, not tracked yet
+        self.joined: list[int] = []                # tokens that became members, not tracked yet
+        # A probe's reading listed in the next poll when its connection is gone by then — only without
+        # destroy broadcasts: read before them, it is older than their final counts (a counter that
+        # went back reads as reset: its bytes counted twice).
+        self.list_probed = True
         self.held: dict[int, Owner] = {}           # socket inode -> the tree's process seen holding it
         self._probed: dict[int, DiagConnection] = {}   # token -> its reading by a probe since the last poll
         self.scans = 0
@@ -110,6 +114,8 @@ class ProcessTree:
         for conn in fresh:
             owner = self.held.get(conn.inode)
             if owner is not None and conn.token:
+                if conn.token not in self.members:
+                    self.joined.append(conn.token)
                 self.members[conn.token] = owner
         out = []
         for conn in conns:
@@ -133,8 +139,9 @@ class ProcessTree:
         that are gone from it now (listed once, as the probe read them: a connection shorter than
         a poll is still counted)."""
         out = self._own(conns)
-        listed = {c.token for c in out}
-        out += [c for token, c in self._probed.items() if token not in listed]
+        if self.list_probed:
+            listed = {c.token for c in out}
+            out += [c for token, c in self._probed.items() if token not in listed]
         self._probed = {}
         return out
 
@@ -229,29 +236,34 @@ class RunSampler(WatchSampler):
                 if not member:         # first the key: the cgroup's connections, the tree's fds
                     tree.read_group([token])
                     tree.scan()        # a socket the dump then lists open was held now
-                    self._track_joined(self._probe)
                 tree.probe(self._probe.connections())
+                self._track_joined(self._probe)
             except OSError:
                 pass                   # the poll will try again
         super()._pm_event(event)
 
     def poll(self) -> tuple[Sample, list[Event]]:
-        if self.tree.lookout is not None:
-            self.tree.read_group()
-            if self._probe is None:
-                self._probe = DiagReader(processes=False)
-            self._track_joined(self._probe)
+        self.tree.list_probed = not self.tracker.ends_subscribed
+        self.tree.read_group()
+        if self.tree.joined:
+            try:
+                if self._probe is None:
+                    self._probe = DiagReader(processes=False)
+                self._track_joined(self._probe)
+            except OSError:
+                pass
         return super().poll()
 
     def _track_joined(self, reader: DiagReader) -> None:
-        """The watch tracks the cgroup's new connections from their path-manager events and their
+        """The watch tracks the tree's new connections from their path-manager events and their
         subflows' destroy broadcasts (listed even if no dump ever shows them: they may last a few
         milliseconds), each named by the tree's process holding it if one still does."""
         tree = self.tree
         while tree.joined:
             token = tree.joined.pop()
-            inode = reader.inode_of(token)
-            owner = tree.held.get(inode or 0)
+            owner = tree.members.get(token)
+            if owner is None:
+                owner = tree.held.get(reader.inode_of(token) or 0)
             if owner is not None:
                 tree.members[token] = owner
             self.tracker.owned(self.now(), token, *(owner or (0, "")))
