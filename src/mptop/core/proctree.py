@@ -54,10 +54,6 @@ class ProcessTree:
         self.members: dict[int, Owner | None] = {}  # token -> the process that held it (None: not seen)
         self.others: set[int] = set()              # tokens the cgroup said are not the tree's
         self.joined: list[int] = []                # tokens that became members, not tracked yet
-        # A probe's reading listed in the next poll when its connection is gone by then — only without
-        # destroy broadcasts: read before them, it is older than their final counts (a counter that
-        # went back reads as reset: its bytes counted twice).
-        self.list_probed = True
         self.held: dict[int, Owner] = {}           # socket inode -> the tree's process seen holding it
         self._probed: dict[int, DiagConnection] = {}   # token -> its reading by a probe since the last poll
         self.scans = 0
@@ -139,9 +135,8 @@ class ProcessTree:
         that are gone from it now (listed once, as the probe read them: a connection shorter than
         a poll is still counted)."""
         out = self._own(conns)
-        if self.list_probed:
-            listed = {c.token for c in out}
-            out += [c for token, c in self._probed.items() if token not in listed]
+        listed = {c.token for c in out}
+        out += [c for token, c in self._probed.items() if token not in listed]
         self._probed = {}
         return out
 
@@ -243,7 +238,6 @@ class RunSampler(WatchSampler):
         super()._pm_event(event)
 
     def poll(self) -> tuple[Sample, list[Event]]:
-        self.tree.list_probed = not self.tracker.ends_subscribed
         self.tree.read_group()
         if self.tree.joined:
             try:
