@@ -43,7 +43,7 @@ class TabProcess(AppService):
 
     def __init__(self, argv: list[str], websocket: web.WebSocketResponse, downloads: DownloadManager) -> None:
         async def close() -> None:
-            await websocket.close()
+            """The app said it exits: the tab's handler closes the websocket once it has said why."""
 
         super().__init__(" ".join(argv), write_bytes=websocket.send_bytes, write_str=websocket.send_str,
                          close=close, download_manager=downloads)
