@@ -54,10 +54,21 @@ class Browser:
         options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
         self.driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
         self.blank = self.driver.current_window_handle    # about:blank stays open: closing a tab is not quitting
+        self.tabs: dict[str, Tab] = {}
+
+    def read_log(self) -> None:
+        """Chromium's log of every tab (one log for all), each entry to its tab (its window handle is the
+        DevTools target id the entry names)."""
+        for entry in self.driver.get_log("performance"):
+            logged = json.loads(entry["message"])
+            tab = self.tabs.get(logged.get("webview", ""))
+            if tab is not None:
+                tab.logged(logged["message"])
 
     def open(self, url: str) -> Tab:
         self.driver.switch_to.new_window("tab")
         tab = Tab(self, self.driver.current_window_handle)
+        self.tabs[tab.handle] = tab
         # The page exactly width x height, as on a projector in full screen (the window has browser chrome).
         self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
             "width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False})
@@ -84,20 +95,18 @@ class Tab:
         self.stream = pyte.ByteStream(self.screen)
 
     # -- what the page received ------------------------------------------------------------------------
-    def _read_log(self) -> None:
-        """Chromium's log of the page's websocket: the size it asked for, the bytes the app sent."""
-        for entry in self.driver.get_log("performance"):
-            message = json.loads(entry["message"])["message"]
-            method, params = message.get("method"), message.get("params", {})
-            if method == "Network.webSocketFrameSent":
-                payload = params["response"]["payloadData"]
-                if payload.startswith('["resize"'):
-                    size = json.loads(payload)[1]
-                    self._resize(int(size["width"]), int(size["height"]))
-            elif method == "Network.webSocketFrameReceived" and params["response"]["opcode"] == 2:
-                data = base64.b64decode(params["response"]["payloadData"])
-                self.received += data
-                self.stream.feed(data)
+    def logged(self, message: dict[str, Any]) -> None:
+        """One entry of Chromium's log of this page: the size its websocket asked for, the bytes the app sent."""
+        method, params = message.get("method"), message.get("params", {})
+        if method == "Network.webSocketFrameSent":
+            payload = params["response"]["payloadData"]
+            if payload.startswith('["resize"'):
+                size = json.loads(payload)[1]
+                self._resize(int(size["width"]), int(size["height"]))
+        elif method == "Network.webSocketFrameReceived" and params["response"]["opcode"] == 2:
+            data = base64.b64decode(params["response"]["payloadData"])
+            self.received += data
+            self.stream.feed(data)
 
     def _resize(self, width: int, height: int) -> None:
         if (width, height) != self.size:
@@ -105,7 +114,7 @@ class Tab:
             self.screen.resize(height, width)
 
     def text(self) -> str:
-        self._read_log()
+        self.browser.read_log()
         return "\n".join(self.screen.display)
 
     def wait_for(self, condition: Callable[[str], bool], timeout: float = 90.0) -> str:
@@ -165,6 +174,11 @@ class Tab:
                 raise AssertionError(f"{word!r} is in the tab's text but not on its screenshot ({path})")
             time.sleep(0.2)
 
+    def page_closed(self) -> bool:
+        """The page knows its app has ended (textual.js marks the body when the websocket closes)."""
+        self.driver.switch_to.window(self.handle)
+        return bool(self.driver.execute_script("return document.body.classList.contains('-closed')"))
+
     def keys(self, keys: str) -> None:
         """Type into the page (the focused element: the terminal, once the page has given it the keyboard)."""
         self.driver.switch_to.window(self.handle)
@@ -175,6 +189,7 @@ class Tab:
         self.driver.switch_to.window(self.handle)
         self.driver.close()
         self.driver.switch_to.window(self.browser.blank)
+        self.browser.tabs.pop(self.handle, None)
 
 
 def _rgb(colour: str, default: tuple[int, int, int]) -> tuple[int, int, int]:

@@ -139,23 +139,27 @@ def veths() -> str:
                           check=True).stdout
 
 
-def open_drawn(browser: Browser, url: str, *words: str) -> tuple[Tab, str]:
+def open_drawn(browser: Browser, url: str, *words: str, drawn: tuple[str, ...] = ()) -> tuple[Tab, str]:
+    """A new tab once its text has all ``words`` and its screenshot shows them (and ``drawn``)."""
     tab = browser.open(url)
     text = tab.wait_for(lambda t: all(w in t for w in words), DRAW_S)
-    for word in words:
+    for word in (*words, *drawn):
         tab.wait_drawn(word)
     return tab, text
+
+
+PATH_ROWS = ("wlan0", "wwan0")                 # the demo's Paths rows: its lab is up and sampled
+NAMES = ("Wi-Fi", "Cellular")
 
 
 def test_demo_tabs_draw_the_handover_and_their_labs_go_with_the_tab_and_the_server(browser: Browser) -> None:
     veths_before = veths()
     with serve("demo") as served:
-        # The first frame (with the scenario's Wi-Fi and Cellular) comes before the lab: its paths
-        # (wlan0, wwan0) are drawn once the lab is up.
-        first, text = open_drawn(browser, served.url, "Wi-Fi", "Cellular", "Paths", "Subflows", "wlan0", "wwan0")
-        second, _ = open_drawn(browser, served.url, "Wi-Fi", "Cellular", "wlan0", "wwan0")
+        first, _ = open_drawn(browser, served.url, *PATH_ROWS, "Subflows", drawn=NAMES)
+        second, _ = open_drawn(browser, served.url, *PATH_ROWS, drawn=NAMES)
         wait_for(lambda: len(served.tabs()) == 2, 30)
         tabs = served.tabs()
+        wait_for(lambda: all(len(netns_of(tab)) == 2 for tab in tabs), DRAW_S)        # both labs are up
         labs = [netns_of(tab) for tab in tabs]
         assert all(len(lab) == 2 for lab in labs) and not labs[0] & labs[1], labs    # client + server each
         assert set().union(*labs) <= netns_in_use()
@@ -178,24 +182,31 @@ def test_demo_tabs_draw_the_handover_and_their_labs_go_with_the_tab_and_the_serv
     assert veths() == veths_before
 
 
-def test_watch_tab_shows_a_connection_takes_keys_and_ctrl_c_ends_server_and_tab(browser: Browser) -> None:
+def test_watch_tabs_show_a_connection_take_keys_quit_with_q_and_ctrl_c_ends_server_and_tab(browser: Browser) -> None:
     with loopback_connections(1) as pairs, serve("watch") as served:
         port = pairs[0][0].getpeername()[1]
-        tab, _ = open_drawn(browser, served.url, f"127.0.0.1:{port}", "q Quit")  # focused: the footer's keys
-        tab.keys("?")
-        tab.wait_for(lambda t: "mptop — keys" in t)                  # the help screen: the key reached the app
+        quitter, _ = open_drawn(browser, served.url, f"127.0.0.1:{port}", "q Quit")  # focused: the footer's keys
+        wait_for(lambda: len(served.tabs()) == 1, 30)
+        quitting = served.tabs()[0]
+        quitter.keys("?")
+        quitter.wait_for(lambda t: "mptop — keys" in t)            # the help screen: the key reached the app
+        quitter.keys("qq")                                         # the help closes, then the app
+        wait_for(lambda: not alive(quitting), 30)
+        wait_for(lambda: quitter.page_closed(), 30)                # the page says so (and offers a restart)
+
+        open_drawn(browser, served.url, f"127.0.0.1:{port}")
         wait_for(lambda: len(served.tabs()) == 1, 30)
         tab = served.tabs()[0]
         os.killpg(served.proc.pid, signal.SIGINT)                  # Ctrl-C in the server's terminal
         assert served.proc.wait(timeout=60) == 0
         wait_for(lambda: not alive(tab), 30)
         out, err = served.proc.communicate(timeout=10)
-        assert out + err == "", out + err
+        assert out + err == "", out + err                          # q is no failure: nothing to say
 
 
 def test_a_demo_tabs_lab_does_not_outlive_a_killed_server(browser: Browser) -> None:
     with serve("demo") as served:
-        open_drawn(browser, served.url, "Wi-Fi", "Cellular")
+        open_drawn(browser, served.url, *PATH_ROWS)
         wait_for(lambda: len(served.tabs()) == 1, 30)
         tab = served.tabs()[0]
         lab = netns_of(tab)
@@ -210,7 +221,7 @@ def test_a_tab_whose_mptop_fails_says_why_in_the_tab_and_the_servers_log(browser
         tab = browser.open(served.url)
         text = tab.wait_for(lambda t: "setpriv not found" in t)
         tab.wait_drawn("setpriv not found")
-        wait_for(lambda: browser.driver.execute_script("return document.body.classList.contains('-closed')"))
+        wait_for(lambda: tab.page_closed())
         assert not served.tabs()
         served.proc.send_signal(signal.SIGTERM)
         assert served.proc.wait(timeout=60) == 0

@@ -42,11 +42,11 @@ class TabProcess(AppService):
     is kept here (AppService would copy it raw to our stdout) for the tab and the server's log to show."""
 
     def __init__(self, argv: list[str], websocket: web.WebSocketResponse, downloads: DownloadManager) -> None:
-        async def close() -> None:
-            """The app said it exits: the tab's handler closes the websocket once it has said why."""
+        async def leave_open() -> None:
+            """The app's "exit": the tab's websocket stays open until :meth:`ended` has said why, if need be."""
 
         super().__init__(" ".join(argv), write_bytes=websocket.send_bytes, write_str=websocket.send_str,
-                         close=close, download_manager=downloads)
+                         close=leave_open, download_manager=downloads)
         self.argv = argv
         self.errors = bytearray()
         self._errors_read: asyncio.Task[None] | None = None
@@ -67,7 +67,8 @@ class TabProcess(AppService):
             self.errors = (self.errors + data)[-ERRORS_KEPT:]
 
     async def ended(self) -> str | None:
-        """Once the app has ended and all it drew was relayed: None when it quit (q), else what to say."""
+        """Once the app has ended and all it drew was relayed: None when it ended quietly (q: exit status 0,
+        nothing on stderr), else what the tab and the server's log say (its stderr's last line, or the status)."""
         assert self._task is not None and self._process is not None
         await asyncio.shield(self._task)
         code = await self._process.wait()

@@ -34,7 +34,7 @@ import select
 import socket
 import ssl
 from asyncio.sslproto import SSLProtocolState
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -68,6 +68,7 @@ class TakenBody:
     remaining: int                   # bytes the socket still owes (0: nothing to read)
     fd: int                          # the socket
     tls: TlsState | None             # HTTPS: the connection's TLS state
+    cut: aiohttp.ClientPayloadError | None = None   # the body failed before it was taken (head: what came)
 
 
 def take_over(resp: aiohttp.ClientResponse) -> TakenBody | None:
@@ -85,8 +86,11 @@ def take_over(resp: aiohttp.ClientResponse) -> TakenBody | None:
     content, head = resp.content, []
     # Each read may resume aiohttp's parser, which feeds what it held back into the buffer:
     # read until the buffer stays empty.  Nothing else runs meanwhile (no await).
-    while data := content.read_nowait():
-        head.append(data)
+    try:
+        while data := content.read_nowait():
+            head.append(data)
+    except aiohttp.ClientPayloadError as exc:
+        return TakenBody(head + salvage(content), 0, sock.fileno(), None, cut=exc)
     remaining = max(length - sum(map(len, head)), 0) if not content.is_eof() else 0  # at EOF, none comes
     if remaining:
         protocol.pause_reading()            # no more reads; drops aiohttp's read timeout
@@ -117,6 +121,29 @@ def salvage(content: aiohttp.StreamReader) -> list[bytes]:
     while data := content._read_nowait(-1):     # the buffer as it is, the pending error left in place
         chunks.append(data)
     return chunks
+
+
+async def pass_on(resp: aiohttp.ClientResponse, taken: TakenBody | None, writer: WriterThread,
+                  count: Callable[[int], None]) -> None:
+    """From the event loop to ``writer``: the taken body's head, or (nothing taken) aiohttp's chunks
+    as they come (``iter_any``); ``count(n)`` for each.  A body cut short keeps what came before the
+    cut (:func:`salvage`), then raises aiohttp's error."""
+    try:
+        async for chunk in resp.content.iter_any() if taken is None else _items(taken.head, taken.cut):
+            count(len(chunk))
+            await writer.write(chunk)
+    except aiohttp.ClientPayloadError:
+        for chunk in salvage(resp.content):      # what came before the cut: the .part keeps it
+            count(len(chunk))
+            await writer.write(chunk)
+        raise
+
+
+async def _items(items: list[bytes], error: BaseException | None) -> AsyncIterator[bytes]:
+    for item in items:
+        yield item
+    if error is not None:
+        raise error
 
 
 class SocketBody:

@@ -38,7 +38,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -61,7 +61,7 @@ from mptop.core.output import (
 )
 from mptop.core.partfile import content_range, not_resumed, partial_mismatch, recorded_validator, validator_of
 from mptop.core.resolver import NetnsResolver
-from mptop.core.sockbody import SocketBody, salvage, take_over
+from mptop.core.sockbody import SocketBody, pass_on, take_over
 from mptop.core.urls import parse_url
 from mptop.core.writer import FileWriter, WriterThread
 from mptop.kernel.sockets import create_mptcp_socket, dup_handle
@@ -351,13 +351,7 @@ class TransferManager:
         await writer.open(start)
         t.state = "running"
         if resp.status != 416:
-            try:
-                async for chunk in resp.content.iter_any() if taken is None else _aiter(taken.head):
-                    await _keep(t, writer, chunk)
-            except aiohttp.ClientPayloadError:
-                for chunk in salvage(resp.content):    # what came before the cut: the .part keeps it
-                    await _keep(t, writer, chunk)
-                raise
+            await pass_on(resp, taken, writer, t.count_received)
         if taken is not None and taken.remaining:
             await SocketBody(taken, writer, t.count_received, self.options.idle_timeout,
                              f"mptop-reader-{t.id}").run()
@@ -390,13 +384,3 @@ async def run_transfers(urls: Sequence[str], options: TransferOptions,
     """Download ``urls`` at once; every socket handle is released before returning."""
     async with TransferManager(urls, options) as manager:
         return await manager.run(on_start)
-
-
-async def _keep(t: Transfer, writer: WriterThread, chunk: bytes) -> None:
-    t.received += len(chunk)
-    await writer.write(chunk)
-
-
-async def _aiter(items: list[bytes]) -> AsyncIterator[bytes]:
-    for item in items:
-        yield item
