@@ -69,7 +69,8 @@ class CounterRate:
         while len(points) > 2 and points[1][0] <= edge:
             points.popleft()
         t0, n0 = points[0]
-        self.rate = (self.total - n0) / (t - t0)
+        if t > t0:                           # else the first reading since idle(): the rate stays 0
+            self.rate = (self.total - n0) / (t - t0)
         return delta
 
     def final(self, value: int) -> int:
