@@ -70,6 +70,19 @@ def test_subflow_churn_totals_survive_idle() -> None:
     assert old.total + new.total == 17_000
 
 
+def test_a_reading_after_the_last_one_starts_a_new_window() -> None:
+    # watch: a subflow's destroy broadcast gives its last value (final), and a poll's dump taken just
+    # before it may still list the subflow: an update after final() divided by zero (mptop run crashed
+    # with ZeroDivisionError in a loaded CI run).
+    r = CounterRate()
+    r.update(0.0, 0)
+    r.update(1.0, 10_000)
+    assert r.final(15_000) == 5_000 and r.rate == 0.0
+    assert r.update(1.1, 15_000) == 0 and r.rate == 0.0         # one reading since: no interval yet
+    assert r.update(2.1, 16_000) == 1_000 and r.rate == pytest.approx(1_000)
+    assert r.total == 16_000
+
+
 def test_ewma_is_separate_and_independent_of_interval() -> None:
     fine, coarse = Ewma(tau_s=1.0), Ewma(tau_s=1.0)
     fine.update(0.0, 0.0)

@@ -51,8 +51,8 @@ class CounterRate:
 
     def update(self, t: float, value: int) -> int:
         """Feed the counter's value read at monotonic time ``t``; returns the increment counted."""
-        if self._final:
-            return 0             # the socket's last word came (final()): a reading now is an older one
+        if self._final and self._value is not None and value < self._value:
+            return 0             # below the socket's last word (final()): an older reading, not a reset
         if self._value is None or self._t is None:
             self._value, self._t = value, t
             self.total += value
@@ -72,7 +72,7 @@ class CounterRate:
         while len(points) > 2 and points[1][0] <= edge:
             points.popleft()
         t0, n0 = points[0]
-        if t > t0:               # else the first reading since idle(): no interval yet, rate stays 0
+        if t > t0:                           # else the first reading since idle(): the rate stays 0
             self.rate = (self.total - n0) / (t - t0)
         return delta
 
