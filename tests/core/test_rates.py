@@ -100,3 +100,23 @@ def test_eta() -> None:
     assert eta_seconds(250, None, 250.0) is None
     assert eta_seconds(250, 1_000, 0.0) is None
     assert eta_seconds(2_000, 1_000, 10.0) == 0.0
+
+
+def test_a_counter_read_again_after_idle_counts_and_divides_by_no_zero() -> None:
+    """A subflow a poll missed (idle) that the next poll lists again: its bytes count, its rate is
+    0 until a second reading gives an interval (was a ZeroDivisionError that ended `mptop run`)."""
+    rate = CounterRate()
+    rate.update(1.0, 1000)
+    rate.update(2.0, 3000)
+    rate.idle()
+    assert rate.update(3.0, 5000) == 2000 and rate.rate == 0.0
+    assert rate.update(4.0, 6000) == 1000 and rate.rate == 1000.0
+
+
+def test_a_reading_older_than_the_final_count_is_not_a_reset() -> None:
+    """A destroyed subflow's final count, then a reading taken before it (a probe listed in the
+    next poll, one byte short: the FIN): counted once (it was counted twice, as a reset)."""
+    rate = CounterRate()
+    rate.update(1.0, 10_000)
+    assert rate.final(16_671) == 6_671
+    assert rate.update(2.0, 16_670) == 0 and rate.total == 16_671
