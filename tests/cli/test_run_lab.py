@@ -4,6 +4,7 @@ both paths (checked against the interfaces' counters), and CMD's exit code as mp
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -217,3 +218,33 @@ def test_output_log_takes_cmds_stdout_and_stderr(lab, tmp_path) -> None:
     assert result.returncode == 4
     assert log.read_text().split() == ["out", "err"]
     assert "out" not in result.stdout and "exited with code 4" in result.stderr
+
+
+def test_ten_short_downloads_are_all_listed_and_the_cgroup_is_gone(lab) -> None:
+    """Ten 16 KiB downloads of a few milliseconds each, closed before a poll or even a look at the
+    fds: all ten listed with their bytes (their sockets' cgroup outlives close()), none of a loop of
+    short downloads running beside them; CMD's cgroup is removed at the end."""
+    size = 16_384
+    loop = f"for i in $(seq 10); do curl -s -o /dev/null {lab.url(size)}; done"
+    beside = lab.popen(lab.client, ["mptcpize", "run", "sh", "-c",
+                                    f"while :; do curl -s -o /dev/null {lab.url(size)}; done"])
+    try:
+        with lab.client.entered():
+            proc = subprocess.Popen([sys.executable, "-m", "mptop", "run", "--json", "--", "sh", "-c", loop],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)
+        out, err = proc.communicate(timeout=120)
+        assert beside.poll() is None, "the downloads beside ended early"
+    finally:
+        beside.kill()
+        beside.wait()
+    assert proc.returncode == 0, err
+    conns = records(out)[-1]["connections"]
+    assert len(conns) == 10 and len({c["local"] for c in conns}) == 10, [c["local"] for c in conns]
+    for conn in conns:       # the body and the headers, once (not a stale reading counted again)
+        assert size <= conn["bytes"] < size + 1024, conn
+        assert size <= sum(conn["path_bytes"].values()) < size + 1024, conn
+    with open("/proc/self/cgroup") as f:
+        own = next(line[3:].strip() for line in f if line.startswith("0::"))
+    mounts = [line.split()[4] for line in open("/proc/self/mountinfo") if " - cgroup2 " in line]
+    assert mounts and not os.path.exists(os.path.join(mounts[0], own.lstrip("/"), f"mptop-run-{proc.pid}"))

@@ -70,6 +70,19 @@ def test_subflow_churn_totals_survive_idle() -> None:
     assert old.total + new.total == 17_000
 
 
+def test_a_reading_after_the_last_one_starts_a_new_window() -> None:
+    # watch: a subflow's destroy broadcast gives its last value (final), and a poll's dump taken just
+    # before it may still list the subflow: an update after final() divided by zero (mptop run crashed
+    # with ZeroDivisionError in a loaded CI run).
+    r = CounterRate()
+    r.update(0.0, 0)
+    r.update(1.0, 10_000)
+    assert r.final(15_000) == 5_000 and r.rate == 0.0
+    assert r.update(1.1, 15_000) == 0 and r.rate == 0.0         # one reading since: no interval yet
+    assert r.update(2.1, 16_000) == 1_000 and r.rate == pytest.approx(1_000)
+    assert r.total == 16_000
+
+
 def test_ewma_is_separate_and_independent_of_interval() -> None:
     fine, coarse = Ewma(tau_s=1.0), Ewma(tau_s=1.0)
     fine.update(0.0, 0.0)
@@ -87,3 +100,23 @@ def test_eta() -> None:
     assert eta_seconds(250, None, 250.0) is None
     assert eta_seconds(250, 1_000, 0.0) is None
     assert eta_seconds(2_000, 1_000, 10.0) == 0.0
+
+
+def test_a_counter_read_again_after_idle_counts_and_divides_by_no_zero() -> None:
+    """A subflow a poll missed (idle) that the next poll lists again: its bytes count, its rate is
+    0 until a second reading gives an interval (was a ZeroDivisionError that ended `mptop run`)."""
+    rate = CounterRate()
+    rate.update(1.0, 1000)
+    rate.update(2.0, 3000)
+    rate.idle()
+    assert rate.update(3.0, 5000) == 2000 and rate.rate == 0.0
+    assert rate.update(4.0, 6000) == 1000 and rate.rate == 1000.0
+
+
+def test_a_reading_older_than_the_final_count_is_not_a_reset() -> None:
+    """A destroyed subflow's final count, then a reading taken before it (a probe listed in the
+    next poll, one byte short: the FIN): counted once (it was counted twice, as a reset)."""
+    rate = CounterRate()
+    rate.update(1.0, 10_000)
+    assert rate.final(16_671) == 6_671
+    assert rate.update(2.0, 16_670) == 0 and rate.total == 16_671

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from mptop.core.model import Sample
+from mptop.core.rates import RATE_WINDOW_S
 from mptop.lab import Lab
 from tests.core.sampling import SHAPED, sample_download
 
@@ -40,7 +41,10 @@ async def test_transfer_and_path_rates_are_one_definition_through_a_handover(mak
         assert s.transfers[0].rate_bps == pytest.approx(paths, rel=0.02, abs=1.0), s.t
         subflows = sum(f.rate_bps for f in s.transfers[0].subflows)
         assert paths == pytest.approx(subflows, rel=1e-9, abs=1e-6)
-        for iface, p in s.paths.items():          # a second's average never shows twice the link
+        # A second's average never shows more than the link carries (+ tbf's 64 KiB burst and poll
+        # jitter).  Not in the first second: a window that short since the first reading showed 12.2
+        # Mbit/s on the 10 Mbit path at load 10 (0.41 s of it; 50 ms of jitter is 12 % there).
+        for iface, p in s.paths.items() if s.t - running[0].t >= RATE_WINDOW_S else ():
             assert p.rate_bps <= SHAPED[iface] * 1e6 * 1.15, (s.t, iface, p.rate_bps)
     # Rates integrate to the bytes: each 1 s window's rate × its length ≈ what the path counted.
     for iface in ("wlan0", "wwan0"):

@@ -190,6 +190,39 @@ def test_tcp_port_is_plain_tcp(lab: Lab) -> None:
     assert ":80 " in listeners and ":8080" not in listeners, listeners
 
 
+SLOW_SERVER = """
+import asyncio, sys
+from aiohttp import web
+from mptop.lab.server import main
+start = web.SockSite.start
+async def slow_start(site):      # a loaded machine: a while between starting one port and the next
+    await start(site)
+    await asyncio.sleep(1.0)
+web.SockSite.start = slow_start
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_plain_tcp_port_listens_once_the_mptcp_port_accepts(lab: Lab) -> None:
+    # The lab is ready when its MPTCP port accepts; the plain-TCP one refused connections a moment
+    # longer (ConnectionRefusedError on :8080 in loaded CI runs).  A second server on other ports,
+    # each port's start slowed down.
+    server = lab.popen(lab.server, [sys.executable, "-c", SLOW_SERVER, "--mptcp-port", "81", "--tcp-port", "8081"])
+    try:
+        address = lab.paths[0].server_addr
+
+        def accepts(port: int) -> bool:
+            with lab.client.entered(), socket.socket() as sock:
+                sock.settimeout(5)
+                return sock.connect_ex((address, port)) == 0
+
+        wait_for(lambda: accepts(81), timeout=30)
+        assert accepts(8081)
+    finally:
+        server.kill()
+        server.wait(10)
+
+
 def test_server_paths(lab: Lab) -> None:
     resp = get(lab, "/bytes/5000", headers={"Range": "bytes=100-199"})
     assert (resp.status, resp.getheader("Content-Range")) == (206, "bytes 100-199/5000")

@@ -114,6 +114,8 @@ def _watch_headless(args: argparse.Namespace, session: RunSession) -> int:
         summary = asyncio.run(main())
     except OSError as e:
         return fail("run", f"reading MPTCP connections failed: {e.strerror or e}")
+    finally:
+        session.close()              # CMD's cgroup is gone whatever happened
     _print_summary(summary, session)
     return summary.exit_code or 0
 
@@ -137,6 +139,7 @@ def _watch_in_tui(args: argparse.Namespace, session: RunSession) -> int:
         crashed = run_app(app, theme=args.theme)
     finally:
         session.command.stop()
+        session.close()
     summary = app.summary or session.summary()
     _print_summary(summary, session)
     return summary.exit_code if summary.exit_code is not None else crashed

@@ -42,6 +42,7 @@ System-wide — every MPTCP connection of the network namespace
 One command's connections — ``mptop run -- CMD``
     launch         CMD with mptcpize's library preloaded, its signals and exit code; the run around it
     proctree       which connections CMD's process tree holds (inode → /proc/PID/fd); the run's summary
+    lookout        a small process forked first: asks each new connection's cgroup the moment it is created
 
 Download engine — HTTP over MPTCP sockets (aiohttp)
     transfer       TransferManager and Transfer: downloads, the MPTCP socket factory

@@ -33,8 +33,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from mptop.core.lookout import CgroupLookout
 from mptop.core.model import Event, Record, Sample, Sink, Summary
 from mptop.core.proctree import ProcessTree, RunSampler, RunTally
+from mptop.kernel.cgroups import CgroupConnections, RunCgroup
 from mptop.kernel.descendants import become_subreaper
 from mptop.kernel.mptcpize import PACKAGE, preload_library
 
@@ -108,12 +110,14 @@ class Command:
         if os.path.isdir(path) or not os.access(path, os.X_OK):
             raise CommandUnavailable(f"{name}: permission denied", NOT_EXECUTABLE)
 
-    def start(self) -> None:
+    def start(self, cgroup: RunCgroup | None = None) -> None:
+        """``cgroup``: CMD moves itself into it before exec (its children inherit it)."""
         become_subreaper()            # what CMD's children orphan stays ours (proctree)
         stdin, stdout, stderr = self._streams
         try:
             self.proc = subprocess.Popen(self.argv, env=self.env, stdin=stdin, stdout=stdout, stderr=stderr,
-                                         start_new_session=self.own_session)
+                                         start_new_session=self.own_session,
+                                         preexec_fn=cgroup.join if cgroup is not None else None)
         except FileNotFoundError:
             raise CommandUnavailable(f"{self.argv[0]}: command not found", NOT_FOUND) from None
         except PermissionError:
@@ -215,6 +219,7 @@ class RunSession:
     stdio: Stdio = (None, None, None)
     tally: RunTally = field(default_factory=RunTally)
     on_start: Callable[[Command], None] | None = None   # called once CMD runs (the TUI reads its output)
+    group: RunCgroup | None = field(default=None, init=False)   # CMD's cgroup, made by start()
 
     def start(self) -> None:
         """Everything that can fail before CMD runs: the library, the watch (a dump, the path-manager
@@ -239,6 +244,26 @@ class RunSession:
             self.sampler.close()
             raise
         self._linger = float("inf")       # set when CMD has ended: the last poll's deadline
+        self.group = RunCgroup.create()   # None (no cgroup v2 writable here): the tree's fds decide
+        if self.group is not None:
+            try:
+                self.tree.group = CgroupConnections(self.group.id)    # in this thread's netns
+            except OSError:
+                self.close()
+            else:
+                with contextlib.suppress(OSError):      # no PM events (not root): polls and probes only
+                    self.tree.lookout = CgroupLookout(self.group.id)
+
+    def close(self) -> None:
+        """Remove CMD's cgroup (what still runs in it goes back to ours); again: nothing."""
+        if self.tree.lookout is not None:
+            self.tree.lookout.close()
+            self.tree.lookout = None
+        if self.tree.group is not None:
+            self.tree.group.close()
+        if self.group is not None:
+            self.group.remove()
+            self.group = None
 
     async def run(self, sink: Sink) -> Summary:
         """Records until CMD has ended and its connections have closed (:data:`LINGER_S` at most),
@@ -254,7 +279,9 @@ class RunSession:
                 async for result in stream:
                     self._emit(feed, result)
                     if ended is None:     # the path-manager events are read from now on: CMD starts
-                        self.command.start()
+                        self.command.start(self.group)
+                        if self.group is not None and not self.group.holds(self.command.pid):
+                            self.tree.group = None        # it could not move in: the fds decide
                         self.tree.keep = {self.command.pid}
                         if self.on_start is not None:
                             self.on_start(self.command)
@@ -264,6 +291,7 @@ class RunSession:
                         break
         except BaseException:
             self.command.kill()       # the watch failed (or was cancelled): CMD is not left running
+            self.close()
             raise
         finally:
             for task in (waker, ended):
@@ -271,7 +299,10 @@ class RunSession:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-        code = await self.command.wait()
+        try:
+            code = await self.command.wait()
+        finally:
+            self.close()
         summary = self.tally.summary(list(self.argv), code, self.sampler.now())
         sink(summary)
         return summary

@@ -8,8 +8,11 @@
     ... tally(record) for every record ...
     tally.summary(command, exit_code, duration_s) # Summary with connections, path bytes, outages
 
-A connection is the tree's when the inode sock_diag gives for it is one of the sockets a process of
-the tree holds, or held when it was last looked at (``/proc/PID/fd``).  Only the tree's fd tables are
+A connection is the tree's when its socket was created in CMD's cgroup (``group``: a
+:class:`~mptop.kernel.cgroups.CgroupConnections`; sock_diag keeps that key after ``close()``, until the
+socket is freed), or — where no cgroup could be made — when the inode sock_diag gives for it is one
+of the sockets a process of the tree holds, or held when it was last looked at (``/proc/PID/fd``;
+the fds also name the process either way).  Only the tree's fd tables are
 read — a few processes, ~0.4 ms — in every poll that shows a connection not yet decided, and at each
 path-manager event announcing a connection (:class:`RunSampler`).  The decision is kept per token:
 once the command's, always (its process may close the socket or exit before the connection's last
@@ -23,8 +26,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
+from mptop.core.lookout import CgroupLookout
 from mptop.core.model import ConnectionSample, ConnectionSummary, Event, Outage, Record, Sample, Summary
 from mptop.core.watch import WatchSampler
+from mptop.kernel.cgroups import CgroupConnections
 from mptop.kernel.descendants import descendants, reap_zombies, tree_socket_owners
 from mptop.kernel.diag import DiagReader
 from mptop.kernel.procs import Owner
@@ -44,7 +49,11 @@ class ProcessTree:
         self.root = os.getpid() if root is None else root
         self.proc = proc
         self.keep: set[int] = set()
-        self.members: dict[int, Owner] = {}        # token -> the process that held it when first seen
+        self.group: CgroupConnections | None = None  # CMD's cgroup: membership by it, not by the fds
+        self.lookout: CgroupLookout | None = None    # what the cgroup held at each connection's birth
+        self.members: dict[int, Owner | None] = {}  # token -> the process that held it (None: not seen)
+        self.others: set[int] = set()              # tokens the cgroup said are not the tree's
+        self.joined: list[int] = []                # tokens that became members, not tracked yet
         self.held: dict[int, Owner] = {}           # socket inode -> the tree's process seen holding it
         self._probed: dict[int, DiagConnection] = {}   # token -> its reading by a probe since the last poll
         self.scans = 0
@@ -52,6 +61,8 @@ class ProcessTree:
     def pids(self) -> set[int]:
         """The tree as it is now; orphans that ended (our zombies, nobody else's to wait for) are reaped."""
         pids = descendants(self.root, self.proc)
+        if self.lookout is not None:
+            pids.discard(self.lookout.pid)
         if self.root == os.getpid():
             reap_zombies(pids - self.keep, self.proc)
         return pids
@@ -64,21 +75,53 @@ class ProcessTree:
         while len(self.held) > HELD_MAX:             # oldest first (dicts keep insertion order)
             del self.held[next(iter(self.held))]
 
+    def read_group(self, tokens: Iterable[int] = ()) -> None:
+        """The connections the lookout found in CMD's cgroup, and each of ``tokens`` asked about,
+        become members (queued in ``joined``); tokens of other cgroups are remembered as not ours."""
+        if self.group is None:
+            return
+        found = self.lookout.take() if self.lookout is not None else set()
+        for token in tokens:
+            if token in found or token in self.members or token in self.others:
+                continue
+            try:
+                cgroup = self.group.cgroup_of(token)
+            except OSError:
+                continue
+            if cgroup == self.group.cgroup_id:
+                found.add(token)
+            elif cgroup is not None:
+                self.others.add(token)
+        for token in found:
+            if token not in self.members:
+                self.members[token] = None
+                self.joined.append(token)
+
     def _own(self, conns: Iterable[DiagConnection]) -> list[DiagConnection]:
         """Those of ``conns`` that are the tree's, each named by the tree's process that holds it."""
         conns = list(conns)
-        fresh = [c for c in conns if c.token and c.token not in self.members and c.inode]
+        undecided = [c.token for c in conns if c.token and c.token not in self.members and c.token not in self.others]
+        if undecided and self.group is not None:
+            self.read_group(undecided)
+        fresh = [c for c in conns if c.token and c.inode and self.members.get(c.token) is None
+                 and (self.group is None or c.token in self.members)]
         if any(c.inode not in self.held for c in fresh):
             self.scan()
         for conn in fresh:
             owner = self.held.get(conn.inode)
             if owner is not None and conn.token:
+                if conn.token not in self.members:
+                    self.joined.append(conn.token)
                 self.members[conn.token] = owner
         out = []
         for conn in conns:
-            owner = self.members.get(conn.token or 0)
-            if owner is not None:
-                out.append(conn if conn.pid == owner[0] else conn._replace(pid=owner[0], process=owner[1]))
+            if (conn.token or 0) not in self.members:
+                continue
+            owner = self.members[conn.token or 0]
+            if owner is None or conn.pid == owner[0]:
+                out.append(conn)
+            else:
+                out.append(conn._replace(pid=owner[0], process=owner[1]))
         return out
 
     def probe(self, conns: Iterable[DiagConnection]) -> None:
@@ -179,17 +222,45 @@ class RunSampler(WatchSampler):
         self._probe: DiagReader | None = None
 
     def _pm_event(self, event: PmEvent) -> None:
-        member = event.token in self.tree.members
+        tree, token = self.tree, event.token or 0
+        member = token in tree.members
         if (event.kind in ANNOUNCING and not member) or (event.kind in ENDING and member):
-            if not member:
-                self.tree.scan()       # first: a socket the dump then lists open was held now
             try:
                 if self._probe is None:
                     self._probe = DiagReader(processes=False)
-                self.tree.probe(self._probe.connections())
+                if not member:         # first the key: the cgroup's connections, the tree's fds
+                    tree.read_group([token])
+                    tree.scan()        # a socket the dump then lists open was held now
+                tree.probe(self._probe.connections())
+                self._track_joined(self._probe)
             except OSError:
                 pass                   # the poll will try again
         super()._pm_event(event)
+
+    def poll(self) -> tuple[Sample, list[Event]]:
+        self.tree.read_group()
+        if self.tree.joined:
+            try:
+                if self._probe is None:
+                    self._probe = DiagReader(processes=False)
+                self._track_joined(self._probe)
+            except OSError:
+                pass
+        return super().poll()
+
+    def _track_joined(self, reader: DiagReader) -> None:
+        """The watch tracks the tree's new connections from their path-manager events and their
+        subflows' destroy broadcasts (listed even if no dump ever shows them: they may last a few
+        milliseconds), each named by the tree's process holding it if one still does."""
+        tree = self.tree
+        while tree.joined:
+            token = tree.joined.pop()
+            owner = tree.members.get(token)
+            if owner is None:
+                owner = tree.held.get(reader.inode_of(token) or 0)
+            if owner is not None:
+                tree.members[token] = owner
+            self.tracker.owned(self.now(), token, *(owner or (0, "")))
 
     def wake(self) -> None:
         """Poll now (CMD has ended: its connections' last listings are wanted soon)."""

@@ -47,9 +47,12 @@ class CounterRate:
     _value: int | None = None
     _t: float | None = None
     _points: deque[tuple[float, int]] = field(default_factory=deque)    # (t, total) back to the window
+    _final: bool = False
 
     def update(self, t: float, value: int) -> int:
         """Feed the counter's value read at monotonic time ``t``; returns the increment counted."""
+        if self._final and self._value is not None and value < self._value:
+            return 0             # below the socket's last word (final()): an older reading, not a reset
         if self._value is None or self._t is None:
             self._value, self._t = value, t
             self.total += value
@@ -69,7 +72,8 @@ class CounterRate:
         while len(points) > 2 and points[1][0] <= edge:
             points.popleft()
         t0, n0 = points[0]
-        self.rate = (self.total - n0) / (t - t0)
+        if t > t0:                           # else the first reading since idle(): the rate stays 0
+            self.rate = (self.total - n0) / (t - t0)
         return delta
 
     def final(self, value: int) -> int:
@@ -78,6 +82,7 @@ class CounterRate:
         delta = value if self._value is None else counter_delta(self._value, value)
         self.total += delta
         self._value = value
+        self._final = True
         self.idle()
         return delta
 

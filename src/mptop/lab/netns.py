@@ -21,9 +21,10 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+from mptop.kernel.descendants import PR_SET_PDEATHSIG
+
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
-PR_SET_PDEATHSIG = 1
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 

@@ -241,8 +241,10 @@ def make_app() -> web.Application:
 async def serve(mptcp_port: int, tcp_port: int) -> None:
     runner = web.AppRunner(make_app(), access_log=None, handle_signals=False)
     await runner.setup()
-    for port, mptcp in ((mptcp_port, True), (tcp_port, False)):
-        await web.SockSite(runner, listener(port, mptcp)).start()
+    # Both ports listen before either is served: the lab is ready once the MPTCP port accepts, and
+    # the plain-TCP one must not refuse a connection a moment later (seen under load).
+    for sock in [listener(mptcp_port, True), listener(tcp_port, False)]:
+        await web.SockSite(runner, sock).start()
     print("ready", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
