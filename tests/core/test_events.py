@@ -200,6 +200,27 @@ def test_a_path_waiting_on_another_is_patient_then_stalls_and_the_threshold_is_t
     assert change is not None and change.outage_s == pytest.approx(0.5)
 
 
+def test_a_path_up_while_another_just_dropped_waits_for_its_resent_bytes() -> None:
+    """Wi-Fi's link drops at 1.0 s (seen down from the 2.0 s poll: the oper-state lags under load);
+    Cellular gets nothing until 3.5 s, when Wi-Fi's lost bytes have been resent on it and the window
+    opens.  Cellular waits on Wi-Fi meanwhile; only Wi-Fi stalls."""
+    from mptop.core.paths import PathState
+    from mptop.core.stalls import StallJudge
+
+    judge = StallJudge(0.25)
+    events, waiting = [], set()
+    for i in range(21):                                   # 0 .. 5 s
+        t = i * 0.25
+        wifi = PathState("wlan0", "Wi-Fi", bytes=1000 * min(i, 4) + 1000, link_up=t < 2.0)
+        cell = PathState("wwan0", "Cellular", bytes=1000 * (min(i, 4) + max(0, i - 14)) + 1000, link_up=True)
+        paths = {"wlan0": wifi, "wwan0": cell}
+        events += judge.paths(t, paths, {"wlan0", "wwan0"})
+        if cell.waiting_on:
+            waiting.add(cell.waiting_on)
+    assert [(e.kind, e.iface) for e in events] == [("path_stalled", "wlan0")]
+    assert waiting == {"Wi-Fi"}
+
+
 # -- per-subflow stalls ----------------------------------------------------------------------------------
 def test_a_subflow_quiet_beside_a_busy_sibling_on_its_path_stalls_then_comes_back() -> None:
     from mptop.core.model import SubflowSample, TransferSample

@@ -55,6 +55,7 @@ class StallJudge:
         self._watches: dict[str, StallWatch] = {}
         self._moved_at: dict[str, float] = {}
         self._bytes: dict[str, int] = {}
+        self._dropped_at: dict[str, float] = {}    # link went down (after carrying bytes) at
         self._transfers: dict[int, _TransferQuiet] = {}
         self._subflow_stalls = SubflowStalls(self.threshold_s)
 
@@ -64,7 +65,15 @@ class StallJudge:
             if path.bytes > self._bytes.get(iface, 0):
                 self._moved_at[iface] = t
             self._bytes[iface] = path.bytes
+            if path.link_up is False and iface in self._moved_at:
+                self._dropped_at.setdefault(iface, t)
+            elif path.link_up is not False:
+                self._dropped_at.pop(iface, None)
+        # A path whose link just dropped still holds data the connection waits for: its lost bytes are
+        # resent on the others once its subflow's retransmission timer fires, and until then a path
+        # that is up may get nothing (the receive window is full of what comes after the hole).
         moving = {i for i, at in self._moved_at.items() if t - at < self.moving_s}
+        moving |= {i for i, at in self._dropped_at.items() if t - at < self.moving_s}
         events = []
         for iface, path in paths.items():
             watch = self._watches.get(iface)
