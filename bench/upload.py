@@ -31,7 +31,7 @@ from dataclasses import dataclass
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _lab_common import Run, ensure_debian_tools, fmt, load_average, measured_run, median, ratio, steady_rate  # noqa: E402
-from throughput import Outcome, mbit, print_row, verdict  # noqa: E402
+from throughput import mbit, verdict  # noqa: E402
 
 from mptop.lab import Lab, LabConfig, LabError  # noqa: E402
 from mptop.lab.signals import exit_on_signals  # noqa: E402
@@ -40,6 +40,26 @@ PEER = "curl -T"
 TOOLS = ("mptop", PEER)
 GOODPUT_TARGET = {"shaped": 1.0, "unshaped": None}
 RATES = {"wlan0": 40.0, "wwan0": 10.0}
+
+
+@dataclass
+class Outcome:
+    """One upload, reduced to what the table shows."""
+
+    tool: str
+    goodput: float | None      # payload bytes/s over the middle 80 %
+    wall_s: float
+    user_s: float
+    sys_s: float
+    cpu_per_gb: float          # whole run
+    wwan_share: float | None   # share of the bytes sent over wwan0
+    check: str                 # "server sha256 ok", or what went wrong
+
+
+def print_row(label: str, o: Outcome) -> None:
+    share = "n/a" if o.wwan_share is None else f"{o.wwan_share * 100:.0f} %"
+    print(f"  {label:<16} {fmt(mbit(o.goodput), '9.1f')} {o.wall_s:7.2f} {o.user_s:6.2f} {o.sys_s:6.2f} "
+          f"{o.cpu_per_gb:9.3f} {share:>6}  {o.check}", flush=True)
 
 
 @dataclass

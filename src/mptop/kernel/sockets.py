@@ -50,3 +50,14 @@ def dup_handle(sock: socket.socket) -> socket.socket:
     While the handle is open the kernel socket stays open too: close it when done reading.
     """
     return socket.socket(sock.family, sock.type, 0, fileno=os.dup(sock.fileno()))
+
+
+def limit_unsent(sock: socket.socket, nbytes: int) -> bool:
+    """``TCP_NOTSENT_LOWAT``: the socket takes more data (and polls writable) only while fewer than
+    ``nbytes`` of what it holds are not yet sent.  False when the kernel refuses it (MPTCP sockets
+    accept it on this kernel, see docs/measured.md; the option is a hint, never a failure)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, nbytes)
+    except OSError:
+        return False
+    return True
