@@ -80,7 +80,7 @@ class ProcessTree:
         become members (queued in ``joined``); tokens of other cgroups are remembered as not ours."""
         if self.group is None:
             return
-        found = self.lookout.take() if self.lookout is not None else set()
+        found, finals = self.lookout.take() if self.lookout is not None else (set(), [])
         for token in tokens:
             if token in found or token in self.members or token in self.others:
                 continue
@@ -96,6 +96,8 @@ class ProcessTree:
             if token not in self.members:
                 self.members[token] = None
                 self.joined.append(token)
+        if finals:                          # the lookout's reading at CLOSED: the last counts
+            self.probe(finals)
 
     def _own(self, conns: Iterable[DiagConnection]) -> list[DiagConnection]:
         """Those of ``conns`` that are the tree's, each named by the tree's process that holds it."""
@@ -133,7 +135,9 @@ class ProcessTree:
     def select(self, conns: Iterable[DiagConnection]) -> list[DiagConnection]:
         """The poll's dump: the tree's connections in it, plus those a probe saw since the last poll
         that are gone from it now (listed once, as the probe read them: a connection shorter than
-        a poll is still counted)."""
+        a poll is still counted; the lookout's reading at a connection's CLOSED is taken after
+        the dump, so one that is gone from it is listed with its last counts)."""
+        self.read_group()
         out = self._own(conns)
         listed = {c.token for c in out}
         out += [c for token, c in self._probed.items() if token not in listed]
