@@ -104,7 +104,7 @@ class CgroupLookout:
             os.close(self._r)
 
 
-def _send(out: int, kind: bytes, payload: bytes) -> None:
+def _frame_out(out: int, kind: bytes, payload: bytes) -> None:
     os.write(out, _FRAME.pack(kind, len(payload)) + payload)
 
 
@@ -125,10 +125,10 @@ def _watch(events: PmEvents, group: CgroupConnections, reader: DiagReader, out: 
         ours = [t for t in born if group.cgroup_of(t) == group.cgroup_id]
         if ours:
             mine.update(ours)
-            _send(out, b"T", b"".join(struct.pack("=I", t) for t in ours))
+            _frame_out(out, b"T", b"".join(struct.pack("=I", t) for t in ours))
         closing = {e.token for e in pending if e.kind is PmEventKind.CLOSED and e.token in mine}
         if closing:                        # its subflows' counters are final: all data was read
             mine -= closing
             with contextlib.suppress(OSError):
                 got = [c for c in reader.connections() if c.token in closing]
-                _send(out, b"C", pickle.dumps(got))
+                _frame_out(out, b"C", pickle.dumps(got))

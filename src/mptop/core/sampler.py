@@ -217,6 +217,7 @@ class Sampler:
         running = tr.state == "running"
         upload = direction_of(tr) == "upload"   # then the acknowledged bytes are what it carries
         readings = [(i, sock, _socket_reading(sock)) for i, sock in enumerate(tr.sockets)]
+        ctx.read_t = self.now()
         live = _live_reading(tr, readings)
         for index, _sock, reading in readings:
             if reading is not None and reading.info is not None:

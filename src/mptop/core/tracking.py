@@ -180,6 +180,10 @@ class PollContext:
     # None when sock_diag cannot be read.  An address pair is unique in a netns.
     subflow_backup: dict[tuple[str, str], bool] | None = None
     flags_missing: bool = False          # a subflow was not in subflow_backup (too new): read again
+    # When the transfer being accounted had its sockets read: its byte counters' timestamp.  On a
+    # loaded machine the reads lag ``t`` by a varying 0-150 ms, which would make a 1 s window of
+    # bytes read late look faster than the link (11.7 Mbit/s on a 10 Mbit path, seen in CI).
+    read_t: float | None = None
 
     def backup(self, track: TransferTrack, key: tuple[str, str]) -> bool:
         """A subflow's backup flag: the subflow's own, else what the PM events said.
@@ -244,7 +248,7 @@ def _close(ctx: PollContext, track: TransferTrack, st: SubflowTrack) -> None:
 
 def _subflow_sample(ctx: PollContext, track: TransferTrack, st: SubflowTrack, sf: SubflowReading,
                     running: bool, upload: bool) -> SubflowSample:
-    got, acked = count_directions(ctx.t, st.rx, st.tx, sf.tcp)
+    got, acked = count_directions(ctx.t if ctx.read_t is None else ctx.read_t, st.rx, st.tx, sf.tcp)
     delta, carrying = (acked, st.tx) if upload else (got, st.rx)
     counted = sf.tcp is not None and (sf.tcp.bytes_acked if upload else sf.tcp.bytes_received) is not None
     if counted:                # a path whose subflow carried nothing yet still counts: 0 B, not absent
