@@ -380,8 +380,11 @@ def test_ctrl_c_stops_get_with_a_summary_and_exit_130(fault_lab: Lab, tmp_path: 
         proc = subprocess.Popen(argv + (["--json"] if json_out else []), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.monotonic() + 20
-    while not (out / f"{BIG}.part").exists() or (out / f"{BIG}.part").stat().st_size == 0:
-        assert time.monotonic() < deadline and proc.poll() is None, "the slow download never started"
+    # Interrupted once the 1000 B one is complete (renamed from its .part: on a loaded machine that
+    # can come after the slow one's first bytes, seen in CI) and the slow one is under way.
+    while not (out / "1000").exists() or not (out / f"{BIG}.part").exists() \
+            or (out / f"{BIG}.part").stat().st_size == 0:
+        assert time.monotonic() < deadline and proc.poll() is None, "the downloads never got under way"
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=20)
