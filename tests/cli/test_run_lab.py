@@ -43,6 +43,14 @@ def mptop_run(lab: Lab, *args: str, timeout: float = 120) -> subprocess.Complete
                               timeout=timeout, start_new_session=True)
 
 
+def start_curl_run(lab: Lab, interval: str, size: int) -> subprocess.Popen[str]:
+    """``mptop run --json -- curl URL`` in the client netns, its NDJSON read as it comes."""
+    with lab.client.entered():
+        return subprocess.Popen([sys.executable, "-m", "mptop", "run", "--json", "--interval", interval, "--",
+                                 "curl", "-s", "-o", "/dev/null", lab.url(size)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
 def records(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
@@ -131,10 +139,7 @@ def test_ctrl_c_goes_to_cmd_first(make_lab) -> None:
     """SIGINT to mptop (no terminal: nobody else sent it) reaches CMD; mptop waits for it and exits
     with CMD's code, after the summary."""
     lab = make_lab(rate_mbit={"wlan0": 2, "wwan0": 2})
-    with lab.client.entered():
-        proc = subprocess.Popen([sys.executable, "-m", "mptop", "run", "--json", "--interval", "0.1", "--",
-                                 "curl", "-s", "-o", "/dev/null", lab.url(100_000_000)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = start_curl_run(lab, "0.1", 100_000_000)
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 60
@@ -175,10 +180,7 @@ def test_a_fallback_says_why_in_the_summary(make_lab) -> None:
 
 def test_wifi_going_down_is_an_outage_and_cellular_carries_the_rest(make_lab) -> None:
     lab = make_lab(rate_mbit={"wlan0": 20, "wwan0": 10})
-    with lab.client.entered():
-        proc = subprocess.Popen([sys.executable, "-m", "mptop", "run", "--json", "--interval", "0.2", "--",
-                                 "curl", "-s", "-o", "/dev/null", lab.url(10_000_000)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = start_curl_run(lab, "0.2", 10_000_000)
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 60
