@@ -56,9 +56,14 @@ class Run:
         return nbytes - packets * headers
 
 
+STOPPED = "stopped by the test: it saw what it waited for"
+
+
 async def sample_download(lab: Lab, url: str, step: Step | None = None, require_mptcp: bool = False,
-                          deadline_s: float = 30.0, **kwargs: object) -> Run:
-    """Download ``url`` with the transfer engine while sampling, through the sampler's record stream."""
+                          deadline_s: float = 30.0, enough: Callable[[Sample], bool] | None = None,
+                          **kwargs: object) -> Run:
+    """Download ``url`` with the transfer engine while sampling, through the sampler's record stream.
+    ``enough``: once it says so of a sample, the transfer is stopped (it fails with :data:`STOPPED`)."""
     rx0 = rx_counters(lab)
     records: list[Record] = []
     options = TransferOptions(output="/dev/null", require_mptcp=require_mptcp)
@@ -75,6 +80,8 @@ async def sample_download(lab: Lab, url: str, step: Step | None = None, require_
                 assert record.t < deadline_s, "the download did not finish"
                 if step is not None:
                     step(record)
+                if enough is not None and enough(record):
+                    manager.transfers[0].fail(STOPPED)
         assert downloads is not None
         await downloads
         transfer = manager.transfers[0]
