@@ -138,6 +138,43 @@ def test_each_connections_last_bytes_are_on_its_paths(make_lab) -> None:
     check_every_byte_read_is_counted(result, conns, size)
 
 
+def test_an_initial_subflow_killed_mid_transfer_keeps_its_bytes(make_lab) -> None:
+    """The Wi-Fi subflow (the initial one) is destroyed mid-download (``ss -K``, as a middlebox's RST
+    would): MPTCP resets it at once, long before the connection ends, and the download finishes on
+    cellular.  Every byte ``ss`` saw it receive before the kill is still counted on Wi-Fi (a poll
+    at the SUB_CLOSED event comes after the reset; polls are 2 s apart here)."""
+    lab = make_lab(rate_mbit={"wlan0": 40, "wwan0": 20})
+    size = 8_000_000
+    rx0 = rx_counters(lab)
+    with lab.client.entered():
+        proc = subprocess.Popen([sys.executable, "-m", "mptop", "run", "--no-force", "--json", "--interval", "2", "--",
+                                 sys.executable, "-c", OWN_SOCKET, "192.0.2.1", f"/bytes/{size}", "0"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        seen = [0]
+
+        def wifi_received() -> bool:   # ss's bytes_received of the initial subflow, until 2 MB
+            out = lab.run(lab.client, ["ss", "-tinH", "dst", "192.0.2.1", "dport", "=", "80"]).stdout
+            seen[:] = [int(word.split(":")[1]) for word in out.split() if word.startswith("bytes_received:")] or [0]
+            return seen[0] >= 2_000_000 or proc.poll() is not None
+
+        wait_for(wifi_received, timeout=60)
+        assert proc.poll() is None, proc.communicate()
+        lab.run(lab.client, ["ss", "-K", "-tn", "dst", "192.0.2.1", "dport", "=", "80"])
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
+    rx1 = rx_counters(lab)
+    [conn] = records(out)[-1]["connections"]
+    wifi = (rx1["wlan0"][0] - rx0["wlan0"][0]) - MPTCP_HEADERS * (rx1["wlan0"][1] - rx0["wlan0"][1])
+    # Nothing the subflow received is lost; nothing is invented (the interface also counts the
+    # segments in flight at the kill, which no socket took).
+    assert seen[0] <= conn["path_bytes"]["wlan0"] <= wifi + 2_000, (seen, conn["path_bytes"], wifi)
+    assert conn["path_bytes"]["wwan0"] > 1_000_000, conn
+
+
 def test_plain_curl_is_forced_to_mptcp_and_its_exit_code_is_mptops(make_lab) -> None:
     lab = make_lab(rate_mbit=SHAPED)
     other, other_local = unrelated_download(lab)

@@ -220,7 +220,9 @@ class RunSampler(WatchSampler):
     """The watch's sampler over ``tree``'s connections.  A path-manager event announcing a connection
     makes it look at once — the tree's fds, then a dump of its own (:meth:`ProcessTree.probe`) —
     before the poll the event wakes: a short download has closed its socket (inode 0) or is gone by
-    then.  A subflow or connection of the tree closing is probed too, for its latest counters."""
+    then.  A subflow or connection of the tree closing is probed too, for its latest counters.
+    Each poll first takes the subflows ``tree.closes`` recorded as they closed (the initial one's
+    final counts, which its destroy broadcast lacks) and hands them on like destroy broadcasts."""
 
     def __init__(self, tree: ProcessTree, interval: float, labels: Mapping[str, str] | None = None) -> None:
         super().__init__(interval, labels, keep=tree.select)
