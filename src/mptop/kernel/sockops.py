@@ -10,7 +10,7 @@ synchronously on every state change of a socket that asked for it (``BPF_SOCK_OP
 *before* ``tcp_disconnect()`` resets anything, so the counters recorded at the change to TCP_CLOSE
 are final by construction; the map keeps them until :meth:`SubflowCloses.take` reads them.
 
-The program (hand-assembled, 40-odd instructions, no compiler): at TCP_CONNECT / ACTIVE / PASSIVE
+The program (54 instructions, assembled here: no compiler, no libbpf): at TCP_CONNECT / ACTIVE / PASSIVE
 ESTABLISHED it sets the socket's STATE_CB flag; at a STATE_CB whose new state is TCP_CLOSE it stores
 ``bytes_received`` / ``bytes_acked`` under the socket's address pair in an LRU hash map.  MPTCP
 subflows, the kernel's own MP_JOIN ones included, carry the creating task's cgroup
