@@ -29,13 +29,15 @@ STRIP = ["-j", "TCPOPTSTRIP", "--strip-options", "30"]
 TO_SERVER = ["PREROUTING", "-p", "tcp", "--dport", "80"]
 TO_CLIENT = ["POSTROUTING", "-p", "tcp", "--sport", "80"]
 NOT_SYN = ["!", "--tcp-flags", "SYN", "SYN"]
-# Real middleboxes that strip options they do not know from data segments do it both ways; stripped
-# that way the server, too, falls back (it never sees the MP_CAPABLE of the client's third ACK).
+# Where the option is stripped, the client's verdict, and the server's own fallback counter: after
+# the handshake means every non-SYN segment, both ways (one box on the path of both directions), so
+# the server falls back too, at the client's third ACK — stripped one way only, see the crawl below.
 MIDDLEBOXES = {
-    "server_ingress": ([TO_SERVER], SYNACK),
-    "server_egress": ([TO_CLIENT], SYNACK),
-    "after_handshake": ([TO_SERVER + NOT_SYN, TO_CLIENT + NOT_SYN], DATA),
+    "server_ingress": ([TO_SERVER], SYNACK, None),          # the server never saw MP_CAPABLE
+    "server_egress": ([TO_CLIENT], SYNACK, "MPCapableFallbackACK"),
+    "after_handshake": ([TO_SERVER + NOT_SYN, TO_CLIENT + NOT_SYN], DATA, "MPCapableFallbackACK"),
 }
+SERVER_FALLBACKS = {"MPCapableFallbackACK", "DssFallback"}
 
 
 def strip_mptcp(lab: Lab, rules: list[list[str]]) -> None:
@@ -48,15 +50,21 @@ def server_counters(lab: Lab) -> dict[str, int]:
         return host.mptcp_counters()
 
 
+def grown_since(lab: Lab, before: dict[str, int]) -> dict[str, int]:
+    return {k: n - before.get(k, 0) for k, n in server_counters(lab).items() if n > before.get(k, 0)}
+
+
 @pytest.mark.parametrize("where", list(MIDDLEBOXES))
 async def test_a_middlebox_stripping_mptcp_gets_the_verdict_its_evidence_allows(
         make_lab: Callable[..., Lab], where: str) -> None:
     lab = make_lab(rate_mbit={"wlan0": 40})
-    rules, reason = MIDDLEBOXES[where]
+    rules, reason, server_fallback = MIDDLEBOXES[where]
     strip_mptcp(lab, rules)
     size = 3_000_000
+    before = server_counters(lab)
     with lab.client.entered():
         run = await sample_download(lab, lab.url(size))
+    assert SERVER_FALLBACKS & set(grown_since(lab, before)) == ({server_fallback} if server_fallback else set())
     assert run.transfer.state == "done" and run.transfer.sha256 == lab.content_sha256(size)
     final = run.samples[-1].transfers[0]
     assert (final.status, final.reason) == ("fallback", reason)
@@ -86,9 +94,9 @@ async def test_options_stripped_only_towards_the_client_fall_back_and_crawl(make
     before = server_counters(lab)
     with lab.client.entered():
         run = await sample_download(lab, lab.url(size), watch, deadline_s=CRAWL_S + 20)
-    grown = {k: n - before.get(k, 0) for k, n in server_counters(lab).items() if n > before.get(k, 0)}
+    grown = grown_since(lab, before)
     # The kernel's side of it: the server re-sent at MPTCP level and never fell back.
-    assert grown.get("MPTCPRetrans", 0) > 0 and not {"DssFallback", "MPCapableFallbackACK"} & set(grown)
+    assert grown.get("MPTCPRetrans", 0) > 0 and not SERVER_FALLBACKS & set(grown)
     final = run.samples[-1].transfers[0]
     assert (run.transfer.state, run.transfer.error) == ("failed", "stopped by the test")
     assert (final.status, final.reason) == ("fallback", DATA)
