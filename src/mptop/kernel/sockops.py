@@ -33,7 +33,7 @@ import socket
 import struct
 
 from mptop.kernel.diag_destroy import SubflowEnd
-from mptop.kernel.types import TcpInfo
+from mptop.kernel.types import TCP_CLOSE, TcpInfo
 
 _SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
 BPF_MAP_CREATE, BPF_MAP_LOOKUP_AND_DELETE_ELEM, BPF_MAP_GET_NEXT_KEY, BPF_PROG_LOAD, BPF_LINK_CREATE = 0, 21, 4, 5, 28
@@ -41,8 +41,7 @@ BPF_MAP_TYPE_LRU_HASH, BPF_PROG_TYPE_SOCK_OPS, BPF_CGROUP_SOCK_OPS = 9, 13, 3
 # struct bpf_sock_ops (uapi/linux/bpf.h) offsets; ops and flags
 OP, NEW_STATE, ADDRS, ADDRS_END, CB_FLAGS, BYTES_RECEIVED, BYTES_ACKED = 0, 8, 20, 72, 84, 168, 176
 CONNECT_CB, ACTIVE_ESTABLISHED_CB, PASSIVE_ESTABLISHED_CB, STATE_CB, STATE_CB_FLAG = 3, 4, 5, 10, 4
-TCP_CLOSE = 7
-KEY_SIZE, VALUE_SIZE, MAX_ENTRIES = ADDRS_END - ADDRS, 16, 4096
+KEY_SIZE, VALUE_SIZE, MAP_SLOTS = ADDRS_END - ADDRS, 16, 4096
 # family, remote_ip4, local_ip4, remote_ip6[4], local_ip6[4], remote_port (network order, << 16), local_port
 _KEY = struct.Struct("=I4s4s16s16sII")
 _VALUE = struct.Struct("=QQ")
@@ -94,7 +93,7 @@ class SubflowCloses:
         self._fds: list[int] = []
         try:
             self._map = self._bpf(BPF_MAP_CREATE, struct.pack("=IIIII", BPF_MAP_TYPE_LRU_HASH, KEY_SIZE, VALUE_SIZE,
-                                                              MAX_ENTRIES, 0))
+                                                              MAP_SLOTS, 0))
             insns = program(self._map)
             code = ctypes.create_string_buffer(insns, len(insns))
             license_ = ctypes.create_string_buffer(b"GPL")
@@ -122,7 +121,7 @@ class SubflowCloses:
         out: list[SubflowEnd] = []
         key = ctypes.create_string_buffer(KEY_SIZE)
         value = ctypes.create_string_buffer(VALUE_SIZE)
-        for _ in range(MAX_ENTRIES):
+        for _ in range(MAP_SLOTS):
             try:         # the first key (none given), then that entry read and deleted: no cursor to lose
                 self._bpf(BPF_MAP_GET_NEXT_KEY, struct.pack("=IIQQ", self._map, 0, 0, ctypes.addressof(key)), False)
                 self._bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM, struct.pack("=IIQQ", self._map, 0, ctypes.addressof(key),
