@@ -37,7 +37,8 @@ def rx_counters(lab: Lab) -> dict[str, tuple[int, int]]:
     return out
 
 
-Step = Callable[[Sample], None]
+# Called with each sample; a step that returns a reason stops the transfer with it (Transfer.fail).
+Step = Callable[[Sample], str | None]
 
 
 @dataclass
@@ -56,14 +57,9 @@ class Run:
         return nbytes - packets * headers
 
 
-STOPPED = "stopped by the test: it saw what it waited for"
-
-
 async def sample_download(lab: Lab, url: str, step: Step | None = None, require_mptcp: bool = False,
-                          deadline_s: float = 30.0, enough: Callable[[Sample], bool] | None = None,
-                          **kwargs: object) -> Run:
-    """Download ``url`` with the transfer engine while sampling, through the sampler's record stream.
-    ``enough``: once it says so of a sample, the transfer is stopped (it fails with :data:`STOPPED`)."""
+                          deadline_s: float = 30.0, **kwargs: object) -> Run:
+    """Download ``url`` with the transfer engine while sampling, through the sampler's record stream."""
     rx0 = rx_counters(lab)
     records: list[Record] = []
     options = TransferOptions(output="/dev/null", require_mptcp=require_mptcp)
@@ -78,10 +74,9 @@ async def sample_download(lab: Lab, url: str, step: Step | None = None, require_
                 downloads = asyncio.create_task(manager.run())
             elif isinstance(record, Sample):
                 assert record.t < deadline_s, "the download did not finish"
-                if step is not None:
-                    step(record)
-                if enough is not None and enough(record):
-                    manager.transfers[0].fail(STOPPED)
+                stop = step(record) if step is not None else None
+                if stop is not None:
+                    manager.transfers[0].fail(stop)
         assert downloads is not None
         await downloads
         transfer = manager.transfers[0]

@@ -12,9 +12,11 @@ import pytest
 from mptop.core.model import Event, Record, Sample
 from mptop.lab import Lab
 from mptop.tui.state import ViewState
-from tests.core.sampling import SHAPED, STOPPED, sample_download
+from tests.core.sampling import SHAPED, sample_download
 
 pytestmark = pytest.mark.lab
+
+STOPPED = "stopped by the test: it saw what it waited for"
 
 
 def polls_after_last_byte(samples: list[Sample], event: Event, nbytes: Callable[[Sample], int]) -> int:
@@ -106,12 +108,12 @@ async def test_a_fast_path_waiting_for_a_slow_one_is_never_stalled(make_lab: Cal
     lab = make_lab(rate_mbit={"wlan0": 40, "wwan0": 1})
     size, waits = int(41e6 / 8 * 60), Waits()
 
-    def enough(sample: Sample) -> bool:
+    def enough(sample: Sample) -> str | None:
         waits(sample)
-        return waits.longest >= 1.5 and sample.t >= 20
+        return STOPPED if waits.longest >= 1.5 and sample.t >= 20 else None
 
     with lab.client.entered():
-        run = await sample_download(lab, lab.url(size), deadline_s=240, enough=enough)
+        run = await sample_download(lab, lab.url(size), enough, deadline_s=240)
     assert run.transfer.state == "done" or run.transfer.error == STOPPED, run.transfer.error
     samples, events = run.samples, run.events
     kinds = [e.kind for e in events]
