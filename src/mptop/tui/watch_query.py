@@ -1,6 +1,6 @@
 """The watch list's filter, as typed after ``/``: ``process:curl port:8080 status:fallback`` or any words.
 
-Keys mean what ``mptop watch --process/--port`` mean (:class:`~mptop.core.watch.ConnectionFilter`):
+Keys mean what ``mptop watch --process/--port`` mean (:class:`~mptop.core.watch_filter.ConnectionFilter`):
 ``process:`` a name, a shell pattern (``fire*``) or a pid (``pid:`` too); ``port:`` a local or remote port
 of the connection or of any of its subflows; ``status:`` mptcp, fallback, tcp or connecting (a unique
 prefix is enough: the list filters while one types).  Any other word matches when it is part of the
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import get_args
 
 from mptop.core.model import ConnectionSample, Status
-from mptop.core.watch import ConnectionFilter
+from mptop.core.watch_filter import ConnectionFilter
 
 STATUSES: tuple[Status, ...] = get_args(Status)
 KEYS = ("process", "pid", "port", "status")
