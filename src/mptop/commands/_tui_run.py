@@ -14,10 +14,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from mptop.commands.get import checked_labels, usage_error
-from mptop.core.model import Sink, Summary, TransferSummary
-from mptop.sinks import ConsoleView, RecordingUnwritable, fan_out, open_recording
 
 if TYPE_CHECKING:
+    from mptop.core.model import Sink, Summary
     from mptop.core.session import Session
 
 
@@ -25,10 +24,14 @@ def run_downloads(args: argparse.Namespace) -> int:
     from mptop.tui.app import MptopApp, run_app
 
     with ExitStack() as stack:
-        try:
-            record = open_recording(args.record, stack)
-        except RecordingUnwritable as exc:
-            return usage_error(str(exc))
+        record: Sink | None = None
+        if args.record:           # the sinks (and the records' module) are loaded after the first frame
+            from mptop.sinks import RecordingUnwritable, open_recording
+
+            try:
+                record = open_recording(args.record, stack)
+            except RecordingUnwritable as exc:
+                return usage_error(str(exc))
         checked = checked_labels(args)
         if isinstance(checked, int):
             return checked
@@ -41,6 +44,8 @@ def run_downloads(args: argparse.Namespace) -> int:
         done: list[Summary] = []
 
         async def runner(feed: Sink) -> None:
+            from mptop.sinks import fan_out
+
             if not made and _make(args, made):      # after the first frame: aiohttp, the sampler…
                 raise RuntimeError("the transfers could not start (see the line below)")
             done.append(await made[0].run(fan_out(feed, record)))
@@ -51,6 +56,7 @@ def run_downloads(args: argparse.Namespace) -> int:
         if not made and _make(args, made):           # quit before the transfers were made
             return 2
         from mptop.commands._get_run import report_failures
+        from mptop.sinks import ConsoleView
 
         session = made[0]
         # What `get` prints at the end, once the TUI has left the screen: a line per transfer.
@@ -75,6 +81,8 @@ def _make(args: argparse.Namespace, made: list[Session]) -> int:
 
 def interrupted(session: Session) -> Summary:
     """What to report when the app ended before the run could (q, Ctrl-C): each transfer as it stands."""
+    from mptop.core.model import Summary, TransferSummary
+
     if session.sampler is not None:
         return session.sampler.summary()
     transfers = [TransferSummary(id=t.id, url=t.url, file=t.file, bytes=t.bytes_done, sha256=t.sha256,

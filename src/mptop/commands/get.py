@@ -54,12 +54,15 @@ def checked_labels(args: argparse.Namespace) -> dict[str, str] | int:
     TUI makes them before its first frame); else an exit code after a one-line usage error."""
     from mptop.core.failures import TransferError
     from mptop.core.output import plan_output
-    from mptop.core.paths import parse_labels
 
-    try:
-        labels = parse_labels(args.label)
-    except ValueError as exc:
-        return usage_error(str(exc))
+    labels: dict[str, str] = {}
+    if args.label:
+        from mptop.core.paths import parse_labels  # the path book: not before the TUI's first frame
+
+        try:
+            labels = parse_labels(args.label)
+        except ValueError as exc:
+            return usage_error(str(exc))
     if args.compare_tcp and len(args.urls) != 1:
         return usage_error(f"--compare-tcp compares one URL over MPTCP and plain TCP (got {len(args.urls)})")
     if getattr(args, "source", None) is None:         # a download: where its bytes go (`put` has no -o)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mptop.core.safe_text import escape_controls
-from mptop.kernel.types import MptcpUnavailable
 
 if TYPE_CHECKING:
     import aiohttp
@@ -167,6 +166,8 @@ def _dns_line(host: str, error: OSError) -> str:
 
 def _connect_line(exc: aiohttp.ClientConnectorError, ctx: FailureContext) -> str:
     import ssl
+
+    from mptop.kernel.types import MptcpUnavailable
 
     error = exc.os_error
     if isinstance(error, MptcpUnavailable):

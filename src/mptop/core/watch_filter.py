@@ -11,9 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mptop.core.model import ConnectionSample, Status
-
 if TYPE_CHECKING:
+    from mptop.core.model import ConnectionSample, Status
     from mptop.kernel.types import DiagConnection
 
 
