@@ -1,8 +1,8 @@
 """An upload's body against the lab server: the file is read on one long-lived thread (not a thread per
 chunk), a plain-HTTP body goes to the socket without waking the event loop for each slice the socket
 takes, and whichever way it goes (the socket thread, aiohttp's writer with copies of reused buffers,
-HTTPS, a file that shrinks) the server's sha256 of what arrived is the file's.  Ground truth: the lab
-server's own sha256 and byte count of the body it received."""
+``sendfile`` without a hash, a file that shrinks) the server's sha256 of what arrived is the file's.
+Ground truth: the lab server's own sha256 and byte count of the body it received."""
 
 from __future__ import annotations
 
@@ -36,18 +36,18 @@ def body_file(tmp_path: Path, size: int = SIZE) -> tuple[Path, str]:
     return path, hashlib.sha256(data).hexdigest()
 
 
-async def send(lab: Lab, path: Path, url: str | None = None) -> Upload:
+async def send(lab: Lab, path: Path, sha256: bool = True) -> Upload:
     with lab.client.entered():
-        manager = UploadManager([url or lab.upload_url()], TransferOptions(), source=str(path))
+        manager = UploadManager([lab.upload_url()], TransferOptions(sha256=sha256), source=str(path))
         async with manager:
             [t] = await manager.run()
     assert isinstance(t, Upload)
     return t
 
 
-def assert_arrived(t: Upload, size: int, sha: str) -> None:
+def assert_arrived(t: Upload, size: int, sha: str, hashed: bool = True) -> None:
     assert t.state == "done", t.error
-    assert t.received == size and t.sha256 == sha
+    assert t.received == size and t.sha256 == (sha if hashed else None)
     assert t.reply is not None and json.loads(t.reply) == {"bytes": size, "sha256": sha}
 
 
@@ -108,7 +108,16 @@ async def test_reused_buffers_handed_to_aiohttp_arrive_intact(lab: Lab, tmp_path
     assert_arrived(t, 20 << 20, sha)
 
 
-async def test_a_file_that_shrinks_while_it_is_sent_fails_in_one_line(lab: Lab, tmp_path: Path) -> None:
+async def test_without_a_hash_the_kernel_sends_the_file_and_every_byte_arrives(lab: Lab, tmp_path: Path) -> None:
+    path, sha = body_file(tmp_path)
+    with threads_started() as names:
+        t = await send(lab, path, sha256=False)
+    assert_arrived(t, SIZE, sha, hashed=False)      # the server's sha256 is the file's
+    assert not [n for n in names if "read" in n], names
+
+
+@pytest.mark.parametrize("sha256", [True, False], ids=["hashed", "sendfile"])
+async def test_a_file_that_shrinks_while_it_is_sent_fails_in_one_line(lab: Lab, tmp_path: Path, sha256: bool) -> None:
     path, _ = body_file(tmp_path, 8 << 20)
     original = upload_module.FileChunks.__init__
 
@@ -117,6 +126,6 @@ async def test_a_file_that_shrinks_while_it_is_sent_fails_in_one_line(lab: Lab, 
         os.truncate(path, 3 << 20)       # after the size went into Content-Length
 
     with mock.patch.object(upload_module.FileChunks, "__init__", then_shrink):
-        t = await send(lab, path)
+        t = await send(lab, path, sha256=sha256)
     assert t.state == "failed"
     assert t.error == f"{path} shrank while it was sent: {3 << 20} of {8 << 20} bytes"

@@ -58,9 +58,10 @@ def open_source(source: str) -> io.FileIO | io.BufferedReader:
 class FileChunks:
     """``source`` read (and hashed: :attr:`hash`) on a thread of its own, one chunk after another."""
 
-    def __init__(self, source: str, limit: int | None, reuse: bool, name: str) -> None:
+    def __init__(self, source: str, limit: int | None, reuse: bool, name: str, digest: bool = True) -> None:
         self.reuse = reuse
-        self.hash = hashlib.sha256()
+        self.hash = hashlib.sha256() if digest else None      # None: ``--no-hash``
+        self.limit = limit
         self._file = open_source(source)
         self._left = limit
         self._name = name
@@ -106,10 +107,19 @@ class FileChunks:
             return exc
         if not chunk:
             return None
-        self.hash.update(chunk)
+        if self.hash is not None:
+            self.hash.update(chunk)
         if self._left is not None:
             self._left -= len(chunk)
         return chunk, slot
+
+    @property
+    def whole_file(self) -> bool:
+        """Nothing to hash and the source is a regular file: the kernel may send it (``sendfile``)."""
+        return self.hash is None and self.reuse
+
+    def fileno(self) -> int:
+        return self._file.fileno()
 
     def take(self) -> tuple[memoryview | bytes, memoryview | None] | None:
         """From a thread: the next chunk and its buffer (for :meth:`give_back`), None at the end.
@@ -158,8 +168,10 @@ def _unpack(item: _Item) -> tuple[memoryview | bytes, memoryview | None] | None:
 
 class SocketSend:
     """Sends what ``chunks`` reads on the socket ``fd`` (non-blocking; a handle of its own is made) from
-    a thread; ``on_sent(n)`` is called (on that thread) as the socket takes bytes.  ``stall_s`` without
-    the socket taking any raises ``TimeoutError`` (a backstop: the upload's own idle timeout is shorter)."""
+    a thread, or, for a :attr:`FileChunks.whole_file`, the file itself with ``sendfile`` (no copy through
+    user space, no reader thread); ``on_sent(n)`` is called (on that thread) as the socket takes bytes.
+    ``stall_s`` without the socket taking any raises ``TimeoutError`` (a backstop: the upload's own idle
+    timeout is shorter)."""
 
     def __init__(self, fd: int, chunks: FileChunks, on_sent: Callable[[int], None], stall_s: float,
                  name: str) -> None:
@@ -171,6 +183,7 @@ class SocketSend:
         self._name = name
         self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._stopping = False
+        self._file = os.dup(chunks.fileno()) if chunks.whole_file else None   # closed here, not under us
 
     async def run(self) -> None:
         """Send until the source ends; raises the sending's error or :class:`SourceError`.
@@ -185,11 +198,16 @@ class SocketSend:
     def _close(self) -> None:
         self._sock.close()
         os.close(self._wake)
+        if self._file is not None:
+            os.close(self._file)
 
     def _pump(self) -> None:
         poller = select.poll()
         poller.register(self._sock, select.POLLOUT)
         poller.register(self._wake, select.POLLIN)
+        if self._file is not None:
+            self._send_file(poller, self._file)
+            return
         send, on_sent = self._sock.send, self._on_sent
         while (item := self._chunks.take()) is not None:
             chunk, slot = item
@@ -205,3 +223,18 @@ class SocketSend:
             self._chunks.give_back(slot)
         if self._stopping:                        # take() was interrupted: the body is not complete
             raise ThreadStopped
+
+    def _send_file(self, poller: select.poll, file: int) -> None:
+        """The file's first ``limit`` bytes (fewer if it shrank meanwhile), page cache to socket."""
+        out, offset, left = self._sock.fileno(), 0, self._chunks.limit
+        assert left is not None
+        while left > 0:
+            try:
+                k = os.sendfile(out, file, offset, min(left, BUFFER_SIZE))
+            except BlockingIOError:
+                wait_or_stop(poller, self._stall_ms, self._wake, "the connection took no data")
+                continue
+            if not k:
+                return                            # the file ended early: the caller says it shrank
+            offset, left = offset + k, left - k
+            self._on_sent(k)

@@ -13,13 +13,14 @@ one-line failures.  An :class:`Upload` is a :class:`~mptop.core.transfer.Transfe
 ``direction = "upload"``: the sampler then counts each subflow's acknowledged bytes
 (``tcpi_bytes_acked``) as what the transfer carries.
 
-The body streams from disk with back-pressure (:mod:`mptop.core.sendbody`): one long-lived thread reads
-it a few chunks ahead and hashes it (``Upload.sha256`` is the sha256 of what was sent); a regular file
-over plain HTTP goes from preallocated buffers to the socket on another thread, as fast as the socket
-takes it, once aiohttp has sent the headers; HTTPS and standard input go through aiohttp's writer, which
-asks for the next chunk once its transport drained.  A regular file is sent with a ``Content-Length``;
-standard input (``-``) with chunked transfer coding.  Redirects are not followed (the body cannot be
-replayed).  No bytes taken by the connection for ``idle_timeout`` seconds fails the upload; so does a 2xx
+The body streams from disk with back-pressure (:mod:`mptop.core.sendbody`): one long-lived thread reads it a
+few chunks ahead and hashes it (``Upload.sha256`` is the sha256 of what was sent); a regular file over plain
+HTTP goes from preallocated buffers to the socket on another thread, as fast as the socket takes it, once
+aiohttp has sent the headers; HTTPS and standard input go through aiohttp's writer, which asks for the next
+chunk once its transport drained.  Without a hash (``sha256=False``, ``--no-hash``) a regular file over plain
+HTTP is sent by the kernel from the page cache (``sendfile``).  A regular file is sent with a
+``Content-Length``; standard input (``-``) with chunked transfer coding.  Redirects are not followed (the body
+cannot be replayed).  No bytes taken by the connection for ``idle_timeout`` seconds fails the upload; so does a 2xx
 answer whose JSON names a ``sha256`` other than the one sent (the lab server's ``/upload`` answers
 ``{"bytes": N, "sha256": "…"}``).
 """
@@ -127,7 +128,7 @@ class UploadManager(TransferManager):
         super().__init__(urls, TransferOptions(
             output=None, insecure=options.insecure, require_mptcp=options.require_mptcp,
             connect_timeout=options.connect_timeout, idle_timeout=options.idle_timeout,
-            max_redirects=0, resume=False, compare_tcp=options.compare_tcp))
+            max_redirects=0, resume=False, compare_tcp=options.compare_tcp, sha256=options.sha256))
 
     def _new_transfer(self, id_: int, url: str) -> Transfer:
         t = Upload(id_, url, self.source)
@@ -143,7 +144,7 @@ class UploadManager(TransferManager):
         t.total = self.size
         # A regular file over plain HTTP goes from its buffers to the socket on a thread (SocketSend).
         chunks = FileChunks(self.source, self.size, reuse=self.size is not None and URL(t.url).scheme == "http",
-                            name=f"mptop-upload-read-{t.id}")
+                            name=f"mptop-upload-read-{t.id}", digest=self.options.sha256)
         headers = {"Content-Type": "application/octet-stream"}
         if self.size is not None:
             headers["Content-Length"] = str(self.size)
@@ -155,7 +156,7 @@ class UploadManager(TransferManager):
                     async with session.request(self.method, t.url, data=body, headers=headers,
                                                allow_redirects=False) as resp:
                         t._note_active(resp)
-                        await self._answer(t, resp, chunks.hash.hexdigest())
+                        await self._answer(t, resp, chunks.hash.hexdigest() if chunks.hash is not None else None)
                 finally:
                     watchdog.cancel()
         finally:
@@ -211,7 +212,8 @@ class UploadManager(TransferManager):
                 return
 
     @staticmethod
-    async def _answer(t: Upload, resp: aiohttp.ClientResponse, sent_sha256: str) -> None:
+    async def _answer(t: Upload, resp: aiohttp.ClientResponse, sent_sha256: str | None) -> None:
+        """The server's answer; with ``sent_sha256`` (None: ``--no-hash``), the sha256 it names must match."""
         body = await resp.content.read(REPLY_MAX)
         t.reply = escape_controls(body.decode("utf-8", "replace").strip()) or None
         if not 200 <= resp.status < 300:
@@ -219,7 +221,7 @@ class UploadManager(TransferManager):
             raise TransferError(f"HTTP {resp.status} {resp.reason or ''}".rstrip() + where)
         t.sha256 = sent_sha256
         theirs = _reply_sha256(body)
-        if theirs is not None and theirs != sent_sha256:
+        if theirs is not None and sent_sha256 is not None and theirs != sent_sha256:
             raise TransferError(f"the server received other bytes: its sha256 {escape_controls(theirs)}, "
                                 f"sent {sent_sha256}")
 
