@@ -175,3 +175,6 @@ def test_put_without_a_hash_names_none_and_the_server_gets_every_byte(lab, tmp_p
     assert result.returncode == 0, result.stderr
     done = records(result.stdout)[-1]["transfers"][0]
     assert done["ok"] and done["sha256"] is None and server_reply(done) == {"bytes": 5_000_000, "sha256": sha}
+    console = put(lab, "--no-hash", str(path), lab.upload_url())      # the summary line names no sha256
+    assert console.returncode == 0 and "the server answered" in console.stderr, console.stderr
+    assert "sha256 None" not in console.stderr and f'"sha256": "{sha}"' in console.stderr
