@@ -19,6 +19,9 @@ them).  The facts:
 * ``asyncio``: ``loop.sock_connect`` on a socket whose ``.proto`` is 262 (CPython gh-123174), and
   the fd re-wrap that mptop uses.
 * ``netem``: whether ``tc qdisc … netem`` exists.
+* ``stripped``: one path, the MPTCP option stripped from every non-SYN segment by iptables'
+  TCPOPTSTRIP in the server's namespace, towards the client only and both ways: a 3 MB GET for 5 s
+  (bytes received, where the body first differs from what was sent, both sides' MPTcpExt counters).
 
 Lab traffic stays inside the lab's namespaces.
 """
@@ -50,8 +53,8 @@ HEADER_BYTES = 94            # per received packet, see docs/measured.md
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def netstat(lab: Lab) -> dict[str, int]:
-    lines = open(f"/proc/{lab.client.pid}/net/netstat").read().splitlines()
+def netstat(lab: Lab, side: str = "client") -> dict[str, int]:
+    lines = open(f"/proc/{getattr(lab, side).pid}/net/netstat").read().splitlines()
     names, values = [line.split()[1:] for line in lines if line.startswith("MPTcpExt:")]
     return dict(zip(names, map(int, values), strict=True))
 
@@ -276,6 +279,46 @@ def fact_netem(lab: Lab) -> None:
     print(f"   tc qdisc add … netem: rc {probe.returncode} {probe.stderr.strip()!r}")
 
 
+def fact_stripped(lab: Lab) -> None:
+    print("== MPTCP option stripped after the SYNs (one path, 3 MB GET, 5 s)")
+    from mptop.lab.content import content
+    not_syn = ["!", "--tcp-flags", "SYN", "SYN", "-j", "TCPOPTSTRIP", "--strip-options", "30"]
+    to_client = ["POSTROUTING", "-p", "tcp", "--sport", str(lab.config.mptcp_port)]
+    to_server = ["PREROUTING", "-p", "tcp", "--dport", str(lab.config.mptcp_port)]
+    for name, rules in (("towards the client only", [to_client]), ("both ways", [to_client, to_server])):
+        lab.run(lab.server, ["iptables", "-t", "mangle", "-F"])
+        for rule in rules:
+            lab.run(lab.server, ["iptables", "-t", "mangle", "-A", *rule, *not_syn])
+        before = {side: netstat(lab, side) for side in ("client", "server")}
+        with lab.client.entered():
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_MPTCP)
+        received = bytearray()
+        start = time.monotonic()
+        with sock:
+            sock.settimeout(1)
+            sock.connect((lab.paths[0].server_addr, lab.config.mptcp_port))
+            sock.sendall(b"GET /bytes/3000000 HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
+            while time.monotonic() - start < 5:
+                try:
+                    chunk = sock.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                received += chunk
+        took = time.monotonic() - start
+        head, _, body = bytes(received).partition(b"\r\n\r\n")
+        sent = content(len(body))
+        differs = next((i for i in range(len(body)) if body[i] != sent[i]), None)
+        print(f"-- {name}: {len(received)} bytes in {took:.2f} s (response head {len(head) + 4} bytes)")
+        if differs is not None:
+            print(f"   body differs from offset {differs}: {body[differs:differs + 17]!r}")
+        for side in ("client", "server"):
+            grown = {k: v - before[side].get(k, 0) for k, v in netstat(lab, side).items()
+                     if v != before[side].get(k, 0)}
+            print(f"   {side} MPTcpExt grown {grown}")
+
+
 FACTS: dict[str, tuple[Callable[[Lab], None], LabConfig]] = {
     "fallback": (fact_fallback, LabConfig()),
     "payload": (fact_payload, LabConfig()),
@@ -284,6 +327,7 @@ FACTS: dict[str, tuple[Callable[[Lab], None], LabConfig]] = {
     "handover": (fact_handover, LabConfig()),
     "asyncio": (fact_asyncio, LabConfig()),
     "netem": (fact_netem, LabConfig()),
+    "stripped": (fact_stripped, LabConfig(rate_mbit={"wlan0": 40}, server_signal=False)),
 }
 
 

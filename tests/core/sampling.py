@@ -37,7 +37,8 @@ def rx_counters(lab: Lab) -> dict[str, tuple[int, int]]:
     return out
 
 
-Step = Callable[[Sample], None]
+# Called with each sample; a step that returns a reason stops the transfer with it (Transfer.fail).
+Step = Callable[[Sample], str | None]
 
 
 @dataclass
@@ -73,8 +74,9 @@ async def sample_download(lab: Lab, url: str, step: Step | None = None, require_
                 downloads = asyncio.create_task(manager.run())
             elif isinstance(record, Sample):
                 assert record.t < deadline_s, "the download did not finish"
-                if step is not None:
-                    step(record)
+                stop = step(record) if step is not None else None
+                if stop is not None:
+                    manager.transfers[0].fail(stop)
         assert downloads is not None
         await downloads
         transfer = manager.transfers[0]

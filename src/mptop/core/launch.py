@@ -39,6 +39,7 @@ from mptop.core.proctree import ProcessTree, RunSampler, RunTally
 from mptop.kernel.cgroups import CgroupConnections, RunCgroup
 from mptop.kernel.descendants import become_subreaper
 from mptop.kernel.mptcpize import PACKAGE, preload_library
+from mptop.kernel.sockops import SubflowCloses
 
 Stream = int | IO[Any] | None           # a Popen stdin/stdout/stderr: an fd, a file, PIPE/DEVNULL, None
 Stdio = tuple[Stream, Stream, Stream]
@@ -253,12 +254,17 @@ class RunSession:
             else:
                 with contextlib.suppress(OSError):      # no PM events (not root): polls and probes only
                     self.tree.lookout = CgroupLookout(self.group.id)
+                with contextlib.suppress(OSError):      # no BPF here: the destroy broadcasts alone
+                    self.tree.closes = SubflowCloses(self.group.path)
 
     def close(self) -> None:
         """Remove CMD's cgroup (what still runs in it goes back to ours); again: nothing."""
         if self.tree.lookout is not None:
             self.tree.lookout.close()
             self.tree.lookout = None
+        if self.tree.closes is not None:
+            self.tree.closes.close()
+            self.tree.closes = None
         if self.tree.group is not None:
             self.tree.group.close()
         if self.group is not None:

@@ -13,7 +13,9 @@ It also reads the last counters of each of those connections: at its CLOSED even
 connection once more.  The destroy broadcasts cannot give the initial subflow's: MPTCP
 ``tcp_disconnect()``s it before freeing it, which zeroes its byte counters and its addresses
 (docs/kernel-interfaces.md §3), and the event loop's own dump at that event comes after the
-connection is gone (the kernel frees it within a round trip; this dump usually wins that race).  ::
+connection is gone (the kernel frees it within a round trip; this dump usually wins that race, and
+where BPF is permitted the cgroup's sock_ops program, :mod:`mptop.kernel.sockops`, has each
+subflow's final counts whatever the race's outcome).  ::
 
     lookout = CgroupLookout(cgroup_id)       # OSError / NeedsNetAdmin: no events, nothing started
     lookout.pid                              # not one of CMD's processes

@@ -33,6 +33,7 @@ from mptop.kernel.cgroups import CgroupConnections
 from mptop.kernel.descendants import descendants, reap_zombies, tree_socket_owners
 from mptop.kernel.diag import DiagReader
 from mptop.kernel.procs import Owner
+from mptop.kernel.sockops import SubflowCloses
 from mptop.kernel.types import DiagConnection, PmEvent, PmEventKind
 
 SubflowKey = tuple[str, str]          # (local, remote) of one subflow of a connection
@@ -51,6 +52,7 @@ class ProcessTree:
         self.keep: set[int] = set()
         self.group: CgroupConnections | None = None  # CMD's cgroup: membership by it, not by the fds
         self.lookout: CgroupLookout | None = None    # what the cgroup held at each connection's birth
+        self.closes: SubflowCloses | None = None     # each subflow's counters as it closed (the cgroup's BPF)
         self.members: dict[int, Owner | None] = {}  # token -> the process that held it (None: not seen)
         self.others: set[int] = set()              # tokens the cgroup said are not the tree's
         self.joined: list[int] = []                # tokens that became members, not tracked yet
@@ -218,7 +220,9 @@ class RunSampler(WatchSampler):
     """The watch's sampler over ``tree``'s connections.  A path-manager event announcing a connection
     makes it look at once — the tree's fds, then a dump of its own (:meth:`ProcessTree.probe`) —
     before the poll the event wakes: a short download has closed its socket (inode 0) or is gone by
-    then.  A subflow or connection of the tree closing is probed too, for its latest counters."""
+    then.  A subflow or connection of the tree closing is probed too, for its latest counters.
+    Each poll first takes the subflows ``tree.closes`` recorded as they closed (the initial one's
+    final counts, which its destroy broadcast lacks) and hands them on like destroy broadcasts."""
 
     def __init__(self, tree: ProcessTree, interval: float, labels: Mapping[str, str] | None = None) -> None:
         super().__init__(interval, labels, keep=tree.select)
@@ -242,6 +246,10 @@ class RunSampler(WatchSampler):
         super()._pm_event(event)
 
     def poll(self) -> tuple[Sample, list[Event]]:
+        if self.tree.closes is not None:   # before the dump, like the destroy broadcasts: final counts
+            ended = self.now()
+            for end in self.tree.closes.take():
+                self.tracker.subflow_end(ended, end)
         self.tree.read_group()
         if self.tree.joined:
             try:

@@ -17,12 +17,11 @@ from mptop.core.events import SubflowLedger, describe_subflow
 from mptop.core.model import Event, Status, SubflowSample, TransferSample
 from mptop.core.paths import InterfaceMap, PathBook
 from mptop.core.rates import CounterRate, Ewma
-from mptop.kernel.types import Address, SocketReading, SocketStatus, SubflowReading, TcpInfo
+from mptop.kernel.types import TCP_CLOSE, Address, SocketReading, SocketStatus, SubflowReading, TcpInfo
 
 CLOSED_KEPT = 8
 # A reset initial subflow stays attached to the connection (as msk->first) in TCP_CLOSE, with its
 # local address zeroed and its counters reset: it is gone, not a new subflow from 0.0.0.0.
-TCP_CLOSE = 7
 
 
 class TransferLike(Protocol):

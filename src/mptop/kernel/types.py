@@ -134,6 +134,8 @@ class SocketReading:
     tcp: TcpInfo | None = None                  # plain TCP_INFO (the only subflow after fallback)
 
 
+TCP_CLOSE = 7            # the TCP state a closed or reset socket is in (include/net/tcp_states.h)
+
 # Subflow flag bits (MPTCP_SUBFLOW_FLAG_*) as carried in the diag ULP info.
 SUBFLOW_FLAG_MCAP_REM = 1 << 0
 SUBFLOW_FLAG_MCAP_LOC = 1 << 1
