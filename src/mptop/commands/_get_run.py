@@ -23,7 +23,7 @@ def options_from(args: argparse.Namespace) -> TransferOptions:
                            require_mptcp=args.require_mptcp, connect_timeout=args.connect_timeout,
                            idle_timeout=args.idle_timeout, max_redirects=args.max_redirects,
                            compare_tcp=args.compare_tcp,
-                           sha256=not getattr(args, "no_hash", False))   # `put` hashes what it sends
+                           sha256=not getattr(args, "no_hash", False))   # the TUI's --upload has no --no-hash
 
 
 def report_failures(summary: Summary) -> int:

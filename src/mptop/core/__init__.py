@@ -26,8 +26,9 @@ Our transfers — the sockets mptop opened itself
     tracking       per-transfer bookkeeping between polls (subflows, path bytes, TransferLike)
     subflow_flags  our subflows' own flags (backup) from sock_diag, which FULL_INFO lacks
     pm_router      path-manager events → the transfers they belong to, by token
-    threads        blocking work on a daemon thread, awaited on the loop (DNS, upload reads)
+    threads        blocking work on a daemon thread, awaited on the loop (DNS, the bodies' threads)
     upload         ``mptop put``: uploads over MPTCP sockets, on the download engine
+    sendbody       an upload's body: read and hashed on one thread, sent to the socket by another
     session        one download (or upload) run: transfers and sampler side by side, records to the sinks
     compare        ``--compare-tcp``: the MPTCP and the plain-TCP download of one URL, side by side and in words
 
