@@ -6,8 +6,9 @@ Run as root::
 
 Two settings, each in its own two-path lab: shaped uploads of 40 + 10 Mbit/s (``--shaped-mb`` MB,
 about 10 s) and unshaped (``--size-mb`` MB).  In each, one random file is sent to the lab server's
-``/upload`` by ``mptop put --json`` (sampling on) and by ``mptcpize run curl -s -T FILE``,
-alternating (the order flips every round), ``--rounds`` times each; medians are compared.
+``/upload`` by ``mptop put --json`` (sampling on, sha256 on), by ``mptop put --json --no-hash`` (a regular
+file then goes by ``sendfile``) and by ``mptcpize run curl -s -T FILE``, alternating (who goes first rotates
+every round), ``--rounds`` times each; medians are compared.
 
 Per run: steady goodput from the client interfaces' tx counters (wlan0 + wwan0, sampled every
 ``--interval`` s) over the middle 80 % of the bytes, in payload bytes (scaled by file size / tx
@@ -31,13 +32,14 @@ from dataclasses import dataclass
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _lab_common import Run, ensure_debian_tools, fmt, load_average, measured_run, median, ratio, steady_rate  # noqa: E402
-from throughput import mbit, verdict  # noqa: E402
+from throughput import mbit, rotations, verdict  # noqa: E402
 
 from mptop.lab import Lab, LabConfig, LabError  # noqa: E402
 from mptop.lab.signals import exit_on_signals  # noqa: E402
 
 PEER = "curl -T"
-TOOLS = ("mptop", PEER)
+NOHASH = "mptop-nohash"
+TOOLS = ("mptop", NOHASH, PEER)
 GOODPUT_TARGET = {"shaped": 1.0, "unshaped": None}
 RATES = {"wlan0": 40.0, "wwan0": 10.0}
 
@@ -70,22 +72,22 @@ class Setting:
 
 
 def argv_for(tool: str, path: str, url: str) -> list[str]:
-    if tool == "mptop":
-        return [sys.executable, "-m", "mptop", "put", "--json", path, url]
+    if tool in ("mptop", NOHASH):
+        return [sys.executable, "-m", "mptop", "put", "--json", *(["--no-hash"] if tool == NOHASH else []), path, url]
     return ["mptcpize", "run", "curl", "-s", "-S", "-T", path, url]
 
 
 def check(tool: str, run: Run, size: int, sha: str) -> str:
     """The server's answer (and mptop's own summary) against the file."""
     reply = run.stdout
-    if tool == "mptop":
+    if tool in ("mptop", NOHASH):
         lines = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
         summary = lines[-1] if lines and lines[-1].get("type") == "summary" else None
         if run.returncode != 0 or summary is None:
             return f"FAILED rc={run.returncode}: {run.stderr.strip()[-200:]}"
         t = summary["transfers"][0]
-        if t["sha256"] != sha:
-            return f"SHA256 MISMATCH (mptop) {t['sha256']}"
+        if t["sha256"] != (sha if tool == "mptop" else None):
+            return f"SHA256 MISMATCH ({tool}) {t['sha256']}"
         reply = t["reply"] or ""
     try:
         answer = json.loads(reply)
@@ -132,8 +134,7 @@ def bench_setting(setting: Setting, rounds: int, interval: float, directory: str
                       flush=True)
             print(f"  {'run':<16} {'Mbit/s':>9} {'wall s':>7} {'user s':>6} {'sys s':>6} {'CPU s/GB':>9} "
                   f"{'wwan0':>6}  check")
-            for r in range(rounds):
-                order = TOOLS if r % 2 == 0 else TOOLS[::-1]     # alternate who goes first
+            for r, order in rotations(TOOLS, rounds):          # who goes first rotates
                 for tool in order:
                     o = send(lab, tool, path, setting.size, sha, interval)
                     results[tool].append(o)
@@ -152,11 +153,13 @@ def summarize(setting: Setting, results: dict[str, list[Outcome]]) -> float | No
         spread = f"{min(rates):.1f}-{max(rates):.1f}" if rates else "n/a"
         print(f"  {tool:<16} {fmt(mbit(goodput), '9.1f')} {fmt(wall, '7.2f')} {fmt(cpu, '9.3f')}  {spread}")
     goodput_r = ratio(med["mptop"][0], med[PEER][0])
+    nohash_r = ratio(med[NOHASH][0], med[PEER][0])
     target = GOODPUT_TARGET[setting.name]
     aim = f" (target >= {target}: {verdict(goodput_r, target, True)})" if target else " (reported)"
     wall_r, cpu_r = ratio(med["mptop"][1], med[PEER][1]), ratio(med["mptop"][2], med[PEER][2])
     print(f"  mptop/curl: goodput {fmt(goodput_r, '.3f')}x{aim}, whole-run time {fmt(wall_r, '.3f')}x, "
-          f"CPU/GB {fmt(cpu_r, '.3f')}x", flush=True)
+          f"CPU/GB {fmt(cpu_r, '.3f')}x; mptop-nohash/curl: goodput {fmt(nohash_r, '.3f')}x, "
+          f"CPU/GB {fmt(ratio(med[NOHASH][2], med[PEER][2]), '.3f')}x", flush=True)
     return goodput_r
 
 

@@ -18,7 +18,6 @@ import contextlib
 import os
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +40,13 @@ def load_config(path: Path | None = None) -> dict[str, Any] | None:
     or parsed.  A bad value: one warning, that value left out."""
     path = path or config_path()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        import tomllib  # only when there is a file: the parser is 3-5 ms of every start (bench/startup.py)
+
+        data = tomllib.loads(text)
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError) as exc:          # ValueError: UnicodeDecodeError, tomllib.TOMLDecodeError
         warn(f"ignoring {path}: {getattr(exc, 'strerror', None) or exc} (using the defaults)")
         return None
     settings: dict[str, Any] = {}

@@ -167,3 +167,14 @@ def test_post_from_standard_input_is_chunked_and_arrives_whole(lab, tmp_path):
     assert result.returncode == 0, result.stderr
     done = records(result.stdout)[-1]["transfers"][0]
     assert done["file"] is None and done["sha256"] == sha and server_reply(done) == {"bytes": 3_000_000, "sha256": sha}
+
+
+def test_put_without_a_hash_names_none_and_the_server_gets_every_byte(lab, tmp_path):
+    path, sha = random_file(tmp_path, 5_000_000)
+    result = put(lab, "--json", "--no-hash", str(path), lab.upload_url())
+    assert result.returncode == 0, result.stderr
+    done = records(result.stdout)[-1]["transfers"][0]
+    assert done["ok"] and done["sha256"] is None and server_reply(done) == {"bytes": 5_000_000, "sha256": sha}
+    console = put(lab, "--no-hash", str(path), lab.upload_url())      # the summary line names no sha256
+    assert console.returncode == 0 and "the server answered" in console.stderr, console.stderr
+    assert "sha256 None" not in console.stderr and f'"sha256": "{sha}"' in console.stderr

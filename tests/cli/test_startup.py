@@ -21,6 +21,17 @@ from mptop.cli import COMMANDS
 HEAVY = ("textual", "rich", "aiohttp", "pyroute2", "psutil", "asyncio", "mptop.core.transfer")
 UI = ("textual", "rich")
 NETLINK_LIBRARY = ("pyroute2",)
+# What a headless `get` defers to the paths that need it: psutil (process names, the doctor), the TOML
+# parser (only with a config file), the upload engine, the doctor's wording of a missing subflow, watch.
+DEFERRED_BY_GET = ("psutil", "tomllib", "mptop.core.upload", "mptop.core.doctor_fix", "mptop.core.watch",
+                   "mptop.core.watch_filter", "mptop.tui")
+# What the download TUI's first frame (header, empty panels) must not wait for: the HTTP client and the
+# engine, the sampler and the kernel's readers, psutil, the records' module, the view models and the
+# cards that draw live data, the sinks (they come once the frame is drawn).
+AFTER_FIRST_FRAME = ("aiohttp", "mptop.core.transfer", "mptop.core.session", "mptop.core.sampler",
+                     "mptop.core.watch", "mptop.core.missing", "mptop.kernel", "psutil", "mptop.core.model",
+                     "mptop.core.compare", "mptop.tui.state", "mptop.tui.story", "mptop.tui.watch_state",
+                     "mptop.tui.cards", "mptop.tui.compare_card", "mptop.sinks")
 
 CHILD = """
 import json, os, sys
@@ -34,11 +45,44 @@ with open(os.environ["MPTOP_TEST_MODULES"], "w") as out:
 """
 
 
-def loaded_by(tmp_path: Path, *argv: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """(the finished process, sorted module names) of `mptop ARGV…` run in a fresh interpreter."""
+# The download TUI, headless: the modules loaded when its first frame is written, then quit.
+FIRST_FRAME_CHILD = """
+import asyncio, json, os, sys
+import mptop.tui.app as tui
+
+real_run_app = tui.run_app
+
+def run_app(app, *, theme=None, headless=False):
+    display = app._display
+
+    def first_frame(screen, update):
+        display(screen, update)
+        if update is not None and not os.path.exists(os.environ["MPTOP_TEST_MODULES"]):
+            with open(os.environ["MPTOP_TEST_MODULES"], "w") as out:
+                json.dump(sorted(sys.modules), out)
+            app.call_later(app.exit)
+
+    async def no_transfer(feed):
+        await asyncio.Event().wait()
+
+    app._display = first_frame
+    app.runner = no_transfer
+    return real_run_app(app, theme=theme, headless=True)
+
+tui.run_app = run_app
+from mptop.cli import main
+main(sys.argv[1:])
+"""
+
+
+def loaded_by(tmp_path: Path, *argv: str,
+              child_code: str = CHILD) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """(the finished process, sorted module names) of `mptop ARGV…` run in a fresh interpreter (no
+    config file: $XDG_CONFIG_HOME is an empty directory)."""
     listing = tmp_path / "modules.json"
-    child = subprocess.run([sys.executable, "-c", CHILD, *argv], capture_output=True, text=True, timeout=120,
-                           stdin=subprocess.DEVNULL, env={**os.environ, "MPTOP_TEST_MODULES": str(listing)})
+    env = {**os.environ, "MPTOP_TEST_MODULES": str(listing), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    child = subprocess.run([sys.executable, "-c", child_code, *argv], capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL, env=env)
     return child, json.loads(listing.read_text())
 
 
@@ -76,3 +120,12 @@ def test_a_headless_get_loads_no_ui_toolkit_nor_netlink_library(tmp_path: Path, 
     assert child.returncode == 0 and "connection refused" in child.stderr.lower()   # the run happened
     assert "aiohttp" in modules and "mptop.core.sampler" in modules
     assert among(modules, UI + NETLINK_LIBRARY) == []
+    assert among(modules, DEFERRED_BY_GET) == []
+
+
+def test_the_download_tuis_first_frame_waits_for_no_engine_nor_view_model(tmp_path: Path) -> None:
+    child, modules = loaded_by(tmp_path, "get", "--tui", "-o", str(tmp_path / "out"), "http://127.0.0.1:1/file",
+                               child_code=FIRST_FRAME_CHILD)
+    assert "mptop.tui.screen" in modules and "textual.app" in modules     # the frame was drawn
+    assert among(modules, AFTER_FIRST_FRAME) == []
+    assert "stopped before the end" in child.stderr      # then the session was made, for the summary

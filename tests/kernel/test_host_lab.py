@@ -117,3 +117,23 @@ def test_path_manager_by_name_or_by_the_older_number(lab: Lab) -> None:
     assert host.path_manager({}) is None and host.path_manager({"pm_type": "7"}) is None
     here = in_worker_thread(lab.client, host.mptcp_sysctls)
     assert host.path_manager(here) == "kernel"                                 # the lab's default
+
+
+def test_interface_addresses_are_psutils_without_psutil(lab: Lab) -> None:
+    # getifaddrs through ctypes (kernel/ifaddrs.py) against psutil.net_if_addrs, read in the same netns:
+    # every IPv4 and IPv6 address of every interface, a second address on one, link-local scopes.
+    import psutil
+
+    wlan, _ = lab.paths
+    lab.run(lab.client, ["ip", "addr", "add", "192.0.2.77/24", "dev", wlan.iface])
+    lab.run(lab.client, ["ip", "-6", "addr", "add", "2001:db8::77/64", "dev", wlan.iface, "nodad"])
+
+    def both() -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+        ours = {i.name: i.addresses for i in host.interfaces()}
+        theirs = {name: tuple(a.address for a in addrs if a.family in (socket.AF_INET, socket.AF_INET6))
+                  for name, addrs in psutil.net_if_addrs().items()}
+        return ours, theirs
+
+    ours, theirs = in_worker_thread(lab.client, both)
+    assert {"192.0.2.77", "2001:db8::77", wlan.client_addr} <= set(ours[wlan.iface])
+    assert ours == theirs

@@ -8,10 +8,10 @@ import signal
 import sys
 from contextlib import ExitStack
 
+from mptop.commands.get import checked_labels, usage_error
 from mptop.core.compare import counts_for_exit, side_name
 from mptop.core.failures import TransferError
 from mptop.core.model import Sink, Summary
-from mptop.core.paths import parse_labels
 from mptop.core.safe_text import escape_controls
 from mptop.core.session import Session
 from mptop.core.transfer import TransferOptions
@@ -23,12 +23,7 @@ def options_from(args: argparse.Namespace) -> TransferOptions:
                            require_mptcp=args.require_mptcp, connect_timeout=args.connect_timeout,
                            idle_timeout=args.idle_timeout, max_redirects=args.max_redirects,
                            compare_tcp=args.compare_tcp,
-                           sha256=not getattr(args, "no_hash", False))   # `put` hashes what it sends
-
-
-def usage_error(message: str) -> int:
-    print(f"mptop: {message}", file=sys.stderr)
-    return 2
+                           sha256=not getattr(args, "no_hash", False))   # the TUI's --upload has no --no-hash
 
 
 def report_failures(summary: Summary) -> int:
@@ -43,12 +38,9 @@ def report_failures(summary: Summary) -> int:
 
 def make_session(args: argparse.Namespace) -> Session | int:
     """The session for these arguments, or an exit code after a one-line usage error."""
-    try:
-        labels = parse_labels(args.label)
-    except ValueError as exc:
-        return usage_error(str(exc))
-    if args.compare_tcp and len(args.urls) != 1:
-        return usage_error(f"--compare-tcp compares one URL over MPTCP and plain TCP (got {len(args.urls)})")
+    labels = checked_labels(args)
+    if isinstance(labels, int):
+        return labels
     try:
         return Session(args.urls, options_from(args), interval=args.interval, labels=labels,
                        upload=getattr(args, "source", None), method=getattr(args, "method", "PUT"))

@@ -44,6 +44,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tui", action="store_true", help=argparse.SUPPRESS)
 
 
+def usage_error(message: str) -> int:
+    print(f"mptop: {message}", file=sys.stderr)
+    return 2
+
+
+def checked_labels(args: argparse.Namespace) -> dict[str, str] | int:
+    """The --label names, once the arguments passed the checks that need no download engine (so the
+    TUI makes them before its first frame); else an exit code after a one-line usage error."""
+    from mptop.core.failures import TransferError
+    from mptop.core.output import plan_output
+
+    labels: dict[str, str] = {}
+    if args.label:
+        from mptop.core.paths import parse_labels  # the path book: not before the TUI's first frame
+
+        try:
+            labels = parse_labels(args.label)
+        except ValueError as exc:
+            return usage_error(str(exc))
+    if args.compare_tcp and len(args.urls) != 1:
+        return usage_error(f"--compare-tcp compares one URL over MPTCP and plain TCP (got {len(args.urls)})")
+    if getattr(args, "source", None) is None:         # a download: where its bytes go (`put` has no -o)
+        try:
+            plan_output(args.output, len(args.urls))
+        except TransferError as exc:
+            return usage_error(str(exc))
+    return labels
+
+
 def run(args: argparse.Namespace) -> int:
     if args.json and args.output == "-":
         print("mptop: --json writes NDJSON to stdout: choose another -o than -", file=sys.stderr)

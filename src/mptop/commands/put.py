@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("urls", nargs="+", metavar="URL", help="http:// or https:// URLs to send it to (at once)")
     parser.add_argument("--post", dest="method", action="store_const", const="POST", default="PUT",
                         help="send the file as a POST body (default: PUT)")
+    parser.add_argument("--no-hash", action="store_true",
+                        help="do not compute the sha256 of what is sent (nor check the server's): a file sent "
+                             "over http:// then goes from the page cache to the socket (sendfile)")
     add_connection_arguments(parser, idle="the connection takes no byte (or the answer does not come)")
     add_display_arguments(parser, interval=0.25)
     parser.add_argument("--json", action="store_true", help="NDJSON samples, events and a summary on stdout")

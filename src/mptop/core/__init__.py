@@ -26,13 +26,15 @@ Our transfers — the sockets mptop opened itself
     tracking       per-transfer bookkeeping between polls (subflows, path bytes, TransferLike)
     subflow_flags  our subflows' own flags (backup) from sock_diag, which FULL_INFO lacks
     pm_router      path-manager events → the transfers they belong to, by token
-    threads        blocking work on a daemon thread, awaited on the loop (DNS, upload reads)
+    threads        blocking work on a daemon thread, awaited on the loop (DNS, the bodies' threads)
     upload         ``mptop put``: uploads over MPTCP sockets, on the download engine
+    sendbody       an upload's body: read and hashed on one thread, sent to the socket by another
     session        one download (or upload) run: transfers and sampler side by side, records to the sinks
     compare        ``--compare-tcp``: the MPTCP and the plain-TCP download of one URL, side by side and in words
 
 System-wide — every MPTCP connection of the network namespace
     watch          ``mptop watch``: the sampler over sock_diag dumps
+    watch_filter   which connections watch shows (--process, --port, the TUI's / filter)
     watch_track    each dump → ConnectionSamples, paths and events (pure)
     watch_ends     watch's connection tracks; destroyed subflows' final counters matched to them (pure)
     export         ``mptop export``: the namespace's MPTCP state as Prometheus metrics

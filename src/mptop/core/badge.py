@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from mptop.core.model import SubflowSample, TransferSample
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mptop.core.model import SubflowSample, TransferSample
 
 
 def _active_subflows(subflows: list[SubflowSample]) -> int:

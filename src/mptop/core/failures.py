@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-import ssl
 from dataclasses import dataclass
-
-import aiohttp
-from aiohttp.http_exceptions import HttpProcessingError
+from typing import TYPE_CHECKING
 
 from mptop.core.safe_text import escape_controls
-from mptop.kernel.types import MptcpUnavailable
+
+if TYPE_CHECKING:
+    import aiohttp
+
+# aiohttp and ssl are imported where a failure is described, not with TransferError: the checks made
+# before the TUI's first frame (-o) raise it, and must not wait for aiohttp (bench/startup.py).
 
 
 class TransferError(Exception):
@@ -81,6 +83,8 @@ def _unforeseen(exc: BaseException) -> str:
 
 
 def _describe(exc: BaseException, ctx: FailureContext) -> str:
+    import aiohttp
+
     if isinstance(exc, TransferError):
         return str(exc)
     if isinstance(exc, aiohttp.ClientError):
@@ -95,6 +99,9 @@ def _describe(exc: BaseException, ctx: FailureContext) -> str:
 
 
 def _client_error(exc: aiohttp.ClientError, ctx: FailureContext) -> str:
+    import aiohttp
+    from aiohttp.http_exceptions import HttpProcessingError
+
     # Order matters: aiohttp's classes inherit from each other and from OSError/ssl errors.
     if isinstance(exc, aiohttp.TooManyRedirects):
         return f"too many redirects (more than {ctx.max_redirects})" if ctx.max_redirects else "too many redirects"
@@ -158,6 +165,10 @@ def _dns_line(host: str, error: OSError) -> str:
 
 
 def _connect_line(exc: aiohttp.ClientConnectorError, ctx: FailureContext) -> str:
+    import ssl
+
+    from mptop.kernel.types import MptcpUnavailable
+
     error = exc.os_error
     if isinstance(error, MptcpUnavailable):
         return f"MPTCP required but unavailable: {error.reason}"

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from mptop.core.doctor_fix import readd_command
 from mptop.core.model import Event, PathSample
 from mptop.core.paths import InterfaceMap
 from mptop.kernel import pm
@@ -26,6 +25,14 @@ from mptop.kernel.types import Endpoint, EndpointFlag
 
 MISSING_AFTER_S = 0.75    # a subflow being replaced (fullmesh, a quick re-add) is not reported
 RE_ADD_KEY = "e"          # the Endpoints screen (TUI), where an endpoint is re-added
+
+
+def _readd_command(endpoint: Endpoint, iface: str) -> str:
+    """The command that brings the subflow back; the doctor's module is loaded only when a subflow
+    went missing, not on every start (bench/startup.py)."""
+    from mptop.core.doctor_fix import readd_command
+
+    return readd_command(endpoint, iface)
 
 
 def describe_missing(label: str, since_s: float, command: str | None = None) -> str:
@@ -97,7 +104,7 @@ class MissingSubflows:
         ``no_subflow_s`` set, and a ``subflow_missing`` event per newly missing interface."""
         endpoints = read_subflow_endpoints(interfaces.iface_for) if self.candidates(live) else {}
         events = [Event(t, "subflow_missing", iface, None,
-                        describe_missing(label(iface), t - since, readd_command(endpoints[iface], iface)))
+                        describe_missing(label(iface), t - since, _readd_command(endpoints[iface], iface)))
                   for iface, since in self.observe(t, live, interfaces.link_up, endpoints)
                   if endpoints is not None]
         for iface, since in self.missing.items():

@@ -29,13 +29,13 @@ import stat
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote
 
-from aiohttp.multipart import content_disposition_filename
-from yarl import URL
-
 from mptop.core.failures import TransferError
+
+if TYPE_CHECKING:
+    from yarl import URL
 
 PART_SUFFIX = ".part"
 INDEX_NAME = "index.html"      # the URL names a directory (path empty or ending in "/")
@@ -128,6 +128,8 @@ def disposition_name(params: Mapping[str, str]) -> str | None:
     valid UTF-8, as browsers do: servers (aiohttp among them) percent-encode non-ASCII names there.
     """
     if any(key.startswith("filename*") for key in params):
+        from aiohttp.multipart import content_disposition_filename  # with a response: aiohttp is loaded
+
         return content_disposition_filename(params, "filename")
     name = params.get("filename")
     if not name:

@@ -10,12 +10,15 @@ import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mptop.core.compare import Comparison
 from mptop.core.model import Event, Sink, Summary
 from mptop.core.sampler import Sampler
 from mptop.core.transfer import Transfer, TransferManager, TransferOptions
-from mptop.core.upload import Method, UploadManager
+
+if TYPE_CHECKING:
+    from mptop.core.upload import Method
 
 
 @dataclass
@@ -36,8 +39,12 @@ class Session:
     def __post_init__(self) -> None:
         # Made here, not in run(): a bad -o (or an unreadable upload) raises TransferError before any
         # event loop starts.
-        self.manager = TransferManager(self.urls, self.options) if self.upload is None \
-            else UploadManager(self.urls, self.options, self.upload, self.method)
+        if self.upload is None:
+            self.manager = TransferManager(self.urls, self.options)
+        else:
+            from mptop.core.upload import UploadManager  # `put` alone: not on every `get`
+
+            self.manager = UploadManager(self.urls, self.options, self.upload, self.method)
 
     @property
     def transfers(self) -> list[Transfer]:

@@ -39,16 +39,12 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from mptop.core.threads import on_daemon_thread
+from mptop.core.threads import on_stoppable_thread, wait_or_stop
 from mptop.core.writer import WriterThread
 
 BUFFER_SIZE = 1 << 20     # bytes per read at most
 BUFFERS = 4               # in flight between this thread and the writer's
 RAW_SIZE = 256 << 10      # TLS: encrypted bytes per recv_into
-
-
-class _Stopped(Exception):
-    """The event loop asked the reading thread to stop (cancellation)."""
 
 
 @dataclass(slots=True)
@@ -170,19 +166,10 @@ class SocketBody:
     async def run(self) -> None:
         """Read until the body is complete, the peer closes, a write fails or an error; raises the
         error (or the writer's).  Cancelled, it stops the thread before giving up."""
-        done = on_daemon_thread(self._pump, self._name)
-        done.add_done_callback(self._close)     # on the loop, once the thread has let go of both
-        try:
-            await asyncio.shield(done)
-        except asyncio.CancelledError:
-            if not done.done():
-                os.eventfd_write(self._wake, 1)
-                await asyncio.wait([done])       # the thread lets go of the socket at once
-            raise
+        await on_stoppable_thread(self._pump, self._name, lambda: os.eventfd_write(self._wake, 1), self._close)
         self._writer.raise_error()
 
-    def _close(self, done: asyncio.Future[None]) -> None:
-        done.exception()                         # seen (after a cancellation: _Stopped, nobody's business)
+    def _close(self) -> None:
         self._sock.close()
         os.close(self._wake)
         if self._tls is not None and not self._tls.raw.is_closing():
@@ -214,7 +201,7 @@ class SocketBody:
             except BlockingIOError:
                 if n:
                     return n, False
-                self._wait(poller)
+                wait_or_stop(poller, self._idle_ms, self._wake, "no data from the server")
                 continue
             if not got:
                 return n, True
@@ -244,18 +231,11 @@ class SocketBody:
             except BlockingIOError:
                 if n:
                     return n, False
-                self._wait(poller)
+                wait_or_stop(poller, self._idle_ms, self._wake, "no data from the server")
                 continue
             if k:
                 incoming.write(raw[:k])
             else:
                 incoming.write_eof()                      # the next read says how the stream ended
         return n, False
-
-    def _wait(self, poller: select.poll) -> None:
-        events = poller.poll(self._idle_ms)
-        if not events:
-            raise TimeoutError("no data from the server")
-        if any(fd == self._wake for fd, _ in events):
-            raise _Stopped
 

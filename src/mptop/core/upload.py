@@ -13,34 +13,38 @@ one-line failures.  An :class:`Upload` is a :class:`~mptop.core.transfer.Transfe
 ``direction = "upload"``: the sampler then counts each subflow's acknowledged bytes
 (``tcpi_bytes_acked``) as what the transfer carries.
 
-The body streams from disk with back-pressure: aiohttp asks for the next chunk only after its
-transport drained below its high-water mark, and the file is read (and hashed: ``Upload.sha256`` is
-the sha256 of what was sent) on a worker thread, one chunk ahead of the network.  A regular file is
-sent with a ``Content-Length``; standard input (``-``) with chunked transfer coding.  Redirects are
-not followed (the body cannot be replayed).  No bytes taken by the connection for ``idle_timeout``
-seconds fails the upload; so does a 2xx answer whose JSON names a ``sha256`` other than the one sent
-(the lab server's ``/upload`` answers ``{"bytes": N, "sha256": "…"}``).
+The body streams from disk with back-pressure (:mod:`mptop.core.sendbody`): one long-lived thread reads it a
+few chunks ahead and hashes it (``Upload.sha256`` is the sha256 of what was sent); a regular file over plain
+HTTP goes from preallocated buffers to the socket on another thread, as fast as the socket takes it, once
+aiohttp has sent the headers; HTTPS and standard input go through aiohttp's writer, which asks for the next
+chunk once its transport drained.  Without a hash (``sha256=False``, ``--no-hash``) a regular file over plain
+HTTP is sent by the kernel from the page cache (``sendfile``).  A regular file is sent with a
+``Content-Length``; standard input (``-``) with chunked transfer coding.  Redirects are not followed (the body
+cannot be replayed).  No bytes taken by the connection for ``idle_timeout`` seconds fails the upload; so does a 2xx
+answer whose JSON names a ``sha256`` other than the one sent (the lab server's ``/upload`` answers
+``{"bytes": N, "sha256": "…"}``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import stat
-import sys
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import BinaryIO, Literal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Literal
 
 import aiohttp
+import aiohttp.payload
+from aiohttp.abc import AbstractStreamWriter
+from yarl import URL
 
 from mptop.core.failures import TransferError
 from mptop.core.resolver import NetnsResolver
 from mptop.core.safe_text import escape_controls
-from mptop.core.threads import on_daemon_thread
-from mptop.core.transfer import CHUNK, Transfer, TransferManager, TransferOptions
+from mptop.core.sendbody import FileChunks, SocketSend, SourceError
+from mptop.core.transfer import Transfer, TransferManager, TransferOptions
 from mptop.core.urls import parse_url
 from mptop.kernel.sockets import limit_unsent
 from mptop.kernel.sockopt import socket_status
@@ -73,6 +77,11 @@ class Upload(Transfer):
     def bytes_done(self) -> int:
         return self.received
 
+    def count_taken(self, n: int) -> None:
+        """The connection took ``n`` more bytes of the body (called by the thread that sends them)."""
+        self.received += n
+        self.last_taken = time.monotonic()
+
 
 def check_source(source: str, url_count: int) -> int | None:
     """Before anything starts: the file can be read (its size; None for standard input or a pipe),
@@ -92,38 +101,22 @@ def check_source(source: str, url_count: int) -> int | None:
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
-class _Reader:
-    """A file read and hashed off the event loop, one chunk ahead of whoever iterates :meth:`chunks`;
-    at most ``limit`` bytes (the size announced in Content-Length).
+class _Body(aiohttp.payload.Payload):
+    """The request body: aiohttp hands its stream writer to ``send`` once the headers are ready."""
 
-    Each read runs on a daemon thread of its own (about 100 per second at 1 Gbit/s): a read that
-    blocks (standard input from a terminal) never keeps the process from exiting."""
+    def __init__(self, send: Callable[[AbstractStreamWriter], Awaitable[None]], size: int | None) -> None:
+        super().__init__(None, content_type="application/octet-stream")
+        self._size = size
+        self._send = send
 
-    def __init__(self, source: str, limit: int | None) -> None:
-        self._file: BinaryIO = os.fdopen(os.dup(sys.stdin.fileno()), "rb") if source == "-" \
-            else open(source, "rb")
-        self._left = limit
-        self.hash = hashlib.sha256()
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("an upload's body is streamed from its source")
 
-    def _read(self) -> bytes:
-        want = CHUNK if self._left is None else min(CHUNK, self._left)
-        chunk = self._file.read(want) if want else b""
-        self.hash.update(chunk)
-        if self._left is not None:
-            self._left -= len(chunk)
-        return chunk
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self._send(writer)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        ahead = on_daemon_thread(self._read, name="mptop-upload-read")
-        try:
-            while chunk := await ahead:
-                ahead = on_daemon_thread(self._read, name="mptop-upload-read")
-                yield chunk
-        finally:
-            if ahead.done():
-                self._file.close()
-            else:                 # the thread still reads: it closes nothing; the handle goes with it
-                ahead.add_done_callback(lambda _: self._file.close())
+    async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
+        await self._send(writer)
 
 
 class UploadManager(TransferManager):
@@ -135,7 +128,7 @@ class UploadManager(TransferManager):
         super().__init__(urls, TransferOptions(
             output=None, insecure=options.insecure, require_mptcp=options.require_mptcp,
             connect_timeout=options.connect_timeout, idle_timeout=options.idle_timeout,
-            max_redirects=0, resume=False, compare_tcp=options.compare_tcp))
+            max_redirects=0, resume=False, compare_tcp=options.compare_tcp, sha256=options.sha256))
 
     def _new_transfer(self, id_: int, url: str) -> Transfer:
         t = Upload(id_, url, self.source)
@@ -149,37 +142,54 @@ class UploadManager(TransferManager):
         """The per-transfer work of the engine: here, the upload."""
         assert isinstance(t, Upload)
         t.total = self.size
-        reader = _Reader(self.source, self.size)
+        # A regular file over plain HTTP goes from its buffers to the socket on a thread (SocketSend).
+        chunks = FileChunks(self.source, self.size, reuse=self.size is not None and URL(t.url).scheme == "http",
+                            name=f"mptop-upload-read-{t.id}", digest=self.options.sha256)
         headers = {"Content-Type": "application/octet-stream"}
         if self.size is not None:
             headers["Content-Length"] = str(self.size)
-        async with self._session(t, resolver) as session:
-            watchdog = asyncio.create_task(self._watch_idle(t), name=f"upload-idle-{t.id}")
-            try:
-                async with session.request(self.method, t.url, data=self._sent(t, reader), headers=headers,
-                                           allow_redirects=False) as resp:
-                    t._note_active(resp)
-                    await self._answer(t, resp, reader.hash.hexdigest())
-            finally:
-                watchdog.cancel()
-
-    async def _sent(self, t: Upload, reader: _Reader) -> AsyncIterator[bytes]:
-        """The body aiohttp sends; a failure here ends the transfer through :meth:`Transfer.fail`
-        (aiohttp would wrap an exception raised from a body into a line that names no cause)."""
-        t.state = "running"       # connected, headers sent: the connection is MPTCP or it is not
-        self._check_mptcp(t)
+        body = _Body(lambda writer: self._send_body(t, chunks, writer), self.size)
         try:
-            async for chunk in reader.chunks():
-                if t.finished or t._abort is not None:
-                    return
-                t.last_taken = time.monotonic()
-                t.received += len(chunk)
-                yield chunk
-        except OSError as exc:
-            t.fail(f"cannot read {t.file or 'standard input'}: {(exc.strerror or str(exc)).lower()}")
+            async with self._session(t, resolver) as session:
+                watchdog = asyncio.create_task(self._watch_idle(t), name=f"upload-idle-{t.id}")
+                try:
+                    async with session.request(self.method, t.url, data=body, headers=headers,
+                                               allow_redirects=False) as resp:
+                        t._note_active(resp)
+                        await self._answer(t, resp, chunks.hash.hexdigest() if chunks.hash is not None else None)
+                finally:
+                    watchdog.cancel()
+        finally:
+            chunks.close()
+
+    async def _send_body(self, t: Upload, chunks: FileChunks, writer: AbstractStreamWriter) -> None:
+        """Send the body (aiohttp awaits this once the headers are ready); a failure to read ends the
+        transfer through :meth:`Transfer.fail` (aiohttp would wrap an exception raised from a body into
+        a line that names no cause)."""
+        t.state = "running"       # connected, headers ready: the connection is MPTCP or it is not
+        self._check_mptcp(t)
+        if t.finished or t._abort is not None:
+            return
+        try:
+            fd = await _headers_sent(writer) if chunks.reuse else None
+            if fd is not None:
+                await SocketSend(fd, chunks, t.count_taken, 2 * self.options.idle_timeout + 1,
+                                 f"mptop-upload-send-{t.id}").run()
+            else:
+                while (item := await chunks.next_chunk()) is not None:
+                    if t.finished or t._abort is not None:
+                        return
+                    chunk, slot = item
+                    t.count_taken(len(chunk))
+                    # A transport keeps what it could not send yet: a reused buffer goes as a copy.
+                    await writer.write(chunk if slot is None else bytes(chunk))
+                    chunks.give_back(slot)
+        except SourceError as exc:
+            err = exc.error
+            t.fail(f"cannot read {t.file or 'standard input'}: {(err.strerror or str(err)).lower()}")
             return
         t.last_taken = time.monotonic()
-        t.body_sent = True          # aiohttp asks for more only once the last chunk went to the socket
+        t.body_sent = True          # the whole body went to the socket: the answer's timeout takes over
         if t.total is not None and t.received != t.total:
             t.fail(f"{t.file} shrank while it was sent: {t.received} of {t.total} bytes")
 
@@ -202,7 +212,8 @@ class UploadManager(TransferManager):
                 return
 
     @staticmethod
-    async def _answer(t: Upload, resp: aiohttp.ClientResponse, sent_sha256: str) -> None:
+    async def _answer(t: Upload, resp: aiohttp.ClientResponse, sent_sha256: str | None) -> None:
+        """The server's answer; with ``sent_sha256`` (None: ``--no-hash``), the sha256 it names must match."""
         body = await resp.content.read(REPLY_MAX)
         t.reply = escape_controls(body.decode("utf-8", "replace").strip()) or None
         if not 200 <= resp.status < 300:
@@ -210,9 +221,21 @@ class UploadManager(TransferManager):
             raise TransferError(f"HTTP {resp.status} {resp.reason or ''}".rstrip() + where)
         t.sha256 = sent_sha256
         theirs = _reply_sha256(body)
-        if theirs is not None and theirs != sent_sha256:
+        if theirs is not None and sent_sha256 is not None and theirs != sent_sha256:
             raise TransferError(f"the server received other bytes: its sha256 {escape_controls(theirs)}, "
                                 f"sent {sent_sha256}")
+
+
+async def _headers_sent(writer: AbstractStreamWriter) -> int | None:
+    """Send the request's headers (aiohttp holds them for the first chunk); the socket to send the
+    body on, or None when the body stays with aiohttp (TLS, or the headers are not all out yet)."""
+    await writer.write(b"")
+    transport = writer.transport
+    if transport is None or transport.get_extra_info("sslcontext") is not None \
+            or transport.get_write_buffer_size():
+        return None
+    sock = transport.get_extra_info("socket")
+    return sock.fileno() if sock is not None else None
 
 
 def _reply_sha256(body: bytes) -> str | None:

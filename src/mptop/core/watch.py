@@ -24,18 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import replace
 
 from mptop.core.events import FallbackCounters
 from mptop.core.missing import MissingSubflows
-from mptop.core.model import ConnectionSample, Event, HostInfo, Record, Sample, Status
+from mptop.core.model import Event, HostInfo, Record, Sample
 from mptop.core.paths import InterfaceMap
 from mptop.core.polling import PmFeed, rearming, sleep_unless
 from mptop.core.sampler import Sampler, wall_clock_now
-from mptop.core.watch_track import WatchTracker, connection_status
+from mptop.core.watch_filter import ConnectionFilter as ConnectionFilter  # where it was first
+from mptop.core.watch_track import WatchTracker
 from mptop.kernel import host
 from mptop.kernel.diag import DiagReader
 from mptop.kernel.diag_destroy import SubflowEnds
@@ -46,44 +46,6 @@ from mptop.kernel.types import MptcpUnavailable as MptcpUnavailable  # what open
 WATCH_INTERVAL_S = 1.0
 # CREATED first: a poll right then still finds a short connection's socket open, so its owner is found.
 WAKE_ON = (PmEventKind.CREATED, PmEventKind.ESTABLISHED, PmEventKind.SUB_ESTABLISHED, PmEventKind.SUB_CLOSED)
-
-
-# -- filtering (for --process/--port and the TUI's / filter) ---------------------------------------------
-@dataclass(frozen=True, slots=True)
-class ConnectionFilter:
-    """Which connections to show.  ``process``: a name or shell pattern (``fire*``) or a pid;
-    ``port``: a local or remote port of the connection or of any of its subflows; ``status``."""
-
-    process: str | None = None
-    port: int | None = None
-    status: Status | None = None
-
-    def _match(self, process: str | None, pid: int | None, ports: Iterable[int], status: Status) -> bool:
-        if self.process is not None:
-            by_pid = self.process.isdigit() and pid == int(self.process)
-            if not by_pid and not (process and fnmatch.fnmatchcase(process, self.process)):
-                return False
-        if self.port is not None and self.port not in set(ports):
-            return False
-        return self.status is None or status == self.status
-
-    def matches(self, conn: ConnectionSample) -> bool:
-        ends = [conn.local, conn.remote] + [a for s in conn.subflows for a in (s.local, s.remote)]
-        return self._match(conn.process, conn.pid, (_port(a) for a in ends), conn.status)
-
-    def matches_diag(self, conn: DiagConnection) -> bool:
-        ends = [conn.local, conn.remote] + [a for s in conn.subflows for a in (s.local, s.remote)]
-        return self._match(conn.process, conn.pid, (a[1] for a in ends), connection_status(conn))
-
-    @property
-    def empty(self) -> bool:
-        return self.process is None and self.port is None and self.status is None
-
-
-def _port(address: str) -> int:
-    """The port of an ``ip:port`` / ``[v6]:port`` string (-1 if there is none)."""
-    _, _, port = address.rpartition(":")
-    return int(port) if port.isdigit() else -1
 
 
 # -- the sampler ---------------------------------------------------------------------------------

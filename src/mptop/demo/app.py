@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from textual.app import App
 from textual.binding import Binding
 
-from mptop.demo.player import CELLULAR, ScenarioPlayer
-from mptop.demo.scenario import Scenario
+from mptop.demo.player import CELLULAR
 from mptop.tui.app import MptopApp
+
+if TYPE_CHECKING:
+    from mptop.demo.player import ScenarioPlayer
+    from mptop.demo.scenario import Scenario
 
 INTRO_S = 6.0
 WIDE = 100         # from this many columns the intro also says what the scenario does

@@ -7,14 +7,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from mptop.core.model import Sink, Summary
 from mptop.demo.app import DemoApp
 from mptop.demo.player import ScenarioPlayer, lab_config
-from mptop.demo.scenario import Scenario
 from mptop.lab import Lab, LabError
 from mptop.lab.background import lab_in_thread
 from mptop.tui.app import run_app
+
+if TYPE_CHECKING:
+    from mptop.core.model import Sink, Summary
+    from mptop.demo.scenario import Scenario
 
 
 def tui_demo(args: argparse.Namespace, scenario: Scenario, record: Sink | None) -> int:

@@ -15,8 +15,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
+from mptop.kernel.ifaddrs import interface_addresses
 from mptop.kernel.sockets import create_mptcp_socket
 from mptop.kernel.types import KernelParseError, MptcpUnavailable
 
@@ -129,7 +128,7 @@ def mptcp_counters(path: Path = NETSTAT) -> dict[str, int]:
 class Interface:
     name: str
     ifindex: int
-    addresses: tuple[str, ...]    # IPv4 and IPv6 (link-local with its %scope as psutil gives it)
+    addresses: tuple[str, ...]    # IPv4 and IPv6 (link-local with its %scope, as getnameinfo writes it)
     up: bool                      # administratively up (IFF_UP)
     running: bool                 # carrier / operational (IFF_RUNNING)
 
@@ -142,20 +141,19 @@ def _if_flags(sock: socket.socket, name: str) -> int:
 def interfaces() -> list[Interface]:
     """The interfaces of the calling thread's netns, by ifindex.
 
-    Addresses come from psutil.net_if_addrs (getifaddrs: this thread's netns).  Flags come from
-    SIOCGIFFLAGS rather than psutil.net_if_stats, which lists names from /proc/net/dev, i.e. the
-    main thread's netns, and silently drops the rest.
+    Addresses come from getifaddrs (this thread's netns; :mod:`mptop.kernel.ifaddrs`, not psutil:
+    start-up).  Flags come from SIOCGIFFLAGS rather than psutil.net_if_stats, which lists names from
+    /proc/net/dev, i.e. the main thread's netns, and silently drops the rest.
     """
     found = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for name, addrs in psutil.net_if_addrs().items():
+        for name, ips in interface_addresses().items():
             try:
                 ifindex = socket.if_nametoindex(name)
                 flags = _if_flags(sock, name)
             except OSError:
                 continue   # gone since the listing
-            ips = tuple(a.address for a in addrs if a.family in (socket.AF_INET, socket.AF_INET6))
-            found.append(Interface(name, ifindex, ips, bool(flags & _IFF_UP), bool(flags & _IFF_RUNNING)))
+            found.append(Interface(name, ifindex, tuple(ips), bool(flags & _IFF_UP), bool(flags & _IFF_RUNNING)))
     return sorted(found, key=lambda i: i.ifindex)
 
 
@@ -217,4 +215,6 @@ def sysctl(name: str) -> str | None:
 
 def process_running(name: str) -> bool:
     """Whether a process of this name runs on the host (e.g. an endpoint manager: mptcpd, NetworkManager)."""
+    import psutil  # the doctor's question alone: not on every start (bench/startup.py)
+
     return any(p.info["name"] == name for p in psutil.process_iter(["name"]))

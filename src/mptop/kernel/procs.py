@@ -17,8 +17,6 @@ import os
 import time
 from collections.abc import Callable, Iterable
 
-import psutil
-
 Owner = tuple[int, str]          # (pid, process name)
 YOUNG_S = 2.0                    # a process this young is looked at first
 # A full scan reads every fd link of the host (~4 ms idle, 20-45 ms at load 10 here): at most 10 a
@@ -27,6 +25,8 @@ FULL_SCAN_EVERY_S = 0.1
 
 
 def _process_name(pid: int) -> str | None:
+    import psutil  # here, not at start: psutil is 7 ms of the TUI's first frame (bench/startup.py)
+
     try:
         return psutil.Process(pid).name()
     except (psutil.Error, OSError):

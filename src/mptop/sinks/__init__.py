@@ -100,12 +100,12 @@ def done_line(t: TransferSummary, took: float | None) -> str:
     extra = carried - fetched
     if extra > max(REINJECTED_MIN, 0.005 * fetched):
         paths += f"; {format_bytes(extra)} more than fetched: sent again on another path (reinjection)"
+    digest = f" sha256 {t.sha256}" if t.sha256 is not None else ""     # none with --no-hash
     if t.direction == "upload":      # FILE → URL, and what the server answered
         reply = f"; the server answered: {_clip(t.reply, 200)}" if t.reply else ""
         return (f"{escape_controls(t.file or '(stdin)')} → {escape_controls(t.url)}: {format_bytes(t.bytes)} in "
-                f"{format_duration(took)} ({paths}) sha256 {t.sha256}{reply}")
+                f"{format_duration(took)} ({paths}){digest}{reply}")
     where = escape_controls(t.file or "(stdout)")
-    digest = f" sha256 {t.sha256}" if t.sha256 is not None else ""
     return (f"{escape_controls(t.url)} → {where}: {format_bytes(t.bytes)} in {format_duration(took)}{resumed} "
             f"({paths}){digest}")
 

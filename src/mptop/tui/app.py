@@ -18,7 +18,7 @@ import copy
 import sys
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import events, work
 from textual.app import App, SystemCommand
@@ -28,19 +28,21 @@ from textual.message import Message
 from textual.screen import Screen
 
 from mptop import config
-from mptop.core.model import Record, Sink
 from mptop.tui import format as fmt
 from mptop.tui.help import HelpScreen
-from mptop.tui.screen import MainScreen, Mode
+from mptop.tui.screen import MainScreen
 from mptop.tui.sources import Pausable
-from mptop.tui.state import ViewState
 from mptop.tui.terminal import TerminalGuard
 from mptop.tui.too_small import TooSmallScreen, too_small
-from mptop.tui.toplist import TopList
 from mptop.tui.watch_screen import WatchScreen
-from mptop.tui.watch_state import WatchState
 
-Runner = Callable[[Sink], Awaitable[object]]
+if TYPE_CHECKING:
+    from mptop.core.model import Record, Sink
+    from mptop.tui.screen import Mode
+    from mptop.tui.state import ViewState
+    from mptop.tui.toplist import TopList
+
+Runner = Callable[["Sink"], Awaitable[object]]
 
 
 class RecordArrived(Message):
@@ -96,13 +98,28 @@ class MptopApp(App[int]):
         self.mode: Mode = mode
         self.clock = clock
         self.finished_text = finished_text
-        self.state = WatchState() if mode == "watch" else ViewState()
+        self._state: ViewState | None = None       # made after the first frame (see :attr:`state`)
         self.frozen: ViewState | None = None       # what the display shows while paused
         self.units: fmt.Units = "bits"
         self.finished = False
         self.error: str | None = None               # why the source stopped, if it failed
         self.frames = 0                             # redraws applied (tests count them)
         self.main = WatchScreen(clock) if mode == "watch" else MainScreen(mode, clock)
+
+    @property
+    def state(self) -> ViewState:
+        """The view model, made at first use: once the first frame is drawn (:meth:`on_mount`), as the
+        view models and the records they read are not needed for a header and empty panels."""
+        if self._state is None:
+            from mptop.tui.state import ViewState
+            from mptop.tui.watch_state import WatchState
+
+            self._state = WatchState() if self.mode == "watch" else ViewState()
+        return self._state
+
+    @state.setter
+    def state(self, state: ViewState) -> None:
+        self._state = state
 
     # -- feeding -------------------------------------------------------------------------------
     def feed(self, record: Record) -> None:
@@ -145,7 +162,8 @@ class MptopApp(App[int]):
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, lambda _: self.redraw())
-        self.redraw()
+        # No redraw here: the first frame is the header and empty panels; the screen redraws after it
+        # (MainScreen._first_draw), which makes the view model (bench/startup.py).
         if self.source is not None or self.runner is not None:
             # After the first frame (header, empty panels): the slow start of a source — the demo's
             # lab, the first kernel poll, a name lookup — must not keep the screen blank.

@@ -5,6 +5,8 @@ The log stays anchored to its newest line until the user scrolls up.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -13,9 +15,11 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from mptop.tui import format as fmt
-from mptop.tui.state import ViewState
-from mptop.tui.story import LogEntry
 from mptop.tui.style import kind_style, muted, path_style
+
+if TYPE_CHECKING:
+    from mptop.tui.state import ViewState
+    from mptop.tui.story import LogEntry
 
 
 class EventLog(VerticalScroll):

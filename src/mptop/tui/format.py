@@ -5,12 +5,14 @@ Rates, sizes and durations come from :mod:`mptop.core.units`, so every view word
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from mptop.core.badge import badge as badge  # re-exported: the TUI's cards and titles
-from mptop.core.model import SubflowSample
 from mptop.core.safe_text import escape_controls
 from mptop.core.units import format_bytes, format_duration, format_rate
+
+if TYPE_CHECKING:
+    from mptop.core.model import SubflowSample
 
 Units = Literal["bits", "bytes"]
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
-from mptop.core.model import HostInfo
 from mptop.tui import format as fmt
 from mptop.tui.style import kind_style, muted, theme_style
+
+if TYPE_CHECKING:
+    from mptop.core.model import HostInfo
 
 Fact = tuple[str, Style]
 

@@ -4,17 +4,21 @@ then the interface column."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.widget import Widget
 
-from mptop.core.model import PathSample
 from mptop.tui import format as fmt
 from mptop.tui.chart import RateChart, robust_top
-from mptop.tui.format import Units
-from mptop.tui.state import ViewState
 from mptop.tui.style import kind_style, muted, path_style, theme_style
+
+if TYPE_CHECKING:
+    from mptop.core.model import PathSample
+    from mptop.tui.format import Units
+    from mptop.tui.state import ViewState
 
 CHART_MIN_WIDTH = 64
 IFACE_MIN_WIDTH = 48

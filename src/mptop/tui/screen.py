@@ -6,7 +6,7 @@ when.  Queries go through this screen, so drawing works while the help screen is
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -15,15 +15,16 @@ from textual.widgets import Footer
 
 from mptop.core.rates import RATE_LABEL
 from mptop.tui import format as fmt
-from mptop.tui.cards import CardStyles, TransferCard
-from mptop.tui.compare_card import compare_cards
 from mptop.tui.eventlog import EventLog
 from mptop.tui.header import HostBar
 from mptop.tui.paths import PathsView
-from mptop.tui.state import ViewState
 from mptop.tui.style import kind_style, muted, path_style
 from mptop.tui.subflows import SubflowsTable
 from mptop.tui.toplist import TopList
+
+if TYPE_CHECKING:
+    from mptop.tui.cards import CardStyles
+    from mptop.tui.state import ViewState
 
 Mode = Literal["transfers", "watch"]
 TALL = 30          # from this many rows the path charts are two lines high
@@ -76,6 +77,9 @@ class MainScreen(Screen[None]):
 
     def _card_styles(self, state: ViewState) -> dict[str, CardStyles]:
         """Card colours per badge kind, resolved once a frame (watch mode has hundreds of cards)."""
+        # The cards draw live data: loaded with the view model, after the first frame (bench/startup.py).
+        from mptop.tui.cards import CardStyles
+
         app = self.app
         paths = {iface: path_style(slot) for iface, slot in state.slots.items()}
         return {
@@ -89,6 +93,9 @@ class MainScreen(Screen[None]):
         self.query_one(HostBar).show(live.host, live.now if live.sample else None, status)
 
     def draw_top(self, state: ViewState, units: fmt.Units) -> None:
+        from mptop.tui.cards import TransferCard
+        from mptop.tui.compare_card import compare_cards
+
         styles = self._card_styles(state)
         cards = [(f"t{t.id}", TransferCard(t, units, styles[t.status])) for t in state.transfers]
         self.top.sync(compare_cards(cards, state) if state.comparison.active else cards)

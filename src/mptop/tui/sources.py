@@ -11,9 +11,10 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from mptop.core.model import Record
+if TYPE_CHECKING:
+    from mptop.core.model import Record
 
 
 @runtime_checkable

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 from mptop.core.compare import side_name
-from mptop.core.missing import for_tui
 from mptop.core.model import ConnectionSummary, Event, Sample, Summary, TransferSummary, bytes_per_path
 from mptop.core.safe_text import escape_controls
 from mptop.tui import format as fmt
@@ -166,6 +165,8 @@ class Narrator:
         elif event.iface:
             parts += [(" (", None), self._path(event.iface), (")", None)]
         if event.kind == "subflow_missing":            # the key that re-adds it, not the shell command
+            from mptop.core.missing import for_tui  # the path manager's client: not before the first frame
+
             detail = for_tui(detail)
         if ": " in detail and event.kind in _PHRASES:
             detail = detail.split(": ", 1)[1]

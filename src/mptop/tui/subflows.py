@@ -10,16 +10,18 @@ retransmitted bytes, and the RTT is the sender's (tcpi_rtt).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from rich.style import Style
 from rich.text import Text
 from textual.widgets import DataTable
 
-from mptop.core.model import SubflowSample
 from mptop.tui import format as fmt
-from mptop.tui.format import Units
 from mptop.tui.style import muted, path_style
+
+if TYPE_CHECKING:
+    from mptop.core.model import SubflowSample
+    from mptop.tui.format import Units
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """The watch list's filter, as typed after ``/``: ``process:curl port:8080 status:fallback`` or any words.
 
-Keys mean what ``mptop watch --process/--port`` mean (:class:`~mptop.core.watch.ConnectionFilter`):
+Keys mean what ``mptop watch --process/--port`` mean (:class:`~mptop.core.watch_filter.ConnectionFilter`):
 ``process:`` a name, a shell pattern (``fire*``) or a pid (``pid:`` too); ``port:`` a local or remote port
 of the connection or of any of its subflows; ``status:`` mptcp, fallback, tcp or connecting (a unique
 prefix is enough: the list filters while one types).  Any other word matches when it is part of the
@@ -10,12 +10,13 @@ process name, the pid or an address (``192.0.2``, ``:443``).  Everything given m
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
-from mptop.core.model import ConnectionSample, Status
-from mptop.core.watch import ConnectionFilter
+from mptop.core.watch_filter import ConnectionFilter
 
-STATUSES: tuple[Status, ...] = get_args(Status)
+if TYPE_CHECKING:
+    from mptop.core.model import ConnectionSample, Status
+
 KEYS = ("process", "pid", "port", "status")
 EXAMPLE = "process:curl  port:8080  status:fallback  or any text"
 
@@ -68,9 +69,12 @@ def _with(only: ConnectionFilter, key: str, value: str) -> ConnectionFilter:
         if not value.isdigit() or not 0 < int(value) <= 65535:
             raise ValueError(f"port: a number from 1 to 65535, not {value!r}")
         return replace(only, port=int(value))
-    matches = [s for s in STATUSES if s.startswith(value.lower())]
+    from mptop.core.model import Status  # the records' module: typed in a filter, not before the first frame
+
+    statuses: tuple[Status, ...] = get_args(Status)
+    matches = [s for s in statuses if s.startswith(value.lower())]
     if len(matches) != 1:
-        raise ValueError(f"status: one of {', '.join(STATUSES)}, not {value!r}")
+        raise ValueError(f"status: one of {', '.join(statuses)}, not {value!r}")
     return replace(only, status=matches[0])
 
 

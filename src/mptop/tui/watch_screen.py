@@ -9,26 +9,32 @@ log (other connections' are dimmed).  A closed connection's card fades out where
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import Input
 
 from mptop.tui import format as fmt
-from mptop.tui.cards import CardStyles, ConnectionCard, process_label
 from mptop.tui.screen import MainScreen
-from mptop.tui.state import ViewState
 from mptop.tui.style import muted, theme_style
 from mptop.tui.subflows import SubflowsTable
 from mptop.tui.toplist import CARD_HEIGHT
 from mptop.tui.watch_query import EXAMPLE, WatchQuery
-from mptop.tui.watch_state import FADE_S, SMOOTH_S, SORT_CYCLE, SPARK_S, SortKey, WatchState
 from mptop.tui.watch_widgets import WatchEventLog, WatchHostBar, faded
+
+if TYPE_CHECKING:
+    from mptop.tui.cards import CardStyles
+    from mptop.tui.state import ViewState
+    from mptop.tui.watch_state import SortKey
+
+# The cards and the watch's view model (watch_state) draw live data: they are imported where it is drawn,
+# after the first frame (bench/startup.py).
 
 TOP_SHARE = 0.36         # of the screen's height, for the connection cards
 FADE_STEPS = 3           # a closing card dims in this many steps (each one redraws it)
 EMPTY = "No MPTCP connections in this network namespace yet — start one, e.g. `mptcpize run curl …`"
-SORT_WORDS = {"rate": f"rate ({SMOOTH_S:g} s mean)", "down": "↓ received", "up": "↑ sent", "bytes": "bytes",
+SORT_WORDS = {"rate": "rate ({:g} s mean)", "down": "↓ received", "up": "↑ sent", "bytes": "bytes",
               "age": "age (oldest first)"}
 
 
@@ -69,6 +75,8 @@ class WatchScreen(MainScreen):
 
     # -- keys ----------------------------------------------------------------------------------
     def action_sort(self) -> None:
+        from mptop.tui.watch_state import SORT_CYCLE
+
         self.sort_key = SORT_CYCLE[(SORT_CYCLE.index(self.sort_key) + 1) % len(SORT_CYCLE)]
         self._redraw()
 
@@ -111,12 +119,17 @@ class WatchScreen(MainScreen):
     # -- drawing -------------------------------------------------------------------------------
     def _fading_styles(self, styles: CardStyles, closed_for: float) -> CardStyles:
         """``styles`` of a closed connection's card: every colour muted, fading more with each step."""
+        from mptop.tui.watch_state import FADE_S
+
         step = min(FADE_STEPS, 1 + int(closed_for / FADE_S * FADE_STEPS))
         style = faded(self.app, 0.2 * step)
         return replace(styles, badge=style, dim=style, track=style, error=style,
                        spark=style, path={iface: style for iface in styles.path})
 
     def draw_top(self, state: ViewState, units: fmt.Units) -> None:
+        from mptop.tui.cards import ConnectionCard
+        from mptop.tui.watch_state import SMOOTH_S, SPARK_S, WatchState
+
         assert isinstance(state, WatchState)
         listing = state.rows(self.watch_query, self.sort_key)
         spark = theme_style(self.app, "foreground-darken-1", fallback="grey70")   # not a path colour
@@ -136,7 +149,7 @@ class WatchScreen(MainScreen):
         self.top.sync(cards, empty=self._empty_text(state, listing.total))
         panel = self.query_one("#top-panel")
         count = f"{listing.shown} of {listing.total}" if not self.watch_query.empty else f"{listing.total}"
-        panel.border_title = f"Connections · {count} · by {SORT_WORDS[self.sort_key]}"
+        panel.border_title = f"Connections · {count} · by {SORT_WORDS[self.sort_key].format(SMOOTH_S)}"
         panel.border_subtitle = self._filter_words()
 
     def _filter_words(self) -> str:
@@ -155,6 +168,9 @@ class WatchScreen(MainScreen):
         return Text(EMPTY, dim)
 
     def draw_subflows(self, state: ViewState, units: fmt.Units) -> None:
+        from mptop.tui.cards import process_label
+        from mptop.tui.watch_state import WatchState
+
         key = self.top.selected_id
         conn = state.find(int(key[1:])) if isinstance(state, WatchState) and key else None
         table = self.query_one(SubflowsTable)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.style import Style
 from rich.text import Span, Text
 from textual.app import App
 
 from mptop.tui.eventlog import EventLog
-from mptop.tui.header import Fact, HostBar
-from mptop.tui.state import ViewState
-from mptop.tui.story import LogEntry
+from mptop.tui.header import HostBar
 from mptop.tui.style import theme_colour
+
+if TYPE_CHECKING:
+    from mptop.tui.header import Fact
+    from mptop.tui.state import ViewState
+    from mptop.tui.story import LogEntry
 
 INFERRED = "events inferred (no CAP_NET_ADMIN)"
 DIMMED = 0.4              # how far other connections' events fade towards the background
