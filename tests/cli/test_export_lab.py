@@ -33,7 +33,7 @@ pytestmark = pytest.mark.lab
 
 EXPORT_PORT, PROMETHEUS_PORT, LISTENER_PORT = 9464, 9090, 8443   # inside the client netns: all free there
 DASHBOARD = Path(__file__).parents[2] / "assets" / "grafana" / "mptop.json"
-WINDOW_S = 15
+WINDOW_S = 8    # s of 1 s scrapes compared with the interfaces: 8 samples; Grafana's rate interval is >= 4 scrapes
 PATHS = ("wlan0", "wwan0")
 LISTENER = (f"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262); "
             f"s.bind(('127.0.0.1', {LISTENER_PORT})); s.listen(); print('ok', flush=True); input()")

@@ -16,6 +16,8 @@ from tests.core.sampling import SHAPED, sample_download
 
 pytestmark = pytest.mark.lab
 
+STOPPED = "stopped by the test: it saw what it waited for"
+
 
 def polls_after_last_byte(samples: list[Sample], event: Event, nbytes: Callable[[Sample], int]) -> int:
     """How many polls after the last one that saw ``nbytes`` grow the event came."""
@@ -82,14 +84,37 @@ async def test_both_links_down_stall_within_two_polls_and_the_transfer_says_no_p
     assert any(line.startswith("Cellular link down") and "Cellular back after" in line for line in lines), lines
 
 
+class Waits:
+    """The longest time Wi-Fi, link up, got no byte while said "waiting on Cellular" (not stalled)."""
+
+    def __init__(self) -> None:
+        self.quiet, self.longest, self.bytes = 0.0, 0.0, 0
+        self.t: float | None = None
+
+    def __call__(self, s: Sample) -> None:
+        wifi = s.paths.get("wlan0")
+        moved = wifi is None or wifi.bytes > self.bytes
+        self.quiet = 0.0 if moved or self.t is None else self.quiet + s.t - self.t
+        if wifi is not None and wifi.link_up and wifi.waiting_on == "Cellular":
+            self.longest = max(self.longest, self.quiet)
+        self.bytes, self.t = (wifi.bytes if wifi else 0), s.t
+
+
 async def test_a_fast_path_waiting_for_a_slow_one_is_never_stalled(make_lab: Callable[..., Lab]) -> None:
-    # 40 + 1 Mbit for 60 s (nominal): the fast path waits for the slow one now and then (up to ~2 s
-    # measured under load), with its link up — "waiting on Cellular", never a stall.
+    # 40 + 1 Mbit: the fast path waits for the slow one now and then (quiet for seconds with its link up:
+    # up to 1.8-5.6 s in 9 of 11 runs measured under load, but never over 0.8 s in two, one of 70 s),
+    # "waiting on Cellular", never a stall.  The download stops once it has shown such a wait (over 3 times
+    # the 2-poll stall threshold) and 20 s have passed; else it runs its whole 60 s nominal, as it always did.
     lab = make_lab(rate_mbit={"wlan0": 40, "wwan0": 1})
-    size = int(41e6 / 8 * 60)
+    size, waits = int(41e6 / 8 * 60), Waits()
+
+    def enough(sample: Sample) -> str | None:
+        waits(sample)
+        return STOPPED if waits.longest >= 1.5 and sample.t >= 20 else None
+
     with lab.client.entered():
-        run = await sample_download(lab, lab.url(size), deadline_s=240)
-    assert run.transfer.state == "done"
+        run = await sample_download(lab, lab.url(size), enough, deadline_s=240)
+    assert run.transfer.state == "done" or run.transfer.error == STOPPED, run.transfer.error
     samples, events = run.samples, run.events
     kinds = [e.kind for e in events]
     stalls = [e for e in events if "stalled" in e.kind]
@@ -98,4 +123,6 @@ async def test_a_fast_path_waiting_for_a_slow_one_is_never_stalled(make_lab: Cal
     assert "path_stalled" not in kinds and "transfer_stalled" not in kinds, (stalls, around)
     assert all(not p.stalled for s in samples for p in s.paths.values())
     assert all(p.waiting_on in (None, "Cellular", "Wi-Fi") for s in samples for p in s.paths.values())
-    assert samples[-1].paths["wwan0"].bytes > 0.5 * 1e6 / 8 * 50      # the slow path carried throughout
+    took = samples[-1].t - samples[0].t
+    assert samples[-1].paths["wwan0"].bytes > 0.5 * 1e6 / 8 * (took - 10)    # the slow path carried throughout
+    print(f"Wi-Fi waited on Cellular, quiet, up to {waits.longest:.2f} s in {took:.1f} s")

@@ -17,7 +17,10 @@ from tests.core.sampling import sample_download
 pytestmark = pytest.mark.lab
 
 RATES = {"wlan0": 20, "wwan0": 10}
-SIZE = 80_000_000          # ~22 s at 30 Mbit/s: room for a 7 s silence and the subflow's RTO backoff after it
+SILENCE_S = 4.0            # over twice SUBFLOW_QUIET_MIN_S: the stall comes well inside it
+# ~15 s at 30 Mbit/s: room for the silence and the subflow's RTO backoff after it (its retransmission
+# timer, doubled while silenced, fires again a few seconds after the silence ends) and bytes after that.
+SIZE = 56_000_000
 SECOND = "192.0.2.3"       # the second client address on wlan0
 
 
@@ -54,7 +57,7 @@ async def test_a_silenced_subflow_stalls_within_two_polls_and_comes_back(make_la
         if "silent" not in steps and second_bytes(sample) > 1_000_000:
             silence(lab, True)
             steps["silent"] = now
-        elif "silent" in steps and "heard" not in steps and now - steps["silent"] >= 7.0:
+        elif "silent" in steps and "heard" not in steps and now - steps["silent"] >= SILENCE_S:
             silence(lab, False)
             steps["heard"] = now
 
@@ -91,7 +94,7 @@ async def test_a_healthy_pair_of_subflows_on_one_path_never_stalls(make_lab: Cal
     watched: list[Event] = []
     with lab.client.entered():
         try:
-            run = await sample_download(lab, lab.url(SIZE // 2), lambda _: watched.extend(watch.poll()[1]),
+            run = await sample_download(lab, lab.url(40_000_000), lambda _: watched.extend(watch.poll()[1]),
                                         deadline_s=120)
         finally:
             watch.close()

@@ -68,12 +68,17 @@ class LabBase:
         try:
             self.client = self._namespace("client")
             self.server = self._namespace("server")
-            self._build_links()
-            self._configure_mptcp()
-            self._probe_netem()
-            self._apply_shaping()
-            if self.config.start_server:
-                self._start_server()
+            # The server starts first (its interpreter's start-up is most of a lab's build time) and
+            # binds 0.0.0.0 meanwhile (MPTCP is on in a new netns); it is waited for once the links are up.
+            with tempfile.TemporaryFile() as errors:       # the server's stderr; closed on failure too
+                if self.config.start_server:
+                    self._start_server(errors)
+                self._build_links()
+                self._configure_mptcp()
+                self._probe_netem()
+                self._apply_shaping()
+                if self.config.start_server:
+                    self._wait_server_accepts(errors)
         except BaseException:
             self.stop()
             raise
@@ -231,21 +236,19 @@ class LabBase:
                           "delay", f"{delay_ms}ms", "limit", "100000"])
 
     # -- HTTP server ---------------------------------------------------------------------------
-    def _start_server(self) -> None:
+    def _start_server(self, errors: Any) -> None:
         argv = ["--netns", self.server.path, "--parent-pid", str(os.getpid()),
                 "--mptcp-port", str(self.config.mptcp_port), "--tcp-port", str(self.config.tcp_port)]
-        with tempfile.TemporaryFile() as errors:     # closed on failure too
-            if _can_exec_python():
-                pkg_root = str(Path(__file__).resolve().parents[2])
-                env = {**os.environ,
-                       "PYTHONPATH": os.pathsep.join(filter(None, [pkg_root, os.environ.get("PYTHONPATH")]))}
-                self.server_process = subprocess.Popen(
-                    [sys.executable, "-m", "mptop.lab.server", *argv], stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL, stderr=errors, env=env)
-            else:
-                self.server_process = ForkedServer(argv, errors.fileno())
-            weakref.finalize(self, kill_quietly, self.server_process)
-            self._wait_server_accepts(errors)
+        if _can_exec_python():
+            pkg_root = str(Path(__file__).resolve().parents[2])
+            env = {**os.environ,
+                   "PYTHONPATH": os.pathsep.join(filter(None, [pkg_root, os.environ.get("PYTHONPATH")]))}
+            self.server_process = subprocess.Popen(
+                [sys.executable, "-m", "mptop.lab.server", *argv], stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=errors, env=env)
+        else:
+            self.server_process = ForkedServer(argv, errors.fileno())
+        weakref.finalize(self, kill_quietly, self.server_process)
 
     def _wait_server_accepts(self, errors: Any) -> None:
         deadline = time.monotonic() + self.config.start_timeout
