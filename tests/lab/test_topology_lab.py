@@ -115,11 +115,12 @@ def test_link_down_moves_traffic_and_link_up_brings_it_back(make_lab: Callable[.
     # Cellular takes over the full rate 1-2 s after the drop (measured), later on a loaded machine:
     # wait until it carries 20 Mbit/s' worth of bytes in 0.2 s at half rate, then measure.
     wait_for(lambda: rx_delta(lab, 0.2)["wwan0"] > 250_000, timeout=20)
-    down = rx_delta(lab, 0.6)
+    # Over 2 s, not 0.6: under load one retransmission timeout on Cellular can take half a short window.
+    down = rx_delta(lab, 2.0)
     lab.link_up("wlan0")
     wait_for(lambda: rx_delta(lab, 0.2)["wlan0"] > 100_000, timeout=20)   # at Wi-Fi's next retransmission
     assert up["wlan0"] > 500_000 and up["wwan0"] > 500_000, up
-    assert down["wlan0"] < 20_000 and down["wwan0"] > 500_000, down
+    assert down["wlan0"] < 20_000 and down["wwan0"] > 1_250_000, down   # ≥ 5 of its 20 Mbit/s
     assert dl.error is None and dl.is_alive()
 
 
