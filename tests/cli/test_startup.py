@@ -162,3 +162,24 @@ def test_watchs_first_frame_waits_for_its_listing_check_alone(tmp_path: Path) ->
     assert "mptop.tui.watch_screen" in modules and "textual.app" in modules     # the frame was drawn
     assert "mptop.core.watch_open" in modules        # ...after the check that would have said one line
     assert among(modules, WATCH_AFTER_FIRST_FRAME) == []
+
+
+GC_CHILD = """
+import gc, json, os, sys
+from mptop.cli import main
+main(sys.argv[1:])
+with open(os.environ["MPTOP_TEST_MODULES"], "w") as out:
+    json.dump({"frozen": gc.get_freeze_count(), "collecting": gc.isenabled()}, out)
+"""
+
+
+def test_a_headless_get_imports_its_engine_without_collections_then_collects(tmp_path: Path) -> None:
+    # The collector's passes over what aiohttp and the engine make as they load free nothing: paused
+    # meanwhile, those objects frozen after; collection resumes before the run.
+    listing = tmp_path / "gc.json"
+    env = {**os.environ, "MPTOP_TEST_MODULES": str(listing), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    subprocess.run([sys.executable, "-c", GC_CHILD, "get", "--json", "-o", str(tmp_path / "out"),
+                    "http://127.0.0.1:1/file"], capture_output=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
+    state = json.loads(listing.read_text())
+    assert state["collecting"] is True
+    assert state["frozen"] > 10_000              # the engine's modules' objects (about 55,000 here)

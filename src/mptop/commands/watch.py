@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from mptop.commands import fail
+from mptop.commands import ImportsWithoutCollections, fail
 from mptop.commands.options import add_display_arguments, port, positive_int
 
 if TYPE_CHECKING:
@@ -103,9 +103,9 @@ def _filter_text(process: str | None, port: int | None) -> str:
 
 
 def _tui(args: argparse.Namespace, records: AsyncIterator[Record], query: str = "") -> int:
-    from mptop.tui.app import MptopApp, run_app
-    from mptop.tui.watch_screen import WatchScreen
-
+    with ImportsWithoutCollections():
+        from mptop.tui.app import MptopApp, run_app
+        from mptop.tui.watch_screen import WatchScreen
     app = MptopApp(records, mode="watch", finished_text="stopped")
     app.units = args.unit
     if isinstance(app.main, WatchScreen):
