@@ -38,7 +38,18 @@ from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _lab_common import Run, ensure_debian_tools, fmt, load_average, measured_run, median, ratio, steady_rate  # noqa: E402
+from _lab_common import (  # noqa: E402
+    Run,
+    SizeOption,
+    ensure_debian_tools,
+    fmt,
+    load_average,
+    measured_run,
+    median,
+    parse_bench_args,
+    ratio,
+    steady_rate,
+)
 from _peers import NginxPeer, build_c_reader  # noqa: E402
 
 from mptop.lab import Lab, LabConfig, LabError  # noqa: E402
@@ -184,22 +195,10 @@ def summarize(setting: str, scheme: str, med: dict[str, tuple[float | None, floa
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=None, help="runs per tool and setting (default 3; --quick 1)")
-    p.add_argument("--size-gib", type=float, default=None, help="unshaped file size in GiB (default 1; --quick 0.5)")
-    p.add_argument("--shaped-mb", type=float, default=None,
-                   help="shaped file size in MB (default 30, ~5 s at 50 Mbit/s; --quick 10)")
-    p.add_argument("--interval", type=float, default=0.05, help="rx counter sampling interval, s (default 0.05)")
-    p.add_argument("--only", choices=("unshaped", "shaped"), help="run one setting only")
-    p.add_argument("--scheme", choices=("http", "https"), help="one scheme only (default both)")
-    p.add_argument("--quick", action="store_true", help="1 round, 0.5 GiB unshaped, 10 MB shaped")
-    args = p.parse_args(argv)
-    args.rounds = args.rounds or (1 if args.quick else 3)
-    args.size_gib = args.size_gib or (0.5 if args.quick else 1.0)
-    args.shaped_mb = args.shaped_mb or (10.0 if args.quick else 30.0)
-    if args.rounds < 1 or args.size_gib <= 0 or args.shaped_mb <= 0 or args.interval <= 0:
-        p.error("--rounds, --size-gib, --shaped-mb and --interval must be positive")
-    return args
+    return parse_bench_args(argv, __doc__, [
+        SizeOption("--size-gib", "unshaped file size in GiB", 1.0, 0.5),
+        SizeOption("--shaped-mb", "shaped file size in MB", 30.0, 10.0, "~5 s at 50 Mbit/s")],
+        lambda p: p.add_argument("--scheme", choices=("http", "https"), help="one scheme only (default both)"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
