@@ -29,10 +29,12 @@ bench prints; it never asserts.  It ends with one ``RESULT`` line per setting.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,6 +64,7 @@ GOODPUT_TARGET = {"unshaped": 1.0, "shaped": 0.99}
 CPU_TARGET_C = 1.2          # mptop / C-recv+sha, CPU per GB
 CPU_TARGET_NOHASH = 1.5     # mptop-nohash / curl, CPU per GB
 SMALL = 1_000_000           # the fixed-cost fetch
+Medians = tuple[float | None, float | None, float | None, float | None]
 
 
 @dataclass
@@ -73,6 +76,7 @@ class Outcome:
     wall_s: float
     cpu_s: float
     cpu_per_gb: float          # whole run
+    server_cpu_s: float        # nginx's CPU meanwhile
     check: str                 # "sha256 ok", "size ok", or what went wrong
 
     @property
@@ -117,11 +121,13 @@ class Contenders:
 
 
 def fetch(lab: Lab, c: Contenders, tool: str, size: int, scheme: str, interval: float) -> Outcome:
+    server0 = c.peer.cpu_s()
     run = measured_run(lab, tool, c.argv(tool, size, scheme), interval)
+    server = c.peer.cpu_s() - server0
     rate = steady_rate(run.samples)
     # rx counts headers and TLS records too: scale the wire rate to payload bytes, the same for all.
     goodput = rate * size / run.rx_total if rate is not None and run.rx_total else None
-    return Outcome(tool, goodput, run.wall_s, run.cpu_s, run.cpu_s / (size / 1e9), c.check(tool, run, size))
+    return Outcome(tool, goodput, run.wall_s, run.cpu_s, run.cpu_s / (size / 1e9), server, c.check(tool, run, size))
 
 
 def mbit(bytes_per_s: float | None) -> float | None:
@@ -134,8 +140,8 @@ def rotations(tools: Sequence[str], rounds: int) -> list[tuple[int, list[str]]]:
 
 
 def bench_scheme(lab: Lab, c: Contenders, setting: str, scheme: str, size: int, rounds: int,
-                 interval: float) -> dict[str, tuple[float | None, float | None, float | None]]:
-    """Medians per tool: (goodput, CPU/GB net of the fixed cost, CPU/GB whole run)."""
+                 interval: float) -> dict[str, Medians]:
+    """Medians per tool: (goodput, CPU/GB net of the fixed cost, CPU/GB whole run, nginx CPU/GB)."""
     print(f"\n== {setting} {scheme.upper()}: {size / 1e6:,.0f} MB, {rounds} round(s), load {load_average()}",
           flush=True)
     fixed: dict[str, list[float]] = {tool: [] for tool in c.tools}
@@ -147,24 +153,26 @@ def bench_scheme(lab: Lab, c: Contenders, setting: str, scheme: str, size: int, 
                 fixed[tool].append(small.cpu_s)
     print("  fixed cost (CPU s of a 1 MB fetch): "
           + ", ".join(f"{tool} {fmt(median(v), '.3f')}" for tool, v in fixed.items()), flush=True)
-    print(f"  {'run':<18} {'Mbit/s':>9} {'wall s':>7} {'CPU s':>6} {'CPU s/GB':>9}  check")
+    print(f"  {'run':<18} {'Mbit/s':>9} {'wall s':>7} {'CPU s':>6} {'CPU s/GB':>9} {'nginx s':>7}  check")
     for r, order in rotations(c.tools, rounds):
         for tool in order:
             o = fetch(lab, c, tool, size, scheme, interval)
             runs[tool].append(o)
             print(f"  {tool + ' #' + str(r + 1):<18} {fmt(mbit(o.goodput), '9.1f'):>9} {o.wall_s:7.2f} "
-                  f"{o.cpu_s:6.2f} {o.cpu_per_gb:9.3f}  {o.check}", flush=True)
+                  f"{o.cpu_s:6.2f} {o.cpu_per_gb:9.3f} {o.server_cpu_s:7.2f}  {o.check}", flush=True)
     med = {}
-    print(f"  {'median':<18} {'Mbit/s':>9} {'CPU s/GB net':>12} {'whole':>7}  Mbit/s range (noise)")
+    print(f"  {'median':<18} {'Mbit/s':>9} {'CPU s/GB net':>12} {'whole':>7} {'nginx':>6}  Mbit/s range (noise)")
     for tool, all_runs in runs.items():
         outcomes = [o for o in all_runs if o.ok]    # a failed run measured nothing
         fixed_cpu = median(fixed[tool]) or 0.0
         net = median([(o.cpu_s - fixed_cpu) / ((size - SMALL) / 1e9) for o in outcomes])
         goodput, whole = median([o.goodput for o in outcomes]), median([o.cpu_per_gb for o in outcomes])
+        server = median([o.server_cpu_s / (size / 1e9) for o in outcomes])
         rates = [mbit(o.goodput) or 0.0 for o in outcomes if o.goodput is not None]
         spread = f"{min(rates):.1f}-{max(rates):.1f}" if rates else "n/a"
-        print(f"  {tool:<18} {fmt(mbit(goodput), '9.1f'):>9} {fmt(net, '12.3f'):>12} {fmt(whole, '7.3f'):>7}  {spread}")
-        med[tool] = (goodput, net, whole)
+        print(f"  {tool:<18} {fmt(mbit(goodput), '9.1f'):>9} {fmt(net, '12.3f'):>12} {fmt(whole, '7.3f'):>7} "
+              f"{fmt(server, '6.3f')}  {spread}")
+        med[tool] = (goodput, net, whole, server)
     return med
 
 
@@ -174,7 +182,40 @@ def verdict(value: float | None, target: float, at_least: bool) -> str:
     return "met" if (value >= target if at_least else value <= target) else "MISSED"
 
 
-def summarize(setting: str, scheme: str, med: dict[str, tuple[float | None, float | None, float | None]]) -> str:
+def sha256_cpu_per_gb() -> float:
+    """CPU seconds per GB of hashlib's sha256 (OpenSSL's, as mptop uses) on one core, here."""
+    block, h = memoryview(bytearray(1 << 20)), hashlib.sha256()
+    t0 = time.process_time()
+    for _ in range(256):
+        h.update(block)
+    return (time.process_time() - t0) / (256 * (1 << 20) / 1e9)
+
+
+def cpu_budget(med: dict[str, Medians], sha_cpu: float) -> None:
+    """The two ceilings on mptop/curl.  Quiet machine: nginx runs on the same cores, so a client that
+    needs more CPU per byte (mptop hashes, curl does not) runs out of cores at a lower goodput; client
+    CPU per GB net of its fixed cost plus nginx's per GB is the whole machine's work per GB.  Busy
+    machine (other work on every core): each thread gets about the same share of a core, so goodput
+    follows the CPU per GB of a tool's busiest thread: curl's one thread against mptop's sha256 thread
+    (sha256 is sequential; it cannot be split over threads)."""
+    cores = os.cpu_count() or 1
+    work = {tool: m[1] + m[3] for tool, m in med.items() if m[1] is not None and m[3] is not None}
+    if MPTOP not in work or CURL not in work or not med[CURL][0]:
+        return
+    curl_gb_s = (med[CURL][0] or 0) / 1e9
+    bound = cores / work[MPTOP] / curl_gb_s
+    print("  CPU budget: machine CPU-s per GB (client net + nginx): "
+          + ", ".join(f"{tool} {w:.3f}" for tool, w in work.items())
+          + f"; at curl's goodput curl keeps {curl_gb_s * work[CURL]:.2f} of {cores} cores busy, mptop would need "
+          f"{curl_gb_s * work[MPTOP]:.2f} -> on an otherwise idle machine mptop/curl can reach at most {bound:.2f}x",
+          flush=True)
+    curl_cpu = med[CURL][1]
+    if curl_cpu:
+        print(f"  busy machine: sha256 alone costs {sha_cpu:.3f} CPU-s/GB on one thread, curl's only thread "
+              f"{curl_cpu:.3f}; with every core shared, mptop/curl <= {curl_cpu / sha_cpu:.2f}x", flush=True)
+
+
+def summarize(setting: str, scheme: str, med: dict[str, Medians], sha_cpu: float) -> str:
     goodput_r = ratio(med[MPTOP][0], med[CURL][0])
     target = GOODPUT_TARGET[setting]
     cpu_c = ratio(med[MPTOP][1], med[C_REF][1]) if C_REF in med else None
@@ -185,6 +226,8 @@ def summarize(setting: str, scheme: str, med: dict[str, tuple[float | None, floa
     # Shaped, a run lasts seconds whatever its size: the sampler's per-second cost is most of mptop's
     # CPU, so CPU per GB says little there and has no target.
     targets = setting == "unshaped"
+    if targets:
+        cpu_budget(med, sha_cpu)
     print(f"  CPU/GB net: mptop/C-recv+sha {fmt(cpu_c, '.3f')}x"
           + (f" (target <= {CPU_TARGET_C}: {verdict(cpu_c, CPU_TARGET_C, False)})" if targets else "")
           + f"; mptop-nohash/curl {fmt(cpu_nohash, '.3f')}x"
@@ -211,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("shaped", LabConfig(rate_mbit=dict(SHAPED), start_server=False), int(args.shaped_mb * 1e6))]
     schemes = [args.scheme] if args.scheme else ["http", "https"]
     print(f"throughput bench: mptop get vs curl and a C reader; {os.cpu_count()} CPUs, load {load_average()}")
+    sha_cpu = sha256_cpu_per_gb()
     results: list[str] = []
     try:
         with exit_on_signals(), tempfile.TemporaryDirectory(prefix="mptop-bench-") as work:
@@ -224,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     c = Contenders(peer, c_reader)
                     for scheme in schemes:
                         med = bench_scheme(lab, c, name, scheme, size, args.rounds, args.interval)
-                        results.append(summarize(name, scheme, med))
+                        results.append(summarize(name, scheme, med, sha_cpu))
     except LabError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

@@ -150,8 +150,9 @@ class WriterThread:
     once the writer has caught up halfway (one ``call_soon_threadsafe`` per wait, not per chunk: a
     future per chunk cost about a third more CPU per byte).  A failed write stops the writing;
     the error is raised by the next :meth:`write`, by :meth:`raise_error` or by :meth:`commit`.
-    The sha256 runs on a thread of its own (``NAME-sha256``), fed in order; a chunk counts as
-    written, and a buffer is handed back, once it is both written and hashed.  :meth:`commit` waits
+    The sha256 runs on a thread of its own (``NAME-sha256``; on this one for /dev/null, which costs
+    nothing to write), fed in order; a chunk counts as written, and a buffer is handed back, once it
+    is both written and hashed.  :meth:`commit` waits
     for the last hash (:attr:`sha256`).
     """
 
@@ -166,7 +167,7 @@ class WriterThread:
         self._error: BaseException | None = None
         self._hasher: queue.SimpleQueue[_HashJob | None] | None = None
         self._then: Callable[[], object] | None = None     # what the next queued hash must call
-        if file.hash_update is not None:
+        if file.hash_update is not None and file.target.path != os.devnull:   # writing /dev/null is free
             self._hasher = queue.SimpleQueue()
             threading.Thread(target=self._hash, args=(file.hash_update,), name=f"{name}-sha256", daemon=True).start()
             file.hash_update = self._queue_hash
