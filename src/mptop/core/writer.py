@@ -152,8 +152,7 @@ class WriterThread:
     the error is raised by the next :meth:`write`, by :meth:`raise_error` or by :meth:`commit`.
     The sha256 runs on a thread of its own (``NAME-sha256``; on this one for /dev/null, which costs
     nothing to write), fed in order; a chunk counts as written, and a buffer is handed back, once it
-    is both written and hashed.  :meth:`commit` waits
-    for the last hash (:attr:`sha256`).
+    is both written and hashed.  :meth:`commit` waits for the last hash (:attr:`sha256`).
     """
 
     def __init__(self, file: FileWriter, name: str) -> None:
@@ -267,11 +266,11 @@ class WriterThread:
 
     def _commit(self) -> str | None:
         self.raise_error()
-        path = self.file.commit()
-        if self._hasher is not None:        # wait for the last hash
+        if self._hasher is not None:        # the last hash first, as when it ran on this thread
             hashed = threading.Event()
             self._hasher.put((None, hashed.set))
             hashed.wait()
+        path = self.file.commit()
         self.sha256 = self.file.hexdigest()
         return path
 
