@@ -214,7 +214,8 @@ def cpu_budget(med: dict[str, Medians], sha_cpu: float) -> None:
     curl_cpu = med[CURL][1]
     if curl_cpu:
         print(f"  busy machine: sha256 alone costs {sha_cpu:.3f} CPU-s/GB on one thread, curl's only thread "
-              f"{curl_cpu:.3f}; with every core shared, mptop/curl <= {curl_cpu / sha_cpu:.2f}x", flush=True)
+              f"{curl_cpu:.3f}; with every core shared, mptop/curl <= {curl_cpu / sha_cpu:.2f}x (less when another "
+              "mptop thread is busier: over HTTPS the reader decrypts, ~0.8 CPU-s/GB)", flush=True)
 
 
 def summarize(setting: str, scheme: str, med: dict[str, Medians], sha_cpu: float) -> str:
