@@ -1,5 +1,5 @@
 """`mptop run -- CMD` in the lab's client namespace: exactly CMD's MPTCP connections, their bytes on
-both paths (checked against the interfaces' counters), and CMD's exit code as mptop's."""
+both paths (checked against a packet capture of the interfaces), and CMD's exit code as mptop's."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 
 from mptop.lab import Lab
+from tests.capture import Capture, capture
 from tests.core.sampling import MPTCP_HEADERS, SHAPED, rx_counters
 from tests.support import wait_for
 
 pytestmark = pytest.mark.lab
+IFACES = ["wlan0", "wwan0"]
 SIZE = 12_000_000          # 2 s at 40 + 10 Mbit/s: every path carries megabytes of it
 
 # A program that opens its own MPTCP socket (no LD_PRELOAD), downloads (``times`` times, one after
@@ -67,15 +69,14 @@ def unrelated_download(lab: Lab) -> tuple[subprocess.Popen[bytes], str]:
     return proc, lab.subflows("wlan0")[0][0]
 
 
-def check_paths_carried_the_bytes(lab: Lab, result: subprocess.CompletedProcess[str],
-                                  rx0: dict[str, tuple[int, int]], process: str, count: int = 1,
-                                  beside: float = 4_000) -> list[dict[str, Any]]:
+def check_paths_carried_the_bytes(cap: Capture, result: subprocess.CompletedProcess[str], process: str,
+                                  count: int = 1, beside: float = 4_000) -> list[dict[str, Any]]:
     """CMD's ``count`` connections: bytes on both paths, each path's total (every connection's
     subflows, to their last byte: the first subflow's last bytes come from the cgroup's sock_ops
-    program, the others' from the destroy broadcasts) as the interface counted it — payload ≈ rx
-    bytes less 94 a packet, within 0.2 % (header options vary) plus what an unrelated download
-    beside adds while mptop runs (``beside`` B/s)."""
-    rx1 = rx_counters(lab)
+    program, the others' from the destroy broadcasts) as a capture of the interface counted it —
+    every TCP flow's bytes, each byte once — within a byte per flow and direction (a FIN the
+    capture saw that the socket never took), plus what an unrelated download beside added while
+    mptop ran (``beside`` B/s; its flows began before the capture, so mostly not counted)."""
     summary = records(result.stdout)[-1]
     assert summary["type"] == "summary", result.stderr
     conns = summary["connections"]
@@ -84,21 +85,14 @@ def check_paths_carried_the_bytes(lab: Lab, result: subprocess.CompletedProcess[
         assert conn["process"].startswith(process) and conn["status"] == "mptcp", conn
     others = beside * (summary["duration_s"] + 2)
     for iface in ("wlan0", "wwan0"):
-        payload = (rx1[iface][0] - rx0[iface][0]) - MPTCP_HEADERS * (rx1[iface][1] - rx0[iface][1])
+        flows = cap.flows[iface]
+        carried = sum(flows.values())
         counted = sum(conn["path_bytes"][iface] for conn in conns)
         assert counted > 0.1 * SIZE, (iface, [c["path_bytes"] for c in conns])   # both paths carried it
-        assert -0.002 * payload - 2_000 <= payload - counted <= 0.002 * payload + 2_000 + others, \
-            f"{iface}: counted {counted} B, payload {payload} B; the server resent {_resent_segments(lab)} " \
-            f"segments; each connection: {[(sum(c['path_bytes'].values()), c['path_bytes']) for c in conns]}"
+        assert -len(flows) <= carried - counted <= len(flows) + others, \
+            f"{iface}: counted {counted} B, captured {carried} B in {len(flows)} flows {sorted(flows.items())}; " \
+            f"each connection: {[(sum(c['path_bytes'].values()), c['path_bytes']) for c in conns]}"
     return conns
-
-
-def _resent_segments(lab: Lab) -> int:
-    """TCP segments the server's namespace sent again (a segment the client got twice is in the
-    interface's payload once more, not in any subflow's count)."""
-    with open(f"/proc/{lab.server.pid}/net/snmp") as f:
-        names, values = [line.split() for line in f if line.startswith("Tcp:")]
-    return int(values[names.index("RetransSegs")])
 
 
 def check_every_byte_read_is_counted(result: subprocess.CompletedProcess[str], conns: list[dict[str, Any]],
@@ -118,11 +112,11 @@ def test_own_mptcp_socket_no_force_both_paths_not_the_other_download(make_lab) -
     lab = make_lab(rate_mbit=SHAPED)
     other, other_local = unrelated_download(lab)
     try:
-        rx0 = rx_counters(lab)
-        result = mptop_run(lab, "--no-force", "--json", "--interval", "0.1", "--",
-                           sys.executable, "-c", OWN_SOCKET, "192.0.2.1", f"/bytes/{SIZE}", "3")
+        with capture(lab, IFACES) as cap:
+            result = mptop_run(lab, "--no-force", "--json", "--interval", "0.1", "--",
+                               sys.executable, "-c", OWN_SOCKET, "192.0.2.1", f"/bytes/{SIZE}", "3")
         assert result.returncode == 3, result.stderr               # CMD's exit code is mptop's
-        [conn] = check_paths_carried_the_bytes(lab, result, rx0, "python")
+        [conn] = check_paths_carried_the_bytes(cap, result, "python")
         check_every_byte_read_is_counted(result, [conn], SIZE)       # --json: CMD's stdout goes to stderr
         shown = {c["local"] for r in records(result.stdout) if r["type"] == "sample" for c in r["connections"]}
         assert shown == {conn["local"]}
@@ -139,11 +133,11 @@ def test_each_connections_last_bytes_are_on_its_paths(make_lab) -> None:
     all the same, on their path, for every connection."""
     lab = make_lab(rate_mbit=SHAPED)
     count, size = 8, SIZE // 8
-    rx0 = rx_counters(lab)
-    result = mptop_run(lab, "--no-force", "--json", "--interval", "0.1", "--",
-                       sys.executable, "-c", OWN_SOCKET, "192.0.2.1", f"/bytes/{size}", "0", str(count))
+    with capture(lab, IFACES) as cap:
+        result = mptop_run(lab, "--no-force", "--json", "--interval", "0.1", "--",
+                           sys.executable, "-c", OWN_SOCKET, "192.0.2.1", f"/bytes/{size}", "0", str(count))
     assert result.returncode == 0, result.stderr
-    conns = check_paths_carried_the_bytes(lab, result, rx0, "python", count, beside=0)
+    conns = check_paths_carried_the_bytes(cap, result, "python", count, beside=0)
     check_every_byte_read_is_counted(result, conns, size)
 
 
@@ -188,11 +182,11 @@ def test_plain_curl_is_forced_to_mptcp_and_its_exit_code_is_mptops(make_lab) -> 
     lab = make_lab(rate_mbit=SHAPED)
     other, other_local = unrelated_download(lab)
     try:
-        rx0 = rx_counters(lab)
-        result = mptop_run(lab, "--json", "--interval", "0.1", "--", "curl", "-s", "-o", "/dev/null",
-                           lab.url(SIZE))
+        with capture(lab, IFACES) as cap:
+            result = mptop_run(lab, "--json", "--interval", "0.1", "--", "curl", "-s", "-o", "/dev/null",
+                               lab.url(SIZE))
         assert result.returncode == 0, result.stderr
-        [conn] = check_paths_carried_the_bytes(lab, result, rx0, "curl")
+        [conn] = check_paths_carried_the_bytes(cap, result, "curl")
         assert conn["bytes"] >= SIZE
         shown = {c["local"] for r in records(result.stdout) if r["type"] == "sample" for c in r["connections"]}
         assert shown == {conn["local"]} and other_local not in shown
