@@ -74,7 +74,7 @@ def test_demo_headless_as_root_shows_sharing_then_a_wifi_stall(tmp_path):
     check_handover(result.stdout)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")     # used here only: removed when this file is done, not at the session's end
 def user_install() -> Iterator[Path]:
     """mptop installed for an ordinary user: a venv of the system Python that uid 65534 can run.
 
