@@ -8,6 +8,7 @@ bytes that crossed the client's interfaces, sampled in a background thread.
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import shutil
@@ -16,13 +17,56 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
 from mptop.lab import Lab
 
 CLIENT_IFACES = ("wlan0", "wwan0")
+
+
+@dataclass(frozen=True)
+class SizeOption:
+    """A bench's size flag: ``--size-gib``, ``--shaped-mb``…, its default and its ``--quick`` value."""
+
+    flag: str
+    what: str            # e.g. "unshaped file size in GiB"
+    default: float
+    quick: float
+    note: str = ""       # e.g. "~5 s at 50 Mbit/s"
+
+
+def parse_bench_args(argv: Sequence[str] | None, doc: str | None, sizes: Sequence[SizeOption],
+                     extra: Callable[[argparse.ArgumentParser], object] | None = None) -> argparse.Namespace:
+    """The lab benches' command line: ``--rounds``, one flag per size, ``--interval``, ``--only
+    shaped|unshaped``, ``--quick`` (1 round and each size's quick value), plus ``extra``'s."""
+    p = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=None, help="runs per tool and setting (default 3; --quick 1)")
+    for size in sizes:
+        note = f", {size.note}" if size.note else ""
+        p.add_argument(size.flag, type=float, default=None,
+                       help=f"{size.what} (default {size.default:g}{note}; --quick {size.quick:g})")
+    p.add_argument("--interval", type=float, default=0.05, help="rx/tx counter sampling interval, s (default 0.05)")
+    p.add_argument("--only", choices=("unshaped", "shaped"), help="run one setting only")
+    p.add_argument("--quick", action="store_true",
+                   help="1 round, " + ", ".join(f"{s.flag} {s.quick:g}" for s in sizes))
+    if extra is not None:
+        extra(p)
+    args = p.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    for size in sizes:
+        dest = size.flag.lstrip("-").replace("-", "_")
+        value = getattr(args, dest)
+        if value is None:
+            value = size.quick if args.quick else size.default
+        setattr(args, dest, value)
+        if value <= 0:
+            p.error(f"{size.flag} must be positive")
+    if args.rounds < 1 or args.interval <= 0:
+        p.error("--rounds and --interval must be positive")
+    return args
 
 
 def ensure_debian_tools(tools: dict[str, str]) -> None:

@@ -90,6 +90,13 @@ class NginxPeer:
             proc.wait(5)
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def cpu_s(self) -> float:
+        """CPU seconds nginx (one process: no master) has used so far, user and system (the
+        softirq work of the sends it makes is charged to it)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def url(self, size: int, scheme: str) -> str:
         return f"{scheme}://{self.host}/bytes/{size}"
 

@@ -31,7 +31,18 @@ from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _lab_common import Run, ensure_debian_tools, fmt, load_average, measured_run, median, ratio, steady_rate  # noqa: E402
+from _lab_common import (  # noqa: E402
+    Run,
+    SizeOption,
+    ensure_debian_tools,
+    fmt,
+    load_average,
+    measured_run,
+    median,
+    parse_bench_args,
+    ratio,
+    steady_rate,
+)
 from throughput import mbit, rotations, verdict  # noqa: E402
 
 from mptop.lab import Lab, LabConfig, LabError  # noqa: E402
@@ -164,21 +175,9 @@ def summarize(setting: Setting, results: dict[str, list[Outcome]]) -> float | No
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=None, help="runs per tool and setting (default 3; --quick 1)")
-    p.add_argument("--size-mb", type=float, default=None, help="unshaped file size in MB (default 1000; --quick 300)")
-    p.add_argument("--shaped-mb", type=float, default=None,
-                   help="shaped file size in MB (default 60, ~10 s at 50 Mbit/s; --quick 30)")
-    p.add_argument("--interval", type=float, default=0.05, help="tx counter sampling interval, s (default 0.05)")
-    p.add_argument("--only", choices=("shaped", "unshaped"), help="run one setting only")
-    p.add_argument("--quick", action="store_true", help="1 round, 300 MB unshaped, 30 MB shaped")
-    args = p.parse_args(argv)
-    args.rounds = args.rounds or (1 if args.quick else 3)
-    args.size_mb = args.size_mb or (300.0 if args.quick else 1000.0)
-    args.shaped_mb = args.shaped_mb or (30.0 if args.quick else 60.0)
-    if args.rounds < 1 or args.size_mb <= 0 or args.shaped_mb <= 0 or args.interval <= 0:
-        p.error("--rounds, --size-mb, --shaped-mb and --interval must be positive")
-    return args
+    return parse_bench_args(argv, __doc__, [
+        SizeOption("--size-mb", "unshaped file size in MB", 1000.0, 300.0),
+        SizeOption("--shaped-mb", "shaped file size in MB", 60.0, 30.0, "~10 s at 50 Mbit/s")])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

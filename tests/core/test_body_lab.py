@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from aiohttp import streams, web
 
 from mptop.core.partfile import VALIDATOR_XATTR
 from mptop.core.transfer import Transfer, TransferOptions, run_transfers
+from mptop.core.writer import FileWriter
 from mptop.lab import Lab
 from mptop.lab import content as lab_content
 from mptop.lab.server import make_app
@@ -171,3 +173,38 @@ async def test_without_sha256_nothing_is_hashed_and_the_file_is_whole(lab: Lab, 
     assert sha.call_count == 0 and t.sha256 is None
     assert t.received == t.bytes_done == t.total == size
     assert file_sha256(tmp_path / str(size)) == lab_content.sha256(size)
+
+
+class _SlowRecorder(_Recorder):
+    """A sha256 that notes its threads and hashes slowly: a buffer handed back to the reader before
+    its hash is done would be overwritten under it, and the sha256 would not match."""
+
+    def update(self, data: Any) -> None:
+        _Recorder.threads.append(("update", threading.get_ident()))
+        time.sleep(0.003)
+        self._h.update(data)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_the_sha256_runs_beside_the_file_writes_not_after_them(lab: Lab, tmp_path: Path, scheme: str) -> None:
+    size = 30_000_000
+    writes: list[int] = []
+    real_write = FileWriter.write
+
+    def noted_write(self: FileWriter, chunk: Any) -> None:
+        writes.append(threading.get_ident())
+        real_write(self, chunk)
+
+    _Recorder.threads = []
+    with mock.patch("hashlib.sha256", _SlowRecorder), mock.patch.object(FileWriter, "write", noted_write):
+        if scheme == "http":
+            t = await fetch(lab, lab.url(size), output=f"{tmp_path}/out/")
+        else:
+            with lab.client.entered():
+                async with tls_lab_server(lab, tmp_path) as base:
+                    [t] = await run_transfers([f"{base}/bytes/{size}"],
+                                              TransferOptions(output=f"{tmp_path}/out/", insecure=True))
+    assert_whole(t, tmp_path / "out" / str(size), size)
+    hashing = {ident for name, ident in _Recorder.threads if name == "update"}
+    assert writes and hashing, (len(writes), len(hashing))
+    assert not hashing & set(writes), "the sha256 ran on the thread that writes the file"

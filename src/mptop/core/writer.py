@@ -2,10 +2,11 @@
 
 :class:`FileWriter` writes one transfer's body to its :class:`~mptop.core.output.OutputTarget` and
 feeds the sha256 in the same pass (``digest=False``, ``--no-hash``, skips it).  :class:`WriterThread`
-runs it on its own thread, never on the event loop's, so hashing a buffer (hashlib lets go of the
-GIL for large ones) overlaps with receiving the next.  It is fed from the event loop
-(:meth:`WriterThread.write`: aiohttp's chunks) or from another thread (:meth:`WriterThread.write_buffer`:
-a preallocated buffer that :mod:`mptop.core.sockbody` filled, handed back once written), in order.
+runs it on its own thread, never on the event loop's, and the sha256 on another one, so writing a
+buffer, hashing it and receiving the next overlap (hashlib and file writes let go of the GIL).
+It is fed from the event loop (:meth:`WriterThread.write`: aiohttp's chunks) or from another
+thread (:meth:`WriterThread.write_buffer`: a preallocated buffer that :mod:`mptop.core.sockbody`
+filled, handed back once written and hashed), in order.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class FileWriter:
         self.written = 0                 # bytes of the file on disk so far (incl. a kept prefix)
         self._hash = hashlib.sha256() if digest else None
         self._file: BinaryIO | None = None
+        self.hash_update: Callable[[bytes | memoryview], None] | None = (
+            self._hash.update if self._hash is not None else None)   # WriterThread defers it
 
     def hexdigest(self) -> str | None:
         """The sha256 of the bytes written so far; None without a digest (``--no-hash``)."""
@@ -79,17 +82,18 @@ class FileWriter:
             block = self._file.read(min(_HASH_READ, offset - self.written))
             if not block:
                 raise TransferError(f"{self.target.part} shrank while resuming it")
-            self._hash.update(block)
+            assert self.hash_update is not None
+            self.hash_update(block)
             self.written += len(block)
 
     def write(self, chunk: bytes | memoryview) -> None:
         assert self._file is not None
+        if self.hash_update is not None:     # first: a deferred hash runs while the file is written
+            self.hash_update(chunk)
         try:
             self._file.write(chunk)
         except OSError as exc:
             raise with_filename(exc, self.target.part or self.target.display) from None
-        if self._hash is not None:
-            self._hash.update(chunk)
         self.written += len(chunk)
 
     def commit(self) -> str | None:
@@ -135,6 +139,7 @@ def _publish(part: str, final: str, force: bool) -> None:
 
 
 _Job = tuple[Callable[..., Any], tuple[Any, ...], concurrent.futures.Future[Any] | None]
+_HashJob = tuple[bytes | memoryview | None, Callable[[], object] | None]   # (chunk, then)
 
 
 class WriterThread:
@@ -145,7 +150,9 @@ class WriterThread:
     once the writer has caught up halfway (one ``call_soon_threadsafe`` per wait, not per chunk: a
     future per chunk cost about a third more CPU per byte).  A failed write stops the writing;
     the error is raised by the next :meth:`write`, by :meth:`raise_error` or by :meth:`commit`.
-    The sha256 is finished on this thread too (:attr:`sha256`, set by :meth:`commit`).
+    The sha256 runs on a thread of its own (``NAME-sha256``; on this one for /dev/null, which costs
+    nothing to write), fed in order; a chunk counts as written, and a buffer is handed back, once it
+    is both written and hashed.  :meth:`commit` waits for the last hash (:attr:`sha256`).
     """
 
     def __init__(self, file: FileWriter, name: str) -> None:
@@ -157,6 +164,12 @@ class WriterThread:
         self._queued = 0                              # loop chunks handed over and not written yet
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
+        self._hasher: queue.SimpleQueue[_HashJob | None] | None = None
+        self._then: Callable[[], object] | None = None     # what the next queued hash must call
+        if file.hash_update is not None and file.target.path != os.devnull:   # writing /dev/null is free
+            self._hasher = queue.SimpleQueue()
+            threading.Thread(target=self._hash, args=(file.hash_update,), name=f"{name}-sha256", daemon=True).start()
+            file.hash_update = self._queue_hash
         threading.Thread(target=self._work, name=name, daemon=True).start()
 
     @property
@@ -176,15 +189,40 @@ class WriterThread:
                 except BaseException as exc:
                     done.set_exception(exc)
 
-    def _write(self, chunk: bytes | memoryview) -> None:
-        if self._error is None:
-            try:
-                self.file.write(chunk)
-            except BaseException as exc:
-                self._error = exc
+    def _hash(self, update: Callable[[bytes | memoryview], None]) -> None:
+        assert self._hasher is not None
+        while (job := self._hasher.get()) is not None:
+            chunk, then = job
+            if chunk is not None:
+                update(chunk)
+            if then is not None:
+                then()
+
+    def _queue_hash(self, chunk: bytes | memoryview) -> None:
+        assert self._hasher is not None
+        then, self._then = self._then, None
+        self._hasher.put((chunk, then))
+
+    def _write(self, chunk: bytes | memoryview, done: Callable[[], object]) -> None:
+        """Write ``chunk`` (hashed on the sha256 thread meanwhile); ``done()`` once both are over."""
+        if self._hasher is not None:
+            done = self._then = _Both(done)
+        try:
+            if self._error is None:
+                try:
+                    self.file.write(chunk)
+                except BaseException as exc:
+                    self._error = exc
+        finally:
+            if self._then is not None:      # not handed to the sha256 thread (writing had failed)
+                self._then = None
+                done()
+            done()
 
     def _write_chunk(self, chunk: bytes) -> None:
-        self._write(chunk)
+        self._write(chunk, self._chunk_written)
+
+    def _chunk_written(self) -> None:
         with self._lock:
             self._queued -= 1
             waiter = self._waiter
@@ -194,10 +232,7 @@ class WriterThread:
         self._loop.call_soon_threadsafe(_wake, waiter)
 
     def _write_buffer(self, view: memoryview, release: Callable[[T], object], token: T) -> None:
-        try:
-            self._write(view)
-        finally:
-            release(token)
+        self._write(view, lambda: release(token))
 
     async def write(self, chunk: bytes) -> None:
         """From the event loop: queue ``chunk`` (waits while the writer is far behind)."""
@@ -231,6 +266,10 @@ class WriterThread:
 
     def _commit(self) -> str | None:
         self.raise_error()
+        if self._hasher is not None:        # the last hash first, as when it ran on this thread
+            hashed = threading.Event()
+            self._hasher.put((None, hashed.set))
+            hashed.wait()
         path = self.file.commit()
         self.sha256 = self.file.hexdigest()
         return path
@@ -241,8 +280,10 @@ class WriterThread:
             await self._run(self.file.close)
 
     def stop(self) -> None:
-        """Let the thread end once its queue is empty."""
+        """Let the threads end once their queues are empty."""
         self._jobs.put(None)
+        if self._hasher is not None:
+            self._hasher.put(None)
 
     def raise_error(self) -> None:
         if self._error is not None:
@@ -252,3 +293,19 @@ class WriterThread:
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+class _Both:
+    """Calls ``then()`` on the second call (from either of two threads): written and hashed."""
+
+    def __init__(self, then: Callable[[], object]) -> None:
+        self._then = then
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            self._calls += 1
+            second = self._calls == 2
+        if second:
+            self._then()
