@@ -91,6 +91,8 @@ def test_through_a_wifi_drop_tcp_stalls_and_fails_with_its_reason_while_mptcp_mo
         elif "down" in marks and "up" not in marks and record["type"] == "event" and record["kind"] == "comparison":
             marks["up"] = (time.monotonic(), payload(lab))        # TCP has given up: Wi-Fi comes back
             lab.link_up("wlan0")
+            for iface in PATHS:             # nothing after this is about rates: the rest unshaped, in a moment
+                lab.set_rate(iface, None)
 
     before = payload(lab)
     code, stderr = run_through_a_drop(lab, tmp_path / "compare.ndjson", on_record)

@@ -1,5 +1,5 @@
 """`mptop run -- CMD` in the lab's client namespace: exactly CMD's MPTCP connections, their bytes on
-both paths (checked against the interfaces' counters), and CMD's exit code as mptop's."""
+both paths (checked against a packet capture of the interfaces), and CMD's exit code as mptop's."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from mptop.lab import Lab
-from tests.core.sampling import MPTCP_HEADERS, SHAPED, rx_counters
+from tests.capture import Capture, capture
+from tests.core.sampling import SHAPED
 from tests.support import wait_for
 
 pytestmark = pytest.mark.lab
@@ -67,15 +68,14 @@ def unrelated_download(lab: Lab) -> tuple[subprocess.Popen[bytes], str]:
     return proc, lab.subflows("wlan0")[0][0]
 
 
-def check_paths_carried_the_bytes(lab: Lab, result: subprocess.CompletedProcess[str],
-                                  rx0: dict[str, tuple[int, int]], process: str, count: int = 1,
-                                  beside: float = 4_000) -> list[dict[str, Any]]:
+def check_paths_carried_the_bytes(cap: Capture, result: subprocess.CompletedProcess[str], process: str,
+                                  count: int = 1, beside: float = 4_000) -> list[dict[str, Any]]:
     """CMD's ``count`` connections: bytes on both paths, each path's total (every connection's
     subflows, to their last byte: the first subflow's last bytes come from the cgroup's sock_ops
-    program, the others' from the destroy broadcasts) as the interface counted it — payload ≈ rx
-    bytes less 94 a packet, within 0.2 % (header options vary) plus what an unrelated download
-    beside adds while mptop runs (``beside`` B/s)."""
-    rx1 = rx_counters(lab)
+    program, the others' from the destroy broadcasts) as a capture of the interface counted it —
+    what each TCP flow's receiver acknowledged — within a byte per flow (its FIN), plus what an
+    unrelated download beside added while mptop ran (``beside`` B/s; its flows began before the
+    capture, so mostly not counted)."""
     summary = records(result.stdout)[-1]
     assert summary["type"] == "summary", result.stderr
     conns = summary["connections"]
@@ -84,21 +84,14 @@ def check_paths_carried_the_bytes(lab: Lab, result: subprocess.CompletedProcess[
         assert conn["process"].startswith(process) and conn["status"] == "mptcp", conn
     others = beside * (summary["duration_s"] + 2)
     for iface in ("wlan0", "wwan0"):
-        payload = (rx1[iface][0] - rx0[iface][0]) - MPTCP_HEADERS * (rx1[iface][1] - rx0[iface][1])
+        flows = cap.flows[iface]
+        carried = sum(flows.values())
         counted = sum(conn["path_bytes"][iface] for conn in conns)
         assert counted > 0.1 * SIZE, (iface, [c["path_bytes"] for c in conns])   # both paths carried it
-        assert -0.002 * payload - 2_000 <= payload - counted <= 0.002 * payload + 2_000 + others, \
-            f"{iface}: counted {counted} B, payload {payload} B; the server resent {_resent_segments(lab)} " \
-            f"segments; each connection: {[(sum(c['path_bytes'].values()), c['path_bytes']) for c in conns]}"
+        assert -len(flows) <= carried - counted <= len(flows) + others, \
+            f"{iface}: counted {counted} B, captured {carried} B in {len(flows)} flows {sorted(flows.items())}; " \
+            f"each connection: {[(sum(c['path_bytes'].values()), c['path_bytes']) for c in conns]}"
     return conns
-
-
-def _resent_segments(lab: Lab) -> int:
-    """TCP segments the server's namespace sent again (a segment the client got twice is in the
-    interface's payload once more, not in any subflow's count)."""
-    with open(f"/proc/{lab.server.pid}/net/snmp") as f:
-        names, values = [line.split() for line in f if line.startswith("Tcp:")]
-    return int(values[names.index("RetransSegs")])
 
 
 def check_every_byte_read_is_counted(result: subprocess.CompletedProcess[str], conns: list[dict[str, Any]],
@@ -118,11 +111,11 @@ def test_own_mptcp_socket_no_force_both_paths_not_the_other_download(make_lab) -
     lab = make_lab(rate_mbit=SHAPED)
     other, other_local = unrelated_download(lab)
     try:
-        rx0 = rx_counters(lab)
-        result = mptop_run(lab, "--no-force", "--json", "--interval", "0.1", "--",
-                           sys.executable, "-c", OWN_SOCKET, "192.0.2.1", f"/bytes/{SIZE}", "3")
+        with capture(lab) as cap:
+            result = mptop_run(lab, "--no-force", "--json", "--interval", "0.1", "--",
+                               sys.executable, "-c", OWN_SOCKET, "192.0.2.1", f"/bytes/{SIZE}", "3")
         assert result.returncode == 3, result.stderr               # CMD's exit code is mptop's
-        [conn] = check_paths_carried_the_bytes(lab, result, rx0, "python")
+        [conn] = check_paths_carried_the_bytes(cap, result, "python")
         check_every_byte_read_is_counted(result, [conn], SIZE)       # --json: CMD's stdout goes to stderr
         shown = {c["local"] for r in records(result.stdout) if r["type"] == "sample" for c in r["connections"]}
         assert shown == {conn["local"]}
@@ -139,11 +132,11 @@ def test_each_connections_last_bytes_are_on_its_paths(make_lab) -> None:
     all the same, on their path, for every connection."""
     lab = make_lab(rate_mbit=SHAPED)
     count, size = 8, SIZE // 8
-    rx0 = rx_counters(lab)
-    result = mptop_run(lab, "--no-force", "--json", "--interval", "0.1", "--",
-                       sys.executable, "-c", OWN_SOCKET, "192.0.2.1", f"/bytes/{size}", "0", str(count))
+    with capture(lab) as cap:
+        result = mptop_run(lab, "--no-force", "--json", "--interval", "0.1", "--",
+                           sys.executable, "-c", OWN_SOCKET, "192.0.2.1", f"/bytes/{size}", "0", str(count))
     assert result.returncode == 0, result.stderr
-    conns = check_paths_carried_the_bytes(lab, result, rx0, "python", count, beside=0)
+    conns = check_paths_carried_the_bytes(cap, result, "python", count, beside=0)
     check_every_byte_read_is_counted(result, conns, size)
 
 
@@ -154,33 +147,31 @@ def test_an_initial_subflow_killed_mid_transfer_keeps_its_bytes(make_lab) -> Non
     at the SUB_CLOSED event comes after the reset; polls are 2 s apart here)."""
     lab = make_lab(rate_mbit={"wlan0": 40, "wwan0": 20})
     size = 8_000_000
-    rx0 = rx_counters(lab)
-    with lab.client.entered():
-        proc = subprocess.Popen([sys.executable, "-m", "mptop", "run", "--no-force", "--json", "--interval", "2", "--",
-                                 sys.executable, "-c", OWN_SOCKET, "192.0.2.1", f"/bytes/{size}", "0"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        seen = [0]
+    with capture(lab) as cap:
+        with lab.client.entered():
+            proc = subprocess.Popen([sys.executable, "-m", "mptop", "run", "--no-force", "--json", "--interval", "2",
+                                     "--", sys.executable, "-c", OWN_SOCKET, "192.0.2.1", f"/bytes/{size}", "0"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            seen = [0]
 
-        def wifi_received() -> bool:   # ss's bytes_received of the initial subflow, until 2 MB
-            out = lab.run(lab.client, ["ss", "-tinH", "dst", "192.0.2.1", "dport", "=", "80"]).stdout
-            seen[:] = [int(word.split(":")[1]) for word in out.split() if word.startswith("bytes_received:")] or [0]
-            return seen[0] >= 2_000_000 or proc.poll() is not None
+            def wifi_received() -> bool:   # ss's bytes_received of the initial subflow, until 2 MB
+                out = lab.run(lab.client, ["ss", "-tinH", "dst", "192.0.2.1", "dport", "=", "80"]).stdout
+                seen[:] = [int(word.split(":")[1]) for word in out.split() if word.startswith("bytes_received:")] or [0]
+                return seen[0] >= 2_000_000 or proc.poll() is not None
 
-        wait_for(wifi_received, timeout=60)
-        assert proc.poll() is None, proc.communicate()
-        lab.run(lab.client, ["ss", "-K", "-tn", "dst", "192.0.2.1", "dport", "=", "80"])
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-        proc.wait()
+            wait_for(wifi_received, timeout=60)
+            assert proc.poll() is None, proc.communicate()
+            lab.run(lab.client, ["ss", "-K", "-tn", "dst", "192.0.2.1", "dport", "=", "80"])
+            out, err = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 0, err
-    rx1 = rx_counters(lab)
     [conn] = records(out)[-1]["connections"]
-    wifi = (rx1["wlan0"][0] - rx0["wlan0"][0]) - MPTCP_HEADERS * (rx1["wlan0"][1] - rx0["wlan0"][1])
-    # Nothing the subflow received is lost; nothing is invented (the interface also counts the
-    # segments in flight at the kill, which no socket took).
-    assert seen[0] <= conn["path_bytes"]["wlan0"] <= wifi + 2_000, (seen, conn["path_bytes"], wifi)
+    flows = cap.flows["wlan0"]
+    # Nothing the subflow received is lost; nothing is invented.
+    assert seen[0] <= conn["path_bytes"]["wlan0"] <= sum(flows.values()) + len(flows), (seen, conn["path_bytes"], flows)
     assert conn["path_bytes"]["wwan0"] > 1_000_000, conn
 
 
@@ -188,11 +179,11 @@ def test_plain_curl_is_forced_to_mptcp_and_its_exit_code_is_mptops(make_lab) -> 
     lab = make_lab(rate_mbit=SHAPED)
     other, other_local = unrelated_download(lab)
     try:
-        rx0 = rx_counters(lab)
-        result = mptop_run(lab, "--json", "--interval", "0.1", "--", "curl", "-s", "-o", "/dev/null",
-                           lab.url(SIZE))
+        with capture(lab) as cap:
+            result = mptop_run(lab, "--json", "--interval", "0.1", "--", "curl", "-s", "-o", "/dev/null",
+                               lab.url(SIZE))
         assert result.returncode == 0, result.stderr
-        [conn] = check_paths_carried_the_bytes(lab, result, rx0, "curl")
+        [conn] = check_paths_carried_the_bytes(cap, result, "curl")
         assert conn["bytes"] >= SIZE
         shown = {c["local"] for r in records(result.stdout) if r["type"] == "sample" for c in r["connections"]}
         assert shown == {conn["local"]} and other_local not in shown

@@ -18,9 +18,10 @@ pytestmark = pytest.mark.lab
 
 RATES = {"wlan0": 20, "wwan0": 10}
 SILENCE_S = 4.0            # over twice SUBFLOW_QUIET_MIN_S: the stall comes well inside it
-# ~15 s at 30 Mbit/s: room for the silence and the subflow's RTO backoff after it (its retransmission
+# ~21 s at 30 Mbit/s: room for the silence and the subflow's RTO backoff after it (its retransmission
 # timer, doubled while silenced, fires again a few seconds after the silence ends) and bytes after that.
-SIZE = 56_000_000
+# Once both samplers have seen the subflow come back the links are unshaped: the rest takes a moment.
+SIZE = 80_000_000
 SECOND = "192.0.2.3"       # the second client address on wlan0
 
 
@@ -60,13 +61,19 @@ async def test_a_silenced_subflow_stalls_within_two_polls_and_comes_back(make_la
         elif "silent" in steps and "heard" not in steps and now - steps["silent"] >= SILENCE_S:
             silence(lab, False)
             steps["heard"] = now
+            steps["heard_bytes"] = second_bytes(sample)
+        elif "heard" in steps and "unshaped" not in steps and second_bytes(sample) > steps["heard_bytes"] \
+                and any(e.kind == "subflow_recovered" for e in watched):
+            for iface in RATES:
+                lab.set_rate(iface, None)
+            steps["unshaped"] = now
 
     with lab.client.entered():
         try:
             run = await sample_download(lab, lab.url(SIZE), step, deadline_s=180)
         finally:
             watch.close()
-    assert "heard" in steps and run.transfer.sha256 == lab.content_sha256(SIZE)
+    assert "unshaped" in steps and run.transfer.sha256 == lab.content_sha256(SIZE)
     found = stalls(run.events)
     assert [e.kind for e in found] == ["subflow_stalled", "subflow_recovered"], found
     stalled, recovered = found

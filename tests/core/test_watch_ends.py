@@ -56,6 +56,25 @@ def test_a_subflow_closing_mid_connection_counts_its_last_bytes() -> None:
     assert tracker.paths.samples()["wwan0"].bytes == 700
 
 
+def test_a_subflows_final_counters_told_twice_count_once_even_when_its_addresses_come_back() -> None:
+    """``mptop run`` hears each joined subflow's end twice (the cgroup's BPF record, the destroy
+    broadcast).  The second must not wait for, and land on, the next subflow that gets the same
+    address pair: that one's count would jump to the old subflow's final."""
+    tracker = WatchTracker()
+    tracker.ends_subscribed = True
+    tracker.observe(0.0, [two_paths(1_000, 500)], interfaces())
+    for _ in range(2):
+        tracker.subflow_end(0.6, end(WLAN, 40007, 4_000))
+        tracker.subflow_end(0.6, end(WWAN, 50007, 2_500))
+    [gone], _ = tracker.observe(1.0, [], interfaces())
+    assert gone.bytes == 6_500
+    again = connection(8, [subflow(WLAN, 40008, 900, token=8), subflow(WWAN, 50007, 300, join=True, token=8)])
+    for t in (1.5, 2.0):
+        [conn], _ = tracker.observe(t, [again], interfaces())
+        assert [(s.iface, s.bytes_received) for s in conn.subflows] == [("wlan0", 900), ("wwan0", 300)], t
+    assert tracker.paths.samples()["wwan0"].bytes == 2_800
+
+
 def pm(kind: PmEventKind, path: tuple[str, str], port: int, token: int = 5) -> PmEvent:
     return PmEvent(kind, token=token, saddr=path[0], sport=port, daddr=path[1], dport=80, server_side=False)
 

@@ -64,3 +64,22 @@ def test_scenario_file_by_path(tmp_path):
     assert scenario.load(str(f)).steps[0].iface == "wwan0"
     with pytest.raises(scenario.ScenarioError, match="cannot read"):
         scenario.load(str(tmp_path / "missing.toml"))
+
+
+def test_the_shipped_compare_scenario_tells_its_whole_story_in_under_a_minute():
+    """The lab test plays compare.toml with its times shortened; these are the shipped times: TCP gives up while
+    Wi-Fi is still down, MPTCP has bytes left to take Wi-Fi back, and by the shaped rates it ends within 60 s."""
+    sc = scenario.load("compare")
+    assert sc.compare_tcp and sc.period_s == 0 and sc.idle_timeout_s is not None and sc.download_size is not None
+    (down, step_down), (up, step_up) = sc.steps_between(0, 600)
+    assert (step_down.action, step_down.iface, step_up.action, step_up.iface) == \
+        ("link_down", "wlan0", "link_up", "wlan0")
+    assert down + sc.idle_timeout_s + 3 <= up           # TCP has given up, with seconds to spare, when Wi-Fi returns
+    wifi, cell = (sc.rate_mbit[i] or 0 for i in ("wlan0", "wwan0"))
+    size_mbit = sc.download_size * 8 / 1e6
+    # MPTCP at most at both rates before Wi-Fi returns: over 5 MB still to come then, for Wi-Fi to carry.
+    assert size_mbit - (down * (wifi + cell) + (up - down) * cell) > 5 * 8
+    # ... and at least at 90 % of cellular plus half of Wi-Fi (TCP takes the rest) until the drop, cellular
+    # through the outage, both after: the end within a minute.
+    left = size_mbit - 0.9 * (down * (cell + wifi / 2) + (up - down) * cell)
+    assert up + left / (0.9 * (wifi + cell)) < 60

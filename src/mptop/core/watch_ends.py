@@ -73,6 +73,7 @@ class SubflowHomes:
         self._homes: dict[SubflowKey, tuple[int, ConnectionSubflowTrack]] = {}
         self._expiry: dict[SubflowKey, float] = {}     # homes of gone connections: forgotten then
         self._ends: deque[tuple[float, SubflowKey, SubflowEnd]] = deque(maxlen=ENDS_MAX)
+        self._told: dict[SubflowKey, tuple[float, tuple[int | None, int | None]]] = {}   # key -> (t, counts) matched
 
     def register(self, key: SubflowKey, token: int, track: ConnectionSubflowTrack) -> None:
         self._homes[key] = (token, track)
@@ -87,13 +88,22 @@ class SubflowHomes:
         self._ends.append((t, key, end))
 
     def matched(self, now: float) -> Iterator[tuple[int, ConnectionSubflowTrack, SubflowEnd]]:
-        """Each waiting message whose subflow is known, once (its registration goes with it)."""
+        """Each waiting message whose subflow is known, once (its registration goes with it).  The
+        same end told twice (``mptop run`` hears it from the cgroup's BPF program and from the
+        destroy broadcast) counts once: the second copy, same address pair and same counters, is
+        dropped rather than left waiting for the next subflow that gets those addresses."""
         waiting: deque[tuple[float, SubflowKey, SubflowEnd]] = deque(maxlen=ENDS_MAX)
         ends, self._ends = self._ends, waiting
+        self._told = {k: told for k, told in self._told.items() if now - told[0] < END_WAIT_S}
         for t, key, end in ends:
+            counts = (end.tcp.bytes_received, end.tcp.bytes_acked)
+            told = self._told.get(key)
+            if told is not None and told[1] == counts:
+                continue
             home = self._homes.pop(key, None)
             if home is not None:
                 self._expiry.pop(key, None)
+                self._told[key] = (now, counts)
                 yield home[0], home[1], end
             elif now - t < END_WAIT_S:
                 waiting.append((t, key, end))
