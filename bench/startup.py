@@ -6,7 +6,9 @@ Run as root::
 
 Three comparisons, each contender started ``--rounds`` times, the contenders of a comparison
 alternated run by run (the order rotates every round, so a noisy neighbour hits them alike);
-medians and ratios are printed, and the machine's load average before and after:
+medians and minimums and their ratios are printed (on a shared machine the minimum is the steadier
+figure), with the CPU time of the processes that run to their end (user + system, every thread and
+child), and the machine's load average before and after:
 
 * **version**: ``mptop --version`` and ``mptop --help`` against ``python -c pass`` (the same
   interpreter mptop runs on) — wall time of the process.  Target: ``--version`` ≤ 3×.
@@ -19,7 +21,8 @@ medians and ratios are printed, and the machine's load average before and after:
   time from spawn until the frame's text has been written (a marker only that frame draws), then
   ``q``.  Target: ≤ 1.2× the hello app.
 
-The bench prints; it never asserts.  The last lines are ``RESULT name=… ratio=… target=…``.
+The bench prints; it never asserts.  The last lines are ``RESULT name=… ratio=… target=…`` (the
+ratio of medians; ``min=`` the ratio of minimums, ``cpu=`` of the minimum CPU times when measured).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import compileall
 import fcntl
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -83,8 +87,17 @@ def mptop_argv(*args: str) -> list[str]:
     return [str(script), *args] if script.exists() else [PY, "-m", "mptop", *args]
 
 
-def timed(argv: Sequence[str], ns: Namespace | None = None, timeout: float = 60.0) -> float | None:
-    """Wall seconds from spawn to exit of ``argv`` (in ``ns``), or None when it failed."""
+Run = tuple[float, float | None]    # (wall seconds, CPU seconds or None when not measured)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: Sequence[str], ns: Namespace | None = None, timeout: float = 60.0) -> Run | None:
+    """(wall, CPU) seconds from spawn to exit of ``argv`` (in ``ns``), or None when it failed."""
+    cpu = _children_cpu()
     with ns.entered() if ns is not None else nullcontext():
         start = time.monotonic()
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -100,10 +113,10 @@ def timed(argv: Sequence[str], ns: Namespace | None = None, timeout: float = 60.
         print(f"  {' '.join(argv[:3])}…: exit {proc.returncode}: {err.decode(errors='replace')[-200:]}",
               file=sys.stderr)
         return None
-    return took
+    return took, _children_cpu() - cpu
 
 
-def first_frame(argv: Sequence[str], marker: bytes, ns: Namespace | None = None) -> float | None:
+def first_frame(argv: Sequence[str], marker: bytes, ns: Namespace | None = None) -> Run | None:
     """Seconds from spawn until ``marker`` shows in what ``argv`` wrote to its pseudo-terminal
     (escape sequences stripped); then ``q``, and SIGKILL if it does not leave."""
     master, slave = os.openpty()
@@ -142,15 +155,16 @@ def first_frame(argv: Sequence[str], marker: bytes, ns: Namespace | None = None)
         os.close(master)
     if took is None:
         print(f"  {' '.join(argv[:3])}…: no {marker!r} within {FRAME_TIMEOUT:g} s", file=sys.stderr)
-    return took
+        return None
+    return took, None                       # the process is stopped after its frame: no CPU to the frame
 
 
-Contender = tuple[str, Callable[[], float | None]]
+Contender = tuple[str, Callable[[], Run | None]]
 
 
-def alternate(contenders: Sequence[Contender], rounds: int) -> dict[str, list[float | None]]:
+def alternate(contenders: Sequence[Contender], rounds: int) -> dict[str, list[Run | None]]:
     """Each contender ``rounds`` times, interleaved; the order rotates every round."""
-    runs: dict[str, list[float | None]] = {name: [] for name, _ in contenders}
+    runs: dict[str, list[Run | None]] = {name: [] for name, _ in contenders}
     for r in range(rounds):
         order = list(contenders[r % len(contenders):]) + list(contenders[:r % len(contenders)])
         for name, run in order:
@@ -158,21 +172,35 @@ def alternate(contenders: Sequence[Contender], rounds: int) -> dict[str, list[fl
     return runs
 
 
-def report(title: str, runs: dict[str, list[float | None]], base: str,
+def _least(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return min(known) if known else None
+
+
+def report(title: str, runs: dict[str, list[Run | None]], base: str,
            targets: dict[str, float]) -> list[str]:
-    """The table of medians and ratios to ``base``; the RESULT lines of the targeted contenders."""
-    print(f"\n{title}   (median of {max(len(v) for v in runs.values())} runs; ms; ratio to {base})")
-    base_ms = median(runs[base])
+    """The table of medians, minimums and their ratios to ``base``; the RESULT lines of the targeted
+    contenders."""
+    print(f"\n{title}   ({max(len(v) for v in runs.values())} runs each; ms; ratios to {base})")
+    print(f"  {'':<26} {'median':>7} {'ratio':>6}  {'min':>6} {'ratio':>6}  {'CPU min':>7} {'ratio':>6}")
+
+    def figures(name: str) -> tuple[float | None, float | None, float | None]:
+        done = [run for run in runs[name] if run is not None]
+        walls, cpus = [w for w, _ in done], [c for _, c in done]
+        return median(walls), _least(walls), _least(cpus)
+
+    base_median, base_min, base_cpu = figures(base)
     results = []
-    for name, values in runs.items():
-        m = median(values)
-        r = ratio(m, base_ms)
-        known = sorted(v for v in values if v is not None)
-        spread = f"{known[0] * 1e3:.0f}-{known[-1] * 1e3:.0f}" if known else "n/a"
-        print(f"  {name:<34} {fmt(None if m is None else m * 1e3, '8.0f')}  ×{fmt(r, '5.2f')}  (runs {spread})")
+    for name in runs:
+        m, least, cpu = figures(name)
+        r, r_min, r_cpu = ratio(m, base_median), ratio(least, base_min), ratio(cpu, base_cpu)
+        print(f"  {name:<26} {fmt(None if m is None else m * 1e3, '7.0f')} ×{fmt(r, '5.2f')}  "
+              f"{fmt(None if least is None else least * 1e3, '6.0f')} ×{fmt(r_min, '5.2f')}  "
+              f"{fmt(None if cpu is None else cpu * 1e3, '7.0f')} ×{fmt(r_cpu, '5.2f')}")
         if name in targets:
             verdict = "n/a" if r is None else ("met" if r <= targets[name] else "MISSED")
-            results.append(f"RESULT name={title}:{name.replace(' ', '_')} ratio={fmt(r)} "
+            cpu_part = f" cpu={fmt(r_cpu)}" if r_cpu is not None else ""
+            results.append(f"RESULT name={title}:{name.replace(' ', '_')} ratio={fmt(r)} min={fmt(r_min)}{cpu_part} "
                            f"target<={targets[name]:g} {verdict}")
     return results
 

@@ -38,7 +38,8 @@ mptop serve [demo|URL…] the TUI in a browser tab (http://127.0.0.1:8000/)"""
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command; with ``only``, the options of that command alone ("": of none),
-    so that ``--version``, ``--help`` and each command import no other command's module."""
+    so that ``--version``, ``--help`` and each command import no other command's module.  With a
+    command named, the others get no sub-parser at all (a parser costs ~0.3 ms of every start)."""
     parser = argparse.ArgumentParser(
         prog="mptop",
         description="See Multipath TCP work: per-path throughput, subflows, path-manager events, fallback.",
@@ -47,6 +48,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-V", "--version", action="version", version=f"mptop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
+        if only and name != only:
+            continue
         p = sub.add_parser(name, help=help_text, description=help_text, prog=f"mptop {name}")
         if only is None or only == name:
             cmd = importlib.import_module(f"mptop.commands.{module}")

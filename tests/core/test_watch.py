@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from mptop import cli
-from mptop.core import watch as watch_mod
+from mptop.commands import tty
+from mptop.core import watch_open
 from mptop.core.model import ConnectionSample, Event, SubflowSample
 from mptop.core.paths import InterfaceMap
 from mptop.core.watch import ConnectionFilter
@@ -24,6 +25,7 @@ from mptop.kernel.types import (
     PmEventKind,
     TcpInfo,
 )
+from mptop.tui import app as tui_app
 
 WLAN, WWAN = ("192.0.2.2", "192.0.2.1"), ("198.51.100.2", "198.51.100.1")
 
@@ -255,14 +257,18 @@ def test_filters() -> None:
     assert not ConnectionFilter(port=8080).matches_diag(two_paths(1, 1))
 
 
+@pytest.mark.parametrize("argv", [["--json", "--count", "1"], []], ids=["json", "tui"])
 def test_unavailable_diag_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+                                                 capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    # The TUI's check comes before its first frame: one line, no screen (the sampler comes after it).
     class NoMptcpDiag:
         def __init__(self) -> None:
             raise MptcpDiagUnavailable(errno.ENOENT, "kernel built without MPTCP socket diagnostics")
 
-    monkeypatch.setattr(watch_mod, "DiagReader", NoMptcpDiag)
-    assert cli.main(["watch", "--json", "--count", "1"]) == 1
+    monkeypatch.setattr(watch_open, "DiagReader", NoMptcpDiag)
+    monkeypatch.setattr(tty, "interactive", lambda: True)
+    monkeypatch.setattr(tui_app, "run_app", lambda *a, **k: pytest.fail("the TUI started"))
+    assert cli.main(["watch", *argv]) == 1
     out, err = capsys.readouterr()
     assert out == ""
     assert err == "mptop watch: cannot list MPTCP connections: kernel built without MPTCP socket diagnostics\n"

@@ -5,7 +5,6 @@ independently of the decoder's table, so a slip there shows up here."""
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import socket
 import struct
@@ -92,8 +91,8 @@ def test_decode_round_trip(case: tuple[int, bytes, dict[str, Any], dict[int, byt
     cmd, raw, fields, extra = case
     (event,) = decode_datagram(datagram(cmd, raw), FAMILY_ID)
     # one spelling per address: inet_ntop writes ::ffff:0.0.0.0 where ipaddress writes ::ffff:0:0
-    event = dataclasses.replace(event, **{k: str(ipaddress.ip_address(v)) for k, v in
-                                          (("saddr", event.saddr), ("daddr", event.daddr)) if v})
+    event = event._replace(**{k: str(ipaddress.ip_address(v)) for k, v in
+                                (("saddr", event.saddr), ("daddr", event.daddr)) if v})
     assert event == PmEvent(kind=PmEventKind(cmd), extra=extra, **fields)
 
 

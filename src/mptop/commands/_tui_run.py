@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from mptop.commands import ImportsWithoutCollections
 from mptop.commands.get import checked_labels, usage_error
 
 if TYPE_CHECKING:
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 
 
 def run_downloads(args: argparse.Namespace) -> int:
-    from mptop.tui.app import MptopApp, run_app
+    with ImportsWithoutCollections():
+        from mptop.tui.app import MptopApp, run_app
 
     with ExitStack() as stack:
         record: Sink | None = None

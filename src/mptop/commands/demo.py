@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
         return launch(args, lambda record, stack: headless_demo(args, scenario, record, stack))
     # The TUI's first frame does not wait for the download engine nor the lab (mptop.demo.tui).
-    from mptop.demo.tui import tui_demo
+    from mptop.commands import ImportsWithoutCollections
+
+    with ImportsWithoutCollections():
+        from mptop.demo.tui import tui_demo
 
     return launch(args, lambda record, _stack: tui_demo(args, scenario, record))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mptop.commands import ImportsWithoutCollections
 from mptop.commands.options import add_display_arguments, count, positive_float
 
 
@@ -81,6 +82,6 @@ def run(args: argparse.Namespace) -> int:
         from mptop.commands._tui_run import run_downloads
 
         return run_downloads(args)
-    from mptop.commands._get_run import run_headless
-
+    with ImportsWithoutCollections():
+        from mptop.commands._get_run import run_headless
     return run_headless(args)

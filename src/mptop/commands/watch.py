@@ -6,11 +6,15 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from mptop.commands import fail
+from mptop.commands import ImportsWithoutCollections, fail
 from mptop.commands.options import add_display_arguments, port, positive_int
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from mptop.core.model import Record
     from mptop.core.watch import WatchSampler
+    from mptop.core.watch_open import DiagReader
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,31 +30,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
-
     from mptop.commands.tty import interactive, no_terminal
-    from mptop.core.paths import parse_labels
-    from mptop.core.watch import ConnectionFilter, MptcpUnavailable, WatchSampler
+    from mptop.core.watch_open import MptcpUnavailable, open_listing
 
-    try:
-        labels = parse_labels(args.label)
-    except ValueError as e:
-        return fail("watch", str(e))
+    labels: dict[str, str] = {}
+    if args.label:
+        from mptop.core.paths import parse_labels  # the path book: not before the TUI's first frame
+
+        try:
+            labels = parse_labels(args.label)
+        except ValueError as e:
+            return fail("watch", str(e))
     if not args.json and not interactive():
         return no_terminal("watch", "use `mptop watch --json` (NDJSON; --count N to stop)")
-    # The TUI filters in view (shown, and cleared with Esc); --json filters in the sampler.
-    only = ConnectionFilter(process=args.process, port=args.port) if args.json else None
-    sampler = WatchSampler(args.interval, labels, only=only)
+    # The one check before anything is drawn; the sampler (records, trackers) comes after the TUI's
+    # first frame (bench/startup.py) and takes this reader over.
     try:
-        sampler.open()
+        listing = open_listing()
     except MptcpUnavailable as e:
         return fail("watch", f"cannot list MPTCP connections: {e.reason}")
     except OSError as e:
         return fail("watch", f"cannot list MPTCP connections: {e.strerror or e}")
-    try:
-        if args.json:
+    if args.json:
+        import asyncio
+
+        from mptop.core.watch import ConnectionFilter, WatchSampler
+
+        # --json filters in the sampler; the TUI filters in view (shown, and cleared with Esc).
+        sampler = WatchSampler(args.interval, labels, only=ConnectionFilter(process=args.process, port=args.port))
+        try:
+            sampler.open(listing)
             return asyncio.run(_json_stream(sampler, args.count, sys.stdout))
-        return _tui(args, sampler, _filter_text(args.process, args.port))
+        finally:
+            sampler.close()
+    try:
+        return _tui(args, _records(args, labels, listing), _filter_text(args.process, args.port))
+    finally:
+        listing.close()        # the sampler closed it too, unless the TUI ended before it started
+
+
+async def _records(args: argparse.Namespace, labels: dict[str, str], listing: DiagReader) -> AsyncIterator[Record]:
+    """The watch sampler's records, made once the TUI has drawn its first frame."""
+    from mptop.core.watch import WatchSampler
+
+    sampler = WatchSampler(args.interval, labels)
+    try:
+        sampler.open(listing)
+        async for record in sampler.records(args.count):
+            yield record
     finally:
         sampler.close()
 
@@ -75,11 +102,11 @@ def _filter_text(process: str | None, port: int | None) -> str:
     return " ".join(terms)
 
 
-def _tui(args: argparse.Namespace, sampler: WatchSampler, query: str = "") -> int:
-    from mptop.tui.app import MptopApp, run_app
-    from mptop.tui.watch_screen import WatchScreen
-
-    app = MptopApp(sampler.records(args.count), mode="watch", finished_text="stopped")
+def _tui(args: argparse.Namespace, records: AsyncIterator[Record], query: str = "") -> int:
+    with ImportsWithoutCollections():
+        from mptop.tui.app import MptopApp, run_app
+        from mptop.tui.watch_screen import WatchScreen
+    app = MptopApp(records, mode="watch", finished_text="stopped")
     app.units = args.unit
     if isinstance(app.main, WatchScreen):
         app.main.set_filter(query)

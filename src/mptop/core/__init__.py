@@ -35,6 +35,7 @@ Our transfers — the sockets mptop opened itself
 System-wide — every MPTCP connection of the network namespace
     watch          ``mptop watch``: the sampler over sock_diag dumps
     watch_filter   which connections watch shows (--process, --port, the TUI's / filter)
+    watch_open     can MPTCP connections be listed here: watch's check before its TUI starts
     watch_track    each dump → ConnectionSamples, paths and events (pure)
     watch_ends     watch's connection tracks; destroyed subflows' final counters matched to them (pure)
     export         ``mptop export``: the namespace's MPTCP state as Prometheus metrics

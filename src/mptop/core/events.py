@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from mptop.core.units import format_bytes, format_duration
 from mptop.kernel import host
@@ -35,8 +35,7 @@ def stall_threshold(interval: float) -> float:
     return max((STALL_TICKS - 0.25) * interval, STALL_MIN_S)
 
 
-@dataclass(frozen=True, slots=True)
-class StallChange:
+class StallChange(NamedTuple):
     kind: Literal["path_stalled", "path_recovered"]
     outage_s: float          # stalled: time without bytes so far; recovered: the whole outage
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from mptop.core.safe_text import escape_controls
 
@@ -27,8 +26,7 @@ class TransferError(Exception):
     """An expected failure whose message is already the plain line to show."""
 
 
-@dataclass(frozen=True, slots=True)
-class FailureContext:
+class FailureContext(NamedTuple):
     """What the transfer knew when it failed: the wording depends on it."""
 
     host: str = ""
@@ -37,6 +35,9 @@ class FailureContext:
     connect_timeout: float | None = None
     idle_timeout: float | None = None
     max_redirects: int | None = None
+
+
+NOTHING_KNOWN = FailureContext()     # describe() without a transfer's context
 
 
 # Errnos of file operations: (with the file's name, without it).
@@ -63,7 +64,7 @@ _CONNECT_ERRNOS: dict[int, str] = {
 }
 
 
-def describe(exc: BaseException, ctx: FailureContext = FailureContext()) -> str:
+def describe(exc: BaseException, ctx: FailureContext = NOTHING_KNOWN) -> str:
     """One plain line for ``exc`` (see the module docstring).  Never raises: an exception object
     that lacks what its class promises (aiohttp's ``NonHttpUrlRedirectClientError`` has no
     ``url``), or whose ``str()`` fails, still gives a line."""

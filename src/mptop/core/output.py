@@ -29,7 +29,7 @@ import stat
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 from urllib.parse import unquote
 
 from mptop.core.failures import TransferError
@@ -43,8 +43,7 @@ FALLBACK_NAME = "download"     # the URL's or server's name had nothing usable l
 _NAME_MAX_BYTES = 255 - len(PART_SUFFIX)
 
 
-@dataclass(frozen=True, slots=True)
-class OutputPlan:
+class OutputPlan(NamedTuple):
     """What ``-o`` asked for, for every URL of the run."""
 
     kind: Literal["dir", "file", "stdout"]

@@ -35,6 +35,7 @@ from mptop.core.paths import InterfaceMap
 from mptop.core.polling import PmFeed, rearming, sleep_unless
 from mptop.core.sampler import Sampler, wall_clock_now
 from mptop.core.watch_filter import ConnectionFilter as ConnectionFilter  # where it was first
+from mptop.core.watch_open import open_listing
 from mptop.core.watch_track import WatchTracker
 from mptop.kernel import host
 from mptop.kernel.diag import DiagReader
@@ -103,12 +104,12 @@ class WatchSampler:
             self.tracker.owned(self.now(), token, *owner)
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def open(self) -> None:
+    def open(self, listing: DiagReader | None = None) -> None:
         """Open the diag reader in the calling thread's netns and dump once, so that a kernel that
-        cannot list MPTCP connections fails here (MptcpDiagUnavailable) rather than mid-stream."""
+        cannot list MPTCP connections fails here (MptcpDiagUnavailable) rather than mid-stream;
+        ``listing``: a reader :func:`~mptop.core.watch_open.open_listing` made (this sampler closes it)."""
         if self._reader is None:
-            self._reader = DiagReader()
-            self._reader.connections()
+            self._reader = listing or open_listing()
             try:
                 self._ends = SubflowEnds()
             except OSError:               # no destroy broadcasts: a connection's last interval is lost

@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import fields
 from operator import itemgetter
 from typing import Any
 
@@ -55,23 +54,8 @@ _COOKIE_SPAN = (60, 68)
 _FP_COOKIE = 2           # the cookie's index in a fingerprint: after [0:8], [16:60]
 
 
-def _fast_constructor(cls: type) -> Callable[..., Any]:
-    """A positional constructor for a frozen, slotted dataclass that sets each slot directly.
-
-    A frozen dataclass's ``__init__`` looks up and calls ``object.__setattr__`` per field; calling
-    the slot descriptors is about twice as fast (a DiagSubflow of every subflow that moved is built
-    every poll).  Same object as ``cls(*values)`` (the types define no ``__post_init__``).
-    """
-    names = [f.name for f in fields(cls)]
-    env: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    env.update({f"_set_{n}": getattr(cls, n).__set__ for n in names})
-    body = "".join(f"    _set_{n}(o, {n})\n" for n in names)
-    exec(f"def build({', '.join(names)}):\n    o = _new(_cls)\n{body}    return o\n", env)
-    return env["build"]
-
-
 _new_tcp_info = TcpInfo._make  # TcpInfo, MptcpInfo and DiagConnection are named tuples: one C call each
-_new_subflow = _fast_constructor(DiagSubflow)
+_new_subflow = DiagSubflow     # a named tuple too: its generated __new__ is one tuple.__new__ call
 _tuple_new = tuple.__new__
 
 _ip_cache: dict[tuple[int, bytes], str] = {}

@@ -17,7 +17,7 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mptop.kernel.structs import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_HEADER
 from mptop.kernel.types import KernelParseError
@@ -63,8 +63,7 @@ class NetlinkError(OSError):
         self.kernel_message = kernel_message
 
 
-@dataclass(frozen=True, slots=True)
-class GenlFamily:
+class GenlFamily(NamedTuple):
     name: str
     id: int
     groups: dict[str, int]   # multicast group name -> id
@@ -163,8 +162,7 @@ def text(attrs: Attrs, kind: int) -> str:
     return attrs.get(kind, b"").split(b"\0", 1)[0].decode(errors="replace")
 
 
-@dataclass(frozen=True, slots=True)
-class NetlinkMessage:
+class NetlinkMessage(NamedTuple):
     type: int
     flags: int
     seq: int

@@ -12,8 +12,8 @@ import os
 import re
 import socket
 import struct
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from mptop.kernel.ifaddrs import interface_addresses
 from mptop.kernel.sockets import create_mptcp_socket
@@ -37,8 +37,7 @@ def kernel_version(release: str | None = None) -> tuple[int, int, int]:
     return int(major), int(minor), int(patch or 0)
 
 
-@dataclass(frozen=True, slots=True)
-class KernelFeatures:
+class KernelFeatures(NamedTuple):
     """What this kernel's MPTCP readers and fields should offer, judged from its version alone.
 
     Distribution kernels backport features, and the version says nothing about build options
@@ -124,8 +123,7 @@ def mptcp_counters(path: Path = NETSTAT) -> dict[str, int]:
     return parse_netstat(text).get("MPTcpExt", {})
 
 
-@dataclass(frozen=True, slots=True)
-class Interface:
+class Interface(NamedTuple):
     name: str
     ifindex: int
     addresses: tuple[str, ...]    # IPv4 and IPv6 (link-local with its %scope, as getnameinfo writes it)

@@ -30,9 +30,8 @@ import os
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 LinkType = Literal["wifi", "cellular", "tether", "ethernet", "bluetooth", "ppp", "other"]
 LINK_TYPES: tuple[LinkType, ...] = ("wifi", "cellular", "tether", "ethernet", "bluetooth", "ppp", "other")
@@ -57,8 +56,7 @@ _SIOCGIFHWADDR = 0x8927
 Identity = Callable[[str], "tuple[int, str] | None"]
 
 
-@dataclass(frozen=True, slots=True)
-class LinkKind:
+class LinkKind(NamedTuple):
     """An interface's link type and the evidence it was read from (one short phrase)."""
 
     type: LinkType

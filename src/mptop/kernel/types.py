@@ -1,15 +1,18 @@
 """What the kernel tells about MPTCP connections, as typed values.
 
-Every reader in :mod:`mptop.kernel` returns these: frozen dataclasses, and named tuples where
-one is built per connection or subflow on every poll.  Nothing above this layer touches raw
-structs or netlink.  Fields that an older kernel does not fill are ``None``
-(the structs grow between versions and we only trust the length the kernel returned).
+Every reader in :mod:`mptop.kernel` returns these: immutable named tuples.  One is built per
+connection or subflow on every poll, and a tuple is built in one C call; a named tuple is also
+defined in a fifth of a frozen dataclass's time, which every start-up pays for each class
+(bench/startup.py).  Nothing above this layer touches raw structs or netlink.  Fields that an older
+kernel does not fill are ``None`` (the structs grow between versions and we only trust the length
+the kernel returned).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 Address = tuple[str, int]
@@ -124,8 +127,7 @@ class SubflowReading(NamedTuple):
     tcp: TcpInfo | None
 
 
-@dataclass(frozen=True, slots=True)
-class SocketReading:
+class SocketReading(NamedTuple):
     """Everything one call learns about a socket we own."""
 
     status: SocketStatus
@@ -148,8 +150,7 @@ SUBFLOW_FLAG_CONNECTED = 1 << 7
 SUBFLOW_FLAG_MAPVALID = 1 << 8
 
 
-@dataclass(frozen=True, slots=True)
-class DiagSubflow:
+class DiagSubflow(NamedTuple):
     """A TCP socket carrying the ``mptcp`` ULP, as sock_diag dumps it (any process)."""
 
     local: Address
@@ -202,8 +203,7 @@ class EndpointFlag(enum.IntFlag):
     LAMINAR = 1 << 5
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """A path-manager endpoint (``ip mptcp endpoint show``)."""
 
     id: int
@@ -214,8 +214,7 @@ class Endpoint:
     port: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
+class Limits(NamedTuple):
     subflows: int
     add_addr_accepted: int
 
@@ -233,8 +232,7 @@ class PmEventKind(enum.Enum):
     LISTENER_CLOSED = 16
 
 
-@dataclass(frozen=True, slots=True)
-class PmEvent:
+class PmEvent(NamedTuple):
     """One path-manager event from the ``mptcp_pm_events`` multicast group."""
 
     kind: PmEventKind
@@ -254,4 +252,4 @@ class PmEvent:
     reset_reason: int | None = None
     reset_flags: int | None = None
     server_side: bool | None = None
-    extra: dict[int, bytes] = field(default_factory=dict)   # attributes this version does not know
+    extra: Mapping[int, bytes] = MappingProxyType({})   # attributes this version does not know

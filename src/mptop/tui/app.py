@@ -34,7 +34,6 @@ from mptop.tui.screen import MainScreen
 from mptop.tui.sources import Pausable
 from mptop.tui.terminal import TerminalGuard
 from mptop.tui.too_small import TooSmallScreen, too_small
-from mptop.tui.watch_screen import WatchScreen
 
 if TYPE_CHECKING:
     from mptop.core.model import Record, Sink
@@ -104,7 +103,13 @@ class MptopApp(App[int]):
         self.finished = False
         self.error: str | None = None               # why the source stopped, if it failed
         self.frames = 0                             # redraws applied (tests count them)
-        self.main = WatchScreen(clock) if mode == "watch" else MainScreen(mode, clock)
+        self.main: MainScreen
+        if mode == "watch":      # its screen, query and filter: not loaded by the other TUIs (bench/startup.py)
+            from mptop.tui.watch_screen import WatchScreen
+
+            self.main = WatchScreen(clock)
+        else:
+            self.main = MainScreen(mode, clock)
 
     @property
     def state(self) -> ViewState:
