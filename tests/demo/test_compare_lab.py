@@ -19,9 +19,12 @@ from tests.conftest import unavailable as lab_unavailable
 
 pytestmark = pytest.mark.lab
 
-# The shipped story (down at 8 s, TCP gives up 20 s into a 25 s outage, 100 MB) at a third of the length: the
+# The shipped story (down at 8 s, TCP gives up 20 s into a 25 s outage, 100 MB) at about half its length: the
 # same 5 s between TCP giving up and Wi-Fi coming back, enough bytes left then for MPTCP to take Wi-Fi again.
-DOWN_S, IDLE_S, UP_S, SIZE = 3, 6, 14, 45_000_000
+# TCP's idle timeout is also the window of "MPTCP kept N Mbit/s": it holds MPTCP's own handover gap (a
+# retransmission timeout or more on the dead Wi-Fi subflow); in a 6 s window that gap put it at 6.3 Mbit/s
+# under two CPU burners, so the window is 10 s.
+DOWN_S, IDLE_S, UP_S, SIZE = 3, 10, 18, 50_000_000
 
 
 def shortened_compare(folder: Path) -> Path:
