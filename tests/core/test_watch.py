@@ -12,7 +12,7 @@ from mptop.commands import tty
 from mptop.core import watch_open
 from mptop.core.model import ConnectionSample, Event, SubflowSample
 from mptop.core.paths import InterfaceMap
-from mptop.core.watch import ConnectionFilter
+from mptop.core.watch_filter import ConnectionFilter
 from mptop.core.watch_track import PM_WAIT_S, WatchTracker
 from mptop.kernel.diag import MptcpDiagUnavailable
 from mptop.kernel.types import (

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from mptop.core.watch import ConnectionFilter, WatchSampler
+from mptop.core.watch import WatchSampler
+from mptop.core.watch_filter import ConnectionFilter
 
 pytestmark = pytest.mark.lab
 

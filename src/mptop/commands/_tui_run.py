@@ -55,8 +55,9 @@ def run_downloads(args: argparse.Namespace) -> int:
         app = MptopApp(runner=runner, finished_text="all transfers finished — q to quit")
         app.units = args.unit
         crashed = run_app(app, theme=args.theme)
-        if not made and _make(args, made):           # quit before the transfers were made
-            return 2
+        code = _make(args, made) if not made else 0  # quit before the transfers were made
+        if code:
+            return code
         from mptop.commands._get_run import report_failures
         from mptop.sinks import ConsoleView
 

@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         import asyncio
 
-        from mptop.core.watch import ConnectionFilter, WatchSampler
+        from mptop.core.watch import WatchSampler
+        from mptop.core.watch_filter import ConnectionFilter
 
         # --json filters in the sampler; the TUI filters in view (shown, and cleared with Esc).
         sampler = WatchSampler(args.interval, labels, only=ConnectionFilter(process=args.process, port=args.port))

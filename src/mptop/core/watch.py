@@ -34,7 +34,7 @@ from mptop.core.model import Event, HostInfo, Record, Sample
 from mptop.core.paths import InterfaceMap
 from mptop.core.polling import PmFeed, rearming, sleep_unless
 from mptop.core.sampler import Sampler, wall_clock_now
-from mptop.core.watch_filter import ConnectionFilter as ConnectionFilter  # where it was first
+from mptop.core.watch_filter import ConnectionFilter
 from mptop.core.watch_open import open_listing
 from mptop.core.watch_track import WatchTracker
 from mptop.kernel import host
