@@ -9,10 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mptop.demo.scenario import IFACES, Scenario, Step
-from mptop.lab import Lab, LabConfig
-from mptop.lab.actions import EndpointConfig
+from mptop.lab import LabConfig
+
+if TYPE_CHECKING:          # the lab itself loads once the demo's first frame is drawn (mptop.demo.tui)
+    from mptop.lab import Lab
+    from mptop.lab.actions import EndpointConfig
 
 WIFI, CELLULAR = IFACES
 Note = Callable[[str, str], None]    # (event kind: "scenario" or "user_action", what was done)

@@ -42,8 +42,26 @@ Unprivileged: call :func:`mptop.lab.userns.enter_user_namespace` first (single-t
 ``Lab.start()`` raises :class:`LabUnavailable` with what to run when namespaces cannot be made.
 """
 
-from mptop.lab.actions import Lab
+from typing import TYPE_CHECKING
+
 from mptop.lab.config import PATHS, LabConfig, LabError, LabPath, LabUnavailable
-from mptop.lab.netns import Namespace
+
+if TYPE_CHECKING:
+    from mptop.lab.actions import Lab
+    from mptop.lab.netns import Namespace
 
 __all__ = ["Lab", "LabConfig", "LabError", "LabPath", "LabUnavailable", "Namespace", "PATHS"]
+
+
+def __getattr__(name: str) -> object:
+    """``Lab`` and ``Namespace`` load at first use: `mptop demo` names the lab's errors before its
+    first frame, and the lab itself (ctypes, the server, the content hashes) is built after it."""
+    if name == "Lab":
+        from mptop.lab.actions import Lab
+
+        return Lab
+    if name == "Namespace":
+        from mptop.lab.netns import Namespace
+
+        return Namespace
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
