@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from mptop.tui.toplist import TopList
 
 Runner = Callable[["Sink"], Awaitable[object]]
+FIRST_FRAME_SWITCH_S = 0.0005     # the GIL's switch interval until the first frame is out (MptopApp.on_load)
 
 
 class RecordArrived(Message):
@@ -165,7 +166,16 @@ class MptopApp(App[int]):
     def get_default_screen(self) -> MainScreen:
         return self.main
 
+    def on_load(self) -> None:
+        # Textual writes each frame from a thread of its own.  Right after the first frame the main
+        # thread goes on settling the layout for ~5 ms, and the writer would wait that long (Python's
+        # 5 ms switch interval) for the GIL before the frame reaches the terminal: until it is out, the
+        # main thread lets go of the GIL sooner (bench/startup.py; restored in on_mount).
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, FIRST_FRAME_SWITCH_S))
+
     def on_mount(self) -> None:
+        self.call_after_refresh(sys.setswitchinterval, self._switch_interval)    # the first frame is out
         self.theme_changed_signal.subscribe(self, lambda _: self.redraw())
         # No redraw here: the first frame is the header and empty panels; the screen redraws after it
         # (MainScreen._first_draw), which makes the view model (bench/startup.py).
