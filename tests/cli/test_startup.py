@@ -202,7 +202,8 @@ def test_a_headless_get_imports_its_engine_without_collections_then_collects(tmp
 # What no first frame waits for: the subflows table (Textual's DataTable: module, CSS, mount) is mounted
 # in its panel once the frame is drawn; watch's filter box (an Input) too, until `/` or --process shows it.
 LATER_WIDGETS = {"SubflowsTable", "DataTable", "Input", "Toast"}
-LATER_MODULES = ("mptop.tui.subflows", "textual.widgets._data_table", "mptop.core.rates")
+LATER_MODULES = ("mptop.tui.subflows", "textual.widgets._data_table", "mptop.core.rates", "mptop.tui.help",
+                 "mptop.tui.too_small")
 # The first frame's header and panels' frames.
 FRAME = ("mptop", "Paths", "Subflows", "Events")
 

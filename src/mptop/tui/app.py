@@ -29,11 +29,9 @@ from textual.screen import Screen
 
 from mptop import config
 from mptop.tui import format as fmt
-from mptop.tui.help import HelpScreen
 from mptop.tui.screen import MainScreen
 from mptop.tui.sources import Pausable
 from mptop.tui.terminal import TerminalGuard
-from mptop.tui.too_small import TooSmallScreen, too_small
 
 if TYPE_CHECKING:
     from mptop.core.model import Record, Sink
@@ -190,6 +188,9 @@ class MptopApp(App[int]):
 
     def fit_terminal(self) -> None:
         """Below 60×20 one line says so over every screen; it goes once the terminal is big enough."""
+        # This screen and the help's are loaded when they may show: after the first frame (bench/startup.py).
+        from mptop.tui.too_small import TooSmallScreen, too_small
+
         small = too_small(self.size)
         if isinstance(self.screen, TooSmallScreen):
             if small:
@@ -256,11 +257,15 @@ class MptopApp(App[int]):
         # Imported on the first `e`: the path manager's client and its forms are a fifth of what the
         # first frame would otherwise wait for (bench/startup.py).
         from mptop.tui.endpoints import EndpointsScreen
+        from mptop.tui.too_small import TooSmallScreen
 
         if not self.replaying and not isinstance(self.screen, EndpointsScreen | TooSmallScreen):
             self.push_screen(EndpointsScreen())
 
     def action_help(self) -> None:
+        from mptop.tui.help import HelpScreen
+        from mptop.tui.too_small import TooSmallScreen
+
         if not isinstance(self.screen, HelpScreen | TooSmallScreen):
             self.clear_notifications()          # nothing on top of the help
             self.push_screen(HelpScreen(self.key_help()))
