@@ -20,6 +20,7 @@ Measuring — shared by our transfers and the system-wide view (never the HTTP c
     missing        a path that is up, has an endpoint, and lost its subflow (the kernel never re-adds it)
     history        the one time series behind charts and sparklines
     polling        a poll that re-arms itself, and path-manager events on the side
+    hostinfo       the host record (sysctls, path manager, limits, interface labels) for every header
 
 Our transfers — the sockets mptop opened itself
     sampler        every interval: each transfer's sockets → a Sample and new Events

@@ -29,14 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timezone
 
-from mptop import __version__
 from mptop.core.events import (
     FallbackCounters,
     LinkWatch,
@@ -46,6 +43,7 @@ from mptop.core.events import (
     describe_transfer,
     fallback_reason,
 )
+from mptop.core.hostinfo import read_host_info, wall_clock_now
 from mptop.core.missing import MissingSubflows
 from mptop.core.model import (
     Direction,
@@ -58,7 +56,7 @@ from mptop.core.model import (
     TransferSample,
     TransferSummary,
 )
-from mptop.core.paths import InterfaceMap, PathBook, label_for
+from mptop.core.paths import InterfaceMap, PathBook
 from mptop.core.pm_router import PmRouter
 from mptop.core.polling import PmFeed, rearming, sleep_unless
 from mptop.core.rates import eta_seconds
@@ -75,7 +73,6 @@ from mptop.core.tracking import (
 )
 from mptop.kernel import host
 from mptop.kernel.linktype import link_kind
-from mptop.kernel.pm import get_limits
 from mptop.kernel.sockopt import read_socket
 from mptop.kernel.types import KernelParseError, SocketReading, SocketStatus
 
@@ -317,24 +314,7 @@ class Sampler:
         """MPTCP on this host (the calling thread's netns) for the header.  Subscribes to the
         path-manager events (as :meth:`run` would) to tell whether ``events`` is "netlink"."""
         self.start_events()
-        sysctls = host.mptcp_sysctls()
-        subflows: int | None
-        accepted: int | None
-        try:
-            limits = get_limits()
-            subflows, accepted = limits.subflows, limits.add_addr_accepted
-        except OSError:
-            subflows = accepted = None
-        enabled = sysctls.get("enabled")
-        kinds = {itf.name: link_kind(itf.name, itf.ifindex) for itf in host.interfaces() if itf.name != "lo"}
-        labels = {name: label_for(name, self.labels, kind) for name, kind in kinds.items()}
-        return HostInfo(
-            kernel=_kernel_release(), enabled=None if enabled is None else enabled == "1",
-            path_manager=host.path_manager(sysctls),
-            scheduler=sysctls.get("scheduler"), subflows_limit=subflows, add_addr_accepted_limit=accepted,
-            events=self._pm.mode, labels=labels, link_types={name: kind.type for name, kind in kinds.items()},
-            started=self.started, version=__version__,
-        )
+        return read_host_info(self.labels, self._pm.mode, self.started)
 
     def summary(self) -> Summary:
         """Per-transfer results; ``duration_s`` runs from the first transfer's start to the last one's end."""
@@ -376,15 +356,6 @@ def _live_reading(tr: TransferLike, readings: Sequence[tuple[int, socket.socket,
         if reading is not None:
             return index, reading
     return None
-
-
-def wall_clock_now() -> str:
-    """UTC now as ISO 8601 to the millisecond (``2026-12-04T13:29:00.123+00:00``)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _kernel_release() -> str:
-    return os.uname().release
 
 
 def _mean_bps(tr: TransferLike) -> float | None:

@@ -26,14 +26,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import replace
 
 from mptop.core.events import FallbackCounters
+from mptop.core.hostinfo import read_host_info, wall_clock_now
 from mptop.core.missing import MissingSubflows
 from mptop.core.model import Event, HostInfo, Record, Sample
 from mptop.core.paths import InterfaceMap
 from mptop.core.polling import PmFeed, rearming, sleep_unless
-from mptop.core.sampler import Sampler, wall_clock_now
 from mptop.core.watch_filter import ConnectionFilter
 from mptop.core.watch_open import open_listing
 from mptop.core.watch_track import WatchTracker
@@ -185,5 +184,4 @@ class WatchSampler:
     def host_info(self) -> HostInfo:
         """MPTCP on this host (the calling thread's netns); ``events`` tells whether PM events are
         subscribed ("netlink") or inferred from polls."""
-        base = Sampler(pm_events=False, labels=self.labels).host_info()
-        return replace(base, events=self._pm.mode, started=self.started)
+        return read_host_info(self.labels, self._pm.mode, self.started)
