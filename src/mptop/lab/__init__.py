@@ -44,24 +44,23 @@ Unprivileged: call :func:`mptop.lab.userns.enter_user_namespace` first (single-t
 
 from typing import TYPE_CHECKING
 
-from mptop.lab.config import PATHS, LabConfig, LabError, LabPath, LabUnavailable
+from mptop.lab.errors import LabError, LabUnavailable
 
 if TYPE_CHECKING:
     from mptop.lab.actions import Lab
+    from mptop.lab.config import PATHS, LabConfig, LabPath
     from mptop.lab.netns import Namespace
 
 __all__ = ["Lab", "LabConfig", "LabError", "LabPath", "LabUnavailable", "Namespace", "PATHS"]
+LAZY = {"Lab": "mptop.lab.actions", "Namespace": "mptop.lab.netns", "LabConfig": "mptop.lab.config",
+        "LabPath": "mptop.lab.config", "PATHS": "mptop.lab.config"}
 
 
 def __getattr__(name: str) -> object:
-    """``Lab`` and ``Namespace`` load at first use: `mptop demo` names the lab's errors before its
-    first frame, and the lab itself (ctypes, the server, the content hashes) is built after it."""
-    if name == "Lab":
-        from mptop.lab.actions import Lab
+    """The lab's errors are loaded with the package; the rest at first use: `mptop demo` names the
+    errors before its first frame, and builds the lab (ctypes, the server, the content hashes) after it."""
+    if name not in LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return Lab
-    if name == "Namespace":
-        from mptop.lab.netns import Namespace
-
-        return Namespace
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(LAZY[name]), name)
