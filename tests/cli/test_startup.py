@@ -239,7 +239,8 @@ def test_the_demos_first_frame_waits_for_none_of_the_lab_nor_its_intro(tmp_path:
 @pytest.mark.parametrize("command", ["watch", "demo"])
 def test_what_a_first_frame_loads_defines_no_dataclass(tmp_path: Path, command: str) -> None:
     # As the kernel's values: the demo's scenario, watch's filter and query are named tuples (a frozen
-    # dataclass is ~0.7 ms to define at every start); the subflows table's columns come after the frame.
+    # dataclass is ~0.5 ms to define at every start, a named tuple ~0.1 ms); the subflows table's
+    # columns come after the frame.
     _, modules, _ = first_frame_of(tmp_path, command)
     ours = [importlib.import_module(m) for m in among(modules, ("mptop",))]
     assert "mptop.tui.screen" in modules                    # the frame was drawn

@@ -19,7 +19,7 @@ class ConnectionFilter(NamedTuple):
     """Which connections to show.  ``process``: a name or shell pattern (``fire*``) or a pid;
     ``port``: a local or remote port of the connection or of any of its subflows; ``status``.
     (A named tuple: `mptop watch` defines it before its first frame, and a frozen dataclass costs
-    ~0.7 ms to define.)"""
+    ~0.5 ms to define, a named tuple ~0.1 ms.)"""
 
     process: str | None = None
     port: int | None = None

@@ -102,6 +102,7 @@ class MptopApp(App[int]):
         self.finished = False
         self.error: str | None = None               # why the source stopped, if it failed
         self.frames = 0                             # redraws applied (tests count them)
+        self._switch_interval = sys.getswitchinterval()     # restored once the first frame is out (on_load)
         self.main: MainScreen
         if mode == "watch":      # its screen, query and filter: not loaded by the other TUIs (bench/startup.py)
             from mptop.tui.watch_screen import WatchScreen
@@ -169,7 +170,6 @@ class MptopApp(App[int]):
         # thread goes on settling the layout for ~5 ms, and the writer would wait that long (Python's
         # 5 ms switch interval) for the GIL before the frame reaches the terminal: until it is out, the
         # main thread lets go of the GIL sooner (bench/startup.py; restored in on_mount).
-        self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(min(self._switch_interval, FIRST_FRAME_SWITCH_S))
 
     def on_mount(self) -> None:

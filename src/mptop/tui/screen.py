@@ -45,7 +45,7 @@ class MainScreen(Screen[None]):
         with Vertical(id="top-panel", classes="panel"):
             yield TopList(id="top")
         yield PathsView(id="paths")
-        # Its table comes after the first frame (:attr:`subflows`); an empty table is no row anyway.
+        # Its table comes after the first frame (subflows_table()); an empty table shows no row anyway.
         yield Vertical(id="subflows-panel", classes="panel")
         yield self.EVENT_LOG(id="events")
         yield Footer()
@@ -117,13 +117,13 @@ class MainScreen(Screen[None]):
             panel.border_subtitle = fmt.clip(state.comparison.verdict(), max(10, self.size.width - 6))
 
     def draw(self, state: ViewState, units: fmt.Units) -> None:
+        from mptop.core.rates import RATE_LABEL  # loaded with the records by now, not for the first frame
+
         self.draw_top(state, units)
         paths = self.query_one(PathsView)
         paths.show(state, units, chart_height=2 if self.size.height >= TALL else 1)
         uploads = bool(state.transfers) and all(t.direction == "upload" for t in state.transfers)
         paths.border_title = "Paths · ↑ sent" if uploads else "Paths"      # the chart too: send rates
-        from mptop.core.rates import RATE_LABEL  # loaded with the records by now, not for the first frame
-
         paths.border_subtitle = (
             f"rates {RATE_LABEL} · last {state.chart_window:.0f} s · top {fmt.rate(paths.scale(), units)}"
             if state.sample and state.sample.paths else ""
