@@ -38,11 +38,14 @@ class SizeOption:
 
 
 def parse_bench_args(argv: Sequence[str] | None, doc: str | None, sizes: Sequence[SizeOption],
-                     extra: Callable[[argparse.ArgumentParser], object] | None = None) -> argparse.Namespace:
+                     extra: Callable[[argparse.ArgumentParser], object] | None = None,
+                     rounds: str = "3") -> argparse.Namespace:
     """The lab benches' command line: ``--rounds``, one flag per size, ``--interval``, ``--only
-    shaped|unshaped``, ``--quick`` (1 round and each size's quick value), plus ``extra``'s."""
+    shaped|unshaped``, ``--quick`` (1 round and each size's quick value), plus ``extra``'s.
+    ``rounds`` says what the default is; unless it is a number, ``args.rounds`` stays None without
+    ``--rounds`` (the bench picks per setting)."""
     p = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=None, help="runs per tool and setting (default 3; --quick 1)")
+    p.add_argument("--rounds", type=int, default=None, help=f"runs per tool and setting (default {rounds}; --quick 1)")
     for size in sizes:
         note = f", {size.note}" if size.note else ""
         p.add_argument(size.flag, type=float, default=None,
@@ -54,8 +57,8 @@ def parse_bench_args(argv: Sequence[str] | None, doc: str | None, sizes: Sequenc
     if extra is not None:
         extra(p)
     args = p.parse_args(argv)
-    if args.rounds is None:
-        args.rounds = 1 if args.quick else 3
+    if args.rounds is None and (args.quick or rounds.isdigit()):
+        args.rounds = 1 if args.quick else int(rounds)
     for size in sizes:
         dest = size.flag.lstrip("-").replace("-", "_")
         value = getattr(args, dest)
@@ -64,7 +67,7 @@ def parse_bench_args(argv: Sequence[str] | None, doc: str | None, sizes: Sequenc
         setattr(args, dest, value)
         if value <= 0:
             p.error(f"{size.flag} must be positive")
-    if args.rounds < 1 or args.interval <= 0:
+    if (args.rounds is not None and args.rounds < 1) or args.interval <= 0:
         p.error("--rounds and --interval must be positive")
     return args
 

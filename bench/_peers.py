@@ -90,6 +90,21 @@ class NginxPeer:
             proc.wait(5)
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def pin(self, cpu: int) -> None:
+        """Keep nginx (and the softirq work its sends do in its context) on one CPU."""
+        os.sched_setaffinity(self.proc.pid, {cpu})
+
+    def mptcp_retransmissions(self) -> int:
+        """The server namespace's ``MPTcpExt: MPTCPRetrans`` so far: data re-sent at the MPTCP level
+        after the retransmission timer (each one ends a ~0.2 s stall when the client's data-level
+        ACK did not come, see docs/measured.md "Idle time")."""
+        with open(f"/proc/{self.proc.pid}/net/netstat") as f:
+            lines = f.read().splitlines()
+        for names, values in zip(lines[::2], lines[1::2], strict=False):
+            if names.startswith("MPTcpExt:"):
+                return dict(zip(names.split()[1:], map(int, values.split()[1:]), strict=False)).get("MPTCPRetrans", 0)
+        return 0
+
     def cpu_s(self) -> float:
         """CPU seconds nginx (one process: no master) has used so far, user and system (the
         softirq work of the sends it makes is charged to it)."""

@@ -2,12 +2,13 @@
 
 Run as root::
 
-    python bench/throughput.py [--rounds N] [--size-gib X] [--shaped-mb M] [--quick]
+    python bench/throughput.py [--rounds N] [--size-gib X] [--shaped-mb M] [--layout shared|split] [--quick]
 
 Two labs: unshaped (a file of ``--size-gib`` GiB) and shaped 40 + 10 Mbit/s (``--shaped-mb`` MB).
 In each, nginx under ``mptcpize`` serves the lab's content over HTTP and HTTPS (``bench/_peers.py``)
 and these contenders fetch it, alternating (who goes first rotates every round), ``--rounds``
-times each; medians are compared:
+times each (default 5 unshaped, where single runs spread most, 3 shaped); medians are compared,
+with each tool's range beside them:
 
 * ``mptop``: ``mptop get -o /dev/null --json`` (sampling on, sha256 on, as by default);
 * ``mptop-nohash``: the same with ``--no-hash``;
@@ -16,8 +17,15 @@ times each; medians are compared:
 * ``C-recv+sha``: ``bench/recv_sha256.c``, built here with gcc: recv (or SSL_read) into one
   1 MiB buffer, OpenSSL's sha256 of it, on an MPTCP socket — the physical limit with hashing.
 
+``--layout split`` pins nginx to CPU 0 and runs every contender under ``taskset -c 1`` (on 2 CPUs: the
+server's sends and their softirq work on one core, the client on the other, as with a server on
+another machine, but with one core for the client); ``shared`` (the default) pins nothing.  The layout
+is printed with every table and RESULT line.
+
 Per run: steady goodput from the client interfaces' rx counters over the middle 80 % of the
-bytes, in payload bytes; CPU seconds of the client process and its children (their rusage) per
+bytes, in payload bytes; ``rtx``, the server's MPTCP-level retransmissions meanwhile (each one ends
+a ~0.2 s stall in which the client had all the data but its data-level ACK had not come: see
+docs/measured.md, "Idle time"); CPU seconds of the client process and its children (their rusage) per
 GB, net of the tool's fixed cost (the median CPU of ``--rounds`` 1 MB fetches: start-up, imports,
 handshakes) and whole-run; nginx's CPU meanwhile (it shares the cores); every sha256 is checked
 against the lab's content.  Goals: unshaped goodput mptop/curl ≥ 1.0 (HTTP and HTTPS, sha256 on),
@@ -80,6 +88,7 @@ class Outcome:
     cpu_per_gb: float          # whole run
     server_cpu_s: float        # nginx's CPU meanwhile
     check: str                 # "sha256 ok", "size ok", or what went wrong
+    rtx: int = 0               # the server's MPTCP retransmissions meanwhile
 
     @property
     def ok(self) -> bool:
@@ -87,11 +96,14 @@ class Outcome:
 
 
 class Contenders:
-    def __init__(self, peer: NginxPeer, c_reader: str | None) -> None:
-        self.peer, self.c_reader = peer, c_reader
+    def __init__(self, peer: NginxPeer, c_reader: str | None, prefix: Sequence[str] = ()) -> None:
+        self.peer, self.c_reader, self.prefix = peer, c_reader, list(prefix)
         self.tools = [MPTOP, NOHASH, CURL, CURL_SHA] + ([C_REF] if c_reader else [])
 
     def argv(self, tool: str, size: int, scheme: str) -> list[str]:
+        return self.prefix + self._argv(tool, size, scheme)
+
+    def _argv(self, tool: str, size: int, scheme: str) -> list[str]:
         url, tls = self.peer.url(size, scheme), scheme == "https"
         if tool in (MPTOP, NOHASH):
             return [sys.executable, "-m", "mptop", "get", "-o", "/dev/null", "--json",
@@ -123,13 +135,14 @@ class Contenders:
 
 
 def fetch(lab: Lab, c: Contenders, tool: str, size: int, scheme: str, interval: float) -> Outcome:
-    server0 = c.peer.cpu_s()
+    server0, rtx0 = c.peer.cpu_s(), c.peer.mptcp_retransmissions()
     run = measured_run(lab, tool, c.argv(tool, size, scheme), interval)
-    server = c.peer.cpu_s() - server0
+    server, rtx = c.peer.cpu_s() - server0, c.peer.mptcp_retransmissions() - rtx0
     rate = steady_rate(run.samples)
     # rx counts headers and TLS records too: scale the wire rate to payload bytes, the same for all.
     goodput = rate * size / run.rx_total if rate is not None and run.rx_total else None
-    return Outcome(tool, goodput, run.wall_s, run.cpu_s, run.cpu_s / (size / 1e9), server, c.check(tool, run, size))
+    return Outcome(tool, goodput, run.wall_s, run.cpu_s, run.cpu_s / (size / 1e9), server, c.check(tool, run, size),
+                   rtx)
 
 
 def mbit(bytes_per_s: float | None) -> float | None:
@@ -142,10 +155,10 @@ def rotations(tools: Sequence[str], rounds: int) -> list[tuple[int, list[str]]]:
 
 
 def bench_scheme(lab: Lab, c: Contenders, setting: str, scheme: str, size: int, rounds: int,
-                 interval: float) -> dict[str, Medians]:
+                 interval: float, layout: str) -> dict[str, Medians]:
     """Medians per tool: (goodput, CPU/GB net of the fixed cost, CPU/GB whole run, nginx CPU/GB)."""
-    print(f"\n== {setting} {scheme.upper()}: {size / 1e6:,.0f} MB, {rounds} round(s), load {load_average()}",
-          flush=True)
+    print(f"\n== {setting} {scheme.upper()}: {size / 1e6:,.0f} MB, {rounds} round(s), layout {layout}, "
+          f"load {load_average()}", flush=True)
     fixed: dict[str, list[float]] = {tool: [] for tool in c.tools}
     runs: dict[str, list[Outcome]] = {tool: [] for tool in c.tools}
     for _, order in rotations(c.tools, rounds):
@@ -155,15 +168,16 @@ def bench_scheme(lab: Lab, c: Contenders, setting: str, scheme: str, size: int, 
                 fixed[tool].append(small.cpu_s)
     print("  fixed cost (CPU s of a 1 MB fetch): "
           + ", ".join(f"{tool} {fmt(median(v), '.3f')}" for tool, v in fixed.items()), flush=True)
-    print(f"  {'run':<18} {'Mbit/s':>9} {'wall s':>7} {'CPU s':>6} {'CPU s/GB':>9} {'nginx s':>7}  check")
+    print(f"  {'run':<18} {'Mbit/s':>9} {'wall s':>7} {'CPU s':>6} {'CPU s/GB':>9} {'nginx s':>7} {'rtx':>4}  check")
     for r, order in rotations(c.tools, rounds):
         for tool in order:
             o = fetch(lab, c, tool, size, scheme, interval)
             runs[tool].append(o)
             print(f"  {tool + ' #' + str(r + 1):<18} {fmt(mbit(o.goodput), '9.1f'):>9} {o.wall_s:7.2f} "
-                  f"{o.cpu_s:6.2f} {o.cpu_per_gb:9.3f} {o.server_cpu_s:7.2f}  {o.check}", flush=True)
+                  f"{o.cpu_s:6.2f} {o.cpu_per_gb:9.3f} {o.server_cpu_s:7.2f} {o.rtx:4d}  {o.check}", flush=True)
     med = {}
-    print(f"  {'median':<18} {'Mbit/s':>9} {'CPU s/GB net':>12} {'whole':>7} {'nginx':>6}  Mbit/s range (noise)")
+    print(f"  {'median':<18} {'Mbit/s':>9} {'CPU s/GB net':>12} {'whole':>7} {'nginx':>6} {'rtx':>4}  "
+          "Mbit/s range (noise)")
     for tool, all_runs in runs.items():
         outcomes = [o for o in all_runs if o.ok]    # a failed run measured nothing
         fixed_cpu = median(fixed[tool]) or 0.0
@@ -172,8 +186,9 @@ def bench_scheme(lab: Lab, c: Contenders, setting: str, scheme: str, size: int, 
         server = median([o.server_cpu_s / (size / 1e9) for o in outcomes])
         rates = [mbit(o.goodput) or 0.0 for o in outcomes if o.goodput is not None]
         spread = f"{min(rates):.1f}-{max(rates):.1f}" if rates else "n/a"
+        rtx = median([o.rtx for o in outcomes])
         print(f"  {tool:<18} {fmt(mbit(goodput), '9.1f'):>9} {fmt(net, '12.3f'):>12} {fmt(whole, '7.3f'):>7} "
-              f"{fmt(server, '6.3f')}  {spread}")
+              f"{fmt(server, '6.3f')} {fmt(rtx, '4.0f'):>4}  {spread}")
         med[tool] = (goodput, net, whole, server)
     return med
 
@@ -218,7 +233,7 @@ def cpu_budget(med: dict[str, Medians], sha_cpu: float) -> None:
               "mptop thread is busier: over HTTPS the reader decrypts, ~0.8 CPU-s/GB)", flush=True)
 
 
-def summarize(setting: str, scheme: str, med: dict[str, Medians], sha_cpu: float) -> str:
+def summarize(setting: str, scheme: str, med: dict[str, Medians], sha_cpu: float, layout: str) -> str:
     goodput_r = ratio(med[MPTOP][0], med[CURL][0])
     target = GOODPUT_TARGET[setting]
     cpu_c = ratio(med[MPTOP][1], med[C_REF][1]) if C_REF in med else None
@@ -236,7 +251,7 @@ def summarize(setting: str, scheme: str, med: dict[str, Medians], sha_cpu: float
           + f"; mptop-nohash/curl {fmt(cpu_nohash, '.3f')}x"
           + (f" (target <= {CPU_TARGET_NOHASH}: {verdict(cpu_nohash, CPU_TARGET_NOHASH, False)})" if targets else "")
           + f"; mptop/(curl|sha256) {fmt(ratio(med[MPTOP][1], med[CURL_SHA][1]), '.3f')}x", flush=True)
-    return (f"RESULT setting={setting}-{scheme} goodput_ratio={fmt(goodput_r, '.3f')} "
+    return (f"RESULT setting={setting}-{scheme} layout={layout} goodput_ratio={fmt(goodput_r, '.3f')} "
             f"cpu_ratio_c={fmt(cpu_c, '.3f')} cpu_ratio_nohash_curl={fmt(cpu_nohash, '.3f')}")
 
 
@@ -244,7 +259,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parse_bench_args(argv, __doc__, [
         SizeOption("--size-gib", "unshaped file size in GiB", 1.0, 0.5),
         SizeOption("--shaped-mb", "shaped file size in MB", 30.0, 10.0, "~5 s at 50 Mbit/s")],
-        lambda p: p.add_argument("--scheme", choices=("http", "https"), help="one scheme only (default both)"))
+        extra_args, rounds="5 unshaped, 3 shaped")
+
+
+def extra_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scheme", choices=("http", "https"), help="one scheme only (default both)")
+    p.add_argument("--layout", choices=("shared", "split"), default="shared",
+                   help="split: nginx on CPU 0, every contender on CPU 1 (taskset); shared: no pinning (default)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -253,10 +274,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench: run as root (the lab, mptcpize and apt-get need it)", file=sys.stderr)
         return 2
     ensure_debian_tools({"mptcpize": "mptcpize", "curl": "curl", "openssl": "openssl", "nginx": "nginx-light"})
-    settings = [("unshaped", LabConfig(start_server=False), int(args.size_gib * (1 << 30))),
-                ("shaped", LabConfig(rate_mbit=dict(SHAPED), start_server=False), int(args.shaped_mb * 1e6))]
+    settings = [("unshaped", LabConfig(start_server=False), int(args.size_gib * (1 << 30)), 5),
+                ("shaped", LabConfig(rate_mbit=dict(SHAPED), start_server=False), int(args.shaped_mb * 1e6), 3)]
+    if args.layout == "split" and (os.cpu_count() or 1) < 2:
+        print("bench: --layout split needs 2 CPUs", file=sys.stderr)
+        return 2
+    prefix = ["taskset", "-c", "1"] if args.layout == "split" else []
     schemes = [args.scheme] if args.scheme else ["http", "https"]
-    print(f"throughput bench: mptop get vs curl and a C reader; {os.cpu_count()} CPUs, load {load_average()}")
+    print(f"throughput bench: mptop get vs curl and a C reader; {os.cpu_count()} CPUs, layout {args.layout}"
+          f"{' (nginx on CPU 0, contenders on CPU 1)' if prefix else ' (nothing pinned)'}, load {load_average()}")
     sha_cpu = sha256_cpu_per_gb()
     results: list[str] = []
     try:
@@ -264,14 +290,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             c_reader, why = build_c_reader(work)
             if c_reader is None:
                 print(f"C reader unavailable: {why}")
-            for name, config, size in settings:
+            for name, config, size, rounds in settings:
                 if args.only not in (None, name):
                     continue
                 with Lab(config) as lab, NginxPeer(lab, [SMALL, size]) as peer:
-                    c = Contenders(peer, c_reader)
+                    if prefix:
+                        peer.pin(0)
+                    c = Contenders(peer, c_reader, prefix)
                     for scheme in schemes:
-                        med = bench_scheme(lab, c, name, scheme, size, args.rounds, args.interval)
-                        results.append(summarize(name, scheme, med, sha_cpu))
+                        med = bench_scheme(lab, c, name, scheme, size, args.rounds or rounds, args.interval,
+                                           args.layout)
+                        results.append(summarize(name, scheme, med, sha_cpu, args.layout))
     except LabError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

@@ -208,3 +208,28 @@ async def test_the_sha256_runs_beside_the_file_writes_not_after_them(lab: Lab, t
     hashing = {ident for name, ident in _Recorder.threads if name == "update"}
     assert writes and hashing, (len(writes), len(hashing))
     assert not hashing & set(writes), "the sha256 ran on the thread that writes the file"
+
+
+@pytest.mark.parametrize("sha256", [False, True])
+async def test_into_dev_null_without_a_hash_the_reader_writes_its_own_buffers(lab: Lab, sha256: bool) -> None:
+    # docs/measured.md, "Idle time": a hand-off per buffer to a writer thread with nothing to do made
+    # the reader's thread share a core with more work; with a hash, the writer thread hashes beside it.
+    size = 40_000_000
+    written: dict[str, int] = {}
+    real_write = FileWriter.write
+
+    def noted_write(self: FileWriter, chunk: Any) -> None:
+        name = threading.current_thread().name
+        written[name] = written.get(name, 0) + len(chunk)
+        real_write(self, chunk)
+
+    with mock.patch.object(FileWriter, "write", noted_write):
+        t = await fetch(lab, lab.url(size), output=os.devnull, sha256=sha256)
+    assert t.state == "done", t.error
+    assert t.received == t.bytes_done == t.total == sum(written.values()) == size
+    assert t.sha256 == (lab_content.sha256(size) if sha256 else None)
+    on_reader = written.get("mptop-reader-1", 0)
+    if sha256:
+        assert on_reader == 0, written
+    else:
+        assert on_reader > size - (8 << 20), written      # all but what aiohttp had read
