@@ -9,15 +9,17 @@ bytes that crossed the client's interfaces, sampled in a background thread.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -35,6 +37,24 @@ class SizeOption:
     default: float
     quick: float
     note: str = ""       # e.g. "~5 s at 50 Mbit/s"
+
+
+@contextlib.contextmanager
+def own_settings() -> Iterator[str]:
+    """An empty settings folder (``XDG_CONFIG_HOME``) for every process the bench starts: mptop keeps
+    the last ``--interval``, theme and units in ``~/.config/mptop/config.toml``, so the user's file
+    would change what is measured (a remembered ``get --interval 5`` all but stops the sampler),
+    and the bench's own runs would be remembered in it."""
+    old = os.environ.get("XDG_CONFIG_HOME")
+    with tempfile.TemporaryDirectory(prefix="mptop-bench-config-") as home:
+        os.environ["XDG_CONFIG_HOME"] = home
+        try:
+            yield home
+        finally:
+            if old is None:
+                os.environ.pop("XDG_CONFIG_HOME", None)
+            else:
+                os.environ["XDG_CONFIG_HOME"] = old
 
 
 def parse_bench_args(argv: Sequence[str] | None, doc: str | None, sizes: Sequence[SizeOption],

@@ -31,6 +31,7 @@ import sys
 import time
 import urllib.request
 
+from _lab_common import own_settings
 from poll import run_ss, timed
 
 from mptop.core.export import Exporter
@@ -109,4 +110,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with own_settings():
+        sys.exit(main())

@@ -48,7 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _lab_common import ensure_debian_tools, fmt, load_average, median, ratio  # noqa: E402
+from _lab_common import ensure_debian_tools, fmt, load_average, median, own_settings, ratio  # noqa: E402
 
 import mptop  # noqa: E402
 from mptop.lab import Lab, LabConfig, LabError, Namespace  # noqa: E402
@@ -275,4 +275,5 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     if shutil.which("ip") is None:
         raise SystemExit("bench: the lab needs iproute2 (ip, tc)")
-    raise SystemExit(main())
+    with own_settings():
+        raise SystemExit(main())

@@ -63,6 +63,7 @@ from _lab_common import (  # noqa: E402
     load_average,
     measured_run,
     median,
+    own_settings,
     parse_bench_args,
     ratio,
     steady_rate,
@@ -360,4 +361,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with own_settings():
+        sys.exit(main())

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from dataclasses import is_dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,8 @@ with open(os.environ["MPTOP_TEST_MODULES"], "w") as out:
 """
 
 
-# The download TUI, headless: the modules loaded when its first frame is written, then quit.
+# A TUI, headless: the modules loaded when its first frame is written (and, with $MPTOP_TEST_FRAME, the
+# frame's widgets and text), then quit.
 FIRST_FRAME_CHILD = """
 import asyncio, json, os, sys
 import mptop.tui.app as tui
@@ -65,6 +67,10 @@ def run_app(app, *, theme=None, headless=False):
         if update is not None and not os.path.exists(os.environ["MPTOP_TEST_MODULES"]):
             with open(os.environ["MPTOP_TEST_MODULES"], "w") as out:
                 json.dump(sorted(sys.modules), out)
+            if "MPTOP_TEST_FRAME" in os.environ:
+                with open(os.environ["MPTOP_TEST_FRAME"], "w") as out:
+                    json.dump({"widgets": sorted({type(w).__name__ for w in screen.walk_children(with_self=True)}),
+                               "text": "\\n".join(s.text for s in screen._compositor.render_strips())}, out)
             app.call_later(app.exit)
 
     async def no_transfer(feed):
@@ -87,10 +93,18 @@ def loaded_by(tmp_path: Path, *argv: str,
     """(the finished process, sorted module names) of `mptop ARGV…` run in a fresh interpreter (no
     config file: $XDG_CONFIG_HOME is an empty directory)."""
     listing = tmp_path / "modules.json"
-    env = {**os.environ, "MPTOP_TEST_MODULES": str(listing), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    env = {**os.environ, "MPTOP_TEST_MODULES": str(listing), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "MPTOP_TEST_FRAME": str(tmp_path / "frame.json")}
     child = subprocess.run([sys.executable, "-c", child_code, *argv], capture_output=True, text=True, timeout=120,
                            stdin=subprocess.DEVNULL, env=env)
     return child, json.loads(listing.read_text())
+
+
+def first_frame_of(tmp_path: Path, *argv: str) -> tuple[subprocess.CompletedProcess[str], list[str], dict[str, Any]]:
+    """(the finished process, the modules loaded, {"widgets": type names, "text": lines}) at the first
+    frame of the TUI of `mptop ARGV…`."""
+    child, modules = loaded_by(tmp_path, *argv, child_code=FIRST_FRAME_CHILD)
+    return child, modules, json.loads((tmp_path / "frame.json").read_text())
 
 
 def among(modules: list[str], packages: tuple[str, ...]) -> list[str]:
@@ -183,3 +197,53 @@ def test_a_headless_get_imports_its_engine_without_collections_then_collects(tmp
     state = json.loads(listing.read_text())
     assert state["collecting"] is True
     assert state["frozen"] > 10_000              # the engine's modules' objects (about 55,000 here)
+
+
+# What no first frame waits for: the subflows table (Textual's DataTable: module, CSS, mount) is mounted
+# in its panel once the frame is drawn; watch's filter box (an Input) too, until `/` or --process shows it.
+LATER_WIDGETS = {"SubflowsTable", "DataTable", "Input", "Toast"}
+LATER_MODULES = ("mptop.tui.subflows", "textual.widgets._data_table", "mptop.core.rates", "mptop.tui.help",
+                 "mptop.tui.too_small")
+# The first frame's header and panels' frames.
+FRAME = ("mptop", "Paths", "Subflows", "Events")
+
+
+@pytest.mark.parametrize("argv", [["watch"], ["get", "--tui", "-o", "{tmp}/out", "http://127.0.0.1:1/file"]],
+                         ids=["watch", "download"])
+def test_the_first_frame_is_drawn_before_the_subflows_table_and_the_filter_box(tmp_path: Path,
+                                                                               argv: list[str]) -> None:
+    child, modules, frame = first_frame_of(tmp_path, *(a.format(tmp=tmp_path) for a in argv))
+    assert all(word in frame["text"] for word in FRAME), frame["text"]
+    assert {"TopList", "PathsView", "Footer"} <= set(frame["widgets"])
+    assert LATER_WIDGETS & set(frame["widgets"]) == set()
+    assert among(modules, LATER_MODULES) == []
+
+
+# The demo's first frame names the lab's errors (mptop.lab.errors) and nothing more of it: the lab's
+# configuration, namespaces, topology, server and content hashes load in the thread that builds it, after
+# the frame; the intro toast comes after the frame too.  Its scenario is read as a plain file.
+LAB_MACHINERY = ("mptop.lab.config", "mptop.lab.actions", "mptop.lab.netns", "mptop.lab.topology",
+                 "mptop.lab.content", "mptop.lab.server", "mptop.lab.faults", "mptop.demo.run",
+                 "importlib.resources", "zipfile")
+
+
+def test_the_demos_first_frame_waits_for_none_of_the_lab_nor_its_intro(tmp_path: Path) -> None:
+    child, modules, frame = first_frame_of(tmp_path, "demo")
+    assert child.returncode == 0, child.stderr
+    assert "mptop.demo.app" in modules and "mptop.lab.errors" in modules     # the frame of the demo, drawn
+    assert all(word in frame["text"] for word in FRAME), frame["text"]
+    assert among(modules, LAB_MACHINERY + AFTER_FIRST_FRAME + WATCH_SCREEN + LATER_MODULES) == []
+    assert LATER_WIDGETS & set(frame["widgets"]) == set()
+
+
+@pytest.mark.parametrize("command", ["watch", "demo"])
+def test_what_a_first_frame_loads_defines_no_dataclass(tmp_path: Path, command: str) -> None:
+    # As the kernel's values: the demo's scenario, watch's filter and query are named tuples (a frozen
+    # dataclass is ~0.5 ms to define at every start, a named tuple ~0.1 ms); the subflows table's
+    # columns come after the frame.
+    _, modules, _ = first_frame_of(tmp_path, command)
+    ours = [importlib.import_module(m) for m in among(modules, ("mptop",))]
+    assert "mptop.tui.screen" in modules                    # the frame was drawn
+    dataclasses_there = [f"{m.__name__}.{name}" for m in ours for name, value in vars(m).items()
+                         if isinstance(value, type) and value.__module__ == m.__name__ and is_dataclass(value)]
+    assert dataclasses_there == []

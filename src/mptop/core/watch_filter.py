@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from mptop.core.model import ConnectionSample, Status
     from mptop.kernel.types import DiagConnection
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionFilter:
+class ConnectionFilter(NamedTuple):
     """Which connections to show.  ``process``: a name or shell pattern (``fire*``) or a pid;
-    ``port``: a local or remote port of the connection or of any of its subflows; ``status``."""
+    ``port``: a local or remote port of the connection or of any of its subflows; ``status``.
+    (A named tuple: `mptop watch` defines it before its first frame, and a frozen dataclass costs
+    ~0.5 ms to define, a named tuple ~0.1 ms.)"""
 
     process: str | None = None
     port: int | None = None

@@ -58,15 +58,20 @@ class DemoApp(MptopApp, inherit_bindings=False):
 
     def on_mount(self) -> None:
         super().on_mount()
+        # The intro toast after the first frame (header, empty panels): a toast is widgets and CSS of
+        # its own to set up first (bench/startup.py).
+        self.call_after_refresh(self.intro)
+        # One transfer: nothing to select, so its list takes no focus and the footer no "↑↓ Select".
+        self.call_after_refresh(self.main.set_focus, None)
+
+    def intro(self) -> None:
+        """What the scenario does, as a toast.  Short, and small where the screen is: the first handover
+        comes ~10 s in, the footer shows the keys, and the toast must stay clear of the Events panel."""
         scenario = self.scenario
-        # Short, and small where the screen is: the first handover comes ~10 s in, the footer shows the
-        # keys, and the toast must stay clear of the Events panel.
         if self.size.width >= WIDE:
             self.notify(scenario.description, title=f"demo: {scenario.title}", timeout=INTRO_S)
         else:
             self.notify(scenario.title, title="demo", timeout=INTRO_S)
-        # One transfer: nothing to select, so its list takes no focus and the footer no "↑↓ Select".
-        self.call_after_refresh(self.main.set_focus, None)
 
     def _status(self) -> list[tuple[str, str]]:
         # What a key did is in the event log ("you · …"); that the script waits is said here, not in a toast.

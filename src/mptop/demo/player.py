@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mptop.demo.scenario import IFACES, Scenario, Step
-from mptop.lab import Lab, LabConfig
-from mptop.lab.actions import EndpointConfig
+
+if TYPE_CHECKING:          # the lab itself loads once the demo's first frame is drawn (mptop.demo.tui)
+    from mptop.lab import Lab, LabConfig
+    from mptop.lab.actions import EndpointConfig
 
 WIFI, CELLULAR = IFACES
 Note = Callable[[str, str], None]    # (event kind: "scenario" or "user_action", what was done)
@@ -20,6 +23,8 @@ Note = Callable[[str, str], None]    # (event kind: "scenario" or "user_action",
 
 def lab_config(scenario: Scenario) -> LabConfig:
     """The lab a scenario plays on: its rates and client endpoints."""
+    from mptop.lab import LabConfig
+
     return LabConfig(rate_mbit=dict(scenario.rate_mbit), client_endpoints=scenario.client_endpoints)  # type: ignore[arg-type]
 
 

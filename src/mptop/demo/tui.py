@@ -11,17 +11,18 @@ from typing import TYPE_CHECKING
 
 from mptop.demo.app import DemoApp
 from mptop.demo.player import ScenarioPlayer, lab_config
-from mptop.lab import Lab, LabError
+from mptop.lab import LabError
 from mptop.lab.background import lab_in_thread
 from mptop.tui.app import run_app
 
 if TYPE_CHECKING:
     from mptop.core.model import Sink, Summary
     from mptop.demo.scenario import Scenario
+    from mptop.lab import Lab
 
 
 def tui_demo(args: argparse.Namespace, scenario: Scenario, record: Sink | None) -> int:
-    demo = TuiDemo(scenario, lambda: Lab(lab_config(scenario)).start(), interval=args.interval,
+    demo = TuiDemo(scenario, lambda: build_lab(scenario), interval=args.interval,
                    duration=args.duration, record=record)
     demo.app.units = args.unit
     crashed = run_app(demo.app, theme=args.theme)
@@ -32,6 +33,14 @@ def tui_demo(args: argparse.Namespace, scenario: Scenario, record: Sink | None) 
     from mptop.demo.run import exit_code  # loaded by the run already; it prints the failures, now that the TUI is gone
 
     return exit_code(demo.summary) or crashed
+
+
+def build_lab(scenario: Scenario) -> Lab:
+    """The scenario's lab, started; in the lab's thread, once the first frame is drawn (the lab's
+    modules load then too)."""
+    from mptop.lab import Lab
+
+    return Lab(lab_config(scenario)).start()
 
 
 class TuiDemo:

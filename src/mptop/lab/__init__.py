@@ -42,8 +42,25 @@ Unprivileged: call :func:`mptop.lab.userns.enter_user_namespace` first (single-t
 ``Lab.start()`` raises :class:`LabUnavailable` with what to run when namespaces cannot be made.
 """
 
-from mptop.lab.actions import Lab
-from mptop.lab.config import PATHS, LabConfig, LabError, LabPath, LabUnavailable
-from mptop.lab.netns import Namespace
+from typing import TYPE_CHECKING
+
+from mptop.lab.errors import LabError, LabUnavailable
+
+if TYPE_CHECKING:
+    from mptop.lab.actions import Lab
+    from mptop.lab.config import PATHS, LabConfig, LabPath
+    from mptop.lab.netns import Namespace
 
 __all__ = ["Lab", "LabConfig", "LabError", "LabPath", "LabUnavailable", "Namespace", "PATHS"]
+LAZY = {"Lab": "mptop.lab.actions", "Namespace": "mptop.lab.netns", "LabConfig": "mptop.lab.config",
+        "LabPath": "mptop.lab.config", "PATHS": "mptop.lab.config"}
+
+
+def __getattr__(name: str) -> object:
+    """The lab's errors are loaded with the package; the rest at first use: `mptop demo` names the
+    errors before its first frame, and builds the lab (ctypes, the server, the content hashes) after it."""
+    if name not in LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(LAZY[name]), name)

@@ -18,8 +18,10 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
-from mptop.lab.actions import Lab
+if TYPE_CHECKING:
+    from mptop.lab.actions import Lab
 
 JOIN_TIMEOUT = 30.0     # a build under way when the block is left finishes, then is torn down
 

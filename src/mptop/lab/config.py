@@ -1,19 +1,14 @@
-"""Lab configuration, the two paths, and the lab's errors."""
+"""Lab configuration and the two paths (the lab's errors are in :mod:`mptop.lab.errors`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mptop.lab.errors import LabError as LabError  # re-exported: the lab's modules take them from here
+from mptop.lab.errors import LabUnavailable as LabUnavailable
+
 ClientEndpoints = Literal["none", "subflow", "fullmesh"]
-
-
-class LabError(RuntimeError):
-    """A lab operation failed; the message is one line naming the cause."""
-
-
-class LabUnavailable(LabError):
-    """The lab cannot be built here (no privileges, missing tools); the message says what to run."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,11 +29,9 @@ from textual.screen import Screen
 
 from mptop import config
 from mptop.tui import format as fmt
-from mptop.tui.help import HelpScreen
 from mptop.tui.screen import MainScreen
 from mptop.tui.sources import Pausable
 from mptop.tui.terminal import TerminalGuard
-from mptop.tui.too_small import TooSmallScreen, too_small
 
 if TYPE_CHECKING:
     from mptop.core.model import Record, Sink
@@ -42,6 +40,7 @@ if TYPE_CHECKING:
     from mptop.tui.toplist import TopList
 
 Runner = Callable[["Sink"], Awaitable[object]]
+FIRST_FRAME_SWITCH_S = 0.0005     # the GIL's switch interval until the first frame is out (MptopApp.on_load)
 
 
 class RecordArrived(Message):
@@ -103,6 +102,7 @@ class MptopApp(App[int]):
         self.finished = False
         self.error: str | None = None               # why the source stopped, if it failed
         self.frames = 0                             # redraws applied (tests count them)
+        self._switch_interval = sys.getswitchinterval()     # restored once the first frame is out (on_load)
         self.main: MainScreen
         if mode == "watch":      # its screen, query and filter: not loaded by the other TUIs (bench/startup.py)
             from mptop.tui.watch_screen import WatchScreen
@@ -165,7 +165,15 @@ class MptopApp(App[int]):
     def get_default_screen(self) -> MainScreen:
         return self.main
 
+    def on_load(self) -> None:
+        # Textual writes each frame from a thread of its own.  Right after the first frame the main
+        # thread goes on settling the layout for ~5 ms, and the writer would wait that long (Python's
+        # 5 ms switch interval) for the GIL before the frame reaches the terminal: until it is out, the
+        # main thread lets go of the GIL sooner (bench/startup.py; restored in on_mount).
+        sys.setswitchinterval(min(self._switch_interval, FIRST_FRAME_SWITCH_S))
+
     def on_mount(self) -> None:
+        self.call_after_refresh(sys.setswitchinterval, self._switch_interval)    # the first frame is out
         self.theme_changed_signal.subscribe(self, lambda _: self.redraw())
         # No redraw here: the first frame is the header and empty panels; the screen redraws after it
         # (MainScreen._first_draw), which makes the view model (bench/startup.py).
@@ -180,6 +188,9 @@ class MptopApp(App[int]):
 
     def fit_terminal(self) -> None:
         """Below 60×20 one line says so over every screen; it goes once the terminal is big enough."""
+        # This screen and the help's are loaded when they may show: after the first frame (bench/startup.py).
+        from mptop.tui.too_small import TooSmallScreen, too_small
+
         small = too_small(self.size)
         if isinstance(self.screen, TooSmallScreen):
             if small:
@@ -246,11 +257,15 @@ class MptopApp(App[int]):
         # Imported on the first `e`: the path manager's client and its forms are a fifth of what the
         # first frame would otherwise wait for (bench/startup.py).
         from mptop.tui.endpoints import EndpointsScreen
+        from mptop.tui.too_small import TooSmallScreen
 
         if not self.replaying and not isinstance(self.screen, EndpointsScreen | TooSmallScreen):
             self.push_screen(EndpointsScreen())
 
     def action_help(self) -> None:
+        from mptop.tui.help import HelpScreen
+        from mptop.tui.too_small import TooSmallScreen
+
         if not isinstance(self.screen, HelpScreen | TooSmallScreen):
             self.clear_notifications()          # nothing on top of the help
             self.push_screen(HelpScreen(self.key_help()))

@@ -13,18 +13,17 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from mptop.core.rates import RATE_LABEL
 from mptop.tui import format as fmt
 from mptop.tui.eventlog import EventLog
 from mptop.tui.header import HostBar
 from mptop.tui.paths import PathsView
 from mptop.tui.style import kind_style, muted, path_style
-from mptop.tui.subflows import SubflowsTable
 from mptop.tui.toplist import TopList
 
 if TYPE_CHECKING:
     from mptop.tui.cards import CardStyles
     from mptop.tui.state import ViewState
+    from mptop.tui.subflows import SubflowsTable
 
 Mode = Literal["transfers", "watch"]
 TALL = 30          # from this many rows the path charts are two lines high
@@ -39,14 +38,15 @@ class MainScreen(Screen[None]):
         super().__init__()
         self.mode: Mode = mode
         self.clock = clock
+        self._subflows: SubflowsTable | None = None
 
     def compose(self) -> ComposeResult:
         yield self.HEADER(clock=self.clock, id="host")
         with Vertical(id="top-panel", classes="panel"):
             yield TopList(id="top")
         yield PathsView(id="paths")
-        with Vertical(id="subflows-panel", classes="panel"):
-            yield SubflowsTable(id="subflows")
+        # Its table comes after the first frame (subflows_table()); an empty table shows no row anyway.
+        yield Vertical(id="subflows-panel", classes="panel")
         yield self.EVENT_LOG(id="events")
         yield Footer()
 
@@ -59,6 +59,7 @@ class MainScreen(Screen[None]):
         self.call_after_refresh(self._first_draw)
 
     def _first_draw(self) -> None:
+        self.subflows_table()           # mounted now, drawn below
         # records may have arrived before this screen was mounted: draw what is there by now
         redraw = getattr(self.app, "redraw", None)
         if redraw is not None:
@@ -74,6 +75,16 @@ class MainScreen(Screen[None]):
     @property
     def top(self) -> TopList:
         return self.query_one(TopList)
+
+    def subflows_table(self) -> SubflowsTable:
+        """The subflows table, mounted in its panel at first use: once the first frame is drawn, as
+        Textual's DataTable (its module, its CSS, its mount) is ~6 ms of start-up (bench/startup.py)."""
+        if self._subflows is None:
+            from mptop.tui.subflows import SubflowsTable
+
+            self._subflows = SubflowsTable(id="subflows")
+            self.query_one("#subflows-panel").mount(self._subflows)
+        return self._subflows
 
     def _card_styles(self, state: ViewState) -> dict[str, CardStyles]:
         """Card colours per badge kind, resolved once a frame (watch mode has hundreds of cards)."""
@@ -106,6 +117,8 @@ class MainScreen(Screen[None]):
             panel.border_subtitle = fmt.clip(state.comparison.verdict(), max(10, self.size.width - 6))
 
     def draw(self, state: ViewState, units: fmt.Units) -> None:
+        from mptop.core.rates import RATE_LABEL  # loaded with the records by now, not for the first frame
+
         self.draw_top(state, units)
         paths = self.query_one(PathsView)
         paths.show(state, units, chart_height=2 if self.size.height >= TALL else 1)
@@ -128,4 +141,4 @@ class MainScreen(Screen[None]):
             if transfer.status != "mptcp":
                 title += f" · {fmt.badge(transfer)[0]}"
         self.query_one("#subflows-panel").border_title = title
-        self.query_one(SubflowsTable).show(subflows, key or "", state.slots, units, plain, upload)
+        self.subflows_table().show(subflows, key or "", state.slots, units, plain, upload)

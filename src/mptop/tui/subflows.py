@@ -77,7 +77,8 @@ def _same(a: Text, b: Text) -> bool:
 
 class SubflowsTable(DataTable[Text]):
     DEFAULT_CSS = """
-    SubflowsTable { height: auto; max-height: 10; }
+    SubflowsTable { height: auto; max-height: 10; background: transparent; }
+    SubflowsTable > .datatable--header { text-style: bold; color: $text-muted; background: transparent; }
     """
 
     def __init__(self, id: str | None = None) -> None:

@@ -9,8 +9,7 @@ process name, the pid or an address (``192.0.2``, ``:443``).  Everything given m
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, NamedTuple, get_args
 
 from mptop.core.watch_filter import ConnectionFilter
 
@@ -21,10 +20,9 @@ KEYS = ("process", "pid", "port", "status")
 EXAMPLE = "process:curl  port:8080  status:fallback  or any text"
 
 
-@dataclass(frozen=True, slots=True)
-class WatchQuery:
+class WatchQuery(NamedTuple):      # defined before watch's first frame: a named tuple, as ConnectionFilter
     text: str = ""
-    only: ConnectionFilter = field(default_factory=ConnectionFilter)
+    only: ConnectionFilter = ConnectionFilter()
     words: tuple[str, ...] = ()
     error: str | None = None          # the first term that could not be understood (left out)
 
@@ -64,18 +62,18 @@ def _with(only: ConnectionFilter, key: str, value: str) -> ConnectionFilter:
     if key in ("process", "pid"):
         if key == "pid" and not value.isdigit():
             raise ValueError(f"pid: a number, not {value!r}")
-        return replace(only, process=value)
+        return only._replace(process=value)
     if key == "port":
         if not value.isdigit() or not 0 < int(value) <= 65535:
             raise ValueError(f"port: a number from 1 to 65535, not {value!r}")
-        return replace(only, port=int(value))
+        return only._replace(port=int(value))
     from mptop.core.model import Status  # the records' module: typed in a filter, not before the first frame
 
     statuses: tuple[Status, ...] = get_args(Status)
     matches = [s for s in statuses if s.startswith(value.lower())]
     if len(matches) != 1:
         raise ValueError(f"status: one of {', '.join(statuses)}, not {value!r}")
-    return replace(only, status=matches[0])
+    return only._replace(status=matches[0])
 
 
 _EXAMPLES = {"process": "curl", "pid": "1234", "port": "443", "status": "fallback"}

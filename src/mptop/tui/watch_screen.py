@@ -18,7 +18,6 @@ from textual.widgets import Input
 from mptop.tui import format as fmt
 from mptop.tui.screen import MainScreen
 from mptop.tui.style import muted, theme_style
-from mptop.tui.subflows import SubflowsTable
 from mptop.tui.toplist import CARD_HEIGHT
 from mptop.tui.watch_query import EXAMPLE, WatchQuery
 from mptop.tui.watch_widgets import WatchEventLog, WatchHostBar, faded
@@ -56,12 +55,25 @@ class WatchScreen(MainScreen):
         super().__init__("watch", clock)
         self.sort_key: SortKey = "rate"
         self.watch_query = WatchQuery()
+        self._filter_box: Input | None = None
 
     def on_mount(self) -> None:        # after MainScreen.on_mount (Textual calls both)
-        box = Input(self.watch_query.text, placeholder=EXAMPLE, id="filter", select_on_focus=False)
-        box.display = bool(self.watch_query.text)
-        self.query_one("#top-panel").mount(box, before=self.top)
+        if self.watch_query.text:      # --process/--port: the first frame shows the filter
+            self.filter_box()
+        else:                          # hidden until `/`: an Input is ~3 ms of start-up (bench/startup.py)
+            self.call_after_refresh(self.filter_box)
         self._fit_top()
+
+    def filter_box(self) -> Input:
+        """The filter's input box, mounted at first use above the list; hidden while the filter is empty."""
+        if self._filter_box is None:
+            box = Input(self.watch_query.text, placeholder=EXAMPLE, id="filter", select_on_focus=False)
+            box.display = bool(self.watch_query.text)
+            box.set_class(self.watch_query.error is not None, "-bad")
+            self._filter_box = box
+            self.query_one("#top-panel").mount(box, before=self.top)
+            self._fit_top()
+        return self._filter_box
 
     def on_resize(self) -> None:       # after MainScreen.on_resize
         self._fit_top()
@@ -70,7 +82,7 @@ class WatchScreen(MainScreen):
         """The list takes ~a third of the screen (the watch's main panel), the filter a line more."""
         rows = max(2 * CARD_HEIGHT, int(self.size.height * TOP_SHARE) // CARD_HEIGHT * CARD_HEIGHT)
         self.top.styles.max_height = rows
-        shown = self.query("#filter").first(Input).display if self.query("#filter") else False
+        shown = self._filter_box is not None and self._filter_box.display
         self.query_one("#top-panel").styles.max_height = rows + 2 + int(shown)
 
     # -- keys ----------------------------------------------------------------------------------
@@ -81,13 +93,13 @@ class WatchScreen(MainScreen):
         self._redraw()
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box()
         box.display = True
         self._fit_top()
         box.focus()
 
     def action_clear_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box()
         box.value = ""                    # Input.Changed applies it
         box.display = False
         self._fit_top()
@@ -107,8 +119,8 @@ class WatchScreen(MainScreen):
         query = WatchQuery.parse(text)
         if query != self.watch_query:
             self.watch_query = query
-            if self.is_mounted:           # else on_mount fills the filter box from the query
-                self.query_one("#filter", Input).set_class(query.error is not None, "-bad")
+            if self.is_mounted:           # else the filter box is made from the query
+                self.filter_box().set_class(query.error is not None, "-bad")
                 self._redraw()
 
     def _redraw(self) -> None:
@@ -173,7 +185,7 @@ class WatchScreen(MainScreen):
 
         key = self.top.selected_id
         conn = state.find(int(key[1:])) if isinstance(state, WatchState) and key else None
-        table = self.query_one(SubflowsTable)
+        table = self.subflows_table()
         log = self.query_one(WatchEventLog)
         if conn is None or not isinstance(state, WatchState):
             self.query_one("#subflows-panel").border_title = "Subflows"
