@@ -111,13 +111,15 @@ def ensure_debian_tools(tools: dict[str, str]) -> None:
 
 class RxMeter:
     """Samples the summed rx counters (``tx``: tx counters, for uploads) of the client interfaces every
-    ``interval`` seconds in a background thread: ``samples`` is [(monotonic time, bytes since start)]."""
+    ``interval`` seconds in a background thread: ``samples`` is [(monotonic time, bytes since start)],
+    ``iface_samples`` the same per interface ([(time, {iface: bytes since start})])."""
 
     def __init__(self, lab: Lab, interval: float = 0.05, ifaces: Sequence[str] = CLIENT_IFACES,
                  tx: bool = False) -> None:
         self.lab, self.interval, self.ifaces = lab, interval, tuple(ifaces)
         self._read = lab.tx_bytes if tx else lab.rx_bytes
         self.samples: list[tuple[float, int]] = []
+        self.iface_samples: list[tuple[float, dict[str, int]]] = []
         self.start_counts = self._counts()
         self.end_counts = self.start_counts
         self._stop = threading.Event()
@@ -127,8 +129,9 @@ class RxMeter:
         return {iface: self._read(iface) for iface in self.ifaces}
 
     def _sample(self) -> None:
-        counts = self._counts()
-        self.samples.append((time.monotonic(), sum(counts.values()) - sum(self.start_counts.values())))
+        counts, now = self._counts(), time.monotonic()
+        self.samples.append((now, sum(counts.values()) - sum(self.start_counts.values())))
+        self.iface_samples.append((now, {i: counts[i] - self.start_counts[i] for i in self.ifaces}))
         self.end_counts = counts
 
     def _loop(self) -> None:
@@ -152,6 +155,22 @@ class RxMeter:
     @property
     def total(self) -> int:
         return self.samples[-1][1] if self.samples else 0
+
+
+def idle_time(run: Run, iface: str, floor: float, low: float = 0.1, high: float = 0.9) -> float | None:
+    """Seconds, within the span :func:`steady_rate` measures, in which ``iface`` received less than
+    ``floor`` bytes/s (sample to sample): on the shaped lab, the fast path waiting while the MPTCP
+    level holds a hole on the slow one (docs/measured.md, "Shaped: where the fast path idles")."""
+    total = run.samples[-1][1] if run.samples else 0
+    t_low, t_high = crossing_time(run.samples, low * total), crossing_time(run.samples, high * total)
+    if t_low is None or t_high is None:
+        return None
+    idle = 0.0
+    for (t0, c0), (t1, c1) in pairwise(run.iface_samples):
+        span = min(t1, t_high) - max(t0, t_low)
+        if span > 0 and t1 > t0 and (c1[iface] - c0[iface]) / (t1 - t0) < floor:
+            idle += span
+    return idle
 
 
 def crossing_time(samples: Sequence[tuple[float, int]], level: float) -> float | None:
@@ -189,6 +208,7 @@ class Run:
     stderr: str
     samples: list[tuple[float, int]] = field(default_factory=list)
     per_iface: dict[str, int] = field(default_factory=dict)
+    iface_samples: list[tuple[float, dict[str, int]]] = field(default_factory=list)
 
     @property
     def cpu_s(self) -> float:
@@ -222,7 +242,7 @@ def measured_run(lab: Lab, tool: str, argv: Sequence[str], interval: float = 0.0
             err += f"\nbench: killed after {timeout:.0f} s"
         wall, cpu1 = time.monotonic() - t0, _child_cpu()
     return Run(tool, wall, cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], proc.returncode, out, err,
-               meter.samples, meter.per_iface)
+               meter.samples, meter.per_iface, meter.iface_samples)
 
 
 def median(values: Sequence[float | None]) -> float | None:

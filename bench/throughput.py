@@ -7,8 +7,8 @@ Run as root::
 Two labs: unshaped (a file of ``--size-gib`` GiB) and shaped 40 + 10 Mbit/s (``--shaped-mb`` MB).
 In each, nginx under ``mptcpize`` serves the lab's content over HTTP and HTTPS (``bench/_peers.py``)
 and these contenders fetch it, alternating (who goes first rotates every round), ``--rounds``
-times each (default 5 unshaped, where single runs spread most, 3 shaped); medians are compared,
-with each tool's range beside them:
+times each (default 5 unshaped and 7 shaped: single shaped runs of any tool spread ±10 %, see ``idle s``
+below); medians are compared, with each tool's range beside them:
 
 * ``mptop``: ``mptop get -o /dev/null --json`` (sampling on, sha256 on, as by default);
 * ``mptop-nohash``: the same with ``--no-hash``;
@@ -22,18 +22,21 @@ server's sends and their softirq work on one core, the client on the other, as w
 another machine, but with one core for the client); ``shared`` (the default) pins nothing.  The layout
 is printed with every table and RESULT line.
 
-Per run: steady goodput from the client interfaces' rx counters over the middle 80 % of the
-bytes, in payload bytes; ``rtx``, the server's MPTCP-level retransmissions meanwhile (each one ends
-a ~0.2 s stall in which the client had all the data but its data-level ACK had not come: see
-docs/measured.md, "Idle time"); CPU seconds of the client process and its children (their rusage) per
-GB, net of the tool's fixed cost (the median CPU of ``--rounds`` 1 MB fetches: start-up, imports,
-handshakes) and whole-run; nginx's CPU meanwhile (it shares the cores); every sha256 is checked
-against the lab's content.  Goals: unshaped goodput mptop/curl ≥ 1.0 (HTTP and HTTPS, sha256 on),
-shaped ≥ 0.99; unshaped CPU per GB mptop/C-recv+sha ≤ 1.2 and mptop-nohash/curl ≤ 1.5.  Unshaped,
-it also prints the two ceilings on mptop/curl (:func:`cpu_budget`): what the cores allow on an
-otherwise idle machine, and, with other work on every core, curl's thread against the sha256's
-(which caps mptop over HTTP near 0.5× then).  The bench prints; it never asserts.  It ends with one
-``RESULT`` line per setting.
+Per run: steady goodput from the client interfaces' rx counters over the middle 80 % of the bytes, in
+payload bytes; ``rtx``, the server's MPTCP-level retransmissions meanwhile (each one ends a ~0.2 s stall
+in which the client had all the data but its data-level ACK had not come: see docs/measured.md, "Idle
+time"); CPU seconds of the client process and its children (their rusage) per GB, net of the tool's
+fixed cost (the median CPU of ``--rounds`` 1 MB fetches: start-up, imports, handshakes) and whole-run;
+nginx's CPU meanwhile (it shares the cores); every sha256 is checked against the lab's content; shaped,
+``idle s``: the seconds of the measured span in which the 40 Mbit/s path received under 1/8 of its rate
+— the kernel holding a hole on the 10 Mbit/s path with the server's MPTCP send buffer full
+(docs/measured.md, "Shaped: where the fast path idles"), which hits every tool at random and is most of
+the spread between shaped runs.  Goals: unshaped goodput mptop/curl ≥ 1.0 (HTTP and HTTPS, sha256 on),
+shaped ≥ 0.99; unshaped CPU per GB mptop/C-recv+sha ≤ 1.2 and mptop-nohash/curl ≤ 1.5.  Unshaped, it
+also prints the two ceilings on mptop/curl (:func:`cpu_budget`): what the cores allow on an otherwise
+idle machine, and, with other work on every core, curl's thread against the sha256's (which caps mptop
+over HTTP near 0.5× then).  The bench prints; it never asserts.  It ends with one ``RESULT`` line per
+setting.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import argparse
 import hashlib
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -55,6 +59,7 @@ from _lab_common import (  # noqa: E402
     SizeOption,
     ensure_debian_tools,
     fmt,
+    idle_time,
     load_average,
     measured_run,
     median,
@@ -90,6 +95,7 @@ class Outcome:
     server_cpu_s: float        # nginx's CPU meanwhile
     check: str                 # "sha256 ok", "size ok", or what went wrong
     rtx: int = 0               # the server's MPTCP retransmissions meanwhile
+    idle_s: float | None = None    # shaped: seconds the fast path received ~nothing (:func:`fast_path_idle`)
 
     @property
     def ok(self) -> bool:
@@ -143,7 +149,19 @@ def fetch(lab: Lab, c: Contenders, tool: str, size: int, scheme: str, interval: 
     # rx counts headers and TLS records too: scale the wire rate to payload bytes, the same for all.
     goodput = rate * size / run.rx_total if rate is not None and run.rx_total else None
     return Outcome(tool, goodput, run.wall_s, run.cpu_s, run.cpu_s / (size / 1e9), server, c.check(tool, run, size),
-                   rtx)
+                   rtx, fast_path_idle(lab, run))
+
+
+def fast_path_idle(lab: Lab, run: Run) -> float | None:
+    """Shaped lab: seconds of the measured span in which the fastest path got under 1/8 of its rate.
+    That is the kernel holding a hole on the slow path (the server's MPTCP send buffer full of data
+    not yet acknowledged at the data level, the client holding the rest out of order): it hits every
+    tool, at random, and is most of the spread of shaped runs (docs/measured.md)."""
+    rates = {iface: rate for iface, rate in lab.config.rate_mbit.items() if rate}
+    if not rates:
+        return None
+    fast = max(rates, key=lambda iface: rates[iface])
+    return idle_time(run, fast, rates[fast] * 1e6 / 8 / 8)
 
 
 def mbit(bytes_per_s: float | None) -> float | None:
@@ -156,8 +174,9 @@ def rotations(tools: Sequence[str], rounds: int) -> list[tuple[int, list[str]]]:
 
 
 def bench_scheme(lab: Lab, c: Contenders, setting: str, scheme: str, size: int, rounds: int,
-                 interval: float, layout: str) -> dict[str, Medians]:
-    """Medians per tool: (goodput, CPU/GB net of the fixed cost, CPU/GB whole run, nginx CPU/GB)."""
+                 interval: float, layout: str) -> tuple[dict[str, Medians], float | None]:
+    """Medians per tool: (goodput, CPU/GB net of the fixed cost, CPU/GB whole run, nginx CPU/GB); and,
+    shaped, mptop/curl at the same fast-path idle (:func:`same_idle`)."""
     print(f"\n== {setting} {scheme.upper()}: {size / 1e6:,.0f} MB, {rounds} round(s), layout {layout}, "
           f"load {load_average()}", flush=True)
     fixed: dict[str, list[float]] = {tool: [] for tool in c.tools}
@@ -169,15 +188,17 @@ def bench_scheme(lab: Lab, c: Contenders, setting: str, scheme: str, size: int, 
                 fixed[tool].append(small.cpu_s)
     print("  fixed cost (CPU s of a 1 MB fetch): "
           + ", ".join(f"{tool} {fmt(median(v), '.3f')}" for tool, v in fixed.items()), flush=True)
-    print(f"  {'run':<18} {'Mbit/s':>9} {'wall s':>7} {'CPU s':>6} {'CPU s/GB':>9} {'nginx s':>7} {'rtx':>4}  check")
+    print(f"  {'run':<18} {'Mbit/s':>9} {'wall s':>7} {'CPU s':>6} {'CPU s/GB':>9} {'nginx s':>7} {'rtx':>4} "
+          f"{'idle s':>6}  check")
     for r, order in rotations(c.tools, rounds):
         for tool in order:
             o = fetch(lab, c, tool, size, scheme, interval)
             runs[tool].append(o)
             print(f"  {tool + ' #' + str(r + 1):<18} {fmt(mbit(o.goodput), '9.1f'):>9} {o.wall_s:7.2f} "
-                  f"{o.cpu_s:6.2f} {o.cpu_per_gb:9.3f} {o.server_cpu_s:7.2f} {o.rtx:4d}  {o.check}", flush=True)
+                  f"{o.cpu_s:6.2f} {o.cpu_per_gb:9.3f} {o.server_cpu_s:7.2f} {o.rtx:4d} {fmt(o.idle_s):>6}  {o.check}",
+                  flush=True)
     med = {}
-    print(f"  {'median':<18} {'Mbit/s':>9} {'CPU s/GB net':>12} {'whole':>7} {'nginx':>6} {'rtx':>4}  "
+    print(f"  {'median':<18} {'Mbit/s':>9} {'CPU s/GB net':>12} {'whole':>7} {'nginx':>6} {'rtx':>4} {'idle s':>6}  "
           "Mbit/s range (noise)")
     for tool, all_runs in runs.items():
         outcomes = [o for o in all_runs if o.ok]    # a failed run measured nothing
@@ -187,11 +208,34 @@ def bench_scheme(lab: Lab, c: Contenders, setting: str, scheme: str, size: int, 
         server = median([o.server_cpu_s / (size / 1e9) for o in outcomes])
         rates = [mbit(o.goodput) or 0.0 for o in outcomes if o.goodput is not None]
         spread = f"{min(rates):.1f}-{max(rates):.1f}" if rates else "n/a"
-        rtx = median([o.rtx for o in outcomes])
+        rtx, idle = median([o.rtx for o in outcomes]), median([o.idle_s for o in outcomes])
         print(f"  {tool:<18} {fmt(mbit(goodput), '9.1f'):>9} {fmt(net, '12.3f'):>12} {fmt(whole, '7.3f'):>7} "
-              f"{fmt(server, '6.3f')} {fmt(rtx, '4.0f'):>4}  {spread}")
+              f"{fmt(server, '6.3f')} {fmt(rtx, '4.0f'):>4} {fmt(idle):>6}  {spread}")
         med[tool] = (goodput, net, whole, server)
-    return med
+    return med, same_idle(runs)
+
+
+def same_idle(runs: dict[str, list[Outcome]]) -> float | None:
+    """Shaped: mptop/curl with the kernel's stalls taken out.  Over every run of the setting, goodput
+    against the fast path's idle seconds is a line (r ≈ −0.99, docs/measured.md); each tool's median
+    residual from that line, added to the line at the median idle of all runs, is its goodput at the
+    same idle.  None unshaped, or with too few runs to fit."""
+    points = [(o.idle_s, o.goodput) for v in runs.values() for o in v
+              if o.ok and o.idle_s is not None and o.goodput is not None]
+    if len(points) < 3 or len({i for i, _ in points}) < 2:
+        return None
+    fit = statistics.linear_regression([i for i, _ in points], [g for _, g in points])
+    typical = fit.intercept + fit.slope * statistics.median(i for i, _ in points)
+    at: dict[str, float] = {}
+    for tool, outcomes in runs.items():
+        residuals = [o.goodput - (fit.intercept + fit.slope * o.idle_s) for o in outcomes
+                     if o.ok and o.idle_s is not None and o.goodput is not None]
+        if residuals:
+            at[tool] = typical + statistics.median(residuals)
+    print(f"  at the same fast-path idle (fit over {len(points)} runs: Mbit/s = {mbit(fit.intercept):.1f} "
+          f"{mbit(fit.slope):+.1f} x idle s): "
+          + ", ".join(f"{tool} {fmt(mbit(g), '.1f')}" for tool, g in at.items()), flush=True)
+    return ratio(at.get(MPTOP), at.get(CURL))
 
 
 def verdict(value: float | None, target: float, at_least: bool) -> str:
@@ -234,7 +278,8 @@ def cpu_budget(med: dict[str, Medians], sha_cpu: float) -> None:
               "mptop thread is busier: over HTTPS the reader decrypts, ~0.8 CPU-s/GB)", flush=True)
 
 
-def summarize(setting: str, scheme: str, med: dict[str, Medians], sha_cpu: float, layout: str) -> str:
+def summarize(setting: str, scheme: str, med: dict[str, Medians], same_idle_r: float | None, sha_cpu: float,
+              layout: str) -> str:
     goodput_r = ratio(med[MPTOP][0], med[CURL][0])
     target = GOODPUT_TARGET[setting]
     cpu_c = ratio(med[MPTOP][1], med[C_REF][1]) if C_REF in med else None
@@ -245,6 +290,10 @@ def summarize(setting: str, scheme: str, med: dict[str, Medians], sha_cpu: float
     # Shaped, a run lasts seconds whatever its size: the sampler's per-second cost is most of mptop's
     # CPU, so CPU per GB says little there and has no target.
     targets = setting == "unshaped"
+    if not targets:
+        print("  idle s: the fast path waiting for a hole on the slow one to be filled (the kernel, not the tool: "
+              "every contender gets it at random); a run's goodput falls with it.  goodput mptop/curl at the "
+              f"same idle {fmt(same_idle_r, '.3f')}x", flush=True)
     if targets:
         cpu_budget(med, sha_cpu)
     print(f"  CPU/GB net: mptop/C-recv+sha {fmt(cpu_c, '.3f')}x"
@@ -253,14 +302,15 @@ def summarize(setting: str, scheme: str, med: dict[str, Medians], sha_cpu: float
           + (f" (target <= {CPU_TARGET_NOHASH}: {verdict(cpu_nohash, CPU_TARGET_NOHASH, False)})" if targets else "")
           + f"; mptop/(curl|sha256) {fmt(ratio(med[MPTOP][1], med[CURL_SHA][1]), '.3f')}x", flush=True)
     return (f"RESULT setting={setting}-{scheme} layout={layout} goodput_ratio={fmt(goodput_r, '.3f')} "
-            f"cpu_ratio_c={fmt(cpu_c, '.3f')} cpu_ratio_nohash_curl={fmt(cpu_nohash, '.3f')}")
+            f"cpu_ratio_c={fmt(cpu_c, '.3f')} cpu_ratio_nohash_curl={fmt(cpu_nohash, '.3f')}"
+            + (f" goodput_ratio_same_idle={fmt(same_idle_r, '.3f')}" if setting == "shaped" else ""))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parse_bench_args(argv, __doc__, [
         SizeOption("--size-gib", "unshaped file size in GiB", 1.0, 0.5),
         SizeOption("--shaped-mb", "shaped file size in MB", 30.0, 10.0, "~5 s at 50 Mbit/s")],
-        extra_args, rounds="5 unshaped, 3 shaped")
+        extra_args, rounds="5 unshaped, 7 shaped")
 
 
 def extra_args(p: argparse.ArgumentParser) -> None:
@@ -276,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     ensure_debian_tools({"mptcpize": "mptcpize", "curl": "curl", "openssl": "openssl", "nginx": "nginx-light"})
     settings = [("unshaped", LabConfig(start_server=False), int(args.size_gib * (1 << 30)), 5),
-                ("shaped", LabConfig(rate_mbit=dict(SHAPED), start_server=False), int(args.shaped_mb * 1e6), 3)]
+                ("shaped", LabConfig(rate_mbit=dict(SHAPED), start_server=False), int(args.shaped_mb * 1e6), 7)]
     if args.layout == "split" and (os.cpu_count() or 1) < 2:
         print("bench: --layout split needs 2 CPUs", file=sys.stderr)
         return 2
@@ -299,9 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         peer.pin(0)
                     c = Contenders(peer, c_reader, prefix)
                     for scheme in schemes:
-                        med = bench_scheme(lab, c, name, scheme, size, args.rounds or rounds, args.interval,
-                                           args.layout)
-                        results.append(summarize(name, scheme, med, sha_cpu, args.layout))
+                        med, same = bench_scheme(lab, c, name, scheme, size, args.rounds or rounds, args.interval,
+                                                 args.layout)
+                        results.append(summarize(name, scheme, med, same, sha_cpu, args.layout))
     except LabError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
