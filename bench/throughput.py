@@ -220,18 +220,15 @@ def same_idle(runs: dict[str, list[Outcome]]) -> float | None:
     against the fast path's idle seconds is a line (r ≈ −0.99, docs/measured.md); each tool's median
     residual from that line, added to the line at the median idle of all runs, is its goodput at the
     same idle.  None unshaped, or with too few runs to fit."""
-    points = [(o.idle_s, o.goodput) for v in runs.values() for o in v
-              if o.ok and o.idle_s is not None and o.goodput is not None]
+    measured = {tool: [(o.idle_s, o.goodput) for o in outcomes
+                       if o.ok and o.idle_s is not None and o.goodput is not None] for tool, outcomes in runs.items()}
+    points = [point for tool_points in measured.values() for point in tool_points]
     if len(points) < 3 or len({i for i, _ in points}) < 2:
         return None
     fit = statistics.linear_regression([i for i, _ in points], [g for _, g in points])
     typical = fit.intercept + fit.slope * statistics.median(i for i, _ in points)
-    at: dict[str, float] = {}
-    for tool, outcomes in runs.items():
-        residuals = [o.goodput - (fit.intercept + fit.slope * o.idle_s) for o in outcomes
-                     if o.ok and o.idle_s is not None and o.goodput is not None]
-        if residuals:
-            at[tool] = typical + statistics.median(residuals)
+    at = {tool: typical + statistics.median(g - (fit.intercept + fit.slope * i) for i, g in tool_points)
+          for tool, tool_points in measured.items() if tool_points}
     print(f"  at the same fast-path idle (fit over {len(points)} runs: Mbit/s = {mbit(fit.intercept):.1f} "
           f"{mbit(fit.slope):+.1f} x idle s): "
           + ", ".join(f"{tool} {fmt(mbit(g), '.1f')}" for tool, g in at.items()), flush=True)
@@ -290,12 +287,12 @@ def summarize(setting: str, scheme: str, med: dict[str, Medians], same_idle_r: f
     # Shaped, a run lasts seconds whatever its size: the sampler's per-second cost is most of mptop's
     # CPU, so CPU per GB says little there and has no target.
     targets = setting == "unshaped"
-    if not targets:
+    if targets:
+        cpu_budget(med, sha_cpu)
+    else:
         print("  idle s: the fast path waiting for a hole on the slow one to be filled (the kernel, not the tool: "
               "every contender gets it at random); a run's goodput falls with it.  goodput mptop/curl at the "
               f"same idle {fmt(same_idle_r, '.3f')}x", flush=True)
-    if targets:
-        cpu_budget(med, sha_cpu)
     print(f"  CPU/GB net: mptop/C-recv+sha {fmt(cpu_c, '.3f')}x"
           + (f" (target <= {CPU_TARGET_C}: {verdict(cpu_c, CPU_TARGET_C, False)})" if targets else "")
           + f"; mptop-nohash/curl {fmt(cpu_nohash, '.3f')}x"

@@ -167,12 +167,13 @@ class WriterThread:
         self._error: BaseException | None = None
         self._hasher: queue.SimpleQueue[_HashJob | None] | None = None
         self._then: Callable[[], object] | None = None     # what the next queued hash must call
-        if file.hash_update is not None and file.target.path != os.devnull:   # writing /dev/null is free
+        devnull = file.target.path == os.devnull    # writing it is free: nothing to overlap with the hash
+        if file.hash_update is not None and not devnull:
             self._hasher = queue.SimpleQueue()
             threading.Thread(target=self._hash, args=(file.hash_update,), name=f"{name}-sha256", daemon=True).start()
             file.hash_update = self._queue_hash
         # Nothing to write nor to hash: the caller of write_buffer does it (see there).
-        self._inline = file.hash_update is None and file.target.path == os.devnull
+        self._inline = file.hash_update is None and devnull
         self._caught_up = False
         threading.Thread(target=self._work, name=name, daemon=True).start()
 
