@@ -116,11 +116,18 @@ def test_link_down_moves_traffic_and_link_up_brings_it_back(make_lab: Callable[.
     # wait until it carries 20 Mbit/s' worth of bytes in 0.2 s at half rate, then measure.
     wait_for(lambda: rx_delta(lab, 0.2)["wwan0"] > 250_000, timeout=20)
     # Over 2 s, not 0.6: under load one retransmission timeout on Cellular can take half a short window.
-    down = rx_delta(lab, 2.0)
+    # Up to three windows: the data stuck on the dead Wi-Fi subflow is re-sent on Cellular at the MPTCP
+    # level, and such a timeout can cost another 0.2-1 s (docs/measured.md, "Idle time"); CI run 4 of
+    # 2026-12-05 measured 974 kB in its one window.  Wi-Fi must carry nothing in any of them.
+    windows = []
+    while len(windows) < 3 and (not windows or windows[-1]["wwan0"] <= 1_250_000):
+        windows.append(rx_delta(lab, 2.0))
+    down = max(windows, key=lambda w: w["wwan0"])
     lab.link_up("wlan0")
     wait_for(lambda: rx_delta(lab, 0.2)["wlan0"] > 100_000, timeout=20)   # at Wi-Fi's next retransmission
     assert up["wlan0"] > 500_000 and up["wwan0"] > 500_000, up
     assert down["wlan0"] < 20_000 and down["wwan0"] > 1_250_000, down   # ≥ 5 of its 20 Mbit/s
+    assert all(w["wlan0"] < 20_000 for w in windows), windows
     assert dl.error is None and dl.is_alive()
 
 
