@@ -55,7 +55,7 @@ class StallJudge:
         self._watches: dict[str, StallWatch] = {}
         self._moved_at: dict[str, float] = {}
         self._bytes: dict[str, int] = {}
-        self._dropped_at: dict[str, float] = {}    # link went down (after carrying bytes) at
+        self._dropped: set[str] = set()             # paths whose link went down after carrying bytes
         self._transfers: dict[int, _TransferQuiet] = {}
         self._subflow_stalls = SubflowStalls(self.threshold_s)
 
@@ -66,14 +66,16 @@ class StallJudge:
                 self._moved_at[iface] = t
             self._bytes[iface] = path.bytes
             if path.link_up is False and iface in self._moved_at:
-                self._dropped_at.setdefault(iface, t)
+                self._dropped.add(iface)
             elif path.link_up is not False:
-                self._dropped_at.pop(iface, None)
-        # A path whose link just dropped still holds data the connection waits for: its lost bytes are
-        # resent on the others once its subflow's retransmission timer fires, and until then a path
-        # that is up may get nothing (the receive window is full of what comes after the hole).
-        moving = {i for i, at in self._moved_at.items() if t - at < self.moving_s}
-        moving |= {i for i, at in self._dropped_at.items() if t - at < self.moving_s}
+                self._dropped.discard(iface)
+        # A link that drops takes the data in flight on it along.  The sender re-sends it on the other
+        # paths a piece per MPTCP retransmission timeout (0.2 s, backing off), and those get little or
+        # nothing meanwhile: the receive window is full of what comes after the hole.  That lasts until
+        # the sender marks the dropped subflow stale (1.0-2.3 s after the drop measured) or, in 2 runs
+        # of 16, until the link came back (docs/measured.md, "Handover: the wait for lost bytes").  So a
+        # path that is up waits on a dropped one while its link is down, and stalls after WAIT_LIMIT_S.
+        moving = {i for i, at in self._moved_at.items() if t - at < self.moving_s} | self._dropped
         events = []
         for iface, path in paths.items():
             watch = self._watches.get(iface)
