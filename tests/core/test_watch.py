@@ -278,10 +278,10 @@ def test_a_subflow_quiet_beside_a_busy_one_on_its_path_stalls_per_connection() -
     tracker = WatchTracker()
     events: list[Event] = []
     itfs = InterfaceMap(by_address={WLAN[0]: "wlan0", "192.0.2.3": "wlan0"}, link_up={"wlan0": True})
-    for i in range(5):                          # 2 s at 0.5 s: the second Wi-Fi subflow gets nothing
+    for i in range(8):                          # 3.5 s at 0.5 s: the second Wi-Fi subflow gets nothing
         conn = connection(7, [subflow(WLAN, 1, 1_000 * (i + 1)), subflow(("192.0.2.3", WLAN[1]), 2, 10, join=True)])
         events += tracker.observe(i * 0.5, [conn], itfs)[1]
     assert [(e.kind, e.iface, e.connection) for e in events] == [("subflow_stalled", "wlan0", 7)]
     assert "192.0.2.3:2 → 192.0.2.1:80" in events[0].detail
-    conn = connection(7, [subflow(WLAN, 1, 6_000), subflow(("192.0.2.3", WLAN[1]), 2, 500, join=True)])
-    assert [e.kind for e in tracker.observe(2.5, [conn], itfs)[1]] == ["subflow_recovered"]
+    conn = connection(7, [subflow(WLAN, 1, 9_000), subflow(("192.0.2.3", WLAN[1]), 2, 500, join=True)])
+    assert [e.kind for e in tracker.observe(4.0, [conn], itfs)[1]] == ["subflow_recovered"]
