@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,6 +17,9 @@ from mptop.core.events import (
     fallback_reason,
     stall_threshold,
 )
+
+if TYPE_CHECKING:
+    from mptop.core.model import TransferSample
 
 
 def feed(watch: StallWatch, steps: list[tuple[float, int, bool]]) -> list[tuple[float, StallChange]]:
@@ -202,32 +206,12 @@ def test_a_path_waiting_on_another_is_patient_then_stalls_and_the_threshold_is_t
     assert change is not None and change.outage_s == pytest.approx(0.5)
 
 
-def test_a_path_up_while_another_just_dropped_waits_for_its_resent_bytes() -> None:
-    """Wi-Fi's link drops at 1.0 s (seen down from the 2.0 s poll: the oper-state lags under load);
-    Cellular gets nothing until 3.5 s, when Wi-Fi's lost bytes have been resent on it and the window
-    opens.  Cellular waits on Wi-Fi meanwhile; only Wi-Fi stalls."""
-    from mptop.core.paths import PathState
-    from mptop.core.stalls import StallJudge
-
-    judge = StallJudge(0.25)
-    events, waiting = [], set()
-    for i in range(21):                                   # 0 .. 5 s
-        t = i * 0.25
-        wifi = PathState("wlan0", "Wi-Fi", bytes=1000 * min(i, 4) + 1000, link_up=t < 2.0)
-        cell = PathState("wwan0", "Cellular", bytes=1000 * (min(i, 4) + max(0, i - 14)) + 1000, link_up=True)
-        paths = {"wlan0": wifi, "wwan0": cell}
-        events += judge.paths(t, paths, {"wlan0", "wwan0"})
-        if cell.waiting_on:
-            waiting.add(cell.waiting_on)
-    assert [(e.kind, e.iface) for e in events] == [("path_stalled", "wlan0")]
-    assert waiting == {"Wi-Fi"}
-
-
 PathEvents = list[tuple[float, str, str]]
 
 
-def _wifi_drops_at_1s(cell_moves: Callable[[float], bool], until: float) -> tuple[PathEvents, set[str]]:
-    """Polls every 0.25 s: Wi-Fi carries bytes until its link drops at 1.0 s (and stays down);
+def _wifi_drops(cell_moves: Callable[[float], bool], until: float,
+                drop_at: float = 1.0) -> tuple[PathEvents, set[str]]:
+    """Polls every 0.25 s: Wi-Fi carries bytes until 1.0 s, its link is seen down from ``drop_at`` on;
     Cellular, link up, gets 1 kB in each poll where ``cell_moves(t)``.  The path events (t, kind,
     iface) and what Cellular was shown waiting on."""
     from mptop.core.paths import PathState
@@ -240,7 +224,7 @@ def _wifi_drops_at_1s(cell_moves: Callable[[float], bool], until: float) -> tupl
     for i in range(int(until / 0.25) + 1):
         t = i * 0.25
         cell_bytes += 1000 if cell_moves(t) else 0
-        wifi = PathState("wlan0", "Wi-Fi", bytes=1000 * min(i, 4), link_up=t < 1.0)
+        wifi = PathState("wlan0", "Wi-Fi", bytes=1000 * min(i, 4), link_up=t < drop_at)
         cell = PathState("wwan0", "Cellular", bytes=cell_bytes, link_up=True)
         judged = judge.paths(t, {"wlan0": wifi, "wwan0": cell}, {"wlan0", "wwan0"})
         events += [(e.t, e.kind, str(e.iface)) for e in judged]
@@ -249,12 +233,21 @@ def _wifi_drops_at_1s(cell_moves: Callable[[float], bool], until: float) -> tupl
     return events, waiting
 
 
+def test_a_path_up_while_another_just_dropped_waits_for_its_resent_bytes() -> None:
+    """Wi-Fi's link drops at 1.0 s (seen down from the 2.0 s poll: the oper-state lags under load);
+    Cellular gets nothing until 3.75 s, when Wi-Fi's lost bytes have been resent on it and the window
+    opens.  Cellular waits on Wi-Fi meanwhile; only Wi-Fi stalls."""
+    events, waiting = _wifi_drops(lambda t: t <= 1.0 or t >= 3.75, until=5.0, drop_at=2.0)
+    assert [(kind, iface) for _, kind, iface in events] == [("path_stalled", "wlan0")]
+    assert waiting == {"Wi-Fi"}
+
+
 def test_a_path_up_waits_on_a_dropped_one_while_its_lost_bytes_are_resent() -> None:
     """CI (load ~4): Cellular got nothing for over 0.44 s more than 2 s after Wi-Fi's link dropped —
     the server was still re-sending Wi-Fi's lost bytes a piece per MPTCP retransmission (measured: up
     to 2.3 s after the drop, or until the link came back; docs/measured.md).  Here Cellular is quiet
     from 3.25 to 4.0 s, Wi-Fi still down: it waits on Wi-Fi; only Wi-Fi stalls."""
-    events, waiting = _wifi_drops_at_1s(lambda t: not 3.25 <= t < 4.0, until=5.0)
+    events, waiting = _wifi_drops(lambda t: not 3.25 <= t < 4.0, until=5.0)
     assert [(kind, iface) for _, kind, iface in events] == [("path_stalled", "wlan0")]
     assert waiting == {"Wi-Fi"}
 
@@ -264,46 +257,43 @@ def test_a_path_up_waiting_on_a_dropped_one_stalls_after_the_wait_limit() -> Non
     stalls once WAIT_LIMIT_S passed without a byte."""
     from mptop.core.events import WAIT_LIMIT_S
 
-    events, waiting = _wifi_drops_at_1s(lambda t: t <= 2.0, until=20.0)
+    events, waiting = _wifi_drops(lambda t: t <= 2.0, until=20.0)
     assert [(kind, iface) for _, kind, iface in events] == [("path_stalled", "wlan0"), ("path_stalled", "wwan0")]
     assert events[1][0] == pytest.approx(2.0 + WAIT_LIMIT_S) and waiting == {"Wi-Fi"}
 
 
 # -- per-subflow stalls ----------------------------------------------------------------------------------
-def test_a_subflow_quiet_beside_a_busy_sibling_on_its_path_stalls_then_comes_back() -> None:
+def _wifi_pair(quiet_rx: int, busy_rx: int, other_path_rx: int = 0) -> list[TransferSample]:
+    """One transfer: two Wi-Fi subflows (busy, quiet) and one on Cellular, with these bytes received."""
     from mptop.core.model import SubflowSample, TransferSample
-    from mptop.core.stalls import SUBFLOW_QUIET_MIN_S, StallJudge
 
-    def sample(quiet_rx: int, busy_rx: int, other_path_rx: int = 0) -> list[TransferSample]:
-        subs = [SubflowSample(1, "192.0.2.2:1", "192.0.2.1:80", "wlan0", "Wi-Fi", busy_rx, 0.0, None, False),
-                SubflowSample(2, "192.0.2.3:2", "192.0.2.1:80", "wlan0", "Wi-Fi", quiet_rx, 0.0, None, False),
-                SubflowSample(3, "198.51.100.2:3", "198.51.100.1:80", "wwan0", "Cellular", other_path_rx, 0.0,
-                              None, False)]
-        return [TransferSample(1, "http://x/", 0, None, 0.0, "mptcp", subflows=subs)]
+    subs = [SubflowSample(1, "192.0.2.2:1", "192.0.2.1:80", "wlan0", "Wi-Fi", busy_rx, 0.0, None, False),
+            SubflowSample(2, "192.0.2.3:2", "192.0.2.1:80", "wlan0", "Wi-Fi", quiet_rx, 0.0, None, False),
+            SubflowSample(3, "198.51.100.2:3", "198.51.100.1:80", "wwan0", "Cellular", other_path_rx, 0.0,
+                          None, False)]
+    return [TransferSample(1, "http://x/", 0, None, 0.0, "mptcp", subflows=subs)]
+
+
+def test_a_subflow_quiet_beside_a_busy_sibling_on_its_path_stalls_then_comes_back() -> None:
+    from mptop.core.stalls import SUBFLOW_QUIET_MIN_S, StallJudge
 
     judge = StallJudge(0.25)
     events = []
     for i in range(16):                                 # 4 s: the second Wi-Fi subflow gets nothing
-        events += judge.subflows(i * 0.25, sample(100, 100 * (i + 1)))
+        events += judge.subflows(i * 0.25, _wifi_pair(100, 100 * (i + 1)))
     assert [(e.kind, e.iface, e.transfer) for e in events] == [("subflow_stalled", "wlan0", 1)]
     assert events[0].t == SUBFLOW_QUIET_MIN_S and "192.0.2.3:2 → 192.0.2.1:80" in events[0].detail
-    assert [e.kind for e in judge.subflows(4.0, sample(200, 1700))] == ["subflow_recovered"]
+    assert [e.kind for e in judge.subflows(4.0, _wifi_pair(200, 1700))] == ["subflow_recovered"]
     # Quiet while only another path moves: that is the path-level judges' business (waiting on it).
     judge = StallJudge(0.25)
-    assert not [e for i in range(16) for e in judge.subflows(i * 0.25, sample(100, 100, 100 * i))]
+    assert not [e for i in range(16) for e in judge.subflows(i * 0.25, _wifi_pair(100, 100, 100 * i))]
 
 
 def test_a_subflow_quiet_for_a_few_rtos_beside_a_busy_sibling_is_no_stall() -> None:
     """CI (load ~3): one of two healthy subflows on Wi-Fi got nothing for 1.8 s (a tail drop in the
     lab's queue, then its RTO with backoff) while its sibling carried on; it was called stalled."""
-    from mptop.core.model import SubflowSample, TransferSample
     from mptop.core.stalls import StallJudge
-
-    def sample(quiet_rx: int, busy_rx: int) -> list[TransferSample]:
-        subs = [SubflowSample(1, "192.0.2.2:1", "192.0.2.1:80", "wlan0", "Wi-Fi", busy_rx, 0.0, None, False),
-                SubflowSample(2, "192.0.2.3:2", "192.0.2.1:80", "wlan0", "Wi-Fi", quiet_rx, 0.0, None, False)]
-        return [TransferSample(1, "http://x/", 0, None, 0.0, "mptcp", subflows=subs)]
 
     judge = StallJudge(0.25)
     quiet_rx = [100 * (i + 1) if not 1.0 < i * 0.25 <= 3.0 else 500 for i in range(20)]   # nothing 1.0-3.0 s
-    assert not [e for i in range(20) for e in judge.subflows(i * 0.25, sample(quiet_rx[i], 100 * (i + 1)))]
+    assert not [e for i in range(20) for e in judge.subflows(i * 0.25, _wifi_pair(quiet_rx[i], 100 * (i + 1)))]

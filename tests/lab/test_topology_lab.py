@@ -116,8 +116,8 @@ def test_link_down_moves_traffic_and_link_up_brings_it_back(make_lab: Callable[.
     # wait until it carries 20 Mbit/s' worth of bytes in 0.2 s at half rate, then measure.
     wait_for(lambda: rx_delta(lab, 0.2)["wwan0"] > 250_000, timeout=20)
     # Over 2 s, not 0.6: under load one retransmission timeout on Cellular can take half a short window.
-    # Up to three windows: the data stuck on the dead Wi-Fi subflow is re-sent on Cellular at the MPTCP
-    # level, and such a timeout can cost another 0.2-1 s (docs/measured.md, "Idle time"); CI run 4 of
+    # Up to three windows: the data stuck on the dead Wi-Fi subflow is re-sent on Cellular a piece per
+    # MPTCP retransmission timeout, 0.2-0.9 s each (docs/measured.md, "Handover: the wait for lost bytes"); CI run 4 of
     # 2026-12-05 measured 974 kB in its one window.  Wi-Fi must carry nothing in any of them.
     windows = []
     while len(windows) < 3 and (not windows or windows[-1]["wwan0"] <= 1_250_000):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from mptop.lab.config import LabError
+from mptop.lab.errors import LabError
 from mptop.lab.netns import Namespace
 from mptop.lab.topology import LabBase, LabEndpoint, Side, endpoint_add_cmd
 

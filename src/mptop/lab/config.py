@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mptop.lab.errors import LabError as LabError  # re-exported: the lab's modules take them from here
-from mptop.lab.errors import LabUnavailable as LabUnavailable
-
 ClientEndpoints = Literal["none", "subflow", "fullmesh"]
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mptop.lab import content
-from mptop.lab.config import PATHS, LabConfig, LabError, LabPath, LabUnavailable
+from mptop.lab.config import PATHS, LabConfig, LabPath
+from mptop.lab.errors import LabError, LabUnavailable
 from mptop.lab.netns import Namespace, kill_quietly, set_pdeathsig
 
 Side = Literal["client", "server"]

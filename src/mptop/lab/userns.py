@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 
-from mptop.lab.config import LabUnavailable
+from mptop.lab.errors import LabUnavailable
 from mptop.lab.netns import CLONE_NEWNET, CLONE_NEWUSER, libc_call
 
 PR_SET_DUMPABLE = 4
