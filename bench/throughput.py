@@ -12,6 +12,7 @@ below); medians are compared, with each tool's range beside them:
 
 * ``mptop``: ``mptop get -o /dev/null --json`` (sampling on, sha256 on, as by default);
 * ``mptop-nohash``: the same with ``--no-hash``;
+* ``mptop-blake3``: the same with ``--hash blake3`` (unshaped only; when the blake3 package is installed);
 * ``curl``: ``mptcpize run curl -o /dev/null`` (no hash);
 * ``curl|sha256``: ``mptcpize run curl | openssl dgst -sha256``, the same work as mptop;
 * ``C-recv+sha``: ``bench/recv_sha256.c``, built here with gcc: recv (or SSL_read) into one
@@ -42,7 +43,9 @@ setting.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
+import importlib.util
 import json
 import os
 import statistics
@@ -74,7 +77,8 @@ from mptop.lab import Lab, LabConfig, LabError  # noqa: E402
 from mptop.lab import content as lab_content  # noqa: E402
 from mptop.lab.signals import exit_on_signals  # noqa: E402
 
-MPTOP, NOHASH, CURL, CURL_SHA, C_REF = "mptop", "mptop-nohash", "curl", "curl|sha256", "C-recv+sha"
+MPTOP, NOHASH, BLAKE3, CURL, CURL_SHA, C_REF = (
+    "mptop", "mptop-nohash", "mptop-blake3", "curl", "curl|sha256", "C-recv+sha")
 SHAPED = {"wlan0": 40.0, "wwan0": 10.0}
 GOODPUT_TARGET = {"unshaped": 1.0, "shaped": 0.99}
 CPU_TARGET_C = 1.2          # mptop / C-recv+sha, CPU per GB
@@ -103,18 +107,19 @@ class Outcome:
 
 
 class Contenders:
-    def __init__(self, peer: NginxPeer, c_reader: str | None, prefix: Sequence[str] = ()) -> None:
+    def __init__(self, peer: NginxPeer, c_reader: str | None, prefix: Sequence[str] = (), blake3: bool = False) -> None:
         self.peer, self.c_reader, self.prefix = peer, c_reader, list(prefix)
-        self.tools = [MPTOP, NOHASH, CURL, CURL_SHA] + ([C_REF] if c_reader else [])
+        self.tools = [MPTOP, NOHASH, *([BLAKE3] if blake3 else []), CURL, CURL_SHA] + ([C_REF] if c_reader else [])
 
     def argv(self, tool: str, size: int, scheme: str) -> list[str]:
         return self.prefix + self._argv(tool, size, scheme)
 
     def _argv(self, tool: str, size: int, scheme: str) -> list[str]:
         url, tls = self.peer.url(size, scheme), scheme == "https"
-        if tool in (MPTOP, NOHASH):
-            return [sys.executable, "-m", "mptop", "get", "-o", "/dev/null", "--json",
-                    *(["--no-hash"] if tool == NOHASH else []), *(["--insecure"] if tls else []), url]
+        if tool in (MPTOP, NOHASH, BLAKE3):
+            hashing = {NOHASH: ["--no-hash"], BLAKE3: ["--hash", "blake3"]}.get(tool, [])
+            return [sys.executable, "-m", "mptop", "get", "-o", "/dev/null", "--json", *hashing,
+                    *(["--insecure"] if tls else []), url]
         curl = ["mptcpize", "run", "curl", "-s", "-S", *(["-k"] if tls else [])]
         if tool == CURL_SHA:      # sh waits for both, so their CPU lands in the children's rusage
             return ["sh", "-c", '"$@" | openssl dgst -sha256 -r', "sh", *curl, url]
@@ -126,19 +131,34 @@ class Contenders:
     def check(self, tool: str, run: Run, size: int) -> str:
         if run.returncode != 0:
             return f"FAILED rc={run.returncode}: {run.stderr.strip()[-200:]}"
-        if tool in (MPTOP, NOHASH):
+        if tool in (MPTOP, NOHASH, BLAKE3):
             records = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
             summary = records[-1] if records and records[-1].get("type") == "summary" else None
             if summary is None or not summary["transfers"]:
                 return "FAILED: no summary"
             t = summary["transfers"][0]
-            want = lab_content.sha256(size) if tool == MPTOP else None
-            if t["bytes"] != size or t["sha256"] != want:
-                return f"MISMATCH bytes={t['bytes']} sha256={t['sha256']}"
-            return f"{'sha256' if want else 'size'} ok, {t['status']}"
+            want = {"sha256": lab_content.sha256(size) if tool == MPTOP else None,
+                    "blake3": content_blake3(size) if tool == BLAKE3 else None}
+            if t["bytes"] != size or any(t[name] != value for name, value in want.items()):
+                return f"MISMATCH bytes={t['bytes']} sha256={t['sha256']} blake3={t['blake3']}"
+            return f"{'sha256' if tool == MPTOP else 'blake3' if tool == BLAKE3 else 'size'} ok, {t['status']}"
         got = run.stdout.split()[0] if run.stdout.split() else ""
         want = str(size) if tool == CURL else lab_content.sha256(size)
         return f"{'size' if tool == CURL else 'sha256'} ok" if got == want else f"MISMATCH {got!r}"
+
+
+@functools.cache
+def content_blake3(size: int) -> str:
+    import blake3
+
+    h = blake3.blake3()
+    for view in lab_content.chunks(0, size):
+        h.update(view)
+    return str(h.hexdigest())
+
+
+def blake3_installed() -> bool:
+    return importlib.util.find_spec("blake3") is not None
 
 
 def fetch(lab: Lab, c: Contenders, tool: str, size: int, scheme: str, interval: float) -> Outcome:
@@ -283,7 +303,9 @@ def summarize(setting: str, scheme: str, med: dict[str, Medians], same_idle_r: f
     cpu_nohash = ratio(med[NOHASH][1], med[CURL][1])
     print(f"  goodput mptop/curl {fmt(goodput_r, '.3f')}x (target >= {target}: {verdict(goodput_r, target, True)}); "
           f"mptop/(curl|sha256) {fmt(ratio(med[MPTOP][0], med[CURL_SHA][0]), '.3f')}x; "
-          f"mptop-nohash/curl {fmt(ratio(med[NOHASH][0], med[CURL][0]), '.3f')}x")
+          f"mptop-nohash/curl {fmt(ratio(med[NOHASH][0], med[CURL][0]), '.3f')}x"
+          + (f"; mptop-blake3/curl {fmt(ratio(med[BLAKE3][0], med[CURL][0]), '.3f')}x (no target)" if BLAKE3 in med
+             else ""))
     # Shaped, a run lasts seconds whatever its size: the sampler's per-second cost is most of mptop's
     # CPU, so CPU per GB says little there and has no target.
     targets = setting == "unshaped"
@@ -300,7 +322,8 @@ def summarize(setting: str, scheme: str, med: dict[str, Medians], same_idle_r: f
           + f"; mptop/(curl|sha256) {fmt(ratio(med[MPTOP][1], med[CURL_SHA][1]), '.3f')}x", flush=True)
     return (f"RESULT setting={setting}-{scheme} layout={layout} goodput_ratio={fmt(goodput_r, '.3f')} "
             f"cpu_ratio_c={fmt(cpu_c, '.3f')} cpu_ratio_nohash_curl={fmt(cpu_nohash, '.3f')}"
-            + (f" goodput_ratio_same_idle={fmt(same_idle_r, '.3f')}" if setting == "shaped" else ""))
+            + (f" goodput_ratio_same_idle={fmt(same_idle_r, '.3f')}" if setting == "shaped" else "")
+            + (f" goodput_ratio_blake3={fmt(ratio(med[BLAKE3][0], med[CURL][0]), '.3f')}" if BLAKE3 in med else ""))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -344,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with Lab(config) as lab, NginxPeer(lab, [SMALL, size]) as peer:
                     if prefix:
                         peer.pin(0)
-                    c = Contenders(peer, c_reader, prefix)
+                    c = Contenders(peer, c_reader, prefix, blake3=name == "unshaped" and blake3_installed())
                     for scheme in schemes:
                         med, same = bench_scheme(lab, c, name, scheme, size, args.rounds or rounds, args.interval,
                                                  args.layout)

@@ -25,8 +25,9 @@ HEAVY = ("textual", "rich", "aiohttp", "pyroute2", "psutil", "asyncio", "mptop.c
 UI = ("textual", "rich")
 NETLINK_LIBRARY = ("pyroute2",)
 # What a headless `get` defers to the paths that need it: psutil (process names, the doctor), the TOML
-# parser (only with a config file), the upload engine, the doctor's wording of a missing subflow, watch.
-DEFERRED_BY_GET = ("psutil", "tomllib", "mptop.core.upload", "mptop.core.doctor_fix", "mptop.core.watch",
+# parser (only with a config file), the upload engine, the doctor's wording of a missing subflow, watch,
+# blake3 (only with --hash blake3).
+DEFERRED_BY_GET = ("psutil", "tomllib", "blake3", "mptop.core.upload", "mptop.core.doctor_fix", "mptop.core.watch",
                    "mptop.core.watch_filter", "mptop.tui")
 # What the download TUI's first frame (header, empty panels) must not wait for: the HTTP client and the
 # engine, the sampler and the kernel's readers, psutil, the records' module, the view models and the

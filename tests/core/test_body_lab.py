@@ -1,7 +1,7 @@
 """The body path against the lab: a plain-HTTP body read from the socket on a thread of its own
 (aiohttp's reader sees only the first bytes), HTTPS through aiohttp, every byte accounted for and
 checked with sha256 against the lab's content, the sha256 never computed on the event loop's
-thread, and none at all with ``sha256=False`` (``--no-hash``)."""
+thread, and none at all with ``digest=None`` (``--no-hash``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import blake3
 import pytest
 from aiohttp import streams, web
 
@@ -42,6 +43,13 @@ async def fetch(lab: Lab, url: str, **options: Any) -> Transfer:
 def file_sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, REAL_SHA256).hexdigest()
+
+
+def lab_blake3(size: int) -> str:
+    h = blake3.blake3()
+    for view in lab_content.chunks(0, size):
+        h.update(view)
+    return str(h.hexdigest())
 
 
 def assert_whole(t: Transfer, path: Path, size: int) -> None:
@@ -168,7 +176,7 @@ async def test_no_sha256_work_on_the_event_loop_thread_even_when_resuming(lab: L
 async def test_without_sha256_nothing_is_hashed_and_the_file_is_whole(lab: Lab, tmp_path: Path) -> None:
     size = 3_000_000
     with mock.patch("hashlib.sha256", side_effect=AssertionError("hashed")) as sha:
-        t = await fetch(lab, lab.url(size), output=f"{tmp_path}/", sha256=False)
+        t = await fetch(lab, lab.url(size), output=f"{tmp_path}/", digest=None)
     assert t.state == "done", t.error
     assert sha.call_count == 0 and t.sha256 is None
     assert t.received == t.bytes_done == t.total == size
@@ -210,10 +218,11 @@ async def test_the_sha256_runs_beside_the_file_writes_not_after_them(lab: Lab, t
     assert not hashing & set(writes), "the sha256 ran on the thread that writes the file"
 
 
-@pytest.mark.parametrize("sha256", [False, True])
-async def test_into_dev_null_without_a_hash_the_reader_writes_its_own_buffers(lab: Lab, sha256: bool) -> None:
+@pytest.mark.parametrize("digest", [None, "sha256", "blake3"])
+async def test_into_dev_null_without_a_hash_the_reader_writes_its_own_buffers(lab: Lab, digest: str | None) -> None:
     # docs/measured.md, "Idle time": a hand-off per buffer to a writer thread with nothing to do made
-    # the reader's thread share a core with more work; with a hash, the writer thread hashes beside it.
+    # the reader's thread share a core with more work; with a sha256, the writer thread hashes beside
+    # it; a blake3 costs less than the hand-off ("Hash cost"): the reader hashes too.
     size = 40_000_000
     written: dict[str, int] = {}
     real_write = FileWriter.write
@@ -224,12 +233,13 @@ async def test_into_dev_null_without_a_hash_the_reader_writes_its_own_buffers(la
         real_write(self, chunk)
 
     with mock.patch.object(FileWriter, "write", noted_write):
-        t = await fetch(lab, lab.url(size), output=os.devnull, sha256=sha256)
+        t = await fetch(lab, lab.url(size), output=os.devnull, digest=digest)
     assert t.state == "done", t.error
     assert t.received == t.bytes_done == t.total == sum(written.values()) == size
-    assert t.sha256 == (lab_content.sha256(size) if sha256 else None)
+    assert t.sha256 == (lab_content.sha256(size) if digest == "sha256" else None)
+    assert t.blake3 == (lab_blake3(size) if digest == "blake3" else None)
     on_reader = written.get("mptop-reader-1", 0)
-    if sha256:
+    if digest == "sha256":
         assert on_reader == 0, written
     else:
         assert on_reader > size - (8 << 20), written      # all but what aiohttp had read

@@ -55,6 +55,17 @@ def test_round_trip_keeps_every_record(tmp_path: Path) -> None:
     assert read_recording(path) == RECORDS
 
 
+def test_a_blake3_summary_round_trips_and_one_recorded_before_it_loads(tmp_path: Path) -> None:
+    blake3 = "2d3adedff11b61f14c886e35afa036736dcd87a74d27b5c1510225d0f592e213"
+    hashed = Summary(duration_s=1.0, transfers=[TransferSummary(
+        id=1, url="u", file="f", bytes=1, sha256=None, blake3=blake3, status="mptcp", reason=None, ok=True,
+        error=None)])
+    older = to_json(RECORDS[-1])
+    del older["transfers"][0]["blake3"]          # what recordings made before --hash blake3 hold
+    path = write(tmp_path / "r.ndjson", [json.dumps(to_json(HOST)), to_ndjson(hashed).strip(), json.dumps(older)])
+    assert read_recording(path) == [HOST, hashed, RECORDS[-1]]
+
+
 def test_blank_lines_and_unknown_keys_are_tolerated(tmp_path: Path) -> None:
     host = {**to_json(HOST), "future_field": 1}
     path = write(tmp_path / "r.ndjson", [json.dumps(host), "", json.dumps(to_json(RECORDS[1])), "  "])

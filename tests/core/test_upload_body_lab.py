@@ -38,7 +38,8 @@ def body_file(tmp_path: Path, size: int = SIZE) -> tuple[Path, str]:
 
 async def send(lab: Lab, path: Path, sha256: bool = True) -> Upload:
     with lab.client.entered():
-        manager = UploadManager([lab.upload_url()], TransferOptions(sha256=sha256), source=str(path))
+        options = TransferOptions(digest="sha256" if sha256 else None)
+        manager = UploadManager([lab.upload_url()], options, source=str(path))
         async with manager:
             [t] = await manager.run()
     assert isinstance(t, Upload)

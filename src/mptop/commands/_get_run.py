@@ -8,7 +8,7 @@ import signal
 import sys
 from contextlib import ExitStack
 
-from mptop.commands.get import checked_labels, usage_error
+from mptop.commands.get import checked_labels, digest_of, usage_error
 from mptop.core.compare import counts_for_exit, side_name
 from mptop.core.failures import TransferError
 from mptop.core.model import Sink, Summary
@@ -23,7 +23,7 @@ def options_from(args: argparse.Namespace) -> TransferOptions:
                            require_mptcp=args.require_mptcp, connect_timeout=args.connect_timeout,
                            idle_timeout=args.idle_timeout, max_redirects=args.max_redirects,
                            compare_tcp=args.compare_tcp,
-                           sha256=not getattr(args, "no_hash", False))   # the TUI's --upload has no --no-hash
+                           digest=digest_of(args))
 
 
 def report_failures(summary: Summary) -> int:

@@ -89,7 +89,8 @@ def interrupted(session: Session) -> Summary:
     if session.sampler is not None:
         return session.sampler.summary()
     transfers = [TransferSummary(id=t.id, url=t.url, file=t.file, bytes=t.bytes_done, sha256=t.sha256,
-                                 status="connecting", reason=None, ok=t.state == "done", error=t.error or "stopped")
+                                 blake3=t.blake3, status="connecting", reason=None, ok=t.state == "done",
+                                 error=t.error or "stopped")
                  for t in session.transfers]
     return Summary(duration_s=0.0, transfers=transfers)
 

@@ -54,6 +54,7 @@ Download engine — HTTP over MPTCP sockets (aiohttp)
     resolver       DNS in the calling thread's network namespace, never waited for at exit
     output         where the bytes go: naming, ``-o``, ``NAME.part`` and resume
     writer         the writer thread: writes and hashes a body off the event loop (or without a hash)
+    digest         which hash of a body: sha256 (default), blake3, or none (``--hash``)
     sockbody       a plain-HTTP body read from the socket into preallocated buffers, on its own thread
     partfile       ``NAME.part`` files, opened without following links
     failures       whatever a download raised → one plain line naming the cause

@@ -165,6 +165,7 @@ class TransferSummary:
     reason: str | None
     ok: bool
     error: str | None
+    blake3: str | None = None            # --hash blake3: the body's blake3 (``sha256`` is then None)
     path_bytes: dict[str, int] = field(default_factory=dict)
     duration_s: float | None = None      # this transfer's start to end
     resumed: int = 0                     # of ``bytes``, what a .part file already held (not fetched now)

@@ -322,7 +322,7 @@ class Sampler:
         for tr in self.transfers():
             track = self._tracks.get(tr.id)
             out.append(TransferSummary(
-                id=tr.id, url=tr.url, file=tr.file, bytes=tr.bytes_done, sha256=tr.sha256,
+                id=tr.id, url=tr.url, file=tr.file, bytes=tr.bytes_done, sha256=tr.sha256, blake3=tr.blake3,
                 status=track.status if track else "connecting",
                 reason=track.reason if track else None, ok=tr.state == "done", error=tr.error,
                 path_bytes=dict(track.path_bytes) if track else {}, duration_s=_span([tr]),

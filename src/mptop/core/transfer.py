@@ -25,7 +25,7 @@ headers arrive) fails the transfer; the sampler, which sees fallbacks later, cal
 :meth:`Transfer.fail` with its reason.
 
 A body goes to one writer thread per transfer (:class:`mptop.core.writer.WriterThread`) that
-writes it and hashes it (sha256, unless ``sha256=False``) while the next bytes are received.  A
+writes it and hashes it (``digest``: sha256 by default, blake3, or None) while the next bytes are received.  A
 body of known length (HTTP or HTTPS) is read from the socket by a thread of its own into
 preallocated buffers (:mod:`mptop.core.sockbody`); any other (chunked, no length) comes from
 aiohttp's ``iter_any``, its chunks as they arrive, never re-chunked.
@@ -46,6 +46,7 @@ import aiohttp
 from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
 from yarl import URL
 
+from mptop.core.digest import DEFAULT_DIGEST
 from mptop.core.failures import FailureContext, TransferError, describe
 from mptop.core.model import CompareSide
 from mptop.core.output import (
@@ -85,7 +86,7 @@ class TransferOptions:
     max_redirects: int = 10
     resume: bool = True                # continue an existing NAME.part with Range
     compare_tcp: bool = False          # each URL once more over plain TCP, discarded (hashed), for comparison
-    sha256: bool = True                # hash every body (off the event loop); False: --no-hash
+    digest: str | None = DEFAULT_DIGEST  # each body's hash (off the event loop): sha256, blake3; None: --no-hash
 
 
 class Transfer:
@@ -103,7 +104,8 @@ class Transfer:
         self.active_socket: socket.socket | None = None   # the one carrying the response
         self.started_at: float | None = None      # time.monotonic()
         self.ended_at: float | None = None
-        self.sha256: str | None = None
+        self.sha256: str | None = None            # the body's hash, by --hash (None: another or none)
+        self.blake3: str | None = None
         self.file: str | None = None              # final path; None for stdout or a failure
         self.received = 0                         # bytes of the file received (incl. resumed prefix)
         self.resumed = 0                          # of those, a kept .part's: not fetched by this run
@@ -346,7 +348,7 @@ class TransferManager:
         assert t.target is not None
         t.received = t.resumed = start
         taken = take_over(resp) if resp.status != 416 else None   # before any await: aiohttp reads no more
-        file = FileWriter(t.target, self.options.force, digest=self.options.sha256)
+        file = FileWriter(t.target, self.options.force, digest=self.options.digest)
         t._writer = writer = WriterThread(file, f"mptop-writer-{t.id}")
         await writer.open(start)
         t.state = "running"
@@ -358,7 +360,10 @@ class TransferManager:
         if t.total is not None and t.received != t.total:
             raise TransferError(f"connection closed after {t.received} of {t.total} bytes")
         t.file = await writer.commit()
-        t.sha256 = writer.sha256
+        if file.digest == "sha256":
+            t.sha256 = writer.hexdigest
+        elif file.digest == "blake3":
+            t.blake3 = writer.hexdigest
 
     def _claim(self, t: Transfer, path: str | None) -> bool:
         """Whether ``path`` is ``t``'s to write (first come, within this run)."""

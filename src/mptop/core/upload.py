@@ -17,7 +17,7 @@ The body streams from disk with back-pressure (:mod:`mptop.core.sendbody`): one 
 few chunks ahead and hashes it (``Upload.sha256`` is the sha256 of what was sent); a regular file over plain
 HTTP goes from preallocated buffers to the socket on another thread, as fast as the socket takes it, once
 aiohttp has sent the headers; HTTPS and standard input go through aiohttp's writer, which asks for the next
-chunk once its transport drained.  Without a hash (``sha256=False``, ``--no-hash``) a regular file over plain
+chunk once its transport drained.  Without a hash (``digest=None``, ``--no-hash``) a regular file over plain
 HTTP is sent by the kernel from the page cache (``sendfile``).  A regular file is sent with a
 ``Content-Length``; standard input (``-``) with chunked transfer coding.  Redirects are not followed (the body
 cannot be replayed).  No bytes taken by the connection for ``idle_timeout`` seconds fails the upload; so does a 2xx
@@ -128,7 +128,7 @@ class UploadManager(TransferManager):
         super().__init__(urls, TransferOptions(
             output=None, insecure=options.insecure, require_mptcp=options.require_mptcp,
             connect_timeout=options.connect_timeout, idle_timeout=options.idle_timeout,
-            max_redirects=0, resume=False, compare_tcp=options.compare_tcp, sha256=options.sha256))
+            max_redirects=0, resume=False, compare_tcp=options.compare_tcp, digest=options.digest))
 
     def _new_transfer(self, id_: int, url: str) -> Transfer:
         t = Upload(id_, url, self.source)
@@ -144,7 +144,7 @@ class UploadManager(TransferManager):
         t.total = self.size
         # A regular file over plain HTTP goes from its buffers to the socket on a thread (SocketSend).
         chunks = FileChunks(self.source, self.size, reuse=self.size is not None and URL(t.url).scheme == "http",
-                            name=f"mptop-upload-read-{t.id}", digest=self.options.sha256)
+                            name=f"mptop-upload-read-{t.id}", digest=self.options.digest is not None)
         headers = {"Content-Type": "application/octet-stream"}
         if self.size is not None:
             headers["Content-Length"] = str(self.size)

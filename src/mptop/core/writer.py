@@ -1,8 +1,9 @@
-"""Writing a body: the file (or stream) and its sha256, on a thread of the transfer's own.
+"""Writing a body: the file (or stream) and its hash, on a thread of the transfer's own.
 
 :class:`FileWriter` writes one transfer's body to its :class:`~mptop.core.output.OutputTarget` and
-feeds the sha256 in the same pass (``digest=False``, ``--no-hash``, skips it).  :class:`WriterThread`
-runs it on its own thread, never on the event loop's, and the sha256 on another one, so writing a
+feeds its hash in the same pass (``digest``: sha256 by default, or blake3, see :mod:`mptop.core.digest`;
+None, ``--no-hash``, skips it).  :class:`WriterThread`
+runs it on its own thread, never on the event loop's, and the hash on another one, so writing a
 buffer, hashing it and receiving the next overlap (hashlib and file writes let go of the GIL).
 It is fed from the event loop (:meth:`WriterThread.write`: aiohttp's chunks) or from another
 thread (:meth:`WriterThread.write_buffer`: a preallocated buffer that :mod:`mptop.core.sockbody`
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import hashlib
 import os
 import queue
 import sys
@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO, TypeVar
 
+from mptop.core.digest import DEFAULT_DIGEST, costs_a_thread, new_hasher
 from mptop.core.failures import TransferError
 from mptop.core.output import OutputTarget, make_directory, with_filename
 from mptop.core.partfile import open_part, record_validator
@@ -37,17 +38,18 @@ class FileWriter:
     them from one worker thread, in order: :meth:`open`, :meth:`write`…, :meth:`commit` or
     :meth:`close`."""
 
-    def __init__(self, target: OutputTarget, force: bool, digest: bool = True) -> None:
+    def __init__(self, target: OutputTarget, force: bool, digest: str | None = DEFAULT_DIGEST) -> None:
         self.target = target
         self.force = force
+        self.digest = digest             # the hash's name (mptop.core.digest), None for none
         self.written = 0                 # bytes of the file on disk so far (incl. a kept prefix)
-        self._hash = hashlib.sha256() if digest else None
+        self._hash = new_hasher(digest) if digest is not None else None
         self._file: BinaryIO | None = None
-        self.hash_update: Callable[[bytes | memoryview], None] | None = (
+        self.hash_update: Callable[[bytes | memoryview], object] | None = (
             self._hash.update if self._hash is not None else None)   # WriterThread defers it
 
     def hexdigest(self) -> str | None:
-        """The sha256 of the bytes written so far; None without a digest (``--no-hash``)."""
+        """The hash (:attr:`digest`) of the bytes written so far; None without one (``--no-hash``)."""
         return self._hash.hexdigest() if self._hash is not None else None
 
     def open(self, offset: int) -> None:
@@ -150,15 +152,17 @@ class WriterThread:
     once the writer has caught up halfway (one ``call_soon_threadsafe`` per wait, not per chunk: a
     future per chunk cost about a third more CPU per byte).  A failed write stops the writing;
     the error is raised by the next :meth:`write`, by :meth:`raise_error` or by :meth:`commit`.
-    The sha256 runs on a thread of its own (``NAME-sha256``; on this one for /dev/null, which costs
+    A sha256 runs on a thread of its own (``NAME-sha256``; on this one for /dev/null, which costs
     nothing to write), fed in order; a chunk counts as written, and a buffer is handed back, once it
-    is both written and hashed.  :meth:`commit` waits for the last hash (:attr:`sha256`).  Into
-    /dev/null without a hash (``--no-hash``), :meth:`write_buffer` writes on its caller's thread.
+    is both written and hashed.  :meth:`commit` waits for the last hash (:attr:`hexdigest`).  A blake3
+    costs too little for a thread (:func:`mptop.core.digest.costs_a_thread`): it runs with the writes.
+    Into /dev/null without a hash, or with a blake3, :meth:`write_buffer` writes (and hashes) on its
+    caller's thread.
     """
 
     def __init__(self, file: FileWriter, name: str) -> None:
         self.file = file
-        self.sha256: str | None = None
+        self.hexdigest: str | None = None    # once committed: the file's hash (FileWriter.digest)
         self._loop = asyncio.get_running_loop()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -168,12 +172,15 @@ class WriterThread:
         self._hasher: queue.SimpleQueue[_HashJob | None] | None = None
         self._then: Callable[[], object] | None = None     # what the next queued hash must call
         devnull = file.target.path == os.devnull    # writing it is free: nothing to overlap with the hash
-        if file.hash_update is not None and not devnull:
+        cheap = file.digest is None or not costs_a_thread(file.digest)
+        if not cheap and not devnull:
+            assert file.hash_update is not None
             self._hasher = queue.SimpleQueue()
-            threading.Thread(target=self._hash, args=(file.hash_update,), name=f"{name}-sha256", daemon=True).start()
+            threading.Thread(target=self._hash, args=(file.hash_update,), name=f"{name}-{file.digest}",
+                             daemon=True).start()
             file.hash_update = self._queue_hash
-        # Nothing to write nor to hash: the caller of write_buffer does it (see there).
-        self._inline = file.hash_update is None and devnull
+        # Nothing to write, and no hash or a cheap one: the caller of write_buffer does it (see there).
+        self._inline = cheap and devnull
         self._caught_up = False
         threading.Thread(target=self._work, name=name, daemon=True).start()
 
@@ -194,7 +201,7 @@ class WriterThread:
                 except BaseException as exc:
                     done.set_exception(exc)
 
-    def _hash(self, update: Callable[[bytes | memoryview], None]) -> None:
+    def _hash(self, update: Callable[[bytes | memoryview], object]) -> None:
         assert self._hasher is not None
         while (job := self._hasher.get()) is not None:
             chunk, then = job
@@ -209,7 +216,7 @@ class WriterThread:
         self._hasher.put((chunk, then))
 
     def _write(self, chunk: bytes | memoryview, done: Callable[[], object]) -> None:
-        """Write ``chunk`` (hashed on the sha256 thread meanwhile); ``done()`` once both are over."""
+        """Write ``chunk`` (hashed on the hash thread meanwhile); ``done()`` once both are over."""
         if self._hasher is not None:
             done = self._then = _Both(done)
         try:
@@ -219,7 +226,7 @@ class WriterThread:
                 except BaseException as exc:
                     self._error = exc
         finally:
-            if self._then is not None:      # not handed to the sha256 thread (writing had failed)
+            if self._then is not None:      # not handed to the hash thread (writing had failed)
                 self._then = None
                 done()
             done()
@@ -254,9 +261,10 @@ class WriterThread:
 
     def write_buffer(self, view: memoryview, release: Callable[[T], object], token: T) -> None:
         """From one other thread: queue ``view``; ``release(token)`` once it is written (or the writing
-        failed), after which its memory may be reused.  Into /dev/null with nothing to hash there is
-        nothing to overlap: once the jobs queued before are done, ``view`` is "written" right here,
-        on the caller's thread, without a hand-off (docs/measured.md, "Idle time")."""
+        failed), after which its memory may be reused.  Into /dev/null with nothing to hash, or a hash
+        that costs less than a hand-off, there is nothing to overlap: once the jobs queued before are
+        done, ``view`` is "written" right here, on the caller's thread (docs/measured.md, "Idle time",
+        "Hash cost")."""
         if not self._inline:
             self._jobs.put((self._write_buffer, (view, release, token), None))
             return
@@ -286,7 +294,7 @@ class WriterThread:
             self._hasher.put((None, hashed.set))
             hashed.wait()
         path = self.file.commit()
-        self.sha256 = self.file.hexdigest()
+        self.hexdigest = self.file.hexdigest()
         return path
 
     async def close(self) -> None:

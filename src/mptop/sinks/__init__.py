@@ -88,7 +88,7 @@ REINJECTED_MIN = 64 * 1024      # paths carrying this much more than the file fe
 
 
 def done_line(t: TransferSummary, took: float | None) -> str:
-    """A finished transfer in one line: where it went, how much, how long, per path, sha256 (unless --no-hash).
+    """A finished transfer in one line: where it went, how much, how long, per path, its hash (unless --no-hash).
 
     A resumed download says from where; bytes per path that add up to more than this run fetched
     are explained (MPTCP sends data again on another path after a loss or an outage: reinjection).
@@ -100,7 +100,8 @@ def done_line(t: TransferSummary, took: float | None) -> str:
     extra = carried - fetched
     if extra > max(REINJECTED_MIN, 0.005 * fetched):
         paths += f"; {format_bytes(extra)} more than fetched: sent again on another path (reinjection)"
-    digest = f" sha256 {t.sha256}" if t.sha256 is not None else ""     # none with --no-hash
+    digest = "".join(f" {name} {value}" for name, value in (("sha256", t.sha256), ("blake3", t.blake3))
+                     if value is not None)     # none with --no-hash
     if t.direction == "upload":      # FILE → URL, and what the server answered
         reply = f"; the server answered: {_clip(t.reply, 200)}" if t.reply else ""
         return (f"{escape_controls(t.file or '(stdin)')} → {escape_controls(t.url)}: {format_bytes(t.bytes)} in "

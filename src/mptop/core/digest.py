@@ -1,0 +1,51 @@
+"""Which hash of a body mptop computes: sha256 (the default), blake3, or none (``--hash``).
+
+sha256 is what download pages publish (``SHA256SUMS``), so it stays the default.  blake3 costs a
+quarter of sha256's CPU here (0.15 against 0.55 CPU-s per GB on one core, docs/measured.md "Hash
+cost"), for a body hashed at wire speed; it comes from the ``blake3`` package (the BLAKE3 team's own
+binding of their Rust crate), an optional dependency: ``pip install 'mptop[blake3]'``.  Both objects
+let go of the GIL while they hash a large buffer, so a hash thread overlaps the reading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+from typing import Protocol
+
+DIGESTS = ("sha256", "blake3")     # --hash's choices, besides "none"
+DEFAULT_DIGEST = "sha256"
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes | memoryview, /) -> object: ...
+    def hexdigest(self) -> str: ...
+
+
+def costs_a_thread(name: str) -> bool:
+    """Whether hashing with ``name`` is worth a thread of its own beside the reading and the writing.
+    sha256 is (0.55 CPU-s/GB); blake3 is not: handed to another thread per 1 MiB buffer, its quick
+    hashes made the reader share its core with a thread that wakes and sleeps per buffer, and the
+    unshaped lab's downloads stalled more (docs/measured.md "Hash cost")."""
+    return name == "sha256"
+
+
+def missing(name: str) -> str | None:
+    """Why ``name`` cannot hash here (one line), or None when it can."""
+    if name not in DIGESTS:
+        return f"unknown hash {name!r} (choose {', '.join(DIGESTS)} or none)"
+    if name == "blake3" and importlib.util.find_spec("blake3") is None:
+        return "--hash blake3 needs the blake3 package: pip install 'mptop[blake3]'"
+    return None
+
+
+def new_hasher(name: str) -> Hasher:
+    """A fresh hash object for ``name`` (checked with :func:`missing` first)."""
+    if name == "sha256":
+        return hashlib.sha256()
+    if name == "blake3":
+        module = importlib.import_module("blake3")    # imported only when chosen: start-up stays cheap
+        hasher: Hasher = module.blake3()
+        return hasher
+    raise ValueError(missing(name) or name)
