@@ -7,7 +7,7 @@ import sys
 
 from mptop.commands import ImportsWithoutCollections
 from mptop.commands.options import add_display_arguments, count, positive_float
-from mptop.core.digest import DIGESTS
+from mptop.core.digest import DEFAULT_DIGEST, DIGESTS, missing
 
 
 def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,8 +82,6 @@ def checked_labels(args: argparse.Namespace) -> dict[str, str] | int:
 
 def digest_error(args: argparse.Namespace) -> str | None:
     """Why ``--hash``/``--no-hash`` cannot be as given (one line), or None."""
-    from mptop.core.digest import missing
-
     chosen = getattr(args, "hash", None)
     if chosen is None or chosen == "none":
         return None
@@ -94,8 +92,6 @@ def digest_error(args: argparse.Namespace) -> str | None:
 
 def digest_of(args: argparse.Namespace) -> str | None:
     """The hash these arguments ask for (:mod:`mptop.core.digest`), None for none."""
-    from mptop.core.digest import DEFAULT_DIGEST
-
     chosen = getattr(args, "hash", None) or DEFAULT_DIGEST     # `put` has no --hash: its answer names a sha256
     return None if getattr(args, "no_hash", False) or chosen == "none" else chosen
 

@@ -3,8 +3,8 @@
 sha256 is what download pages publish (``SHA256SUMS``), so it stays the default.  blake3 costs a
 quarter of sha256's CPU here (0.15 against 0.55 CPU-s per GB on one core, docs/measured.md "Hash
 cost"), for a body hashed at wire speed; it comes from the ``blake3`` package (the BLAKE3 team's own
-binding of their Rust crate), an optional dependency: ``pip install 'mptop[blake3]'``.  Both objects
-let go of the GIL while they hash a large buffer, so a hash thread overlaps the reading.
+binding of their Rust crate), an optional dependency: ``pip install 'mptop[blake3]'``.  Both let go of
+the GIL while they hash a large buffer; only sha256 is worth a thread of its own (:func:`costs_a_thread`).
 """
 
 from __future__ import annotations
