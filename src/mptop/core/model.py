@@ -165,13 +165,13 @@ class TransferSummary:
     reason: str | None
     ok: bool
     error: str | None
-    blake3: str | None = None            # --hash blake3: the body's blake3 (``sha256`` is then None)
     path_bytes: dict[str, int] = field(default_factory=dict)
     duration_s: float | None = None      # this transfer's start to end
     resumed: int = 0                     # of ``bytes``, what a .part file already held (not fetched now)
     direction: Direction = "download"    # an upload's ``file`` is what was sent (None: standard input)
     reply: str | None = None             # an upload: the start of the server's answer, control characters escaped
     compare: CompareSide | None = None   # --compare-tcp: this is the MPTCP or the plain-TCP download
+    blake3: str | None = None            # --hash blake3: the body's blake3 (``sha256`` is then None)
 
 
 @dataclass(slots=True)
