@@ -24,10 +24,9 @@ class Hasher(Protocol):
 
 
 def costs_a_thread(name: str) -> bool:
-    """Whether hashing with ``name`` is worth a thread of its own beside the reading and the writing.
-    sha256 is (0.55 CPU-s/GB); blake3 is not: handed to another thread per 1 MiB buffer, its quick
-    hashes made the reader share its core with a thread that wakes and sleeps per buffer, and the
-    unshaped lab's downloads stalled more (docs/measured.md "Hash cost")."""
+    """Whether hashing with ``name`` is worth a thread of its own beside the writing of a file.
+    sha256 is (0.55 CPU-s/GB, as much as the writes); blake3 (0.15) is not: on its own thread it
+    adds a hand-off per buffer for little overlap (docs/measured.md "Hash cost")."""
     return name == "sha256"
 
 

@@ -152,12 +152,11 @@ class WriterThread:
     once the writer has caught up halfway (one ``call_soon_threadsafe`` per wait, not per chunk: a
     future per chunk cost about a third more CPU per byte).  A failed write stops the writing;
     the error is raised by the next :meth:`write`, by :meth:`raise_error` or by :meth:`commit`.
-    A sha256 runs on a thread of its own (``NAME-sha256``; on this one for /dev/null, which costs
-    nothing to write), fed in order; a chunk counts as written, and a buffer is handed back, once it
-    is both written and hashed.  :meth:`commit` waits for the last hash (:attr:`hexdigest`).  A blake3
-    costs too little for a thread (:func:`mptop.core.digest.costs_a_thread`): it runs with the writes.
-    Into /dev/null without a hash, or with a blake3, :meth:`write_buffer` writes (and hashes) on its
-    caller's thread.
+    Into a file, a sha256 runs on a thread of its own (``NAME-sha256``), fed in order; a chunk counts
+    as written, and a buffer is handed back, once it is both written and hashed.  :meth:`commit` waits
+    for the last hash (:attr:`hexdigest`).  A blake3 costs too little for a thread
+    (:func:`mptop.core.digest.costs_a_thread`): it runs with the writes.  Into /dev/null, which costs
+    nothing to write, :meth:`write_buffer` writes and hashes on its caller's thread: no hand-off.
     """
 
     def __init__(self, file: FileWriter, name: str) -> None:
@@ -171,16 +170,14 @@ class WriterThread:
         self._error: BaseException | None = None
         self._hasher: queue.SimpleQueue[_HashJob | None] | None = None
         self._then: Callable[[], object] | None = None     # what the next queued hash must call
-        devnull = file.target.path == os.devnull    # writing it is free: nothing to overlap with the hash
-        cheap = file.digest is None or not costs_a_thread(file.digest)
-        if not cheap and not devnull:
+        # Writing /dev/null is free: the caller of write_buffer hashes and "writes" (see there).
+        self._inline = file.target.path == os.devnull
+        if file.digest is not None and costs_a_thread(file.digest) and not self._inline:
             assert file.hash_update is not None
             self._hasher = queue.SimpleQueue()
             threading.Thread(target=self._hash, args=(file.hash_update,), name=f"{name}-{file.digest}",
                              daemon=True).start()
             file.hash_update = self._queue_hash
-        # Nothing to write, and no hash or a cheap one: the caller of write_buffer does it (see there).
-        self._inline = cheap and devnull
         self._caught_up = False
         threading.Thread(target=self._work, name=name, daemon=True).start()
 
@@ -261,10 +258,10 @@ class WriterThread:
 
     def write_buffer(self, view: memoryview, release: Callable[[T], object], token: T) -> None:
         """From one other thread: queue ``view``; ``release(token)`` once it is written (or the writing
-        failed), after which its memory may be reused.  Into /dev/null with nothing to hash, or a hash
-        that costs less than a hand-off, there is nothing to overlap: once the jobs queued before are
-        done, ``view`` is "written" right here, on the caller's thread (docs/measured.md, "Idle time",
-        "Hash cost")."""
+        failed), after which its memory may be reused.  Into /dev/null there is no write to overlap
+        with: once the jobs queued before are done, ``view`` is hashed and "written" right here, on the
+        caller's thread — a hand-off per buffer made the unshaped lab's downloads stall far more often
+        (docs/measured.md, "Idle time", "Hash cost")."""
         if not self._inline:
             self._jobs.put((self._write_buffer, (view, release, token), None))
             return
