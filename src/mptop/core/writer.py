@@ -2,9 +2,9 @@
 
 :class:`FileWriter` writes one transfer's body to its :class:`~mptop.core.output.OutputTarget` and
 feeds its hash in the same pass (``digest``: sha256 by default, or blake3, see :mod:`mptop.core.digest`;
-None, ``--no-hash``, skips it).  :class:`WriterThread`
-runs it on its own thread, never on the event loop's, and the hash on another one, so writing a
-buffer, hashing it and receiving the next overlap (hashlib and file writes let go of the GIL).
+None, ``--no-hash``, skips it).  :class:`WriterThread` runs it on its own thread, never on the event
+loop's, and a file's sha256 on another one, so writing a buffer, hashing it and receiving the next
+overlap (hashlib and file writes let go of the GIL); into /dev/null the reading thread does it all.
 It is fed from the event loop (:meth:`WriterThread.write`: aiohttp's chunks) or from another
 thread (:meth:`WriterThread.write_buffer`: a preallocated buffer that :mod:`mptop.core.sockbody`
 filled, handed back once written and hashed), in order.
