@@ -43,9 +43,7 @@ setting.
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
-import importlib.util
 import json
 import os
 import statistics
@@ -73,6 +71,7 @@ from _lab_common import (  # noqa: E402
 )
 from _peers import NginxPeer, build_c_reader  # noqa: E402
 
+from mptop.core.digest import missing  # noqa: E402
 from mptop.lab import Lab, LabConfig, LabError  # noqa: E402
 from mptop.lab import content as lab_content  # noqa: E402
 from mptop.lab.signals import exit_on_signals  # noqa: E402
@@ -138,27 +137,13 @@ class Contenders:
                 return "FAILED: no summary"
             t = summary["transfers"][0]
             want = {"sha256": lab_content.sha256(size) if tool == MPTOP else None,
-                    "blake3": content_blake3(size) if tool == BLAKE3 else None}
+                    "blake3": lab_content.hexdigest("blake3", size) if tool == BLAKE3 else None}
             if t["bytes"] != size or any(t[name] != value for name, value in want.items()):
                 return f"MISMATCH bytes={t['bytes']} sha256={t['sha256']} blake3={t['blake3']}"
             return f"{'sha256' if tool == MPTOP else 'blake3' if tool == BLAKE3 else 'size'} ok, {t['status']}"
         got = run.stdout.split()[0] if run.stdout.split() else ""
         want = str(size) if tool == CURL else lab_content.sha256(size)
         return f"{'size' if tool == CURL else 'sha256'} ok" if got == want else f"MISMATCH {got!r}"
-
-
-@functools.cache
-def content_blake3(size: int) -> str:
-    import blake3
-
-    h = blake3.blake3()
-    for view in lab_content.chunks(0, size):
-        h.update(view)
-    return str(h.hexdigest())
-
-
-def blake3_installed() -> bool:
-    return importlib.util.find_spec("blake3") is not None
 
 
 def fetch(lab: Lab, c: Contenders, tool: str, size: int, scheme: str, interval: float) -> Outcome:
@@ -367,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with Lab(config) as lab, NginxPeer(lab, [SMALL, size]) as peer:
                     if prefix:
                         peer.pin(0)
-                    c = Contenders(peer, c_reader, prefix, blake3=name == "unshaped" and blake3_installed())
+                    c = Contenders(peer, c_reader, prefix, blake3=name == "unshaped" and missing("blake3") is None)
                     for scheme in schemes:
                         med, same = bench_scheme(lab, c, name, scheme, size, args.rounds or rounds, args.interval,
                                                  args.layout)

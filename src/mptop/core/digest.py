@@ -10,7 +10,6 @@ the GIL while they hash a large buffer; only sha256 is worth a thread of its own
 from __future__ import annotations
 
 import hashlib
-import importlib
 import importlib.util
 from typing import Protocol
 
@@ -44,7 +43,7 @@ def new_hasher(name: str) -> Hasher:
     if name == "sha256":
         return hashlib.sha256()
     if name == "blake3":
-        module = importlib.import_module("blake3")    # imported only when chosen: start-up stays cheap
-        hasher: Hasher = module.blake3()
-        return hasher
+        import blake3  # only when chosen: start-up stays cheap
+
+        return blake3.blake3()
     raise ValueError(missing(name) or name)

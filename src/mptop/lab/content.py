@@ -1,8 +1,8 @@
 """Deterministic content of any size, shared by the lab server and the tests.
 
 The body of ``/bytes/N`` is the first N bytes of :data:`PATTERN` (1 MiB of SHAKE-256 output)
-repeated forever; a range is the same stream sliced.  :func:`sha256` is computed once per
-size and cached.
+repeated forever; a range is the same stream sliced.  :func:`hexdigest` (:func:`sha256`) is
+computed once per hash and size, and cached.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Iterator
+
+from mptop.core.digest import new_hasher
 
 PATTERN_SIZE = 1 << 20
 PATTERN = hashlib.shake_256(b"mptop lab content v1").digest(PATTERN_SIZE)
@@ -34,12 +36,17 @@ def content(length: int, start: int = 0) -> bytes:
 
 
 @functools.cache
-def sha256(size: int) -> str:
-    """sha256 hex digest of the first ``size`` bytes of the stream (= body of /bytes/size)."""
-    h = hashlib.sha256()
+def hexdigest(name: str, size: int) -> str:
+    """The ``name`` hash (:mod:`mptop.core.digest`: sha256, blake3) of the first ``size`` bytes of the
+    stream (= body of /bytes/size)."""
+    h = new_hasher(name)
     for view in chunks(0, size):
         h.update(view)
     return h.hexdigest()
+
+
+def sha256(size: int) -> str:
+    return hexdigest("sha256", size)
 
 
 def etag(size: int) -> str:
