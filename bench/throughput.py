@@ -23,6 +23,13 @@ server's sends and their softirq work on one core, the client on the other, as w
 another machine, but with one core for the client); ``shared`` (the default) pins nothing.  The layout
 is printed with every table and RESULT line.
 
+Before each measured run the links rest ``--rest`` seconds (default 1).  Back to back, a shaped run's
+start depended on how soon after the previous transfer it connected: curl, connected ~10 ms after the
+last byte of the run before, drew 0.2–0.4 s less fast-path idle than mptop, which starts 0.25 s later
+(Python and its imports), and a plain Python reader sleeping 0.25 s before it connects drew as much as
+mptop (docs/measured.md, "Shaped: where the fast path idles").  Rested links give every contender the
+same start, as a download has that does not follow another within milliseconds.
+
 Per run: steady goodput from the client interfaces' rx counters over the middle 80 % of the bytes, in
 payload bytes; ``rtx``, the server's MPTCP-level retransmissions meanwhile (each one ends a ~0.2 s stall
 in which the client had all the data but its data-level ACK had not come: see docs/measured.md, "Idle
@@ -31,13 +38,13 @@ fixed cost (the median CPU of ``--rounds`` 1 MB fetches: start-up, imports, hand
 nginx's CPU meanwhile (it shares the cores); every sha256 is checked against the lab's content; shaped,
 ``idle s``: the seconds of the measured span in which the 40 Mbit/s path received under 1/8 of its rate
 — the kernel holding a hole on the 10 Mbit/s path with the server's MPTCP send buffer full
-(docs/measured.md, "Shaped: where the fast path idles"), which hits every tool at random and is most of
-the spread between shaped runs.  Goals: unshaped goodput mptop/curl ≥ 1.0 (HTTP and HTTPS, sha256 on),
-shaped ≥ 0.99; unshaped CPU per GB mptop/C-recv+sha ≤ 1.2 and mptop-nohash/curl ≤ 1.5.  Unshaped, it
-also prints the two ceilings on mptop/curl (:func:`cpu_budget`): what the cores allow on an otherwise
-idle machine, and, with other work on every core, curl's thread against the sha256's (which caps mptop
-over HTTP near 0.5× then).  The bench prints; it never asserts.  It ends with one ``RESULT`` line per
-setting.
+(docs/measured.md, "Shaped: where the fast path idles"), which hits every tool at random (on rested
+links) and is most of the spread between shaped runs.  Goals: unshaped goodput mptop/curl ≥ 1.0 (HTTP
+and HTTPS, sha256 on), shaped ≥ 0.99; unshaped CPU per GB mptop/C-recv+sha ≤ 1.2 and mptop-nohash/curl
+≤ 1.5.  Unshaped, it also prints the two ceilings on mptop/curl (:func:`cpu_budget`): what the cores
+allow on an otherwise idle machine, and, with other work on every core, curl's thread against the
+sha256's (which caps mptop over HTTP near 0.5× then).  The bench prints; it never asserts.  It ends
+with one ``RESULT`` line per setting.
 """
 
 from __future__ import annotations
@@ -83,6 +90,7 @@ GOODPUT_TARGET = {"unshaped": 1.0, "shaped": 0.99}
 CPU_TARGET_C = 1.2          # mptop / C-recv+sha, CPU per GB
 CPU_TARGET_NOHASH = 1.5     # mptop-nohash / curl, CPU per GB
 SMALL = 1_000_000           # the fixed-cost fetch
+REST_S = 1.0                # quiet links before each measured run (--rest)
 Medians = tuple[float | None, float | None, float | None, float | None]
 
 
@@ -142,8 +150,8 @@ class Contenders:
                 return f"MISMATCH bytes={t['bytes']} sha256={t['sha256']} blake3={t['blake3']}"
             return f"{'sha256' if tool == MPTOP else 'blake3' if tool == BLAKE3 else 'size'} ok, {t['status']}"
         got = run.stdout.split()[0] if run.stdout.split() else ""
-        want = str(size) if tool == CURL else lab_content.sha256(size)
-        return f"{'size' if tool == CURL else 'sha256'} ok" if got == want else f"MISMATCH {got!r}"
+        expected = str(size) if tool == CURL else lab_content.sha256(size)
+        return f"{'size' if tool == CURL else 'sha256'} ok" if got == expected else f"MISMATCH {got!r}"
 
 
 def fetch(lab: Lab, c: Contenders, tool: str, size: int, scheme: str, interval: float) -> Outcome:
@@ -179,11 +187,11 @@ def rotations(tools: Sequence[str], rounds: int) -> list[tuple[int, list[str]]]:
 
 
 def bench_scheme(lab: Lab, c: Contenders, setting: str, scheme: str, size: int, rounds: int,
-                 interval: float, layout: str) -> tuple[dict[str, Medians], float | None]:
+                 interval: float, layout: str, rest: float) -> tuple[dict[str, Medians], float | None]:
     """Medians per tool: (goodput, CPU/GB net of the fixed cost, CPU/GB whole run, nginx CPU/GB); and,
     shaped, mptop/curl at the same fast-path idle (:func:`same_idle`)."""
     print(f"\n== {setting} {scheme.upper()}: {size / 1e6:,.0f} MB, {rounds} round(s), layout {layout}, "
-          f"load {load_average()}", flush=True)
+          f"links rest {rest:g} s before each run, load {load_average()}", flush=True)
     fixed: dict[str, list[float]] = {tool: [] for tool in c.tools}
     runs: dict[str, list[Outcome]] = {tool: [] for tool in c.tools}
     for _, order in rotations(c.tools, rounds):
@@ -197,6 +205,7 @@ def bench_scheme(lab: Lab, c: Contenders, setting: str, scheme: str, size: int, 
           f"{'idle s':>6}  check")
     for r, order in rotations(c.tools, rounds):
         for tool in order:
+            time.sleep(rest)
             o = fetch(lab, c, tool, size, scheme, interval)
             runs[tool].append(o)
             print(f"  {tool + ' #' + str(r + 1):<18} {fmt(mbit(o.goodput), '9.1f'):>9} {o.wall_s:7.2f} "
@@ -281,7 +290,7 @@ def cpu_budget(med: dict[str, Medians], sha_cpu: float) -> None:
 
 
 def summarize(setting: str, scheme: str, med: dict[str, Medians], same_idle_r: float | None, sha_cpu: float,
-              layout: str) -> str:
+              layout: str, rest: float) -> str:
     goodput_r = ratio(med[MPTOP][0], med[CURL][0])
     target = GOODPUT_TARGET[setting]
     cpu_c = ratio(med[MPTOP][1], med[C_REF][1]) if C_REF in med else None
@@ -298,14 +307,14 @@ def summarize(setting: str, scheme: str, med: dict[str, Medians], same_idle_r: f
         cpu_budget(med, sha_cpu)
     else:
         print("  idle s: the fast path waiting for a hole on the slow one to be filled (the kernel, not the tool: "
-              "every contender gets it at random); a run's goodput falls with it.  goodput mptop/curl at the "
-              f"same idle {fmt(same_idle_r, '.3f')}x", flush=True)
+              "on rested links every contender gets it at random); a run's goodput falls with it.  "
+              f"goodput mptop/curl at the same idle {fmt(same_idle_r, '.3f')}x", flush=True)
     print(f"  CPU/GB net: mptop/C-recv+sha {fmt(cpu_c, '.3f')}x"
           + (f" (target <= {CPU_TARGET_C}: {verdict(cpu_c, CPU_TARGET_C, False)})" if targets else "")
           + f"; mptop-nohash/curl {fmt(cpu_nohash, '.3f')}x"
           + (f" (target <= {CPU_TARGET_NOHASH}: {verdict(cpu_nohash, CPU_TARGET_NOHASH, False)})" if targets else "")
           + f"; mptop/(curl|sha256) {fmt(ratio(med[MPTOP][1], med[CURL_SHA][1]), '.3f')}x", flush=True)
-    return (f"RESULT setting={setting}-{scheme} layout={layout} goodput_ratio={fmt(goodput_r, '.3f')} "
+    return (f"RESULT setting={setting}-{scheme} layout={layout} rest_s={rest:g} goodput_ratio={fmt(goodput_r, '.3f')} "
             f"cpu_ratio_c={fmt(cpu_c, '.3f')} cpu_ratio_nohash_curl={fmt(cpu_nohash, '.3f')}"
             + (f" goodput_ratio_same_idle={fmt(same_idle_r, '.3f')}" if setting == "shaped" else "")
             + (f" goodput_ratio_blake3={fmt(ratio(med[BLAKE3][0], med[CURL][0]), '.3f')}" if BLAKE3 in med else ""))
@@ -322,6 +331,8 @@ def extra_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheme", choices=("http", "https"), help="one scheme only (default both)")
     p.add_argument("--layout", choices=("shared", "split"), default="shared",
                    help="split: nginx on CPU 0, every contender on CPU 1 (taskset); shared: no pinning (default)")
+    p.add_argument("--rest", type=float, default=REST_S,
+                   help=f"seconds the links rest before each measured run (default {REST_S:g}; see the module doc)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -355,8 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     c = Contenders(peer, c_reader, prefix, blake3=name == "unshaped" and missing("blake3") is None)
                     for scheme in schemes:
                         med, same = bench_scheme(lab, c, name, scheme, size, args.rounds or rounds, args.interval,
-                                                 args.layout)
-                        results.append(summarize(name, scheme, med, same, sha_cpu, args.layout))
+                                                 args.layout, args.rest)
+                        results.append(summarize(name, scheme, med, same, sha_cpu, args.layout, args.rest))
     except LabError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

@@ -161,7 +161,7 @@ def summarize(setting: Setting, results: dict[str, list[Outcome]]) -> float | No
                   median([o.cpu_per_gb for o in runs])) for tool, runs in results.items()}
     print(f"  {'median':<16} {'Mbit/s':>9} {'wall s':>7} {'CPU s/GB':>9}  Mbit/s range (noise)")
     for tool, (goodput, wall, cpu) in med.items():
-        rates = [mbit(o.goodput) for o in results[tool] if o.goodput is not None]
+        rates = [mbit(o.goodput) or 0.0 for o in results[tool] if o.goodput is not None]
         spread = f"{min(rates):.1f}-{max(rates):.1f}" if rates else "n/a"
         print(f"  {tool:<16} {fmt(mbit(goodput), '9.1f')} {fmt(wall, '7.2f')} {fmt(cpu, '9.3f')}  {spread}")
     goodput_r = ratio(med["mptop"][0], med[PEER][0])
