@@ -24,11 +24,12 @@ another machine, but with one core for the client); ``shared`` (the default) pin
 is printed with every table and RESULT line.
 
 Before each measured run the links rest ``--rest`` seconds (default 1).  Back to back, a shaped run's
-start depended on how soon after the previous transfer it connected: curl, connected ~10 ms after the
-last byte of the run before, drew 0.2–0.4 s less fast-path idle than mptop, which starts 0.25 s later
-(Python and its imports), and a plain Python reader sleeping 0.25 s before it connects drew as much as
-mptop (docs/measured.md, "Shaped: where the fast path idles").  Rested links give every contender the
-same start, as a download has that does not follow another within milliseconds.
+start depended on how soon after the previous transfer it connected: curl, connected 10–20 ms after the
+last byte of the run before, drew 0.2–0.75 s less fast-path idle per run than mptop (means of 12–25
+rounds), which starts 0.25 s later (Python and its imports), and a plain Python reader sleeping 0.25 s
+before it connects drew 0.24 s more than without (docs/measured.md, "Shaped: where the fast path
+idles").  Rested links give every contender the same start, as a download has that does not follow
+another within milliseconds.
 
 Per run: steady goodput from the client interfaces' rx counters over the middle 80 % of the bytes, in
 payload bytes; ``rtx``, the server's MPTCP-level retransmissions meanwhile (each one ends a ~0.2 s stall
