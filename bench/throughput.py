@@ -39,13 +39,13 @@ fixed cost (the median CPU of ``--rounds`` 1 MB fetches: start-up, imports, hand
 nginx's CPU meanwhile (it shares the cores); every sha256 is checked against the lab's content; shaped,
 ``idle s``: the seconds of the measured span in which the 40 Mbit/s path received under 1/8 of its rate
 — the kernel holding a hole on the 10 Mbit/s path with the server's MPTCP send buffer full
-(docs/measured.md, "Shaped: where the fast path idles"), which hits every tool at random (on rested
-links) and is most of the spread between shaped runs.  Goals: unshaped goodput mptop/curl ≥ 1.0 (HTTP
-and HTTPS, sha256 on), shaped ≥ 0.99; unshaped CPU per GB mptop/C-recv+sha ≤ 1.2 and mptop-nohash/curl
-≤ 1.5.  Unshaped, it also prints the two ceilings on mptop/curl (:func:`cpu_budget`): what the cores
-allow on an otherwise idle machine, and, with other work on every core, curl's thread against the
-sha256's (which caps mptop over HTTP near 0.5× then).  The bench prints; it never asserts.  It ends
-with one ``RESULT`` line per setting.
+(docs/measured.md, "Shaped: where the fast path idles"), which hits every tool (over HTTP, curl writing
+to /dev/null drew less of it in most runs, not explained) and is most of the spread between shaped
+runs.  Goals: unshaped goodput mptop/curl ≥ 1.0 (HTTP and HTTPS, sha256 on), shaped ≥ 0.99; unshaped
+CPU per GB mptop/C-recv+sha ≤ 1.2 and mptop-nohash/curl ≤ 1.5.  Unshaped, it also prints the two
+ceilings on mptop/curl (:func:`cpu_budget`): what the cores allow on an otherwise idle machine, and,
+with other work on every core, curl's thread against the sha256's (which caps mptop over HTTP near
+0.5× then).  The bench prints; it never asserts.  It ends with one ``RESULT`` line per setting.
 """
 
 from __future__ import annotations
@@ -308,7 +308,7 @@ def summarize(setting: str, scheme: str, med: dict[str, Medians], same_idle_r: f
         cpu_budget(med, sha_cpu)
     else:
         print("  idle s: the fast path waiting for a hole on the slow one to be filled (the kernel, not the tool: "
-              "on rested links every contender gets it at random); a run's goodput falls with it.  "
+              "every contender gets it, though not equally often: docs/measured.md); a run's goodput falls with it.  "
               f"goodput mptop/curl at the same idle {fmt(same_idle_r, '.3f')}x", flush=True)
     print(f"  CPU/GB net: mptop/C-recv+sha {fmt(cpu_c, '.3f')}x"
           + (f" (target <= {CPU_TARGET_C}: {verdict(cpu_c, CPU_TARGET_C, False)})" if targets else "")
