@@ -39,13 +39,14 @@ fixed cost (the median CPU of ``--rounds`` 1 MB fetches: start-up, imports, hand
 nginx's CPU meanwhile (it shares the cores); every sha256 is checked against the lab's content; shaped,
 ``idle s``: the seconds of the measured span in which the 40 Mbit/s path received under 1/8 of its rate
 — the kernel holding a hole on the 10 Mbit/s path with the server's MPTCP send buffer full
-(docs/measured.md, "Shaped: where the fast path idles"), which hits every tool (over HTTP, curl writing
-to /dev/null drew less of it in most runs, not explained) and is most of the spread between shaped
-runs.  Goals: unshaped goodput mptop/curl ≥ 1.0 (HTTP and HTTPS, sha256 on), shaped ≥ 0.99; unshaped
-CPU per GB mptop/C-recv+sha ≤ 1.2 and mptop-nohash/curl ≤ 1.5.  Unshaped, it also prints the two
-ceilings on mptop/curl (:func:`cpu_budget`): what the cores allow on an otherwise idle machine, and,
-with other work on every core, curl's thread against the sha256's (which caps mptop over HTTP near
-0.5× then).  The bench prints; it never asserts.  It ends with one ``RESULT`` line per setting.
+(docs/measured.md, "Shaped: where the fast path idles"), which hits every tool and is most of the
+spread between shaped runs: one tool's mean over 11–25 rounds moved by up to 0.4 s between runs of the
+same half hour, and the HTTP median ratio of two whole benches on one morning by 0.17 (0.886, 1.054).
+Goals: unshaped goodput mptop/curl ≥ 1.0 (HTTP and HTTPS, sha256 on), shaped ≥ 0.99; unshaped CPU per
+GB mptop/C-recv+sha ≤ 1.2 and mptop-nohash/curl ≤ 1.5.  Unshaped, it also prints the two ceilings on
+mptop/curl (:func:`cpu_budget`): what the cores allow on an otherwise idle machine, and, with other
+work on every core, curl's thread against the sha256's (which caps mptop over HTTP near 0.5× then).
+The bench prints; it never asserts.  It ends with one ``RESULT`` line per setting.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ from _lab_common import (  # noqa: E402
 )
 from _peers import NginxPeer, build_c_reader  # noqa: E402
 
+from mptop.commands.options import non_negative_float  # noqa: E402
 from mptop.core.digest import missing  # noqa: E402
 from mptop.lab import Lab, LabConfig, LabError  # noqa: E402
 from mptop.lab import content as lab_content  # noqa: E402
@@ -308,7 +310,8 @@ def summarize(setting: str, scheme: str, med: dict[str, Medians], same_idle_r: f
         cpu_budget(med, sha_cpu)
     else:
         print("  idle s: the fast path waiting for a hole on the slow one to be filled (the kernel, not the tool: "
-              "every contender gets it, though not equally often: docs/measured.md); a run's goodput falls with it.  "
+              "every contender gets it, in amounts that vary from run to run: docs/measured.md); a run's goodput "
+              "falls with it.  "
               f"goodput mptop/curl at the same idle {fmt(same_idle_r, '.3f')}x", flush=True)
     print(f"  CPU/GB net: mptop/C-recv+sha {fmt(cpu_c, '.3f')}x"
           + (f" (target <= {CPU_TARGET_C}: {verdict(cpu_c, CPU_TARGET_C, False)})" if targets else "")
@@ -332,7 +335,7 @@ def extra_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheme", choices=("http", "https"), help="one scheme only (default both)")
     p.add_argument("--layout", choices=("shared", "split"), default="shared",
                    help="split: nginx on CPU 0, every contender on CPU 1 (taskset); shared: no pinning (default)")
-    p.add_argument("--rest", type=float, default=REST_S,
+    p.add_argument("--rest", type=non_negative_float, default=REST_S,
                    help=f"seconds the links rest before each measured run (default {REST_S:g}; see the module doc)")
 
 

@@ -10,31 +10,24 @@ from typing import TypeVar
 N = TypeVar("N", int, float)
 
 
-def _positive(kind: Callable[[str], N], what: str) -> Callable[[str], N]:
+def _bounded(kind: Callable[[str], N], what: str, zero: bool = False) -> Callable[[str], N]:
+    """A number of ``kind`` above 0 (``zero``: 0 or above), finite."""
     def parse(text: str) -> N:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
-        if not 0 < value < float("inf"):     # also refuses nan and inf
-            raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+        above = value >= 0 if zero else value > 0
+        if not (above and value < float("inf")):        # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be {'≥' if zero else '>'} 0: {text!r}")
         return value
     return parse
 
 
-positive_float = _positive(float, "a number")
-positive_int = _positive(int, "a whole number")
-
-
-def count(text: str) -> int:
-    """A whole number ≥ 0 (e.g. --max-redirects 0: follow none)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0: {text!r}")
-    return value
+positive_float = _bounded(float, "a number")
+positive_int = _bounded(int, "a whole number")
+non_negative_float = _bounded(float, "a number", zero=True)     # e.g. the benches' --rest 0: no pause
+count = _bounded(int, "a whole number", zero=True)              # e.g. --max-redirects 0: follow none
 
 
 def port(text: str) -> int:
