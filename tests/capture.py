@@ -87,6 +87,11 @@ def flow(source: tuple[str, int], destination: tuple[str, int]) -> Flow:
     return f"{source[0]}:{source[1]}", f"{destination[0]}:{destination[1]}"
 
 
+def from_port(flows: dict[Flow, int], port: int = 80) -> list[int]:
+    """The bytes of each flow sent from ``port``: from the lab's server, what a download received."""
+    return [n for (source, _), n in flows.items() if source.endswith(f":{port}")]
+
+
 def _mark(lab: Lab, server: str) -> None:
     with lab.client.entered(), socket.socket() as sock:
         sock.settimeout(10)
@@ -111,16 +116,22 @@ def flow_bytes(path: str) -> dict[Flow, int]:
     """Each TCP flow's bytes in a pcap: what its receiver acknowledged (the highest ACK number it sent,
     less the sender's first sequence number), as ``tcpi_bytes_received`` / ``bytes_acked`` count them
     — a FIN counts one; a segment sent twice counts once; a segment that came after the receiver
-    closed (answered by a reset) not at all."""
+    closed (answered by a reset) not at all.  Addresses used again by a later connection (a SYN with
+    another first sequence number: a reset subflow leaves no TIME-WAIT, and a join's port is random)
+    make another flow: the earlier one's destination gets ``#1``, ``#2``, ...."""
     base: dict[Flow, int] = {}
     acked: dict[Flow, int] = {}
+    earlier: dict[Flow, int] = {}
     for key, flags, seq, ack in _segments(path):
         if flags & _SYN:
+            if key in base and base[key] != seq + 1:         # the same addresses, a new connection
+                n = sum(1 for k in earlier if k[0] == key[0] and k[1].startswith(f"{key[1]}#")) + 1
+                earlier[(key[0], f"{key[1]}#{n}")] = acked.pop(key, 0)
             base[key] = seq + 1
         back = (key[1], key[0])            # the flow this segment acknowledges
         if flags & _ACK and back in base:
             acked[back] = max(acked.get(back, 0), (ack - base[back]) % (1 << 32))
-    return {key: n for key, n in acked.items() if n}
+    return {key: n for key, n in {**earlier, **acked}.items() if n}
 
 
 def _segments(path: str) -> Iterator[tuple[Flow, int, int, int]]:
