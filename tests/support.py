@@ -19,14 +19,32 @@ import json
 import os
 import pkgutil
 import re
+import subprocess
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from mptop.lab import Namespace
+from mptop.lab import Lab, Namespace
 from mptop.lab.netns import setns
+
+
+def kill_subflow(lab: Lab, proc: subprocess.Popen[str], server: str, received: int) -> int:
+    """Once the client's subflow to ``server``:80 has received ``received`` bytes (as ``ss`` counts them),
+    destroy it (``ss -K``, as a middlebox's reset would) while ``proc`` still runs; the bytes ss saw."""
+    seen = [0]
+    where = ["dst", server, "dport", "=", "80"]
+
+    def enough() -> bool:
+        out = lab.run(lab.client, ["ss", "-tinH", *where]).stdout
+        seen[:] = [int(word.split(":")[1]) for word in out.split() if word.startswith("bytes_received:")] or [0]
+        return seen[0] >= received or proc.poll() is not None
+
+    wait_for(enough, timeout=60)
+    assert proc.poll() is None, proc.communicate()
+    lab.run(lab.client, ["ss", "-K", "-tn", *where])
+    return seen[0]
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> float:

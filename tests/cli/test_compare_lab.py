@@ -1,5 +1,6 @@
 """`mptop get --compare-tcp` through a Wi-Fi drop on the real lab: the plain-TCP download stalls and fails with
-its reason while the MPTCP one moves to cellular — checked against the client interfaces' counters."""
+its reason while the MPTCP one moves to cellular — checked against a capture of the client's interfaces (each
+path's bytes) and their counters (what each carried during the outage)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from mptop.lab import Lab
+from tests.capture import capture, from_port
 from tests.cli.tmux import MPTOP
 from tests.support import payload_bytes
 
@@ -94,9 +96,8 @@ def test_through_a_wifi_drop_tcp_stalls_and_fails_with_its_reason_while_mptcp_mo
             for iface in PATHS:             # nothing after this is about rates: the rest unshaped, in a moment
                 lab.set_rate(iface, None)
 
-    before = payload(lab)
-    code, stderr = run_through_a_drop(lab, tmp_path / "compare.ndjson", on_record)
-    after = payload(lab)
+    with capture(lab) as cap:
+        code, stderr = run_through_a_drop(lab, tmp_path / "compare.ndjson", on_record)
     assert code == 0, stderr
     assert "up" in marks, ("the comparison never told TCP's failure", stderr)
 
@@ -111,15 +112,19 @@ def test_through_a_wifi_drop_tcp_stalls_and_fails_with_its_reason_while_mptcp_mo
     assert re.search(rf"^MPTCP vs TCP: MPTCP took \S+ s; TCP stalled \S+ s and failed: {re.escape(reason)}",
                      stderr, re.MULTILINE), stderr
 
-    # TCP's one path, Wi-Fi, is the only one it ever used; the counters say every byte is accounted.
+    # TCP's one path, Wi-Fi, is the only one it ever used; the capture says every byte is accounted: each
+    # path's flows toward the client carried what the two downloads counted there (to each subflow's end:
+    # after the outage Wi-Fi still receives what cellular already delivered), within a byte per flow (its
+    # FIN).  Not the interface counters: they also count segments no socket took — a duplicate, one beyond
+    # the shared window, one after the socket is gone — up to 794 kB per path here (docs/measured.md).
     samples = [r for r in records if r["type"] == "sample" and len(r["transfers"]) == 2]
     assert {s["iface"] for r in samples for s in side(r, "tcp")["subflows"]} == {"wlan0"}
     assert tcp["path_bytes"].keys() == {"wlan0"}
     carried = {"wlan0": mptcp["path_bytes"]["wlan0"] + tcp["path_bytes"]["wlan0"],
                "wwan0": mptcp["path_bytes"]["wwan0"]}
-    for iface in PATHS:
-        measured = after[iface] - before[iface]
-        assert abs(carried[iface] - measured) <= 0.01 * measured + 64_000, (iface, carried, measured)
+    for iface in PATHS:           # the flows toward the client: a download's path bytes are what it received
+        flows = from_port(cap.flows[iface])
+        assert abs(sum(flows) - carried[iface]) <= len(flows), (iface, carried, sorted(cap.flows[iface].items()))
 
     events = [r for r in records if r["type"] == "event"]
     down_t = next(e["t"] for e in events if e["kind"] == "link_down" and e["iface"] == "wlan0")

@@ -16,7 +16,7 @@ import pytest
 from mptop.lab import Lab
 from tests.capture import Capture, capture
 from tests.core.sampling import SHAPED
-from tests.support import wait_for
+from tests.support import kill_subflow, wait_for
 
 pytestmark = pytest.mark.lab
 SIZE = 12_000_000          # 2 s at 40 + 10 Mbit/s: every path carries megabytes of it
@@ -153,16 +153,7 @@ def test_an_initial_subflow_killed_mid_transfer_keeps_its_bytes(make_lab) -> Non
                                      "--", sys.executable, "-c", OWN_SOCKET, "192.0.2.1", f"/bytes/{size}", "0"],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
-            seen = [0]
-
-            def wifi_received() -> bool:   # ss's bytes_received of the initial subflow, until 2 MB
-                out = lab.run(lab.client, ["ss", "-tinH", "dst", "192.0.2.1", "dport", "=", "80"]).stdout
-                seen[:] = [int(word.split(":")[1]) for word in out.split() if word.startswith("bytes_received:")] or [0]
-                return seen[0] >= 2_000_000 or proc.poll() is not None
-
-            wait_for(wifi_received, timeout=60)
-            assert proc.poll() is None, proc.communicate()
-            lab.run(lab.client, ["ss", "-K", "-tn", "dst", "192.0.2.1", "dport", "=", "80"])
+            seen = kill_subflow(lab, proc, "192.0.2.1", 2_000_000)   # the Wi-Fi one, until 2 MB
             out, err = proc.communicate(timeout=120)
         finally:
             proc.kill()
@@ -171,7 +162,7 @@ def test_an_initial_subflow_killed_mid_transfer_keeps_its_bytes(make_lab) -> Non
     [conn] = records(out)[-1]["connections"]
     flows = cap.flows["wlan0"]
     # Nothing the subflow received is lost; nothing is invented.
-    assert seen[0] <= conn["path_bytes"]["wlan0"] <= sum(flows.values()) + len(flows), (seen, conn["path_bytes"], flows)
+    assert seen <= conn["path_bytes"]["wlan0"] <= sum(flows.values()) + len(flows), (seen, conn["path_bytes"], flows)
     assert conn["path_bytes"]["wwan0"] > 1_000_000, conn
 
 

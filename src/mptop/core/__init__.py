@@ -25,6 +25,7 @@ Measuring — shared by our transfers and the system-wide view (never the HTTP c
 Our transfers — the sockets mptop opened itself
     sampler        every interval: each transfer's sockets → a Sample and new Events
     tracking       per-transfer bookkeeping between polls (subflows, path bytes, TransferLike)
+    transfer_ends  our transfers' subflows to their last byte (destroy broadcasts); finished ones wait for them
     subflow_flags  our subflows' own flags (backup) from sock_diag, which FULL_INFO lacks
     pm_router      path-manager events → the transfers they belong to, by token
     threads        blocking work on a daemon thread, awaited on the loop (DNS, the bodies' threads)

@@ -21,8 +21,11 @@ Path-manager events are consumed concurrently (an asyncio task) when this proces
 (CAP_NET_ADMIN); they are matched to transfers by the connection token (``mptcpi_token`` of a
 transfer's socket).  Without them, ``subflow_up``/``subflow_down`` are inferred from subflow ids
 appearing and disappearing between polls, and ``HostInfo.events`` says ``"inferred"``.
-A finished transfer gets one final read of its sockets, so per-path byte totals are complete,
-and only then :meth:`Transfer.release_sockets`.
+A finished transfer gets one final read of its sockets, and only then :meth:`Transfer.release_sockets`;
+its subflows' last bytes (and those of a subflow that closed between polls) come with the kernel's
+destroy broadcasts (:mod:`mptop.core.transfer_ends`), and ``run(until_done=True)`` waits for them
+(at most ``END_GRACE_S``; its last sample is the final read's, with their bytes), so per-path
+byte totals are complete.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import replace
 
 from mptop.core.events import (
@@ -68,9 +71,12 @@ from mptop.core.tracking import (
     TransferTrack,
     account_goodput,
     account_socket,
+    live_reading,
+    mean_bps,
     plain_subflow,
     status_of,
 )
+from mptop.core.transfer_ends import TransferEnds, with_ends
 from mptop.kernel import host
 from mptop.kernel.linktype import link_kind
 from mptop.kernel.sockopt import read_socket
@@ -105,6 +111,7 @@ class Sampler:
         self._tracks: dict[int, TransferTrack] = {}
         self._fallback_counters = FallbackCounters()
         self._flags = SubflowFlags()
+        self._ends = TransferEnds()
         self._woken: asyncio.Event | None = None     # made in run(): an Event belongs to one loop
 
     # -- inputs --------------------------------------------------------------------------------
@@ -129,14 +136,34 @@ class Sampler:
         self.start_events()
         self._woken = woken = asyncio.Event()
         polls = rearming(self.poll, self.interval, self._clock, lambda seconds: sleep_unless(woken, seconds))
+        feed = self._ends.fileno()
+        if feed is not None:
+            asyncio.get_running_loop().add_reader(feed, self._ends_arrived)
+        held: tuple[Sample, list[Event]] | None = None    # the final read's poll, while ends are due
         try:
             async with self._pm.consuming(), contextlib.aclosing(polls):
                 async for sample, events in polls:
+                    if held is not None:
+                        held[1].extend(events)
+                    if until_done and self._ends_due():
+                        held = held or (sample, events)      # a poll woken by the ends tells when
+                        continue
+                    if held is not None:
+                        sample, events = with_ends(held[0], self._tracks, self._paths.samples()), held[1]
+                        held = None
                     yield sample, events
                     if until_done and self.all_finished():
                         return
         finally:
+            if feed is not None:
+                asyncio.get_running_loop().remove_reader(feed)
             self._flags.close()
+
+    def _ends_arrived(self) -> None:
+        """Destroy broadcasts came: counted now; a poll at once if a finished transfer waits for them."""
+        self._ends.take(self.now())
+        if self._ends.waiting:
+            self.wake()
 
     def wake(self) -> None:
         """Poll now rather than at the next tick (e.g. every transfer just ended: the final read,
@@ -158,26 +185,37 @@ class Sampler:
             yield self.summary()
 
     def start_events(self) -> bool:
-        """Subscribe to path-manager events (done by :meth:`run` and :meth:`host_info`, once);
-        False when not permitted: subflow events are then inferred from the polls."""
+        """Subscribe to path-manager events and to subflows' destroy broadcasts (done by :meth:`run`
+        and :meth:`host_info`, once); False when PM events are not permitted: subflow events are then
+        inferred from the polls."""
+        self._ends.subscribe()
         return self._pm.start()
 
     def close(self) -> None:
-        """Drop the path-manager subscription (done when :meth:`run` ends) and the diag reader."""
+        """Drop the subscriptions (done when :meth:`run` ends) and the diag reader."""
         self._pm.close()
         self._flags.close()
+        self._ends.close()
 
     def _finished(self, tr: TransferLike) -> bool:
         return tr.id in self._tracks and self._tracks[tr.id].finished
 
-    def all_finished(self) -> bool:
-        """Every transfer finished and had its final read (False while there is none)."""
+    def _ends_due(self) -> bool:
+        """Every transfer had its final read; only their subflows' ends are still due."""
         transfers = self.transfers()
-        return bool(transfers) and all(tr.id in self._tracks and self._tracks[tr.id].finished for tr in transfers)
+        return bool(transfers) and all(self._finished(tr) for tr in transfers) and not self.all_finished()
+
+    def all_finished(self) -> bool:
+        """Every transfer finished, had its final read and its subflows' ends (False while there is none)."""
+        transfers = self.transfers()
+        t = self.now()
+        return bool(transfers) and all(tr.id in self._tracks and self._tracks[tr.id].finished
+                                       and self._ends.settled(t, tr.id) for tr in transfers)
 
     # -- one poll ------------------------------------------------------------------------------
     def poll(self) -> tuple[Sample, list[Event]]:
         t = self.now()
+        self._ends.take(t)                 # before the reads: a subflow ended now is not in them
         itfs = InterfaceMap.from_interfaces(host.interfaces(), link_kind)
         ctx = PollContext(t, itfs, self._paths, self._ledger, [])
         self._paths.begin_poll(itfs.link_up, itfs.kinds)
@@ -187,7 +225,9 @@ class Sampler:
         transfers = self.transfers()
         if any(tr.state != "connecting" and not self._finished(tr) for tr in transfers):
             ctx.subflow_backup = self._flags.read(t, force=self._router.pending)
+        self._ends.match(ctx)             # the frozen samples of finished transfers get their ends first
         samples = [self._sample_transfer(ctx, tr) for tr in transfers]
+        self._ends.match(ctx)             # ends of subflows this poll registered (PM events named them)
         self._flags.due = ctx.flags_missing
         ctx.events += self._stalls.paths(t, self._paths.paths, ctx.active_paths)
         ctx.events += self._stalls.subflows(t, samples)
@@ -215,7 +255,7 @@ class Sampler:
         upload = direction_of(tr) == "upload"   # then the acknowledged bytes are what it carries
         readings = [(i, sock, _socket_reading(sock)) for i, sock in enumerate(tr.sockets)]
         ctx.read_t = self.now()
-        live = _live_reading(tr, readings)
+        live = live_reading(tr, readings)
         for index, _sock, reading in readings:
             if reading is not None and reading.info is not None:
                 sock_track = track.socket_track(index)
@@ -243,6 +283,7 @@ class Sampler:
                 plain = plain_subflow(sock, reading)
                 sfs = (plain,) if plain is not None else ()
             subflows += account_socket(ctx, track, index, sfs, needed, upload)
+        self._ends.register(track, upload)
         self._update_status(ctx, tr, track, live)
         for note in _take_notes(tr):
             ctx.events.append(Event(ctx.t, "transfer_note", None, tr.id, note))
@@ -258,7 +299,7 @@ class Sampler:
             eta_s=None if finishing else eta_seconds(tr.bytes_done, tr.total, smoothed),
             state=tr.state,  # type: ignore[arg-type]
             error=tr.error,
-            avg_bps=_mean_bps(tr) if finishing else None,
+            avg_bps=mean_bps(tr) if finishing else None,
             direction="upload" if upload else "download",
             rx_bps=sum(s.rx_bps for s in subflows), tx_bps=sum(s.tx_bps for s in subflows),
             bytes_received=sum(s.bytes_received for s in subflows + list(track.closed)),
@@ -308,6 +349,7 @@ class Sampler:
         # After the end nothing is live: no rate, no RTT estimate (the bytes stay).
         ended = [replace(s, rate_bps=0.0, rx_bps=0.0, tx_bps=0.0, rtt_ms=None) for s in sample.subflows]
         track.last = replace(sample, rate_bps=0.0, rx_bps=0.0, tx_bps=0.0, eta_s=None, subflows=ended)
+        self._ends.finished(ctx.t, track)
 
     # -- records for views ---------------------------------------------------------------------
     def host_info(self) -> HostInfo:
@@ -345,25 +387,6 @@ def _socket_reading(sock: socket.socket) -> SocketReading | None:
         return read_socket(sock)
     except (OSError, KernelParseError):
         return None
-
-
-def _live_reading(tr: TransferLike, readings: Sequence[tuple[int, socket.socket, SocketReading | None]]
-                  ) -> tuple[int, SocketReading] | None:
-    """The reading of the socket carrying the response (else the newest socket that reads)."""
-    active = tr.active_socket
-    ordered = sorted(readings, key=lambda r: (r[1] is active, r[0]), reverse=True)
-    for index, _sock, reading in ordered:
-        if reading is not None:
-            return index, reading
-    return None
-
-
-def _mean_bps(tr: TransferLike) -> float | None:
-    """Bits/s this run fetched, from the transfer's start (connecting included, as curl and wget
-    count it) to its end; a resumed .part's bytes were not fetched, so they do not count."""
-    if tr.started_at is None or tr.ended_at is None or tr.ended_at <= tr.started_at:
-        return None
-    return (tr.bytes_done - tr.resumed) * 8 / (tr.ended_at - tr.started_at)
 
 
 def direction_of(tr: TransferLike) -> Direction:

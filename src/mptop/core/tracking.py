@@ -299,3 +299,22 @@ _STATUS: dict[SocketStatus, Status] = {
 
 def status_of(reading: SocketReading) -> Status:
     return _STATUS[reading.status]
+
+
+def live_reading(tr: TransferLike, readings: Sequence[tuple[int, socket.socket, SocketReading | None]]
+                  ) -> tuple[int, SocketReading] | None:
+    """The reading of the socket carrying the response (else the newest socket that reads)."""
+    active = tr.active_socket
+    ordered = sorted(readings, key=lambda r: (r[1] is active, r[0]), reverse=True)
+    for index, _sock, reading in ordered:
+        if reading is not None:
+            return index, reading
+    return None
+
+
+def mean_bps(tr: TransferLike) -> float | None:
+    """Bits/s this run fetched, from the transfer's start (connecting included, as curl and wget
+    count it) to its end; a resumed .part's bytes were not fetched, so they do not count."""
+    if tr.started_at is None or tr.ended_at is None or tr.ended_at <= tr.started_at:
+        return None
+    return (tr.bytes_done - tr.resumed) * 8 / (tr.ended_at - tr.started_at)

@@ -123,6 +123,10 @@ class SubflowEnds:
                 log.warning("skipping a malformed sock_diag destroy message: %s", e)
         return ends
 
+    def fileno(self) -> int:
+        """The subscription's socket, to wait on (readable: :meth:`read_pending` has something)."""
+        return self._sock.fileno()
+
     def close(self) -> None:
         self._sock.close()
 
