@@ -116,6 +116,20 @@ def test_a_finished_transfer_waits_at_most_the_grace_and_an_end_for_nobody_expir
     assert track.path_bytes == {"wlan0": 1_000} and later.path_bytes == {"wlan0": 0}
 
 
+def test_a_subflow_whose_link_is_down_is_not_waited_for() -> None:
+    ends, track = subscribed(), TransferTrack(7)
+    read(track, WIFI, "wlan0", 1_000)
+    read(track, CELL, "wwan0", 400)
+    ends.register(track, upload=False)
+    finish(track)
+    ends.finished(1.0, track)
+    assert not ends.settled(1.01, 7, down=["wlan0"])                  # cellular's end is due
+    ends.arrived(1.02, [end(CELL, 450)])
+    ends.match(ctx(1.02, PathBook()))
+    assert not ends.settled(1.02, 7) and ends.settled(1.02, 7, down=["wlan0"])
+    assert track.path_bytes == {"wlan0": 1_000, "wwan0": 450}
+
+
 def test_without_a_subscription_nothing_waits() -> None:
     ends, track = TransferEnds(), TransferTrack(5)
     read(track, WIFI, "wlan0", 1_000)

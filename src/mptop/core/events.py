@@ -98,6 +98,10 @@ class LinkWatch:
         self._up.update(link_up)
         return changes
 
+    def down(self) -> list[str]:
+        """The interfaces down at the last listing."""
+        return [iface for iface, up in self._up.items() if not up]
+
 
 class SubflowLedger:
     """Which subflows were announced up and down.  A subflow goes unseen → up → down, once.

@@ -209,8 +209,9 @@ class Sampler:
         """Every transfer finished, had its final read and its subflows' ends (False while there is none)."""
         transfers = self.transfers()
         t = self.now()
+        down = self._links.down()
         return bool(transfers) and all(tr.id in self._tracks and self._tracks[tr.id].finished
-                                       and self._ends.settled(t, tr.id) for tr in transfers)
+                                       and self._ends.settled(t, tr.id, down) for tr in transfers)
 
     # -- one poll ------------------------------------------------------------------------------
     def poll(self) -> tuple[Sample, list[Event]]:

@@ -13,16 +13,17 @@ The sock_diag destroy broadcast (:class:`mptop.kernel.diag_destroy.SubflowEnds`,
 needed) carries each TCP socket's final ``tcp_info`` and names it by its address pair only, so every
 subflow of ours is registered here under ``(local, remote)``: those the polls read and those only
 path-manager events told of.  An end that matches nothing yet (its subflow's event not dispatched
-yet) waits ``END_WAIT_S`` (as watch's do).  A finished transfer is *settled* once each of its subflows has had
-its end, or :data:`END_GRACE_S` after it finished (a subflow on a dead path may linger for minutes,
-retransmitting its FIN).  No clock: the sampler gives the times.  Without the subscription
-(:meth:`TransferEnds.subscribe` failed), subflows count to their last poll and nothing waits.
+yet) waits ``END_WAIT_S`` (as watch's do).  A finished transfer is *settled* once each of its
+subflows has had its end, or :data:`END_GRACE_S` after it finished (a subflow on a dead path may linger
+for minutes, retransmitting its FIN; one whose link is down is not waited for: it receives nothing
+more).  No clock: the sampler gives the times.  Without the subscription (:meth:`TransferEnds.subscribe`
+failed), subflows count to their last poll and nothing waits.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from mptop.core.model import PathSample, Sample, SubflowSample, TransferSample
@@ -100,12 +101,14 @@ class TransferEnds:
         """Some finished transfer still waits for an end (then the caller should poll when one comes)."""
         return bool(self._waiting)
 
-    def settled(self, t: float, track_id: int) -> bool:
-        """The transfer has every end it waited for, or waited long enough; forgets it then."""
+    def settled(self, t: float, track_id: int, down: Collection[str] = ()) -> bool:
+        """The transfer has every end it waited for, or waited long enough; forgets it then.  A subflow
+        on a path whose link is ``down`` is not waited for: it can receive nothing more."""
         until = self._waiting.get(track_id)
         if until is None:
             return True
-        if t < until and any(home.track.id == track_id for home in self._homes.values()):
+        if t < until and any(home.track.id == track_id and (home.subflow is None or home.subflow.iface not in down)
+                             for home in self._homes.values()):
             return False
         del self._waiting[track_id]
         for key in [k for k, home in self._homes.items() if home.track.id == track_id]:
