@@ -116,6 +116,23 @@ def test_a_finished_transfer_waits_at_most_the_grace_and_an_end_for_nobody_expir
     assert track.path_bytes == {"wlan0": 1_000} and later.path_bytes == {"wlan0": 0}
 
 
+def test_a_view_that_never_asks_still_forgets_a_transfer_once_its_grace_is_over() -> None:
+    """The TUI polls on after a transfer ends and never calls settled(): the next poll after the grace
+    forgets the transfer, and an end that comes later counts nowhere."""
+    ends, paths, track = subscribed(), PathBook(), TransferTrack(8)
+    read(track, WIFI, "wlan0", 1_000)
+    ends.register(track, upload=False)
+    finish(track)
+    ends.finished(1.0, track)
+    ends.match(ctx(1.0 + END_GRACE_S / 2, paths))
+    assert ends.waiting
+    ends.match(ctx(1.0 + END_GRACE_S, paths))
+    assert not ends.waiting
+    ends.arrived(2.5, [end(WIFI, 5_000)])
+    ends.match(ctx(2.5, paths))
+    assert track.path_bytes == {"wlan0": 1_000}
+
+
 def test_a_subflow_whose_link_is_down_is_not_waited_for() -> None:
     ends, track = subscribed(), TransferTrack(7)
     read(track, WIFI, "wlan0", 1_000)

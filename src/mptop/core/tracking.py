@@ -103,6 +103,14 @@ def count_directions(t: float, rx: CounterRate, tx: CounterRate, tcp: TcpInfo | 
     return got, acked
 
 
+def final_directions(rx: CounterRate, tx: CounterRate, tcp: TcpInfo) -> tuple[int, int]:
+    """A destroyed subflow's last word (its final ``tcp_info``): the bytes each direction gained
+    since its last reading, counted in, no rate (shared by our transfers' and watch's trackers)."""
+    got = rx.final(tcp.bytes_received) if tcp.bytes_received is not None else 0
+    acked = tx.final(tcp.bytes_acked) if tcp.bytes_acked is not None else 0
+    return got, acked
+
+
 def direction_sample(st: SubflowIdentity, id_: int, tcp: TcpInfo | None, rx: CounterRate, tx: CounterRate,
                      *, t: float, rate_bps: float, rtt: float | None, backup: bool) -> SubflowSample:
     """A subflow's record with both directions (shared by our transfers' and watch's trackers)."""

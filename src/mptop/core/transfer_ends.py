@@ -27,7 +27,14 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from mptop.core.model import PathSample, Sample, SubflowSample, TransferSample
-from mptop.core.tracking import PollContext, SubflowTrack, TransferTrack, direction_sample, format_address
+from mptop.core.tracking import (
+    PollContext,
+    SubflowTrack,
+    TransferTrack,
+    direction_sample,
+    final_directions,
+    format_address,
+)
 from mptop.core.watch_ends import END_WAIT_S, ENDS_MAX, SubflowKey
 from mptop.kernel.diag_destroy import SubflowEnd, SubflowEnds
 
@@ -82,7 +89,10 @@ class TransferEnds:
 
     # -- bookkeeping -----------------------------------------------------------------------------
     def register(self, track: TransferTrack, upload: bool) -> None:
-        """Every subflow this transfer's polls read and its PM events named (call after each poll of it)."""
+        """Every subflow this transfer's polls read and its PM events named (call after each poll of it);
+        nothing without the subscription (no end would come for them)."""
+        if self._feed is None:
+            return
         for sock in track.sockets.values():
             for key, st in sock.subflows.items():
                 home = self._homes.get(key)
@@ -110,14 +120,20 @@ class TransferEnds:
         if t < until and any(home.track.id == track_id and (home.subflow is None or home.subflow.iface not in down)
                              for home in self._homes.values()):
             return False
-        del self._waiting[track_id]
+        self._forget(track_id)
+        return True
+
+    def _forget(self, track_id: int) -> None:
+        self._waiting.pop(track_id, None)
         for key in [k for k, home in self._homes.items() if home.track.id == track_id]:
             del self._homes[key]
-        return True
 
     def match(self, ctx: PollContext) -> None:
         """Count each of our subflows' last bytes into its path and its transfer, once; an end that
-        belongs to nothing known waits, at most END_WAIT_S."""
+        belongs to nothing known waits, at most END_WAIT_S.  A finished transfer whose grace is over
+        is forgotten here too (a TUI never asks :meth:`settled`)."""
+        for track_id in [tid for tid, until in self._waiting.items() if ctx.t >= until]:
+            self._forget(track_id)
         kept: deque[tuple[float, SubflowEnd]] = deque(maxlen=ENDS_MAX)
         for arrived, end in self._ended:
             home = self._homes.pop((format_address(end.local), format_address(end.remote)), None)
@@ -136,8 +152,7 @@ def _count(ctx: PollContext, home: _Home, end: SubflowEnd) -> None:
         iface = ctx.interfaces.iface_for(end.local[0])
         st = SubflowTrack(local, remote, iface, ctx.paths.path(iface).label, join=True,
                           first_seen=track.born.get((local, remote), ctx.t))
-    got = st.rx.final(tcp.bytes_received) if tcp.bytes_received is not None else 0
-    acked = st.tx.final(tcp.bytes_acked) if tcp.bytes_acked is not None else 0
+    got, acked = final_directions(st.rx, st.tx, tcp)
     delta = acked if home.upload else got
     ctx.paths.add_bytes(st.iface, delta)
     ctx.paths.add_directions(st.iface, got, acked)

@@ -51,6 +51,7 @@ from mptop.core.stalls import SubflowStalls, WatchStalls
 from mptop.core.tracking import (
     count_directions,
     direction_sample,
+    final_directions,
     format_address,
     rtt_ms,
 )
@@ -267,8 +268,7 @@ class WatchTracker:
         """Final counters of destroyed subflows: the bytes since the last poll that listed them."""
         for token, st, end in self._homes.matched(poll.t):
             tcp = end.tcp
-            got = st.rx.final(tcp.bytes_received) if tcp.bytes_received is not None else 0
-            acked = st.tx.final(tcp.bytes_acked) if tcp.bytes_acked is not None else 0
+            got, acked = final_directions(st.rx, st.tx, tcp)
             delta = got + acked
             self.paths.add_bytes(st.iface, delta)
             self.paths.add_directions(st.iface, got, acked)
