@@ -58,11 +58,11 @@ class Run:
 
 
 async def sample_download(lab: Lab, url: str, step: Step | None = None, require_mptcp: bool = False,
-                          deadline_s: float = 30.0, **kwargs: object) -> Run:
+                          deadline_s: float = 30.0, insecure: bool = False, **kwargs: object) -> Run:
     """Download ``url`` with the transfer engine while sampling, through the sampler's record stream."""
     rx0 = rx_counters(lab)
     records: list[Record] = []
-    options = TransferOptions(output="/dev/null", require_mptcp=require_mptcp)
+    options = TransferOptions(output="/dev/null", require_mptcp=require_mptcp, insecure=insecure)
     async with TransferManager([url], options) as manager:
         sampler = Sampler(manager.transfers, interval=0.25, require_mptcp=require_mptcp,
                           **kwargs)  # type: ignore[arg-type]

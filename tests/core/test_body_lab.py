@@ -17,15 +17,15 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from aiohttp import streams, web
+from aiohttp import streams
 
 from mptop.core.partfile import VALIDATOR_XATTR
 from mptop.core.transfer import Transfer, TransferOptions, run_transfers
 from mptop.core.writer import FileWriter
 from mptop.lab import Lab
 from mptop.lab import content as lab_content
-from mptop.lab.server import make_app
-from tests.core.tls import self_signed_server_context
+from mptop.lab.server import listener
+from tests.core.tls import https_lab_routes
 
 pytestmark = pytest.mark.lab
 
@@ -94,15 +94,8 @@ async def test_the_socket_is_read_on_a_thread_named_after_the_transfer(lab: Lab,
 @asynccontextmanager
 async def tls_lab_server(lab: Lab, tmp_path: Path) -> AsyncIterator[str]:
     """The lab server's routes over HTTPS, on loopback in the client namespace: its base URL."""
-    ctx = self_signed_server_context(tmp_path)
-    runner = web.AppRunner(make_app(), handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
-        await site.start()
-        yield f"https://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    finally:
-        await runner.cleanup()
+    async with https_lab_routes(listener(0, mptcp=False, host="127.0.0.1"), tmp_path) as port:
+        yield f"https://127.0.0.1:{port}"
 
 
 async def test_https_bodies_arrive_whole_and_aiohttp_reads_only_their_start(lab: Lab, tmp_path: Path) -> None:

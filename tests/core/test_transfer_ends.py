@@ -50,13 +50,19 @@ def subscribed() -> TransferEnds:
     return ends
 
 
-def test_bytes_after_the_final_read_count_once_on_their_path_and_in_the_frozen_sample() -> None:
-    ends, paths, track = subscribed(), PathBook(), TransferTrack(1)
+def finished_on_two_paths(track_id: int) -> tuple[TransferEnds, PathBook, TransferTrack]:
+    """A transfer whose final read had Wi-Fi at 1,000 B and cellular at 400, waiting for their ends."""
+    ends, paths, track = subscribed(), PathBook(), TransferTrack(track_id)
     read(track, WIFI, "wlan0", 1_000)
     read(track, CELL, "wwan0", 400)
     ends.register(track, upload=False)
     finish(track)
     ends.finished(1.0, track)
+    return ends, paths, track
+
+
+def test_bytes_after_the_final_read_count_once_on_their_path_and_in_the_frozen_sample() -> None:
+    ends, paths, track = finished_on_two_paths(1)
     assert ends.waiting and not ends.settled(1.0, 1)
     ends.arrived(1.01, [end(WIFI, 1_500), end(("192.0.2.2:1", "192.0.2.1:80"), 9_999)])   # and a stranger's
     ends.match(ctx(1.02, paths))
@@ -133,13 +139,25 @@ def test_a_view_that_never_asks_still_forgets_a_transfer_once_its_grace_is_over(
     assert track.path_bytes == {"wlan0": 1_000}
 
 
+def test_a_disconnected_initial_subflow_ends_the_wait_and_counts_nothing() -> None:
+    """The client closed first (HTTPS): MPTCP disconnects the initial subflow before freeing it, and
+    its end comes as 0.0.0.0:<its port> -> <remote ip>:0 with zeroed counters.  Known by that port and
+    address, it settles the transfer at once; its last read stands.  Another port's, or another
+    server's, is a stranger's."""
+    ends, paths, track = finished_on_two_paths(9)
+    ends.arrived(1.01, [end(CELL, 450), end(("0.0.0.0:40001", "192.0.2.1:0"), 0),
+                        end(("0.0.0.0:40000", "203.0.113.9:0"), 0)])
+    ends.match(ctx(1.01, paths))
+    assert not ends.settled(1.01, 9)                                  # strangers' ends: Wi-Fi's still due
+    ends.arrived(1.02, [end(("0.0.0.0:40000", "192.0.2.1:0"), 0)])
+    ends.match(ctx(1.02, paths))
+    assert ends.settled(1.02, 9) and not ends.waiting
+    assert track.path_bytes == {"wlan0": 1_000, "wwan0": 450}
+    assert track.last is not None and [s.bytes_received for s in track.last.subflows] == [1_000, 450]
+
+
 def test_a_subflow_whose_link_is_down_is_not_waited_for() -> None:
-    ends, track = subscribed(), TransferTrack(7)
-    read(track, WIFI, "wlan0", 1_000)
-    read(track, CELL, "wwan0", 400)
-    ends.register(track, upload=False)
-    finish(track)
-    ends.finished(1.0, track)
+    ends, _paths, track = finished_on_two_paths(7)
     assert not ends.settled(1.01, 7, down=["wlan0"])                  # cellular's end is due
     ends.arrived(1.02, [end(CELL, 450)])
     ends.match(ctx(1.02, PathBook()))

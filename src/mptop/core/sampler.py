@@ -76,7 +76,7 @@ from mptop.core.tracking import (
     plain_subflow,
     status_of,
 )
-from mptop.core.transfer_ends import TransferEnds, with_ends
+from mptop.core.transfer_ends import END_GRACE_S, TransferEnds, with_ends
 from mptop.kernel import host
 from mptop.kernel.linktype import link_kind
 from mptop.kernel.sockopt import read_socket
@@ -86,11 +86,12 @@ TransfersSource = Iterable[TransferLike] | Callable[[], Iterable[TransferLike]]
 FINISHED = ("done", "failed")
 APP_BACKLOG = 4 << 20    # unread bytes in our socket beyond which quiet paths are waiting on mptop
 class Sampler:
-    """See the module docstring.  ``labels``: ``{iface: name}`` from ``--label``."""
+    """See the module docstring.  ``labels``: ``{iface: name}`` from ``--label``; ``end_grace_s``: how long
+    a finished transfer waits at most for its subflows' ends (:mod:`mptop.core.transfer_ends`)."""
 
     def __init__(self, transfers: TransfersSource | None = None, interval: float = 0.25,
                  labels: Mapping[str, str] | None = None, *,
-                 pm_events: bool = True, require_mptcp: bool = False,
+                 pm_events: bool = True, require_mptcp: bool = False, end_grace_s: float = END_GRACE_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if interval <= 0:
             raise ValueError("the sampling interval must be > 0")
@@ -111,7 +112,7 @@ class Sampler:
         self._tracks: dict[int, TransferTrack] = {}
         self._fallback_counters = FallbackCounters()
         self._flags = SubflowFlags()
-        self._ends = TransferEnds()
+        self._ends = TransferEnds(end_grace_s)
         self._woken: asyncio.Event | None = None     # made in run(): an Event belongs to one loop
 
     # -- inputs --------------------------------------------------------------------------------
