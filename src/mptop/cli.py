@@ -58,6 +58,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+BODY_COMMANDS = ("get", "put", "demo")     # the commands that move bodies through large buffers
+
+
 def _tune_malloc() -> None:
     """Keep glibc from returning each 256 KiB-1 MiB read buffer to the kernel and faulting it back in.
 
@@ -138,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from mptop import config
 
-    _tune_malloc()
+    if args.command in BODY_COMMANDS:
+        _tune_malloc()
     config.apply(args, args.command)          # --theme/--units/--interval: given, else the file's, else defaults
     try:
         return int(args._module.run(args) or 0)

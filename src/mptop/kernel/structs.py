@@ -11,17 +11,20 @@ without slicing it (the socket-option reader uses them on its preallocated buffe
 
 from __future__ import annotations
 
-import ctypes
 import socket
 import struct
 from bisect import bisect_right
 from collections.abc import Sequence
 from operator import itemgetter
+from typing import TYPE_CHECKING
 
 from mptop.kernel.types import Address, KernelParseError, MptcpInfo, TcpInfo
 
-# The socket-option reader hands its preallocated ctypes buffers over as they are.
-Buffer = bytes | bytearray | memoryview | ctypes.Array[ctypes.c_char]
+if TYPE_CHECKING:        # ctypes itself: not on `mptop watch`'s way to its first frame (bench/startup.py)
+    import ctypes
+
+    # The socket-option reader hands its preallocated ctypes buffers over as they are.
+    Buffer = bytes | bytearray | memoryview | ctypes.Array[ctypes.c_char]
 
 __all__ = [
     "MPTCP_INFO_MIN",
