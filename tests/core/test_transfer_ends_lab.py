@@ -24,6 +24,14 @@ from tests.support import kill_subflow
 pytestmark = pytest.mark.lab
 
 
+def destroy_subscriptions(lab: Lab) -> int:
+    """Sockets of the client's netns subscribed to the TCP destroy broadcasts, by the kernel's own list
+    (sock_diag, protocol 4, groups 1 and 3)."""
+    with open(f"/proc/{lab.client.pid}/net/netlink") as f:
+        rows = [line.split() for line in f][1:]
+    return sum(1 for row in rows if row[1] == "4" and int(row[3], 16) & 0b101)
+
+
 def summary_of(stdout: str) -> dict[str, Any]:
     [summary] = [r for r in map(json.loads, stdout.splitlines()) if r["type"] == "summary"]
     return summary
@@ -80,7 +88,8 @@ async def test_an_https_download_does_not_wait_for_an_end_that_has_come(lab: Lab
     subflow before freeing it: its end comes as ``0.0.0.0:<port>`` → ``<server>:0``, counters zeroed.
     Matched by its port, it settles the transfer: with a grace of 30 s the stream still ends at once
     (it waited the whole grace before, measured 1.0 s with the default one on every HTTPS download
-    large enough to have its join).  The paths keep their bytes (the last poll's, and the join's end)."""
+    large enough to have its join).  The paths keep their bytes (the last poll's, and the join's end),
+    and the stream's end closes the subscription (it stayed open as long as the sampler lived)."""
     size, grace = 12_000_000, 30.0
     with lab.server.entered():
         sock = listener(0, mptcp=True)
@@ -94,3 +103,4 @@ async def test_an_https_download_does_not_wait_for_an_end_that_has_come(lab: Lab
     assert waited < grace / 2, f"the stream ended {waited:.1f} s after the transfer"
     [last] = run.summary.transfers
     assert last.path_bytes.get("wwan0", 0) > 0 and sum(last.path_bytes.values()) >= size, last.path_bytes
+    assert destroy_subscriptions(lab) == 0, "the stream ended, its destroy subscription did not"

@@ -29,6 +29,7 @@ from mptop.kernel.types import SocketStatus
 from mptop.lab import Lab, LabError
 from mptop.lab import content as lab_content
 from tests.core.tls import self_signed_server_context
+from tests.support import open_fds
 
 pytestmark = pytest.mark.lab
 
@@ -134,10 +135,10 @@ async def test_bad_inputs_each_fail_with_one_plain_line(lab: Lab, tmp_path: Path
         f"{base}/reset/1000000": re.compile(r"connection reset by the server after (\d+) of 1000000 bytes"),
         f"{base}/redirect/12": "too many redirects (more than 10)",
     }
-    began, fds_before = time.monotonic(), len(os.listdir("/proc/self/fd"))
+    began, fds_before = time.monotonic(), open_fds()
     transfers = await fetch(lab, list(cases), output=f"{tmp_path}/", connect_timeout=5)
     assert time.monotonic() - began < 5          # nothing hangs, the unknown host included
-    assert len(os.listdir("/proc/self/fd")) == fds_before       # failures leak no handle either
+    assert open_fds() == fds_before       # failures leak no handle either
     received = {}
     for t, expected in zip(transfers, cases.values(), strict=True):
         assert t.state == "failed" and t.file is None and t.sha256 is None, t.url
@@ -157,12 +158,12 @@ async def test_redirects_and_several_urls_at_once(lab: Lab, tmp_path: Path) -> N
     base = lab.base_url()
     urls = [f"{base}/redirect/3", lab.url(700_000), lab.url(500_000, tcp=True)]
     started: list[int] = []
-    fds_before = len(os.listdir("/proc/self/fd"))
+    fds_before = open_fds()
     with lab.client.entered():
         transfers = await run_transfers(urls, TransferOptions(output=f"{tmp_path}/"),
                                         on_start=lambda t: started.append(t.id))
     assert sorted(started) == [1, 2, 3]
-    assert len(os.listdir("/proc/self/fd")) == fds_before        # no socket handle or file left open
+    assert open_fds() == fds_before        # no socket handle or file left open
     for t, size in zip(transfers, (1000, 700_000, 500_000), strict=True):
         assert_done(t, lab, size)
     assert transfers[0].file == f"{tmp_path}/3"     # named from the URL asked for, like wget

@@ -7,7 +7,6 @@ import contextlib
 import errno
 import hashlib
 import http.client
-import os
 import socket
 import subprocess
 import threading
@@ -21,6 +20,7 @@ from mptop.kernel import pm
 from mptop.kernel.pm_events import PmEvents, pm_events
 from mptop.kernel.types import PmEvent, PmEventKind
 from mptop.lab import Lab
+from tests.support import open_fds
 
 pytestmark = pytest.mark.lab
 IPPROTO_MPTCP = 262
@@ -230,7 +230,7 @@ async def test_overrun_is_reported_and_the_stream_goes_on(lab: Lab) -> None:
 
 
 async def test_close_ends_iteration_and_releases_the_socket(lab: Lab) -> None:
-    fds_before = len(os.listdir("/proc/self/fd"))
+    fds_before = open_fds()
     with lab.client.entered():
         events = PmEvents()
     waiting = asyncio.ensure_future(anext(events))
@@ -250,4 +250,4 @@ async def test_close_ends_iteration_and_releases_the_socket(lab: Lab) -> None:
     event = await asyncio.wait_for(first, 5)
     assert event.kind is PmEventKind.LISTENER_CREATED
     await stream.aclose()
-    assert len(os.listdir("/proc/self/fd")) == fds_before
+    assert open_fds() == fds_before

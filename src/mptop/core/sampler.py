@@ -159,6 +159,7 @@ class Sampler:
             if feed is not None:
                 asyncio.get_running_loop().remove_reader(feed)
             self._flags.close()
+            self._ends.close()
 
     def _ends_arrived(self) -> None:
         """Destroy broadcasts came: counted now; a poll at once if a finished transfer waits for them."""
