@@ -307,13 +307,13 @@ def test_a_young_process_is_read_at_once_before_a_full_scan(tmp_path: Path) -> N
 
 
 # -- destroy broadcasts --------------------------------------------------------------------------------
-def destroyed_message(rx: int, tx: int) -> bytes:
+def destroyed_message(rx: int, tx: int, local: str = "192.0.2.2", remote_port: int = 80) -> bytes:
     """A SOCK_DIAG_BY_FAMILY destroy message as 6.18 sends it: inet_diag_msg, PROTOCOL, INFO."""
     tcp_info = bytearray(280)
     struct.pack_into("=Q", tcp_info, 128, rx)       # tcpi_bytes_received
     struct.pack_into("=Q", tcp_info, 200, tx)       # tcpi_bytes_sent
-    msg = struct.pack("=BBBB", socket.AF_INET, 7, 0, 0) + struct.pack("!HH", 41000, 80)
-    msg += socket.inet_aton("192.0.2.2") + bytes(12) + socket.inet_aton("192.0.2.1") + bytes(12)
+    msg = struct.pack("=BBBB", socket.AF_INET, 7, 0, 0) + struct.pack("!HH", 41000, remote_port)
+    msg += socket.inet_aton(local) + bytes(12) + socket.inet_aton("192.0.2.1") + bytes(12)
     msg += struct.pack("=IQ", 0, 1234) + bytes(20)
     attrs = struct.pack("=HHB3x", 5, 10, 6) + struct.pack("=HH", 4 + len(tcp_info), 2) + bytes(tcp_info)
     body = msg + attrs
@@ -326,3 +326,13 @@ def test_a_destroy_message_gives_the_address_pair_and_final_counters() -> None:
     assert (end.tcp.bytes_received, end.tcp.bytes_sent) == (16_581, 86)
     with pytest.raises(KernelParseError):
         decode_destroyed(destroyed_message(1, 1)[:60])
+    assert not end.disconnected
+
+
+def test_a_disconnected_initial_subflows_message_is_told_apart() -> None:
+    """MPTCP tcp_disconnect()s its initial subflow before freeing it: no local address, port 0 at the
+    peer, counters zeroed (as every HTTPS download with a join ended in the lab)."""
+    [end] = decode_destroyed(destroyed_message(0, 0, local="0.0.0.0", remote_port=0))
+    assert end.disconnected and end.local == ("0.0.0.0", 41000) and end.remote == ("192.0.2.1", 0)
+    [half] = decode_destroyed(destroyed_message(0, 0, local="0.0.0.0"))      # a peer port: not that
+    assert not half.disconnected

@@ -16,9 +16,9 @@ path-manager events told of.  An end that matches nothing yet (its subflow's eve
 yet) waits ``END_WAIT_S`` (as watch's do).  A finished transfer is *settled* once each of its
 subflows has had its end, or :data:`END_GRACE_S` after it finished (a subflow on a dead path may linger
 for minutes, retransmitting its FIN; one whose link is down is not waited for: it receives nothing
-more).  An initial subflow that MPTCP disconnected before freeing it (the client closed first, as over
-HTTPS: its ``close_notify``) ends as ``0.0.0.0:<its port>`` → ``<remote ip>:0`` with its counters
-zeroed (docs/kernel-interfaces.md §3): it is known by that port and address, and counts nothing — its
+more).  An initial subflow that MPTCP disconnected before freeing it (:attr:`SubflowEnd.disconnected`:
+every HTTPS download with a join did so in the lab, docs/measured.md) ends with no local address and
+its counters zeroed: it is known by its local port and its peer's address, and counts nothing — its
 last poll's reading stands — but it has ended, so nothing waits for it.  No clock: the sampler
 gives the times.  Without the subscription (:meth:`TransferEnds.subscribe` failed), subflows count to
 their last poll and nothing waits.
@@ -43,7 +43,6 @@ from mptop.core.watch_ends import END_WAIT_S, ENDS_MAX, SubflowKey
 from mptop.kernel.diag_destroy import SubflowEnd, SubflowEnds
 
 END_GRACE_S = 1.0
-UNSPECIFIED = ("0.0.0.0", "::")      # a disconnected socket's local address
 
 
 @dataclass(slots=True)
@@ -144,15 +143,13 @@ class TransferEnds:
             home = self._homes.pop((format_address(end.local), format_address(end.remote)), None)
             if home is not None:
                 _count(ctx, home, end)
-            elif not self._disconnected(end) and ctx.t - arrived < END_WAIT_S:
+            elif not (end.disconnected and self._forget_disconnected(end)) and ctx.t - arrived < END_WAIT_S:
                 kept.append((arrived, end))
         self._ended = kept
 
-    def _disconnected(self, end: SubflowEnd) -> bool:
-        """``end`` is a disconnected initial subflow's (no local address, remote port 0): forget the subflow
-        of ours with its local port and remote address, counting nothing.  False if it is no such end."""
-        if end.local[0] not in UNSPECIFIED or end.remote[1] != 0:
-            return False
+    def _forget_disconnected(self, end: SubflowEnd) -> bool:
+        """Forget the subflow of ours with this disconnected end's local port and peer address, counting
+        nothing (its counters are zeroed); False if none is ours."""
         port, remote = f":{end.local[1]}", format_address((end.remote[0], 0)).removesuffix(":0")
         for key in self._homes:
             if key[0].endswith(port) and key[1].rpartition(":")[0] == remote:

@@ -48,6 +48,13 @@ class SubflowEnd(NamedTuple):
     cookie: int
     tcp: TcpInfo
 
+    @property
+    def disconnected(self) -> bool:
+        """An MPTCP initial subflow ``tcp_disconnect()``ed before it was freed: its message has no local
+        address (``0.0.0.0`` or ``::``, its port kept), its peer's port 0 and its counters zeroed
+        (docs/kernel-interfaces.md §3).  Known by its local port and its peer's address only."""
+        return self.local[0] in ("0.0.0.0", "::") and self.remote[1] == 0
+
 
 def decode_destroyed(buf: bytes) -> list[SubflowEnd]:
     """Every destroyed TCP socket in one datagram (other message types are skipped).
